@@ -1,0 +1,50 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import * as fs from "node:fs";
+import { UsageError } from "./cli-error.js";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parses flags strictly; an unknown flag or missing value is a UsageError naming it. */
+export function parseFlags<O extends Options>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** Parses a JSON flag value, naming the flag on failure. */
+export function jsonFlag(flag: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${flag}: not valid JSON (${(err as Error).message}): ${text.slice(0, 80)}`);
+  }
+}
+
+/** A required flag. */
+export function required<T>(flag: string, value: T | undefined): T {
+  if (value === undefined) throw new UsageError(`missing required flag ${flag}`);
+  return value;
+}
+
+/** A number flag. */
+export function numberFlag(flag: string, value: string | undefined, fallback?: number): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new UsageError(`${flag}: expected a number, got "${value}"`);
+  return n;
+}
+
+/** An integer flag. */
+export function intFlag(flag: string, value: string | undefined, fallback?: number): number | undefined {
+  const n = numberFlag(flag, value, fallback);
+  if (n !== undefined && !Number.isInteger(n)) throw new UsageError(`${flag}: expected an integer, got "${value}"`);
+  return n;
+}
+
+/** A path that must exist. */
+export function existingPath(flag: string, p: string): string {
+  if (!fs.existsSync(p)) throw new UsageError(`${flag}: no such file or folder: ${p}`);
+  return p;
+}

@@ -1,0 +1,68 @@
+/**
+ * The `llama-ts` command line. stdout carries only results; logs, warnings and
+ * progress go to stderr. Bad input exits non-zero with one readable line
+ * (no stack trace unless --debug).
+ */
+import { LlamaError } from "../lib/errors.js";
+import { UsageError } from "./cli-error.js";
+
+/** A subcommand: parses its own argv, returns the exit code. */
+export interface Command {
+  readonly summary: string;
+  run(argv: string[]): Promise<number>;
+}
+
+// Each command lives in its own module, loaded only when asked for, so that
+// `llama-ts tokenize` never pays for loading Dawn or the Jupyter kernel.
+const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
+  forward: () => import("./commands/forward.js"),
+  generate: () => import("./commands/generate.js"),
+};
+
+/** Lets a feature add its command without editing this table in many places. */
+export function commandNames(): string[] {
+  return Object.keys(COMMANDS).sort();
+}
+
+async function usage(): Promise<string> {
+  const lines = ["usage: llama-ts <command> [options]", "", "commands:"];
+  for (const name of commandNames()) {
+    try {
+      const { command } = await COMMANDS[name]!();
+      lines.push(`  ${name.padEnd(14)} ${command.summary}`);
+    } catch {
+      lines.push(`  ${name}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes("--debug");
+  const args = argv.filter((a) => a !== "--debug");
+  const name = args[0];
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write((await usage()) + "\n");
+    return name ? 0 : 2;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    process.stderr.write(`llama-ts: unknown command "${name}" (expected one of: ${commandNames().join(", ")})\n`);
+    return 2;
+  }
+  try {
+    const { command } = await load();
+    return await command.run(args.slice(1));
+  } catch (err) {
+    if (debug) {
+      process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+    } else if (err instanceof UsageError || err instanceof LlamaError) {
+      process.stderr.write(`llama-ts ${name}: ${err.message}\n`);
+    } else {
+      const e = err as NodeJS.ErrnoException;
+      const msg = e?.message ?? String(err);
+      process.stderr.write(`llama-ts ${name}: ${msg}${e?.code ? "" : " (run with --debug for the stack trace)"}\n`);
+    }
+    return err instanceof UsageError ? 2 : 1;
+  }
+}

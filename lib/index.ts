@@ -1,0 +1,10 @@
+/**
+ * llama-ts: the LLaMA library. Everything a notebook or program imports by
+ * name comes from here. (No Jupyter and no GPU imports: the WebGPU backend is
+ * loaded on demand when a model asks for `device: "webgpu"`.)
+ */
+export * from "./errors.js";
+export * from "./tensor/dtype.js";
+export * from "./tensor/tensor.js";
+export * from "./io/atomic.js";
+export * from "./io/safetensors.js";
