@@ -17,6 +17,8 @@ export interface Command {
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   forward: () => import("./commands/forward.js"),
   generate: () => import("./commands/generate.js"),
+  kernel: () => import("./commands/kernel.js"),
+  start: () => import("./commands/start.js"),
 };
 
 /** Lets a feature add its command without editing this table in many places. */

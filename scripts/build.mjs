@@ -1,12 +1,13 @@
 // Builds dist/: tsc emits ESM + .d.ts for lib/, gpu/, cli/, kernel/ (one tree, so
 // relative imports between them keep working), and esbuild bundles lib/ as one
 // CommonJS file for `require("llama-ts")` (the notebook kernel compiles cells to CJS).
-import { execFileSync } from "node:child_process";
+// Type errors fail the build, but only after everything has been emitted.
+import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
 const t0 = Date.now();
-execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
+const tsc = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
 await build({
   entryPoints: ["lib/index.ts"],
   bundle: true,
@@ -20,4 +21,8 @@ await build({
 });
 mkdirSync("dist/cjs", { recursive: true });
 writeFileSync("dist/cjs/package.json", JSON.stringify({ type: "commonjs" }) + "\n");
+if (tsc.status !== 0) {
+  process.stderr.write("[build] type errors (dist/ was emitted anyway)\n");
+  process.exit(1);
+}
 process.stderr.write(`[build] dist/ ready in ${((Date.now() - t0) / 1000).toFixed(1)}s\n`);

@@ -1,0 +1,77 @@
+/**
+ * `llama-ts forward`: one forward pass, every output written as float32
+ * safetensors with HF's names and shapes:
+ *   logits [B,T,V] (or [B,num_labels] for sequence classification),
+ *   hidden_states.{0..L} [B,T,H], attentions.{i} [B,heads,T,T],
+ *   past_key.{i} / past_value.{i} [B,kv_heads,T,head_dim].
+ */
+import { InputError } from "../../lib/errors.js";
+import { loadPretrained } from "../../lib/model/auto.js";
+import { saveSafetensors } from "../../lib/io/safetensors.js";
+import type { Tensor } from "../../lib/tensor/tensor.js";
+import type { Device } from "../../lib/backend/backend.js";
+import { jsonFlag, parseFlags, required } from "../args.js";
+import { UsageError } from "../cli-error.js";
+import type { Command } from "../main.js";
+
+/** A [B][T] integer matrix from JSON; a flat list is one row. */
+function idMatrix(flag: string, value: unknown): number[][] {
+  const rows = Array.isArray(value) && value.length > 0 && !Array.isArray(value[0]) ? [value] : value;
+  if (!Array.isArray(rows) || !rows.every((r) => Array.isArray(r) && r.every((x) => typeof x === "number"))) {
+    throw new UsageError(`${flag}: expected a JSON list of integers or a list of such lists`);
+  }
+  return rows as number[][];
+}
+
+/** A progress bar on stderr while weights load (only on a terminal). */
+function progressBar(label: string): ((done: number, total: number) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = -1;
+  return (done, total) => {
+    const pct = total ? Math.floor((100 * done) / total) : 100;
+    if (pct === last) return;
+    last = pct;
+    const width = 30;
+    const fill = Math.round((width * pct) / 100);
+    process.stderr.write(`\r${label} [${"#".repeat(fill)}${" ".repeat(width - fill)}] ${pct}%${pct === 100 ? "\n" : ""}`);
+  };
+}
+
+export const command: Command = {
+  summary: "run one forward pass and save logits, hidden states, attentions and the KV cache (safetensors)",
+  async run(argv) {
+    const flags = parseFlags(argv, {
+      model: { type: "string" },
+      "input-ids": { type: "string" },
+      "attention-mask": { type: "string" },
+      device: { type: "string", default: "cpu" },
+      out: { type: "string" },
+    });
+    const modelDir = required("--model", flags.model);
+    const ids = idMatrix("--input-ids", jsonFlag("--input-ids", required("--input-ids", flags["input-ids"])));
+    const mask = flags["attention-mask"] === undefined
+      ? undefined
+      : idMatrix("--attention-mask", jsonFlag("--attention-mask", flags["attention-mask"]));
+    const out = required("--out", flags.out);
+    const device = flags.device as string;
+    if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
+    if (ids.length === 0 || ids[0]!.length === 0) throw new InputError("--input-ids is empty: expected at least one token");
+
+    const model = await loadPretrained(modelDir, { device: device as Device, onProgress: progressBar("loading") });
+    const res = await model.forward({
+      inputIds: ids, attentionMask: mask, outputHiddenStates: true, outputAttentions: true, useCache: true,
+    });
+    const tensors = new Map<string, Tensor>([["logits", res.logits]]);
+    res.hiddenStates?.forEach((t, i) => tensors.set(`hidden_states.${i}`, t));
+    res.attentions?.forEach((t, i) => tensors.set(`attentions.${i}`, t));
+    if (res.pastKeyValues) {
+      const kv = await res.pastKeyValues.toHost();
+      kv.keys.forEach((t, i) => tensors.set(`past_key.${i}`, t));
+      kv.values.forEach((t, i) => tensors.set(`past_value.${i}`, t));
+    }
+    saveSafetensors(out, tensors, { metadata: { format: "pt", producer: "llama-ts forward" } });
+    model.backend.dispose?.();
+    process.stderr.write(`wrote ${tensors.size} tensors to ${out}\n`);
+    return 0;
+  },
+};

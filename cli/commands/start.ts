@@ -1,0 +1,138 @@
+/**
+ * `llama-ts start`: what `npm start` runs after setup and build.
+ *
+ * Registers the kernel, starts JupyterLab on 127.0.0.1 with a token and the
+ * notebooks folder as its root, and prints, each on its own line as soon as
+ * the server answers:
+ *
+ *   JupyterLab: http://127.0.0.1:PORT/lab?token=…
+ *   Workbench: http://127.0.0.1:PORT/…          (once kernel/workbench exists)
+ *
+ * (With only Debian's Notebook 6 available the first line reads `Notebook: …`.)
+ * Stays up until Ctrl-C / SIGTERM, then stops everything it started.
+ *
+ * Services beside Jupyter plug in through SERVICES below: each gets the
+ * running Jupyter server and returns its URL; `--workbench-only` starts the
+ * Jupyter server for the kernels but prints only the workbench.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import type { Command } from "../main.js";
+import { UsageError } from "../cli-error.js";
+import { checkoutRoot } from "./kernel.js";
+import { installKernelSpec, type KernelSpecTarget } from "../../kernel/kernelspec.js";
+import { startJupyter, type JupyterServer } from "../../kernel/server/jupyter-server.js";
+
+const USAGE = `usage: llama-ts start [--port N] [--notebook-dir DIR] [--model PATH] [--workbench-only]
+  --port N           Jupyter's port (default: a free one)
+  --notebook-dir DIR folder JupyterLab opens (default: the checkout's notebooks/)
+  --model PATH       model folder/file the notebooks and workbench load (default: models/tiny-stories);
+                     exported to kernels as LLAMA_TS_MODEL
+  --workbench-only   serve the workbench only (Jupyter runs for its kernels, its URL is not printed)`;
+
+/** What a service beside Jupyter gets, and what it gives back. */
+export interface ServiceContext {
+  root: string;
+  jupyter: JupyterServer;
+  model: string;
+  log: (line: string) => void;
+}
+export interface RunningService {
+  /** The label printed before the URL ("Workbench"). */
+  name: string;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Services started after Jupyter. The workbench (issue 9) lives in
+ * kernel/workbench/ and exports `startWorkbench(ctx): Promise<RunningService>`
+ * from server.ts; it is loaded by path so this file builds before it exists.
+ */
+const SERVICES: { name: string; module: string; export: string }[] = [
+  { name: "Workbench", module: "kernel/workbench/server.js", export: "startWorkbench" },
+];
+
+async function loadService(root: string, s: (typeof SERVICES)[number]) {
+  const file = path.join(root, "dist", s.module);
+  if (!fs.existsSync(file)) return undefined;
+  const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const fn = mod[s.export];
+  if (typeof fn !== "function") throw new Error(`${file} does not export ${s.export}()`);
+  return fn as (ctx: ServiceContext) => Promise<RunningService>;
+}
+
+export const command: Command = {
+  summary: "start JupyterLab (and the workbench) on 127.0.0.1 with the llama-ts kernel",
+  async run(argv) {
+    let v: { port?: string; "notebook-dir"?: string; model?: string; "workbench-only"?: boolean };
+    try {
+      v = parseArgs({
+        args: argv,
+        options: { port: { type: "string" }, "notebook-dir": { type: "string" }, model: { type: "string" }, "workbench-only": { type: "boolean" } },
+        strict: true,
+      }).values;
+    } catch (err) {
+      throw new UsageError(`${(err as Error).message}\n${USAGE}`);
+    }
+    const port = v.port === undefined ? undefined : Number(v.port);
+    if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError(`--port: expected a port number, got "${v.port}"`);
+    const root = checkoutRoot();
+    const notebookDir = path.resolve(v["notebook-dir"] ?? path.join(root, "notebooks"));
+    if (!fs.existsSync(notebookDir)) throw new UsageError(`--notebook-dir: no such folder: ${notebookDir}`);
+    const model = path.resolve(v.model ?? path.join(root, "models", "tiny-stories"));
+    if (!fs.existsSync(model)) throw new UsageError(`--model: no such file or folder: ${model}`);
+    const log = (line: string) => void process.stderr.write(`[start] ${line}\n`);
+
+    // The venv's Jupyter reads kernelspecs from its own prefix; Debian's Notebook from the user dir.
+    const venv = path.join(root, ".venv");
+    const target: KernelSpecTarget = fs.existsSync(path.join(venv, "bin", "jupyter-lab")) ? { kind: "prefix", prefix: venv } : { kind: "user" };
+    log(`kernelspec llama-ts → ${installKernelSpec(root, target)}`);
+
+    const jupyter = await startJupyter({ root, notebookDir, port, env: { LLAMA_TS_MODEL: model } });
+    log(`${jupyter.flavor} log: ${jupyter.logFile}`);
+    const running: RunningService[] = [];
+    let stopping = false;
+    const shutdown = async () => {
+      stopping = true;
+      for (const svc of running.reverse()) await svc.stop().catch(() => {});
+      await jupyter.stop();
+    };
+    const exitAfterShutdown = (code: number) => {
+      if (stopping) return;
+      void shutdown().finally(() => process.exit(code));
+    };
+    process.on("SIGINT", () => exitAfterShutdown(0));
+    process.on("SIGTERM", () => exitAfterShutdown(0));
+    jupyter.process.once("exit", (code) => {
+      if (!stopping) log(`Jupyter exited unexpectedly (code ${code}); see ${jupyter.logFile}`);
+      exitAfterShutdown(1);
+    });
+
+    try {
+      if (!v["workbench-only"]) {
+        process.stdout.write(`${jupyter.flavor === "jupyterlab" ? "JupyterLab" : "Notebook"}: ${jupyter.url}\n`);
+      }
+      let started = 0;
+      for (const s of SERVICES) {
+        const start = await loadService(root, s);
+        if (!start) continue;
+        const svc = await start({ root, jupyter, model, log });
+        running.push(svc);
+        started++;
+        process.stdout.write(`${svc.name}: ${svc.url}\n`);
+      }
+      if (v["workbench-only"] && started === 0) {
+        throw new UsageError("--workbench-only: the workbench is not built (no dist/kernel/workbench/server.js)");
+      }
+    } catch (err) {
+      await shutdown().catch(() => {});
+      throw err;
+    }
+    log("running; Ctrl-C stops everything");
+    await new Promise<never>(() => {});
+    return 0;
+  },
+};

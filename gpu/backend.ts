@@ -1,0 +1,158 @@
+/**
+ * The WebGPU implementation of lib's Backend interface. Every op records into
+ * the executor's command encoder and returns at once; `read()` (or the
+ * next-token helpers) submits the whole recorded forward pass as one command
+ * buffer and waits for just the bytes asked for.
+ */
+import type {
+  AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor,
+} from "../lib/backend/backend.js";
+import type { Tensor } from "../lib/tensor/tensor.js";
+import type { AllocatorStats } from "./buffers.js";
+import { limitsRecord, type AdapterSummary, type F16Mode, type GpuOptions } from "./device.js";
+import * as attn from "./ops/attention.js";
+import * as basic from "./ops/basic.js";
+import { linear, type LinearOptions } from "./ops/linear.js";
+import * as sampling from "./ops/sampling.js";
+import { GpuRuntime, act, gpu } from "./runtime.js";
+
+export type WebGpuBackendOptions = GpuOptions;
+
+export class WebGpuBackend implements Backend {
+  readonly device = "webgpu" as const;
+
+  private constructor(readonly runtime: GpuRuntime) {}
+
+  static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    return new WebGpuBackend(await GpuRuntime.create(options));
+  }
+
+  get description(): string {
+    const i = this.runtime.ctx.info;
+    return `webgpu (${i.description || i.device || i.vendor}; f16 ${this.f16Mode})`;
+  }
+
+  /** The adapter Dawn picked. */
+  get adapter(): AdapterSummary {
+    return this.runtime.ctx.info;
+  }
+
+  /** How f16 weights are read: natively (shader-f16) or packed in u32. */
+  get f16Mode(): F16Mode {
+    return this.runtime.ctx.f16Mode;
+  }
+
+  get features(): string[] {
+    return [...this.runtime.ctx.device.features].sort();
+  }
+
+  get limits(): Record<string, number> {
+    return limitsRecord(this.runtime.ctx.device.limits);
+  }
+
+  /** Bytes our allocator holds: weights, KV cache, scratch (in use + pooled), and the peak total. */
+  memory(): AllocatorStats {
+    return this.runtime.pool.stats();
+  }
+
+  /** Submits and counts: dispatches and command-buffer submits so far. */
+  get counters(): { dispatches: number; submits: number } {
+    return { dispatches: this.runtime.exec.dispatches, submits: this.runtime.exec.submits };
+  }
+
+  /** Waits for all submitted GPU work (benchmarks). */
+  sync(): Promise<void> {
+    return this.runtime.exec.sync();
+  }
+
+  // ---------------------------------------------------------------- memory
+  upload(t: Tensor): DeviceTensor {
+    return this.runtime.upload(t);
+  }
+
+  read(t: DeviceTensor): Promise<Tensor> {
+    return this.runtime.read(gpu(t, "read()"));
+  }
+
+  release(t: DeviceTensor): void {
+    this.runtime.release(gpu(t, "release()"));
+  }
+
+  dispose(): void {
+    this.runtime.destroy();
+  }
+
+  // ---------------------------------------------------------------- ops
+  embedding(table: DeviceTensor, ids: Int32Array, batch: number, seqLen: number): DeviceTensor {
+    return basic.embedding(this.runtime, gpu(table, "embedding table"), ids, batch, seqLen);
+  }
+
+  rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
+    return basic.rmsNorm(this.runtime, act(x, "rmsNorm input"), gpu(weight, "rmsNorm weight"), eps);
+  }
+
+  linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor, opts?: LinearOptions): DeviceTensor {
+    return linear(this.runtime, act(x, "linear input"), gpu(weight, "linear weight"), bias && gpu(bias, "linear bias"), opts);
+  }
+
+  linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
+    return weights.map((w, i) => this.linear(x, w, biases?.[i]));
+  }
+
+  add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
+    return basic.add(this.runtime, act(a, "add input"), act(b, "add input"));
+  }
+
+  scale(x: DeviceTensor, factor: number): DeviceTensor {
+    return basic.scale(this.runtime, act(x, "scale input"), factor);
+  }
+
+  siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
+    return basic.siluMul(this.runtime, act(gate, "siluMul gate"), act(up, "siluMul up"));
+  }
+
+  splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
+    return basic.splitHeads(this.runtime, act(x, "splitHeads input"), heads, rope);
+  }
+
+  mergeHeads(x: DeviceTensor): DeviceTensor {
+    return basic.mergeHeads(this.runtime, act(x, "mergeHeads input"));
+  }
+
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+    return attn.kvAppend(this.runtime, cache && gpu(cache, "kvAppend cache"), gpu(x, "kvAppend input"));
+  }
+
+  attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask,
+    opts: AttentionOptions & attn.AttentionKernelChoice): AttentionResult {
+    return attn.attention(this.runtime, gpu(q, "attention queries"), gpu(k, "attention keys"), gpu(v, "attention values"), mask, opts);
+  }
+
+  attendWith(weights: DeviceTensor, v: DeviceTensor): DeviceTensor {
+    return attn.attendWith(this.runtime, gpu(weights, "attendWith weights"), gpu(v, "attendWith values"));
+  }
+
+  selectPositions(x: DeviceTensor, index: Int32Array, perRow: number): DeviceTensor {
+    return basic.selectPositions(this.runtime, act(x, "selectPositions input"), index, perRow);
+  }
+
+  selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor {
+    return basic.selectBatch(this.runtime, gpu(x, "selectBatch input"), rows);
+  }
+
+  // ---------------------------------------------------------------- next token (GPU-side, beyond the Backend interface)
+  /** Greedy next ids from logits [..., V]: one id per row; reads back 4 bytes per row. */
+  argmax(logits: DeviceTensor): Promise<Int32Array> {
+    return sampling.argmax(this.runtime, gpu(logits, "argmax input"));
+  }
+
+  /** The k largest logits per row, sorted, computed on the GPU. */
+  topK(logits: DeviceTensor, k: number): Promise<{ values: Float32Array; indices: Int32Array }> {
+    return sampling.topK(this.runtime, gpu(logits, "topK input"), k);
+  }
+
+  /** Samples one id per row (temperature → top-k → top-p → min-p) with caller-supplied uniforms. */
+  sample(logits: DeviceTensor, opts: sampling.SampleOptions): Promise<Int32Array> {
+    return sampling.sample(this.runtime, gpu(logits, "sample input"), opts);
+  }
+}

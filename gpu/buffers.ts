@@ -1,0 +1,203 @@
+/**
+ * GPU memory: device tensors and the allocator that recycles activation
+ * buffers between ops and tokens.
+ *
+ * Three kinds of allocation, counted separately for the bench's memory line:
+ *  - weights: exact-size buffers uploaded once;
+ *  - kv: the KV cache, allocated at its capacity;
+ *  - scratch: activations, taken from size buckets and returned on release.
+ *
+ * Hazard rule: a buffer written with `queue.writeBuffer` must not be
+ * referenced by commands recorded but not yet submitted (the write would land
+ * before them). Every buffer carries the epoch (submit count) of its last use,
+ * and `acquireForWrite` only hands out buffers not touched since the last submit.
+ */
+import type { DeviceTensor } from "../lib/backend/backend.js";
+import { LlamaError } from "../lib/errors.js";
+import { numel } from "../lib/tensor/tensor.js";
+import type { DType } from "../lib/tensor/dtype.js";
+
+/** Element formats of GPU buffers: tensors are f32 activations or f32/f16/bf16 weights; u32 is for ids and masks. */
+export type GpuDType = DType | "u32";
+
+export type AllocKind = "weights" | "kv" | "scratch";
+
+export const GPU_BYTES: Record<GpuDType, number> = { f32: 4, f16: 2, bf16: 2, u32: 4 };
+
+/** A tracked GPU buffer. */
+export interface PooledBuffer {
+  readonly buffer: GPUBuffer;
+  readonly size: number;
+  readonly kind: AllocKind;
+  /** Submit epoch of the last command that referenced it. */
+  lastEpoch: number;
+}
+
+/**
+ * A tensor resident on the GPU: dense and row-major, except KV-cache tensors
+ * [B, heads, S, D], which may hold `capacity` ≥ S rows per head (kvAppend grows them in place).
+ */
+export class GpuTensor implements DeviceTensor {
+  readonly shape: readonly number[];
+  /** Set when the tensor was released or handed its buffer to another handle. */
+  consumed = false;
+  constructor(
+    readonly buf: PooledBuffer,
+    shape: readonly number[],
+    readonly dtype: DType,
+    readonly capacity: number = shape.length === 4 ? shape[2]! : 0,
+  ) {
+    this.shape = Object.freeze([...shape]);
+  }
+  get size(): number {
+    return numel(this.shape);
+  }
+  /** True unless this is a KV-cache view with spare capacity. */
+  get dense(): boolean {
+    return this.shape.length !== 4 || this.capacity === this.shape[2];
+  }
+  get buffer(): GPUBuffer {
+    if (this.consumed) throw new LlamaError("WebGPU: a released device tensor was used");
+    return this.buf.buffer;
+  }
+}
+
+export function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Rounds a scratch size up to its bucket: 256-byte granules, then steps of 1/8 of the power of two (≤ 12.5% waste). */
+export function bucketSize(bytes: number): number {
+  const b = Math.max(256, Math.ceil(bytes / 256) * 256);
+  const p = 2 ** Math.floor(Math.log2(b));
+  const step = Math.max(256, p / 8);
+  return Math.ceil(b / step) * step;
+}
+
+export interface AllocatorStats {
+  weights: number;
+  kv: number;
+  /** Scratch bytes held (in use + free in the pool). */
+  scratch: number;
+  scratchInUse: number;
+  total: number;
+  peak: number;
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, PooledBuffer[]>();
+  private pendingDestroy: PooledBuffer[] = [];
+  private bytes: Record<AllocKind, number> = { weights: 0, kv: 0, scratch: 0 };
+  private scratchInUse = 0;
+  private peak = 0;
+  /** Incremented by the executor on each submit. */
+  epoch = 0;
+
+  constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
+
+  /** A new exact-size buffer (weights, KV cache), optionally mapped for filling. */
+  createExact(bytes: number, kind: AllocKind, mapped = false, label?: string): PooledBuffer {
+    const size = Math.max(4, align4(bytes));
+    this.checkSize(size, label);
+    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE(), mappedAtCreation: mapped, label });
+    this.count(kind, size);
+    return { buffer, size, kind, lastEpoch: -1 };
+  }
+
+  /** A scratch buffer of at least `bytes` (for outputs of GPU ops). */
+  acquire(bytes: number): PooledBuffer {
+    const size = bucketSize(bytes);
+    const list = this.free.get(size);
+    const got = list?.pop();
+    if (got) {
+      this.scratchInUse += size;
+      return got;
+    }
+    return this.newScratch(size);
+  }
+
+  /** A scratch buffer safe to fill with `queue.writeBuffer` (unused since the last submit). */
+  acquireForWrite(bytes: number): PooledBuffer {
+    const size = bucketSize(bytes);
+    const list = this.free.get(size);
+    if (list) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        if (list[i]!.lastEpoch < this.epoch) {
+          const [got] = list.splice(i, 1);
+          this.scratchInUse += size;
+          return got!;
+        }
+      }
+    }
+    return this.newScratch(size);
+  }
+
+  private newScratch(size: number): PooledBuffer {
+    this.checkSize(size);
+    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE() });
+    this.count("scratch", size);
+    this.scratchInUse += size;
+    return { buffer, size, kind: "scratch", lastEpoch: -1 };
+  }
+
+  /** Gives a buffer back: scratch returns to its bucket, weights/KV are destroyed (after pending submits, as WebGPU allows). */
+  release(b: PooledBuffer): void {
+    if (b.kind === "scratch") {
+      this.scratchInUse -= b.size;
+      let list = this.free.get(b.size);
+      if (!list) this.free.set(b.size, (list = []));
+      list.push(b);
+    } else if (b.lastEpoch >= this.epoch) {
+      this.pendingDestroy.push(b); // still referenced by recorded, unsubmitted commands
+    } else {
+      this.bytes[b.kind] -= b.size;
+      b.buffer.destroy();
+    }
+  }
+
+  /**
+   * Destroys free scratch buffers not used by unsubmitted work, keeping at most
+   * `keepPerBucket` per size (called after submits so the pool cannot grow without bound).
+   */
+  trim(keepPerBucket = 8): void {
+    const pending = this.pendingDestroy;
+    this.pendingDestroy = [];
+    for (const b of pending) this.release(b);
+    for (const [size, list] of this.free) {
+      while (list.length > keepPerBucket) {
+        const i = list.findIndex((b) => b.lastEpoch < this.epoch);
+        if (i < 0) break;
+        const [b] = list.splice(i, 1);
+        b!.buffer.destroy();
+        this.bytes.scratch -= size;
+      }
+    }
+  }
+
+  stats(): AllocatorStats {
+    const total = this.bytes.weights + this.bytes.kv + this.bytes.scratch;
+    return { ...this.bytes, scratchInUse: this.scratchInUse, total, peak: this.peak };
+  }
+
+  /** Destroys every pooled scratch buffer (teardown). */
+  destroyFree(): void {
+    for (const list of this.free.values()) for (const b of list) b.buffer.destroy();
+    this.free.clear();
+  }
+
+  private count(kind: AllocKind, size: number): void {
+    this.bytes[kind] += size;
+    const total = this.bytes.weights + this.bytes.kv + this.bytes.scratch;
+    if (total > this.peak) this.peak = total;
+  }
+
+  private checkSize(size: number, label?: string): void {
+    if (size > this.maxBufferSize) {
+      throw new LlamaError(
+        `WebGPU: ${label ? `tensor ${label}` : "a buffer"} needs ${size} bytes, above this device's maxBufferSize (${this.maxBufferSize})`,
+      );
+    }
+  }
+}

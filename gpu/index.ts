@@ -1,0 +1,14 @@
+/**
+ * The WebGPU backend (Dawn through npm `webgpu`). lib loads this module on
+ * demand (lib/backend/registry.ts) when a model asks for `device: "webgpu"`.
+ */
+import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
+
+export { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
+export { GpuContext, VULKAN_SETUP_HINT, limitsRecord, type AdapterSummary, type F16Mode, type GpuOptions } from "./device.js";
+export type { AllocatorStats } from "./buffers.js";
+
+/** Acquires a device and returns a Backend for it. Call `dispose()` when done so node can exit. */
+export function createWebGpuBackend(options?: WebGpuBackendOptions): Promise<WebGpuBackend> {
+  return WebGpuBackend.create(options);
+}

@@ -1,0 +1,164 @@
+/**
+ * Linear layers: y[M,N] = x[M,K] · W[N,K]ᵀ (+ b[N]), W in any weight format
+ * (f32, f16 native/packed, bf16), x and y float32, accumulation float32.
+ */
+import type { Kernel } from "../executor.js";
+import { type WeightFormat, enables, weightDecl } from "./weights.js";
+
+/** Largest M the GEMV kernel handles (decode: one row per sequence in the batch). */
+export const GEMV_MAX_M = 8;
+
+/**
+ * Tiled matmul for prefill (M > GEMV_MAX_M).
+ *
+ * Tiling: a 16×16 workgroup computes a 64×64 output tile; each thread owns a
+ * 4×4 block (rows ty*4.., cols tx*4..). K advances in steps of 16: the x tile
+ * [64 rows × 16 k] and the W tile [64 rows × 16 k] are staged in workgroup
+ * memory transposed to [k][row] (so the inner loop reads two vec4s per k and
+ * does 16 FMAs); each thread loads 4 consecutive k of one row, as one vec4
+ * when K % 4 == 0 (`vec4`) and element by element with bounds checks otherwise.
+ */
+export function tiledMatmulKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined): Kernel {
+  const key = `matmul_tiled:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}`;
+  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32")}
+struct P { M: u32, N: u32, K: u32, ldo: u32 }
+@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
+${weightDecl("W", 1, wf, vec4)}
+${bias ? weightDecl("B", 2, bias, false) : ""}
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+
+var<workgroup> As: array<array<vec4<f32>, 16>, 16>; // [k][row/4]: x tile, transposed
+var<workgroup> Bs: array<array<vec4<f32>, 16>, 16>; // [k][col/4]: W tile, transposed
+
+fn loadX(m: u32, k: u32) -> vec4<f32> {
+  if (m >= p.M) { return vec4<f32>(0.0); }
+  ${
+    vec4
+      ? "if (k >= p.K) { return vec4<f32>(0.0); } return x[(m * p.K + k) >> 2u];"
+      : `var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) { if (k + e < p.K) { v[e] = x[m * p.K + k + e]; } }
+  return v;`
+  }
+}
+
+fn loadW(n: u32, k: u32) -> vec4<f32> {
+  if (n >= p.N) { return vec4<f32>(0.0); }
+  ${
+    vec4
+      ? "if (k >= p.K) { return vec4<f32>(0.0); } return W_at4((n * p.K + k) >> 2u);"
+      : `var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) { if (k + e < p.K) { v[e] = W_at(n * p.K + k + e); } }
+  return v;`
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let m0 = wg.y * 64u;
+  let n0 = wg.x * 64u;
+  let lr = li >> 2u;        // row of the tile this thread loads (0..63)
+  let lk = (li & 3u) * 4u;  // first of its 4 k (0, 4, 8, 12)
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += 16u) {
+    let a = loadX(m0 + lr, k0 + lk);
+    let b = loadW(n0 + lr, k0 + lk);
+    for (var e = 0u; e < 4u; e++) {
+      As[lk + e][lr >> 2u][lr & 3u] = a[e];
+      Bs[lk + e][lr >> 2u][lr & 3u] = b[e];
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      let av = As[kk][lid.y];
+      let bv = Bs[kk][lid.x];
+      acc[0] += av.x * bv;
+      acc[1] += av.y * bv;
+      acc[2] += av.z * bv;
+      acc[3] += av.w * bv;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y * 4u + i;
+    if (m >= p.M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x * 4u + j;
+      if (n < p.N) { y[m * p.ldo + n] = acc[i][j]${bias ? " + B_at(n)" : ""}; }
+    }
+  }
+}
+`;
+  return { key, wgsl };
+}
+
+/**
+ * GEMV for decode (M ≤ 8 rows of x).
+ *
+ * Tiling: a workgroup of 256 threads computes 4 output features; 64 threads
+ * share one W row and stride through it in vec4 steps (consecutive threads
+ * read consecutive 8/16-byte chunks, so a W row is read once, coalesced, for
+ * all M rows of x). Partial sums are reduced with `subgroupAdd` when the
+ * device has subgroups (then across subgroups in workgroup memory), else by a
+ * workgroup-memory tree.
+ */
+export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean): Kernel {
+  const key = `gemv:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}`;
+  const reduce = subgroups
+    ? `let s = subgroupAdd(acc[m]);
+    if (sgid == 0u) { red[li / sgsize] = s; }
+    workgroupBarrier();
+    if (lane == 0u && n < p.N) {
+      let per = 64u / sgsize;
+      var t = 0.0;
+      for (var i = 0u; i < per; i++) { t += red[r * per + i]; }
+      y[m * p.ldo + n] = t${bias ? " + B_at(n)" : ""};
+    }
+    workgroupBarrier();`
+    : `red[li] = acc[m];
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+      if (lane < s) { red[li] += red[li + s]; }
+      workgroupBarrier();
+    }
+    if (lane == 0u && n < p.N) { y[m * p.ldo + n] = red[li]${bias ? " + B_at(n)" : ""}; }
+    workgroupBarrier();`;
+  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
+struct P { M: u32, N: u32, K: u32, ldo: u32 }
+@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
+${weightDecl("W", 1, wf, vec4)}
+${bias ? weightDecl("B", 2, bias, false) : ""}
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+
+var<workgroup> red: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${
+    subgroups ? ",\n        @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32" : ""
+  }) {
+  let r = li >> 6u;     // which of the 4 rows
+  let lane = li & 63u;  // position within the row's 64 threads
+  let n = wg.x * 4u + r;
+  var acc: array<f32, ${GEMV_MAX_M}>;
+  if (n < p.N) {
+    ${
+      vec4
+        ? `let k4 = p.K >> 2u;
+    for (var j = lane; j < k4; j += 64u) {
+      let w = W_at4(n * k4 + j);
+      for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, x[m * k4 + j]); }
+    }`
+        : `for (var k = lane; k < p.K; k += 64u) {
+      let w = W_at(n * p.K + k);
+      for (var m = 0u; m < p.M; m++) { acc[m] += w * x[m * p.K + k]; }
+    }`
+    }
+  }
+  for (var m = 0u; m < p.M; m++) {
+    ${reduce}
+  }
+}
+`;
+  return { key, wgsl };
+}

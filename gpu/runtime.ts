@@ -1,0 +1,137 @@
+/**
+ * The GPU runtime under the backend: the device, the executor, tensor
+ * allocation and ownership, host ↔ device transfers.
+ *
+ * Ownership: each buffer belongs to exactly one live GpuTensor handle.
+ * `release()` returns it early; otherwise a FinalizationRegistry returns it
+ * when the handle is garbage-collected (the model need not release every
+ * intermediate). kvAppend moves a cache buffer from the old handle to the new one.
+ */
+import { LlamaError } from "../lib/errors.js";
+import { Tensor, numel } from "../lib/tensor/tensor.js";
+import type { DType } from "../lib/tensor/dtype.js";
+import { f16ToF32, bf16ToF32 } from "../lib/tensor/dtype.js";
+import { type AllocKind, GPU_BYTES, GpuTensor, type PooledBuffer } from "./buffers.js";
+import { GpuContext, type GpuOptions } from "./device.js";
+import { Executor } from "./executor.js";
+import { type WeightFormat, weightFormat } from "./kernels/weights.js";
+
+export class GpuRuntime {
+  readonly exec: Executor;
+  private readonly finalizer: FinalizationRegistry<PooledBuffer>;
+  /** A 16-byte buffer bound where a kernel's optional input is absent (e.g. no padding mask). */
+  readonly dummy: PooledBuffer;
+
+  private constructor(readonly ctx: GpuContext) {
+    this.exec = new Executor(ctx);
+    this.finalizer = new FinalizationRegistry((buf) => {
+      if (!this.ctx.isDestroyed) this.exec.pool.release(buf);
+    });
+    this.dummy = this.exec.pool.createExact(16, "scratch");
+  }
+
+  static async create(options: GpuOptions = {}): Promise<GpuRuntime> {
+    return new GpuRuntime(await GpuContext.acquire(options));
+  }
+
+  get pool() {
+    return this.exec.pool;
+  }
+
+  /** The shader view of a weight tensor's dtype (f16 → native or packed, per the device's mode). */
+  format(t: GpuTensor): WeightFormat {
+    return weightFormat(t.dtype, this.ctx.f16Mode);
+  }
+
+  /** Wraps a buffer into a tracked handle. */
+  adopt(buf: PooledBuffer, shape: readonly number[], dtype: DType, capacity?: number): GpuTensor {
+    const t = new GpuTensor(buf, shape, dtype, capacity);
+    this.finalizer.register(t, buf, t);
+    return t;
+  }
+
+  /** A new f32 scratch tensor (an op's output). */
+  empty(shape: readonly number[]): GpuTensor {
+    return this.adopt(this.pool.acquire(Math.max(4, numel(shape) * 4)), shape, "f32");
+  }
+
+  /** A new f32 tensor with its own exact-size buffer of the given kind (KV cache). */
+  emptyExact(shape: readonly number[], kind: AllocKind, capacity?: number): GpuTensor {
+    const elems = capacity === undefined ? numel(shape) : numel(shape) / shape[2]! * capacity;
+    return this.adopt(this.pool.createExact(elems * 4, kind), shape, "f32", capacity);
+  }
+
+  /** Copies a host tensor into a new exact-size buffer (weights: f16/bf16 stay 16-bit). */
+  upload(t: Tensor, kind: AllocKind = "weights"): GpuTensor {
+    this.ctx.assertAlive();
+    const bytes = t.data.byteLength;
+    const buf = this.pool.createExact(bytes, kind, true);
+    const dst = new Uint8Array(buf.buffer.getMappedRange());
+    dst.set(new Uint8Array(t.data.buffer, t.data.byteOffset, bytes));
+    buf.buffer.unmap();
+    return this.adopt(buf, t.shape, t.dtype);
+  }
+
+  /**
+   * A scratch buffer holding host data, for one op's arguments (ids, masks,
+   * rope tables). Released right after the op is recorded; the pool's epoch
+   * rule keeps it from being overwritten before the op has run.
+   */
+  hostBuffer(data: Uint32Array | Float32Array): PooledBuffer {
+    const buf = this.pool.acquireForWrite(Math.max(4, data.byteLength));
+    this.exec.write(buf, data);
+    return buf;
+  }
+
+  /** Reads a tensor as dense host float32 (KV views are compacted on the host). */
+  async read(t: GpuTensor): Promise<Tensor> {
+    if (t.consumed) throw new LlamaError("WebGPU read(): the tensor was released");
+    const rows = t.dense ? numel(t.shape) : numel(t.shape) / t.shape[2]! * t.capacity;
+    const raw = await this.exec.read({ buf: t.buf }, rows * GPU_BYTES[t.dtype]);
+    let full: Float32Array;
+    if (t.dtype === "f32") full = new Float32Array(raw);
+    else if (t.dtype === "f16") full = f16ToF32(new Uint16Array(raw));
+    else full = bf16ToF32(new Uint16Array(raw));
+    if (t.dense) return new Tensor(full, t.shape, "f32");
+    const [B, H, S, D] = t.shape as [number, number, number, number];
+    const out = new Float32Array(B * H * S * D);
+    for (let bh = 0; bh < B * H; bh++) out.set(full.subarray(bh * t.capacity * D, bh * t.capacity * D + S * D), bh * S * D);
+    return new Tensor(out, t.shape, "f32");
+  }
+
+  /** Gives a tensor's buffer back now. */
+  release(t: GpuTensor): void {
+    if (t.consumed) return;
+    t.consumed = true;
+    this.finalizer.unregister(t);
+    this.pool.release(t.buf);
+  }
+
+  /** Marks `from` consumed and makes a new handle own its buffer (kvAppend growing in place). */
+  transfer(from: GpuTensor, shape: readonly number[], capacity: number): GpuTensor {
+    from.consumed = true;
+    this.finalizer.unregister(from);
+    return this.adopt(from.buf, shape, from.dtype, capacity);
+  }
+
+  destroy(): void {
+    if (this.ctx.isDestroyed) return;
+    this.exec.destroy();
+    this.ctx.destroy();
+  }
+}
+
+/** Checks that a device tensor belongs to the WebGPU backend. */
+export function gpu(t: unknown, what: string): GpuTensor {
+  if (!(t instanceof GpuTensor)) throw new LlamaError(`webgpu backend: ${what} is not a WebGPU tensor (mixing devices?)`);
+  if (t.consumed) throw new LlamaError(`webgpu backend: ${what} was released (or consumed by kvAppend)`);
+  return t;
+}
+
+/** Checks an f32 dense activation. */
+export function act(t: unknown, what: string): GpuTensor {
+  const g = gpu(t, what);
+  if (g.dtype !== "f32") throw new LlamaError(`webgpu backend: ${what} must be float32, got ${g.dtype}`);
+  if (!g.dense) throw new LlamaError(`webgpu backend: ${what} must be dense (a KV-cache view is not)`);
+  return g;
+}

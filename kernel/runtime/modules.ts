@@ -1,0 +1,71 @@
+/**
+ * How cells load code. `import` statements and `import()` go through Node's
+ * ESM loader (so ESM-only packages work), resolved from the notebook's folder;
+ * `llama-ts` always means this checkout's build (dist/lib, ESM). Local `.ts`
+ * files load through tsx's loader when it is installed. `require()` in a cell
+ * is Node's CommonJS require from the notebook's folder.
+ */
+import { createRequire, register } from "node:module";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { importForCell } from "./cell-import.js";
+
+export interface CellModules {
+  /** ESM import from the notebook folder; the namespace object. */
+  import(specifier: string): Promise<Record<string, unknown>>;
+  /** Synchronous require for the compiled cell: preloaded ESM namespaces first, then CommonJS. */
+  require(specifier: string): unknown;
+  /** Loads a cell's static imports before it runs (they are async in ESM). */
+  preload(specifiers: readonly string[]): Promise<void>;
+}
+
+let hooksRegistered = false;
+
+export async function createCellModules(cwd: string, root: string): Promise<CellModules> {
+  const esmEntry = path.join(root, "dist", "lib", "index.js");
+  const cjsEntry = path.join(root, "dist", "cjs", "index.cjs");
+  if (!hooksRegistered) {
+    hooksRegistered = true;
+    // tsx first: hooks run last-registered-first, so ours re-parents and then tsx maps .js → .ts.
+    try {
+      const tsx = (await import("tsx/esm/api")) as { register: () => unknown };
+      tsx.register();
+    } catch {
+      /* tsx not installed: local .ts imports are unavailable, everything else works */
+    }
+    register(new URL("./import-hooks.js", import.meta.url), {
+      data: {
+        importer: new URL("./cell-import.js", import.meta.url).href,
+        base: pathToFileURL(path.join(cwd, "__llama_ts_cell__.js")).href,
+        aliases: fs.existsSync(esmEntry) ? { "llama-ts": pathToFileURL(esmEntry).href } : {},
+      },
+    });
+  }
+  const cjsRequire = createRequire(path.join(cwd, "__llama_ts_cell__.js"));
+  const loaded = new Map<string, unknown>();
+
+  const interop = (ns: Record<string, unknown>): unknown => {
+    // What TypeScript's CommonJS output expects (esModuleInterop): `__esModule` set, `default` as is.
+    // A CommonJS package's named exports that Node's static analysis missed are taken from its default.
+    const out: Record<string, unknown> = { __esModule: true };
+    const def = ns.default;
+    if ((typeof def === "object" && def !== null) || typeof def === "function") {
+      for (const k of Object.keys(def)) if (!(k in ns)) out[k] = (def as Record<string, unknown>)[k];
+    }
+    for (const k of Object.keys(ns)) out[k] = ns[k];
+    return out;
+  };
+
+  return {
+    import: (spec) => importForCell(spec),
+    async preload(specs) {
+      for (const s of specs) if (!loaded.has(s)) loaded.set(s, interop(await importForCell(s)));
+    },
+    require(spec) {
+      if (loaded.has(spec)) return loaded.get(spec);
+      if (spec === "llama-ts") return cjsRequire(cjsEntry);
+      return cjsRequire(spec);
+    },
+  };
+}

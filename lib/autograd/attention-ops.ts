@@ -1,0 +1,190 @@
+/**
+ * Differentiable attention pieces, with the layouts of the Backend interface
+ * (lib/backend/backend.ts): splitHeads (+ rotary embedding), mergeHeads,
+ * kvAppend and scaled dot-product attention with causal + padding masks and
+ * GQA. Letters: B batch, T queries, S keys, n query heads, k kv heads, D head dim.
+ */
+import { LlamaError } from "../errors.js";
+import { Var, result, expectShape } from "./var.js";
+
+export { attention, type AttentionMaskSpec } from "./attention-sdpa.js";
+
+/** Rotary tables for splitHeads: cos/sin [B, T, D/2] (HF's rotate_half pairs (i, i + D/2)). */
+export interface RopeTables {
+  readonly cos: Float32Array;
+  readonly sin: Float32Array;
+}
+
+/**
+ * x [B, T, heads·D] → [B, heads, T, D], rotating each (i, i+D/2) pair by the
+ * position's angle when `rope` is given, as HF's `q·cos + rotate_half(q)·sin`
+ * in float32 (each product rounded, then the sum). The backward is the
+ * transpose rotation (angle −θ) followed by the inverse transpose.
+ */
+export function splitHeads(x: Var, heads: number, rope?: RopeTables): Var {
+  expectShape("splitHeads", "x", x.shape, [null, null, null]);
+  const [B, T, HD] = x.shape as [number, number, number];
+  const D = HD / heads;
+  if (!Number.isInteger(D) || D % 2 !== 0) throw new LlamaError(`splitHeads: width ${HD} does not split into ${heads} heads of even size`);
+  const half = D / 2;
+  if (rope && (rope.cos.length !== B * T * half || rope.sin.length !== B * T * half)) {
+    throw new LlamaError(`splitHeads: rope tables need ${B}·${T}·${half} entries, got cos ${rope.cos.length}, sin ${rope.sin.length}`);
+  }
+  const cos = rope ? Float32Array.from(rope.cos) : null; // copied: the caller may reuse its arrays
+  const sin = rope ? Float32Array.from(rope.sin) : null;
+  const xv = x.value;
+  const out = new Float32Array(x.size);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const src = (b * T + t) * HD, tab = (b * T + t) * half;
+      for (let h = 0; h < heads; h++) {
+        const s0 = src + h * D, d0 = ((b * heads + h) * T + t) * D;
+        if (!cos || !sin) {
+          for (let i = 0; i < D; i++) out[d0 + i] = xv[s0 + i]!;
+          continue;
+        }
+        for (let i = 0; i < half; i++) {
+          const x1 = xv[s0 + i]!, x2 = xv[s0 + i + half]!, c = cos[tab + i]!, s = sin[tab + i]!;
+          out[d0 + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
+          out[d0 + i + half] = Math.fround(x2 * c) + Math.fround(x1 * s);
+        }
+      }
+    }
+  }
+  return result(out, [B, heads, T, D], [x], () => ({
+    name: "splitHeads",
+    inputs: [x],
+    backward: (g) => {
+      const dx = new Float32Array(x.size);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          const dst = (b * T + t) * HD, tab = (b * T + t) * half;
+          for (let h = 0; h < heads; h++) {
+            const d0 = dst + h * D, s0 = ((b * heads + h) * T + t) * D;
+            if (!cos || !sin) {
+              for (let i = 0; i < D; i++) dx[d0 + i] = g[s0 + i]!;
+              continue;
+            }
+            for (let i = 0; i < half; i++) {
+              const g1 = g[s0 + i]!, g2 = g[s0 + i + half]!, c = cos[tab + i]!, s = sin[tab + i]!;
+              dx[d0 + i] = g1 * c + g2 * s;
+              dx[d0 + i + half] = g2 * c - g1 * s;
+            }
+          }
+        }
+      }
+      return [dx];
+    },
+  }));
+}
+
+/** x [B, heads, T, D] → [B, T, heads·D]. */
+export function mergeHeads(x: Var): Var {
+  expectShape("mergeHeads", "x", x.shape, [null, null, null, null]);
+  const [B, n, T, D] = x.shape as [number, number, number, number];
+  const out = new Float32Array(x.size);
+  permuteHeads(x.value, out, B, n, T, D, true);
+  return result(out, [B, T, n * D], [x], () => ({
+    name: "mergeHeads",
+    inputs: [x],
+    backward: (g) => {
+      const dx = new Float32Array(x.size);
+      permuteHeads(g, dx, B, n, T, D, false);
+      return [dx];
+    },
+  }));
+}
+
+/** [B,n,T,D] ↔ [B,T,n,D]: `merge` reads the first layout and writes the second. */
+function permuteHeads(src: Float32Array, dst: Float32Array, B: number, n: number, T: number, D: number, merge: boolean): void {
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < n; h++) {
+      for (let t = 0; t < T; t++) {
+        const split = ((b * n + h) * T + t) * D, merged = ((b * T + t) * n + h) * D;
+        const [from, to] = merge ? [split, merged] : [merged, split];
+        for (let i = 0; i < D; i++) dst[to + i] = src[from + i]!;
+      }
+    }
+  }
+}
+
+/** Concatenates along the sequence dim: cache [B, k, P, D] (or none), x [B, k, T, D] → [B, k, P+T, D]. */
+export function kvAppend(cache: Var | undefined, x: Var): Var {
+  if (!cache) return x;
+  expectShape("kvAppend", "x", x.shape, [cache.shape[0]!, cache.shape[1]!, null, cache.shape[3]!]);
+  const [B, k, P, D] = cache.shape as [number, number, number, number];
+  const T = x.shape[2]!;
+  const rows = B * k;
+  const out = new Float32Array(rows * (P + T) * D);
+  for (let r = 0; r < rows; r++) {
+    out.set(cache.value.subarray(r * P * D, (r + 1) * P * D), r * (P + T) * D);
+    out.set(x.value.subarray(r * T * D, (r + 1) * T * D), r * (P + T) * D + P * D);
+  }
+  return result(out, [B, k, P + T, D], [cache, x], () => ({
+    name: "kvAppend",
+    inputs: [cache, x],
+    backward: (g) => {
+      const dc = new Float32Array(cache.size), dx = new Float32Array(x.size);
+      for (let r = 0; r < rows; r++) {
+        dc.set(g.subarray(r * (P + T) * D, r * (P + T) * D + P * D), r * P * D);
+        dx.set(g.subarray(r * (P + T) * D + P * D, (r + 1) * (P + T) * D), r * T * D);
+      }
+      return [cache.requiresGrad ? dc : null, x.requiresGrad ? dx : null];
+    },
+  }));
+}
+
+/**
+ * The second half of attention with given weights (a hook that replaces the
+ * pattern): weights [B, n, T, S], v [B, k, S, D] → [B, T, n·D] = weights·V per
+ * head (GQA as in `attention`). Backward: dW = dO·Vᵀ, dV = Wᵀ·dO.
+ */
+export function attendWith(weights: Var, v: Var): Var {
+  expectShape("attendWith", "weights", weights.shape, [null, null, null, null]);
+  const [B, n, T, S] = weights.shape as [number, number, number, number];
+  expectShape("attendWith", "v", v.shape, [B, null, S, null]);
+  const kh = v.shape[1]!, D = v.shape[3]!;
+  if (n % kh !== 0) throw new LlamaError(`attendWith: ${n} query heads do not group over ${kh} kv heads`);
+  const rep = n / kh, w = weights.value, vv = v.value;
+  const out = new Float32Array(B * T * n * D);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < n; h++) {
+      const vBase = (b * kh + Math.floor(h / rep)) * S * D;
+      for (let i = 0; i < T; i++) {
+        const wo = ((b * n + h) * T + i) * S, oo = (b * T + i) * n * D + h * D;
+        for (let j = 0; j < S; j++) {
+          const p = w[wo + j]!;
+          if (p === 0) continue;
+          for (let d = 0; d < D; d++) out[oo + d] += p * vv[vBase + j * D + d]!;
+        }
+      }
+    }
+  }
+  return result(out, [B, T, n * D], [weights, v], () => ({
+    name: "attendWith",
+    inputs: [weights, v],
+    backward: (g) => {
+      const dw = weights.requiresGrad ? new Float32Array(weights.size) : null;
+      const dv = v.requiresGrad ? new Float32Array(v.size) : null;
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < n; h++) {
+          const vBase = (b * kh + Math.floor(h / rep)) * S * D;
+          for (let i = 0; i < T; i++) {
+            const wo = ((b * n + h) * T + i) * S, go = (b * T + i) * n * D + h * D;
+            for (let j = 0; j < S; j++) {
+              const vo = vBase + j * D;
+              if (dw) {
+                let s = 0;
+                for (let d = 0; d < D; d++) s += g[go + d]! * vv[vo + d]!;
+                dw[wo + j] = s;
+              }
+              const p = w[wo + j]!;
+              if (dv && p !== 0) for (let d = 0; d < D; d++) dv[vo + d] += p * g[go + d]!;
+            }
+          }
+        }
+      }
+      return [dw, dv];
+    },
+  }));
+}

@@ -1,0 +1,301 @@
+/**
+ * Differentiable ops of the LLaMA forward, except attention (attention-ops.ts)
+ * and the loss (loss.ts). Each op computes its value eagerly and, only when an
+ * input requires a gradient, records a backward closure holding exactly the
+ * activations that backward needs.
+ *
+ * Frozen weights are plain `Tensor`s (f32/f16/bf16, never differentiated);
+ * trainable ones (a soft prompt, a LoRA matrix, a classification head) are
+ * `Var`s made with `Var.param`.
+ */
+import { Tensor, numel } from "../tensor/tensor.js";
+import { LlamaError } from "../errors.js";
+import { Var, result, expectShape } from "./var.js";
+import { type LinearKernel, jsLinearKernel, matmulABt, matmulAtB, transpose, weightF32 } from "./matmul.js";
+
+/** A weight: frozen (`Tensor`) or trainable (`Var`). */
+export type Weight = Tensor | Var;
+
+function weightValues(w: Weight): Float32Array {
+  return w instanceof Var ? w.value : weightF32(w);
+}
+
+function lastDim(op: string, x: Var): number {
+  const d = x.shape[x.shape.length - 1];
+  if (d === undefined) throw new LlamaError(`${op}: expected at least one dimension, got a scalar`);
+  return d;
+}
+
+/** Elementwise a + b (same shapes): residual connections. */
+export function add(a: Var, b: Var): Var {
+  expectShape("add", "b", b.shape, a.shape);
+  const out = new Float32Array(a.size);
+  const av = a.value, bv = b.value;
+  for (let i = 0; i < out.length; i++) out[i] = av[i]! + bv[i]!;
+  return result(out, a.shape, [a, b], () => ({
+    name: "add",
+    inputs: [a, b],
+    backward: (g) => [a.requiresGrad ? g : null, b.requiresGrad ? g : null],
+  }));
+}
+
+/** Elementwise x · factor. */
+export function scale(x: Var, factor: number): Var {
+  const f = Math.fround(factor);
+  const out = new Float32Array(x.size);
+  for (let i = 0; i < out.length; i++) out[i] = x.value[i]! * f;
+  return result(out, x.shape, [x], () => ({
+    name: "scale",
+    inputs: [x],
+    backward: (g) => {
+      const dx = new Float32Array(g.length);
+      for (let i = 0; i < g.length; i++) dx[i] = g[i]! * f;
+      return [dx];
+    },
+  }));
+}
+
+/**
+ * Embedding gather: table [V, H], ids [B*T] → [B, T, H]. The backward
+ * scatter-adds into the table only when the table is a trainable Var.
+ */
+export function embedding(table: Weight, ids: ArrayLike<number>, batch: number, seqLen: number): Var {
+  expectShape("embedding", "table", table.shape, [null, null]);
+  const [V, H] = table.shape as [number, number];
+  if (ids.length !== batch * seqLen) throw new LlamaError(`embedding: ${ids.length} ids for batch ${batch} × length ${seqLen}`);
+  const w = weightValues(table);
+  const out = new Float32Array(ids.length * H);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!(id >= 0 && id < V)) throw new LlamaError(`embedding: token id ${id} at position ${i} is outside the vocabulary 0..${V - 1}`);
+    out.set(w.subarray(id * H, id * H + H), i * H);
+  }
+  const inputs = table instanceof Var ? [table] : [];
+  const idsCopy = Int32Array.from(ids);
+  return result(out, [batch, seqLen, H], inputs, () => ({
+    name: "embedding",
+    inputs,
+    backward: (g) => {
+      const dw = new Float32Array(V * H);
+      for (let i = 0; i < idsCopy.length; i++) {
+        const o = idsCopy[i]! * H;
+        for (let h = 0; h < H; h++) dw[o + h] += g[i * H + h]!;
+      }
+      return [dw];
+    },
+  }));
+}
+
+/**
+ * RMSNorm over the last dim, as HF's LlamaRMSNorm in float32:
+ * y = weight · x · rsqrt(mean(x²) + eps). x [..., H], weight [H].
+ */
+export function rmsNorm(x: Var, weight: Weight, eps: number): Var {
+  const H = lastDim("rmsNorm", x);
+  expectShape("rmsNorm", "weight", weight.shape, [H]);
+  const rows = x.size / H;
+  const w = weightValues(weight);
+  const xv = x.value;
+  const out = new Float32Array(x.size);
+  const rstd = new Float32Array(rows); // rsqrt(mean(x²) + eps) per row, saved for backward
+  for (let r = 0; r < rows; r++) {
+    const o = r * H;
+    let ss = 0;
+    for (let h = 0; h < H; h++) ss += xv[o + h]! * xv[o + h]!;
+    const rs = Math.fround(1 / Math.sqrt(Math.fround(Math.fround(ss / H) + eps)));
+    rstd[r] = rs;
+    for (let h = 0; h < H; h++) out[o + h] = w[h]! * Math.fround(xv[o + h]! * rs);
+  }
+  const inputs = weight instanceof Var ? [x, weight] : [x];
+  return result(out, x.shape, inputs, () => ({
+    name: "rmsNorm",
+    inputs,
+    backward: (g) => {
+      // With n = x·r: dn = g·w; dx = r·(dn − n·mean(dn·n)); dw = Σ_rows g·n.
+      const dx = x.requiresGrad ? new Float32Array(x.size) : null;
+      const dw = weight instanceof Var && weight.requiresGrad ? new Float32Array(H) : null;
+      for (let r = 0; r < rows; r++) {
+        const o = r * H, rs = rstd[r]!;
+        let dot = 0;
+        for (let h = 0; h < H; h++) dot += g[o + h]! * w[h]! * xv[o + h]! * rs;
+        const m = dot / H;
+        for (let h = 0; h < H; h++) {
+          const n = xv[o + h]! * rs;
+          if (dx) dx[o + h] = rs * (g[o + h]! * w[h]! - n * m);
+          if (dw) dw[h] += g[o + h]! * n;
+        }
+      }
+      return weight instanceof Var ? [dx, dw] : [dx];
+    },
+  }));
+}
+
+/**
+ * torch.nn.functional.linear: x [..., in] · weight[out, in]ᵀ (+ bias [out]) → [..., out].
+ * dX = dY · W always (when x needs it); dW = dYᵀ · X and db = Σ dY only for trainable weights.
+ * `kernel` runs the two products of a frozen weight (default: the JavaScript kernel).
+ */
+export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKernel = jsLinearKernel): Var {
+  const K = lastDim("linear", x);
+  expectShape("linear", "weight", weight.shape, [null, K]);
+  const N = weight.shape[0]!;
+  if (bias) expectShape("linear", "bias", bias.shape, [N]);
+  const M = x.size / K;
+  let out: Float32Array;
+  if (weight instanceof Var) {
+    out = new Float32Array(M * N);
+    matmulABt(x.value, weight.value, out, M, N, K);
+  } else {
+    out = kernel.forward(x.value, M, K, weight);
+  }
+  if (bias) {
+    const b = weightValues(bias);
+    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[m * N + n] += b[n]!;
+  }
+  const shape = [...x.shape.slice(0, -1), N];
+  const inputs: Var[] = [x];
+  if (weight instanceof Var) inputs.push(weight);
+  if (bias instanceof Var) inputs.push(bias);
+  return result(out, shape, inputs, () => ({
+    name: "linear",
+    inputs,
+    backward: (g) => {
+      const grads: (Float32Array | null)[] = [];
+      if (x.requiresGrad) {
+        // dX[M,K] = dY[M,N] · W[N,K] = dY · (Wᵀ[K,N])ᵀ
+        if (weight instanceof Var) {
+          const dx = new Float32Array(M * K);
+          matmulABt(g, transpose(weight.value, N, K), dx, M, K, N);
+          grads.push(dx);
+        } else {
+          grads.push(kernel.backwardInput(g, M, N, weight));
+        }
+      } else grads.push(null);
+      if (weight instanceof Var) {
+        if (weight.requiresGrad) {
+          const dw = new Float32Array(N * K);
+          matmulAtB(g, x.value, dw, N, K, M); // dW[N,K] = dYᵀ[N,M] · X[M,K]
+          grads.push(dw);
+        } else grads.push(null);
+      }
+      if (bias instanceof Var) {
+        if (bias.requiresGrad) {
+          const db = new Float32Array(N);
+          for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) db[n] += g[m * N + n]!;
+          grads.push(db);
+        } else grads.push(null);
+      }
+      return grads;
+    },
+  }));
+}
+
+/** SwiGLU gate: silu(gate) · up, elementwise, same shapes [..., I]. */
+export function siluMul(gate: Var, up: Var): Var {
+  expectShape("siluMul", "up", up.shape, gate.shape);
+  const n = gate.size;
+  const gv = gate.value, uv = up.value;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = gv[i]!;
+    out[i] = Math.fround(x / (1 + Math.exp(-x))) * uv[i]!;
+  }
+  return result(out, gate.shape, [gate, up], () => ({
+    name: "siluMul",
+    inputs: [gate, up],
+    backward: (g) => {
+      // d silu(x)/dx = s(x) · (1 + x · (1 − s(x))), s = sigmoid.
+      const dg = gate.requiresGrad ? new Float32Array(n) : null;
+      const du = up.requiresGrad ? new Float32Array(n) : null;
+      for (let i = 0; i < n; i++) {
+        const x = gv[i]!;
+        const s = 1 / (1 + Math.exp(-x));
+        if (dg) dg[i] = g[i]! * uv[i]! * s * (1 + x * (1 - s));
+        if (du) du[i] = g[i]! * x * s;
+      }
+      return [dg, du];
+    },
+  }));
+}
+
+/** Concatenates along dim 1: a [B, Ta, ...], b [B, Tb, ...] → [B, Ta+Tb, ...] (prepending a soft prompt). */
+export function concatSeq(a: Var, b: Var): Var {
+  if (a.shape.length < 2 || b.shape.length !== a.shape.length) {
+    throw new LlamaError(`concatSeq: shapes [${a.shape.join(", ")}] and [${b.shape.join(", ")}] do not concatenate on dim 1`);
+  }
+  expectShape("concatSeq", "b", b.shape, [a.shape[0]!, null, ...a.shape.slice(2)]);
+  const B = a.shape[0]!, inner = numel(a.shape.slice(2));
+  const ra = a.shape[1]! * inner, rb = b.shape[1]! * inner;
+  const out = new Float32Array(B * (ra + rb));
+  for (let i = 0; i < B; i++) {
+    out.set(a.value.subarray(i * ra, (i + 1) * ra), i * (ra + rb));
+    out.set(b.value.subarray(i * rb, (i + 1) * rb), i * (ra + rb) + ra);
+  }
+  const shape = [B, a.shape[1]! + b.shape[1]!, ...a.shape.slice(2)];
+  return result(out, shape, [a, b], () => ({
+    name: "concatSeq",
+    inputs: [a, b],
+    backward: (g) => {
+      const da = a.requiresGrad ? new Float32Array(B * ra) : null;
+      const db = b.requiresGrad ? new Float32Array(B * rb) : null;
+      for (let i = 0; i < B; i++) {
+        if (da) da.set(g.subarray(i * (ra + rb), i * (ra + rb) + ra), i * ra);
+        if (db) db.set(g.subarray(i * (ra + rb) + ra, (i + 1) * (ra + rb)), i * rb);
+      }
+      return [da, db];
+    },
+  }));
+}
+
+/** Repeats x [...] along a new leading batch dim → [B, ...]; the backward sums over the batch. */
+export function expandBatch(x: Var, batch: number): Var {
+  const n = x.size;
+  const out = new Float32Array(batch * n);
+  for (let b = 0; b < batch; b++) out.set(x.value, b * n);
+  return result(out, [batch, ...x.shape], [x], () => ({
+    name: "expandBatch",
+    inputs: [x],
+    backward: (g) => {
+      const dx = new Float32Array(n);
+      for (let b = 0; b < batch; b++) for (let i = 0; i < n; i++) dx[i] += g[b * n + i]!;
+      return [dx];
+    },
+  }));
+}
+
+/**
+ * Gathers rows of x viewed as [R, C] (C = `rowSize`, default the last dim):
+ * rows [N] → [N, C] (or `outShape`). Backward scatter-adds (a row may be picked twice).
+ */
+export function selectRows(x: Var, rows: ArrayLike<number>, outShape?: readonly number[], rowSize?: number): Var {
+  const C = rowSize ?? lastDim("selectRows", x);
+  const R = x.size / C;
+  if (!Number.isInteger(R)) throw new LlamaError(`selectRows: ${x.size} elements do not split into rows of ${C}`);
+  const idx = Int32Array.from(rows);
+  const out = new Float32Array(idx.length * C);
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i]!;
+    if (!(r >= 0 && r < R)) throw new LlamaError(`selectRows: row ${r} out of range 0..${R - 1}`);
+    out.set(x.value.subarray(r * C, r * C + C), i * C);
+  }
+  const shape = outShape ?? [idx.length, C];
+  if (numel(shape) !== out.length) throw new LlamaError(`selectRows: output shape [${shape.join(", ")}] does not hold ${out.length} elements`);
+  return result(out, shape, [x], () => ({
+    name: "selectRows",
+    inputs: [x],
+    backward: (g) => {
+      const dx = new Float32Array(x.size);
+      for (let i = 0; i < idx.length; i++) {
+        const o = idx[i]! * C;
+        for (let c = 0; c < C; c++) dx[o + c] += g[i * C + c]!;
+      }
+      return [dx];
+    },
+  }));
+}
+
+/** Same values, new shape (a view in spirit; the gradient passes through unchanged). */
+export function reshape(x: Var, shape: readonly number[]): Var {
+  if (numel(shape) !== x.size) throw new LlamaError(`reshape: cannot view [${x.shape.join(", ")}] as [${shape.join(", ")}]`);
+  return result(x.value, shape, [x], () => ({ name: "reshape", inputs: [x], backward: (g) => [g] }));
+}

@@ -1,0 +1,238 @@
+/**
+ * A differentiable CPU backend: the same Backend interface the model code
+ * calls (lib/backend/backend.ts), with every op recorded for reverse-mode
+ * autodiff. So the one model definition (lib/model) runs unchanged on it:
+ *
+ *     const be = await TapeBackend.create();
+ *     const model = await LlamaForCausalLM.fromPretrained(dir, { backend: be });
+ *     const embeds = be.track(promptAndTokens);        // a Var that needs a gradient
+ *     const out = await model.forward({ inputsEmbeds: be.asTensor(embeds), … });
+ *     const loss = causalLMLoss(be.varOf(out.logits), labels);
+ *     backward(loss);                                  // d loss / d embeds
+ *
+ * Handles wrap a `Var` (activations) or a frozen weight `Tensor` (uploads).
+ * Linear layers, the bulk of the work, run on the CPU backend's kernels
+ * (WebAssembly SIMD + threads when available) for both the forward product and
+ * the input gradient (dX = dY · W, via Wᵀ uploaded once per weight); the rest
+ * is lib/autograd's JavaScript. Gradients flow only where a tracked tensor
+ * leads, and each node's activations are released as soon as backward used them.
+ */
+import { LlamaError } from "../errors.js";
+import { Tensor, numel } from "../tensor/tensor.js";
+import type { DType } from "../tensor/dtype.js";
+import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend/backend.js";
+import { CpuBackend, CpuTensor } from "../backend/cpu/cpu-backend.js";
+import { Var } from "./var.js";
+import * as ops from "./ops.js";
+import * as attn from "./attention-ops.js";
+import type { LinearKernel } from "./matmul.js";
+
+/** A device tensor of the tape backend. */
+export class TapeTensor implements DeviceTensor {
+  private constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    /** An activation (f32), possibly differentiable. */
+    private readonly activation?: Var,
+    /** A frozen uploaded tensor (weights, constant inputs). */
+    readonly frozen?: Tensor,
+  ) {}
+
+  static ofVar(v: Var): TapeTensor {
+    return new TapeTensor(v.shape, "f32", v);
+  }
+
+  static ofTensor(t: Tensor): TapeTensor {
+    return new TapeTensor(t.shape, t.dtype, undefined, t);
+  }
+
+  /** This tensor as a Var (a frozen upload becomes a constant). */
+  get var(): Var {
+    if (this.activation) return this.activation;
+    return Var.constant(this.frozen!.toFloat32(), this.shape);
+  }
+
+  /** This tensor as an op's weight: frozen uploads stay Tensors (cached kernels), trainable ones are Vars. */
+  get weight(): ops.Weight {
+    return this.frozen ?? this.activation!;
+  }
+}
+
+function tape(t: DeviceTensor, what: string): TapeTensor {
+  if (!(t instanceof TapeTensor)) throw new LlamaError(`tape backend: ${what} is not a tape tensor (mixing backends?)`);
+  return t;
+}
+
+/** Runs a frozen weight's two products on the CPU backend's linear kernels. */
+class CpuLinearKernel implements LinearKernel {
+  private readonly weights = new WeakMap<Tensor, DeviceTensor>();
+  private readonly transposed = new WeakMap<Tensor, DeviceTensor>();
+
+  constructor(private readonly cpu: CpuBackend) {}
+
+  private handle(w: Tensor): DeviceTensor {
+    let h = this.weights.get(w);
+    if (!h) {
+      h = this.cpu.upload(w);
+      this.weights.set(w, h);
+    }
+    return h;
+  }
+
+  /** Wᵀ [in, out] in the weight's own storage dtype (an f16 weight stays 16-bit). */
+  private handleT(w: Tensor): DeviceTensor {
+    let h = this.transposed.get(w);
+    if (!h) {
+      const [N, K] = w.shape as [number, number];
+      const src = w.data;
+      const dst = src instanceof Float32Array ? new Float32Array(N * K) : new Uint16Array(N * K);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) dst[k * N + n] = src[n * K + k]!;
+      h = this.cpu.upload(new Tensor(dst, [K, N], w.dtype));
+      this.transposed.set(w, h);
+    }
+    return h;
+  }
+
+  private run(x: Float32Array, M: number, K: number, w: DeviceTensor): Float32Array {
+    const y = this.cpu.linear(new CpuTensor(x, [M, K], "f32"), w) as CpuTensor;
+    return y.data as Float32Array;
+  }
+
+  forward(x: Float32Array, M: number, K: number, w: Tensor): Float32Array {
+    return this.run(x, M, K, this.handle(w));
+  }
+
+  backwardInput(g: Float32Array, M: number, N: number, w: Tensor): Float32Array {
+    return this.run(g, M, N, this.handleT(w));
+  }
+}
+
+export class TapeBackend implements Backend {
+  readonly device = "cpu" as const;
+  private readonly kernel: CpuLinearKernel;
+  /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
+  private readonly views = new WeakMap<Tensor, Var>();
+
+  private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
+    this.kernel = new CpuLinearKernel(cpu);
+  }
+
+  /** A tape backend over a CPU backend (a fresh one unless given). */
+  static async create(cpu?: CpuBackend): Promise<TapeBackend> {
+    return new TapeBackend(cpu ?? (await CpuBackend.create()), !cpu);
+  }
+
+  get description(): string {
+    return `autograd tape over ${this.cpu.description}`;
+  }
+
+  // ------------------------------------------------------------ autograd glue
+  /**
+   * A host Tensor that shows `v`'s values and, when uploaded to this backend
+   * (e.g. as a model's `inputsEmbeds`), carries `v`'s gradient links.
+   */
+  asTensor(v: Var): Tensor {
+    const t = new Tensor(v.value, v.shape, "f32");
+    this.views.set(t, v);
+    return t;
+  }
+
+  /** The Var behind a tensor returned by read() or asTensor() (e.g. a model output's logits). */
+  varOf(t: Tensor): Var {
+    const v = this.views.get(t);
+    if (!v) throw new LlamaError("tape backend: this tensor was not produced by this backend's read() or asTensor()");
+    return v;
+  }
+
+  // ------------------------------------------------------------ memory
+  upload(t: Tensor): DeviceTensor {
+    const v = this.views.get(t);
+    return v ? TapeTensor.ofVar(v) : TapeTensor.ofTensor(t);
+  }
+
+  async read(t: DeviceTensor): Promise<Tensor> {
+    return this.readSync(t);
+  }
+
+  readSync(t: DeviceTensor): Tensor {
+    const h = tape(t, "read()");
+    if (h.frozen) return h.frozen.float();
+    return this.asTensor(h.var);
+  }
+
+  /** The graph keeps what backward needs; everything else is garbage-collected. */
+  release(_t: DeviceTensor): void {}
+
+  dispose(): void {
+    if (this.ownsCpu) this.cpu.dispose();
+  }
+
+  // ------------------------------------------------------------ ops
+  embedding(table: DeviceTensor, ids: Int32Array, batch: number, seqLen: number): DeviceTensor {
+    return TapeTensor.ofVar(ops.embedding(tape(table, "embedding table").weight, ids, batch, seqLen));
+  }
+
+  rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
+    return TapeTensor.ofVar(ops.rmsNorm(tape(x, "rmsNorm input").var, tape(weight, "rmsNorm weight").weight, eps));
+  }
+
+  linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
+    const w = tape(weight, "linear weight").weight;
+    const b = bias ? tape(bias, "linear bias").weight : undefined;
+    return TapeTensor.ofVar(ops.linear(tape(x, "linear input").var, w, b, this.kernel));
+  }
+
+  linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
+    return weights.map((w, i) => this.linear(x, w, biases?.[i]));
+  }
+
+  add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
+    return TapeTensor.ofVar(ops.add(tape(a, "add input").var, tape(b, "add input").var));
+  }
+
+  scale(x: DeviceTensor, factor: number): DeviceTensor {
+    return TapeTensor.ofVar(ops.scale(tape(x, "scale input").var, factor));
+  }
+
+  siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
+    return TapeTensor.ofVar(ops.siluMul(tape(gate, "siluMul gate").var, tape(up, "siluMul up").var));
+  }
+
+  splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
+    return TapeTensor.ofVar(attn.splitHeads(tape(x, "splitHeads input").var, heads, rope));
+  }
+
+  mergeHeads(x: DeviceTensor): DeviceTensor {
+    return TapeTensor.ofVar(attn.mergeHeads(tape(x, "mergeHeads input").var));
+  }
+
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+    return TapeTensor.ofVar(attn.kvAppend(cache ? tape(cache, "kvAppend cache").var : undefined, tape(x, "kvAppend input").var));
+  }
+
+  attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {
+    const r = attn.attention(tape(q, "attention queries").var, tape(k, "attention keys").var, tape(v, "attention values").var, mask, opts.scale);
+    return { out: TapeTensor.ofVar(r.out), weights: opts.returnWeights ? TapeTensor.ofVar(r.weights) : undefined };
+  }
+
+  attendWith(weights: DeviceTensor, v: DeviceTensor): DeviceTensor {
+    return TapeTensor.ofVar(attn.attendWith(tape(weights, "attendWith weights").var, tape(v, "attendWith values").var));
+  }
+
+  selectPositions(x: DeviceTensor, index: Int32Array, perRow: number): DeviceTensor {
+    const xv = tape(x, "selectPositions input").var;
+    const [B, T, H] = xv.shape as [number, number, number];
+    if (index.length !== B * perRow) throw new LlamaError(`selectPositions: ${index.length} indices for ${B} rows × ${perRow}`);
+    const rows = Array.from(index, (t, i) => {
+      if (!(t >= 0 && t < T)) throw new LlamaError(`selectPositions: position ${t} out of range [0, ${T})`);
+      return Math.floor(i / perRow) * T + t;
+    });
+    return TapeTensor.ofVar(ops.selectRows(xv, rows, [B, perRow, H]));
+  }
+
+  selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor {
+    const xv = tape(x, "selectBatch input").var;
+    const rest = xv.shape.slice(1);
+    return TapeTensor.ofVar(ops.selectRows(xv, rows, [rows.length, ...rest], numel(rest)));
+  }
+}

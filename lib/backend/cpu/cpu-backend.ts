@@ -1,0 +1,314 @@
+/**
+ * The CPU backend: eager float32 compute over contiguous typed arrays.
+ * Weights keep their storage dtype (f16/bf16 are widened inside the matmul
+ * kernels). Linear layers run on the WebAssembly SIMD kernels when the runtime
+ * has them (lib/backend/cpu/wasm-*.ts), split across worker threads for large
+ * matrices; everything else is plain JavaScript in lib/tensor/ops.ts.
+ */
+import { LlamaError } from "../../errors.js";
+import { Tensor, numel } from "../../tensor/tensor.js";
+import { bf16ToF32, f16ToF32, type DType } from "../../tensor/dtype.js";
+import {
+  addInto, attentionInto, mergeHeadsInto, rmsNormInto, scaleInto, siluMulInto, splitHeadsInto,
+} from "../../tensor/ops.js";
+import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend.js";
+import { createLinearEngine, type LinearEngine, type LinearEngineOptions } from "./linear-engine.js";
+
+/** A CPU tensor: a typed array plus shape. KV-cache tensors may have spare capacity along dim 2. */
+export class CpuTensor implements DeviceTensor {
+  constructor(
+    readonly data: Float32Array | Uint16Array,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    /** For 4-D [B, heads, S, D] cache tensors: allocated rows per head (>= S). */
+    readonly capacity: number = shape.length === 4 ? shape[2]! : 0,
+  ) {}
+
+  get dense(): boolean {
+    return this.shape.length !== 4 || this.capacity === this.shape[2];
+  }
+}
+
+export type CpuBackendOptions = LinearEngineOptions;
+
+function cpu(t: DeviceTensor, what: string): CpuTensor {
+  if (!(t instanceof CpuTensor)) throw new LlamaError(`cpu backend: ${what} is not a CPU tensor (mixing devices?)`);
+  return t;
+}
+
+function f32(t: DeviceTensor, what: string): Float32Array {
+  const c = cpu(t, what);
+  if (c.dtype !== "f32") throw new LlamaError(`cpu backend: ${what} must be float32, got ${c.dtype}`);
+  if (!c.dense) throw new LlamaError(`cpu backend: ${what} must be dense (a KV-cache view is not)`);
+  return c.data as Float32Array;
+}
+
+function asF32(c: CpuTensor): Float32Array {
+  if (c.dtype === "f32") return c.data as Float32Array;
+  return c.dtype === "f16" ? f16ToF32(c.data as Uint16Array) : bf16ToF32(c.data as Uint16Array);
+}
+
+function sameShape(a: DeviceTensor, b: DeviceTensor, op: string): void {
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new LlamaError(`cpu backend ${op}: shapes [${a.shape.join(", ")}] and [${b.shape.join(", ")}] differ`);
+  }
+}
+
+export class CpuBackend implements Backend {
+  readonly device = "cpu" as const;
+  private scores = new Float64Array(0);
+  /** float32 copies of small f16/bf16 vectors (norm weights, biases), keyed by tensor. */
+  private readonly widened = new WeakMap<CpuTensor, Float32Array>();
+
+  private constructor(private readonly engine: LinearEngine) {}
+
+  static async create(options: CpuBackendOptions = {}): Promise<CpuBackend> {
+    return new CpuBackend(await createLinearEngine(options));
+  }
+
+  get description(): string {
+    return `cpu (${this.engine.description})`;
+  }
+
+  upload(t: Tensor): DeviceTensor {
+    return new CpuTensor(this.engine.adopt(t.data, t.dtype), t.shape, t.dtype);
+  }
+
+  async read(t: DeviceTensor): Promise<Tensor> {
+    return this.readSync(t);
+  }
+
+  /** Synchronous read (the CPU backend computes eagerly). */
+  readSync(t: DeviceTensor): Tensor {
+    const c = cpu(t, "read()");
+    if (!c.dense) {
+      const [B, H, S, D] = c.shape as [number, number, number, number];
+      const out = new Float32Array(B * H * S * D);
+      const src = asF32(c);
+      for (let bh = 0; bh < B * H; bh++) out.set(src.subarray(bh * c.capacity * D, bh * c.capacity * D + S * D), bh * S * D);
+      return new Tensor(out, c.shape, "f32");
+    }
+    const data = c.dtype === "f32" ? (c.data as Float32Array).slice() : asF32(c);
+    return new Tensor(data, c.shape, "f32");
+  }
+
+  release(t: DeviceTensor): void {
+    // Garbage collection frees CPU tensors (weights in the wasm memory too, via a
+    // FinalizationRegistry); releasing early is not needed.
+    cpu(t, "release()");
+  }
+
+  dispose(): void {
+    this.engine.dispose();
+  }
+
+  /** f32 view of a small vector weight (norm weight, bias), widened once. */
+  private vector(t: DeviceTensor, what: string): Float32Array {
+    const c = cpu(t, what);
+    if (c.dtype === "f32") return c.data as Float32Array;
+    let w = this.widened.get(c);
+    if (!w) {
+      w = asF32(c);
+      this.widened.set(c, w);
+    }
+    return w;
+  }
+
+  embedding(table: DeviceTensor, ids: Int32Array, batch: number, seqLen: number): DeviceTensor {
+    const t = cpu(table, "embedding table");
+    const [V, H] = t.shape as [number, number];
+    if (ids.length !== batch * seqLen) throw new LlamaError(`cpu backend embedding: ${ids.length} ids for [${batch}, ${seqLen}]`);
+    const out = new Float32Array(ids.length * H);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!(id >= 0 && id < V)) throw new LlamaError(`embedding: token id ${id} out of range [0, ${V})`);
+      const row = t.data.subarray(id * H, (id + 1) * H);
+      const dst = out.subarray(i * H, (i + 1) * H);
+      if (t.dtype === "f32") dst.set(row as Float32Array);
+      else if (t.dtype === "f16") f16ToF32(row as Uint16Array, dst);
+      else bf16ToF32(row as Uint16Array, dst);
+    }
+    return new CpuTensor(out, [batch, seqLen, H], "f32");
+  }
+
+  rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
+    const H = x.shape[x.shape.length - 1]!;
+    const xd = f32(x, "rmsNorm input");
+    const out = new Float32Array(xd.length);
+    rmsNormInto(xd, this.vector(weight, "rmsNorm weight"), eps, H, out);
+    return new CpuTensor(out, x.shape, "f32");
+  }
+
+  linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
+    return this.linearMany(x, [weight], [bias])[0]!;
+  }
+
+  linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
+    const xd = f32(x, "linear input");
+    const K = x.shape[x.shape.length - 1]!;
+    const M = xd.length / K;
+    const lead = x.shape.slice(0, -1);
+    const jobs = weights.map((w, i) => {
+      const c = cpu(w, "linear weight");
+      const [N, Kw] = c.shape as [number, number];
+      if (c.shape.length !== 2 || Kw !== K) {
+        throw new LlamaError(`cpu backend linear: input [${x.shape.join(", ")}] does not match weight [${c.shape.join(", ")}]`);
+      }
+      const b = biases?.[i];
+      return {
+        w: c.data, dtype: c.dtype, N,
+        bias: b ? this.vector(b, "linear bias") : undefined,
+        y: new Float32Array(M * N),
+      };
+    });
+    this.engine.run(xd, M, K, jobs);
+    return jobs.map((j) => new CpuTensor(j.y, [...lead, j.N], "f32"));
+  }
+
+  add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
+    sameShape(a, b, "add");
+    const ad = f32(a, "add input");
+    return new CpuTensor(addInto(ad, f32(b, "add input"), new Float32Array(ad.length)), a.shape, "f32");
+  }
+
+  scale(x: DeviceTensor, factor: number): DeviceTensor {
+    const xd = f32(x, "scale input");
+    return new CpuTensor(scaleInto(xd, factor, new Float32Array(xd.length)), x.shape, "f32");
+  }
+
+  siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
+    sameShape(gate, up, "siluMul");
+    const g = f32(gate, "siluMul gate");
+    return new CpuTensor(siluMulInto(g, f32(up, "siluMul up"), new Float32Array(g.length)), gate.shape, "f32");
+  }
+
+  splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
+    const [B, T, HD] = x.shape as [number, number, number];
+    const D = HD / heads;
+    if (x.shape.length !== 3 || !Number.isInteger(D)) throw new LlamaError(`splitHeads: cannot split [${x.shape.join(", ")}] into ${heads} heads`);
+    if (rope && rope.cos.length !== B * T * (D / 2)) {
+      throw new LlamaError(`splitHeads: rope tables have ${rope.cos.length} entries, expected ${B}*${T}*${D / 2}`);
+    }
+    const out = new Float32Array(B * T * HD);
+    splitHeadsInto(f32(x, "splitHeads input"), B, T, heads, D, rope?.cos, rope?.sin, out);
+    return new CpuTensor(out, [B, heads, T, D], "f32");
+  }
+
+  mergeHeads(x: DeviceTensor): DeviceTensor {
+    const [B, H, T, D] = x.shape as [number, number, number, number];
+    const out = new Float32Array(B * H * T * D);
+    mergeHeadsInto(f32(x, "mergeHeads input"), B, H, T, D, out);
+    return new CpuTensor(out, [B, T, H * D], "f32");
+  }
+
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+    const xd = f32(x, "kvAppend input");
+    const [B, H, T, D] = x.shape as [number, number, number, number];
+    const c = cache ? cpu(cache, "kvAppend cache") : undefined;
+    const P = c ? c.shape[2]! : 0;
+    const S = P + T;
+    let data: Float32Array;
+    let capacity: number;
+    if (c && c.capacity >= S) {
+      data = c.data as Float32Array;
+      capacity = c.capacity;
+    } else {
+      // Grow geometrically so a token-by-token decode copies the cache O(log T) times.
+      capacity = Math.max(S, c ? c.capacity * 2 : 0, 16);
+      data = new Float32Array(B * H * capacity * D);
+      if (c) {
+        for (let bh = 0; bh < B * H; bh++) {
+          data.set((c.data as Float32Array).subarray(bh * c.capacity * D, bh * c.capacity * D + P * D), bh * capacity * D);
+        }
+      }
+    }
+    for (let bh = 0; bh < B * H; bh++) {
+      data.set(xd.subarray(bh * T * D, (bh + 1) * T * D), (bh * capacity + P) * D);
+    }
+    return new CpuTensor(data, [B, H, S, D], "f32", capacity);
+  }
+
+  attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {
+    const [B, n, T, D] = q.shape as [number, number, number, number];
+    const kc = cpu(k, "attention keys");
+    const vc = cpu(v, "attention values");
+    const [, kh, S] = kc.shape as [number, number, number, number];
+    if (kc.capacity !== vc.capacity || vc.shape[2] !== S) throw new LlamaError("attention: keys and values differ in length");
+    if (n % kh !== 0) throw new LlamaError(`attention: ${n} query heads are not a multiple of ${kh} kv heads`);
+    if (mask.keyMask && mask.keyMask.length !== B * S) {
+      throw new LlamaError(`attention: key mask has ${mask.keyMask.length} entries, expected ${B}*${S}`);
+    }
+    if (this.scores.length < S) this.scores = new Float64Array(Math.max(S, this.scores.length * 2));
+    const out = new Float32Array(B * T * n * D);
+    const weights = opts.returnWeights ? new Float32Array(B * n * T * S) : undefined;
+    attentionInto(
+      f32(q, "attention queries"), kc.data as Float32Array, vc.data as Float32Array,
+      { B, n, k: kh, T, S, D, kvHeadStride: kc.capacity * D }, opts.scale,
+      mask.queryOffset, mask.keyMask, out, weights, this.scores,
+    );
+    return {
+      out: new CpuTensor(out, [B, T, n * D], "f32"),
+      weights: weights && new CpuTensor(weights, [B, n, T, S], "f32"),
+    };
+  }
+
+  attendWith(weights: DeviceTensor, v: DeviceTensor): DeviceTensor {
+    const [B, n, T, S] = weights.shape as [number, number, number, number];
+    const vc = cpu(v, "attendWith values");
+    const [, kh, Sv, D] = vc.shape as [number, number, number, number];
+    if (Sv !== S || n % kh !== 0) {
+      throw new LlamaError(`attendWith: weights [${weights.shape.join(", ")}] do not match values [${vc.shape.join(", ")}]`);
+    }
+    const w = f32(weights, "attendWith weights");
+    const vd = vc.data as Float32Array;
+    const out = new Float32Array(B * T * n * D);
+    const group = n / kh;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < n; h++) {
+        const vBase = (b * kh + Math.floor(h / group)) * vc.capacity * D;
+        for (let i = 0; i < T; i++) {
+          const wo = ((b * n + h) * T + i) * S;
+          const oo = (b * T + i) * n * D + h * D;
+          for (let j = 0; j < S; j++) {
+            const p = w[wo + j]!;
+            if (p === 0) continue;
+            const vo = vBase + j * D;
+            for (let d = 0; d < D; d++) out[oo + d] += p * vd[vo + d]!;
+          }
+        }
+      }
+    }
+    return new CpuTensor(out, [B, T, n * D], "f32");
+  }
+
+  selectPositions(x: DeviceTensor, index: Int32Array, perRow: number): DeviceTensor {
+    const [B, T, H] = x.shape as [number, number, number];
+    const xd = f32(x, "selectPositions input");
+    if (index.length !== B * perRow) throw new LlamaError(`selectPositions: ${index.length} indices for ${B} rows x ${perRow}`);
+    const out = new Float32Array(B * perRow * H);
+    for (let b = 0; b < B; b++) {
+      for (let j = 0; j < perRow; j++) {
+        const t = index[b * perRow + j]!;
+        if (!(t >= 0 && t < T)) throw new LlamaError(`selectPositions: position ${t} out of range [0, ${T})`);
+        out.set(xd.subarray((b * T + t) * H, (b * T + t + 1) * H), (b * perRow + j) * H);
+      }
+    }
+    return new CpuTensor(out, [B, perRow, H], "f32");
+  }
+
+  selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor {
+    const c = cpu(x, "selectBatch input");
+    const B = c.shape[0]!;
+    const rest = c.shape.slice(1);
+    // A cache view keeps its capacity layout: copy whole per-row blocks.
+    const rowSize = c.dense ? numel(rest) : c.shape[1]! * c.capacity * c.shape[3]!;
+    const Ctor = c.data instanceof Float32Array ? Float32Array : Uint16Array;
+    const out = new Ctor(rows.length * rowSize);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (!(r >= 0 && r < B)) throw new LlamaError(`selectBatch: row ${r} out of range [0, ${B})`);
+      out.set(c.data.subarray(r * rowSize, (r + 1) * rowSize) as never, i * rowSize);
+    }
+    return new CpuTensor(out, [rows.length, ...rest], c.dtype, c.capacity);
+  }
+}

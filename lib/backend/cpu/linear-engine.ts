@@ -1,0 +1,69 @@
+/**
+ * Runs the CPU backend's linear layers. Portable path: the JavaScript blocked
+ * kernel (lib/tensor/matmul.ts). Fast path (when WebAssembly SIMD and shared
+ * memory are there): weights live in one shared WebAssembly memory and the
+ * SIMD kernels widen f16/bf16 in registers; large matrices are split by output
+ * rows across worker threads sharing that memory (wasm-engine.ts).
+ */
+import type { DType } from "../../tensor/dtype.js";
+import { matmulTransposedInto } from "../../tensor/matmul.js";
+import { WasmLinearEngine } from "./wasm-engine.js";
+
+export interface LinearEngineOptions {
+  /** Use the WebAssembly SIMD kernels when available (default true; env LLAMA_TS_WASM=0 turns them off). */
+  wasm?: boolean;
+  /** Total threads including the calling one (default: CPU cores, at most 4; env LLAMA_TS_THREADS). */
+  threads?: number;
+}
+
+/** One weight matrix applied to the shared input. */
+export interface LinearJob {
+  /** [N, K] */
+  w: Float32Array | Uint16Array;
+  dtype: DType;
+  N: number;
+  /** [N] */
+  bias?: Float32Array;
+  /** [M, N] output */
+  y: Float32Array;
+}
+
+export interface LinearEngine {
+  readonly description: string;
+  /** Takes a weight's storage; may move it into the kernels' memory and return the new view. */
+  adopt<T extends Float32Array | Uint16Array>(data: T, dtype: DType): T;
+  /** y_j = x [M, K] @ W_j^T + b_j for every job. */
+  run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void;
+  dispose(): void;
+}
+
+/** Adds bias [N] to every row of y [M, N]. */
+export function addBias(y: Float32Array, bias: Float32Array | undefined, M: number, N: number): void {
+  if (!bias) return;
+  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) y[m * N + n] += bias[n]!;
+}
+
+export class JsLinearEngine implements LinearEngine {
+  readonly description = "javascript kernels, 1 thread";
+
+  adopt<T extends Float32Array | Uint16Array>(data: T): T {
+    return data;
+  }
+
+  run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void {
+    for (const j of jobs) matmulTransposedInto(x, M, K, j.w, j.dtype, j.N, j.bias, j.y);
+  }
+
+  dispose(): void {}
+}
+
+export async function createLinearEngine(options: LinearEngineOptions = {}): Promise<LinearEngine> {
+  const envWasm = process.env.LLAMA_TS_WASM;
+  const wasm = options.wasm ?? (envWasm === undefined ? true : envWasm !== "0");
+  if (wasm) {
+    const envThreads = Number(process.env.LLAMA_TS_THREADS);
+    const engine = await WasmLinearEngine.create(options.threads ?? (Number.isInteger(envThreads) && envThreads > 0 ? envThreads : undefined));
+    if (engine) return engine;
+  }
+  return new JsLinearEngine();
+}

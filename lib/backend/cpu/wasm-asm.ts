@@ -1,0 +1,159 @@
+/**
+ * A tiny WebAssembly assembler: just enough of the binary format (types, one
+ * imported shared memory, functions, exports) and of the instruction set
+ * (locals, i32 arithmetic, loops, SIMD loads/stores/arithmetic) to emit the
+ * matmul kernels in wasm-kernels.ts. No toolchain is installed on the build
+ * machines, so the module is assembled from JavaScript at startup (< 1 ms).
+ */
+
+export const I32 = 0x7f;
+export const F32 = 0x7d;
+export const V128 = 0x7b;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+function str(s: string): number[] {
+  const b = [...Buffer.from(s, "utf8")];
+  return [...uleb(b.length), ...b];
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+/** Instruction emitter for one function body. Locals are numbered params first. */
+export class Code {
+  readonly bytes: number[] = [];
+  private readonly localTypes: number[] = [];
+
+  constructor(private readonly numParams: number) {}
+
+  /** Declares a new local of `type`, returns its index. */
+  local(type: number): number {
+    this.localTypes.push(type);
+    return this.numParams + this.localTypes.length - 1;
+  }
+
+  private op(...b: number[]): this {
+    this.bytes.push(...b);
+    return this;
+  }
+
+  private simd(opcode: number, ...imm: number[]): this {
+    return this.op(0xfd, ...uleb(opcode), ...imm);
+  }
+
+  get(i: number): this { return this.op(0x20, ...uleb(i)); }
+  set(i: number): this { return this.op(0x21, ...uleb(i)); }
+  tee(i: number): this { return this.op(0x22, ...uleb(i)); }
+  i32(v: number): this { return this.op(0x41, ...sleb(v | 0)); }
+  add(): this { return this.op(0x6a); }
+  sub(): this { return this.op(0x6b); }
+  mul(): this { return this.op(0x6c); }
+  shl(): this { return this.op(0x74); }
+  and32(): this { return this.op(0x71); }
+  geU(): this { return this.op(0x4f); }
+  gtU(): this { return this.op(0x4b); }
+  call(fn: number): this { return this.op(0x10, ...uleb(fn)); }
+  f32add(): this { return this.op(0x92); }
+  f32store(offset = 0): this { return this.op(0x38, 2, ...uleb(offset)); }
+
+  /** Pushes local a + local b (or + constant). */
+  sum(a: number, b: number): this { return this.get(a).get(b).add(); }
+  /** local dst = local dst + constant. */
+  inc(dst: number, by: number): this { return this.get(dst).i32(by).add().set(dst); }
+
+  /** `for (; i < end; i += step) body()` as block/loop; `end` is a local. */
+  loop(i: number, end: number, step: number | (() => void), body: () => void): this {
+    this.op(0x02, 0x40, 0x03, 0x40); // block, loop
+    this.get(i).get(end).geU().op(0x0d, 1); // br_if 1 (exit) when i >= end
+    body();
+    if (typeof step === "number") this.inc(i, step);
+    else step();
+    this.op(0x0c, 0, 0x0b, 0x0b); // br 0; end loop; end block
+    return this;
+  }
+
+  /** `if (cond on stack) body()`. */
+  if(body: () => void): this {
+    this.op(0x04, 0x40);
+    body();
+    return this.op(0x0b);
+  }
+
+  // SIMD (memarg: alignment log2, offset)
+  v128load(offset = 0): this { return this.simd(0x00, 4, ...uleb(offset)); }
+  load16x4s(offset = 0): this { return this.simd(0x03, 3, ...uleb(offset)); }
+  load16x4u(offset = 0): this { return this.simd(0x04, 3, ...uleb(offset)); }
+  v128store(offset = 0): this { return this.simd(0x0b, 4, ...uleb(offset)); }
+  i32x4const(a: number, b = a, c = a, d = a): this {
+    const buf = Buffer.alloc(16);
+    [a, b, c, d].forEach((v, i) => buf.writeInt32LE(v | 0, i * 4));
+    return this.simd(0x0c, ...buf);
+  }
+  f32x4extract(lane: number): this { return this.simd(0x1f, lane); }
+  and(): this { return this.simd(0x4e); }
+  i32x4shl(): this { return this.simd(0xab); }
+  f32x4add(): this { return this.simd(0xe4); }
+  f32x4mul(): this { return this.simd(0xe6); }
+
+  /** Pops a v128 and pushes the f32 sum of its four lanes (((l0 + l1) + l2) + l3). */
+  hsum(tmp: number): this {
+    this.set(tmp);
+    return this.get(tmp).f32x4extract(0).get(tmp).f32x4extract(1).f32add()
+      .get(tmp).f32x4extract(2).f32add().get(tmp).f32x4extract(3).f32add();
+  }
+
+  /** The function body: locals declaration + instructions + end. */
+  encode(): number[] {
+    const groups: number[][] = [];
+    for (const t of this.localTypes) {
+      const last = groups[groups.length - 1];
+      if (last && last[1] === t) last[0]!++;
+      else groups.push([1, t]);
+    }
+    const body = [...uleb(groups.length), ...groups.flatMap(([n, t]) => [...uleb(n!), t!]), ...this.bytes, 0x0b];
+    return [...uleb(body.length), ...body];
+  }
+}
+
+export interface FunctionDef {
+  name?: string;
+  params: number[];
+  results: number[];
+  code: Code;
+}
+
+/** A module importing `env.memory` (shared, up to `maxPages`) with the given functions. */
+export function assembleModule(functions: FunctionDef[], minPages: number, maxPages: number): Uint8Array {
+  const types = functions.map((f) => [0x60, ...uleb(f.params.length), ...f.params, ...uleb(f.results.length), ...f.results]);
+  const typeSec = section(1, [...uleb(types.length), ...types.flat()]);
+  const importSec = section(2, [...uleb(1), ...str("env"), ...str("memory"), 0x02, 0x03, ...uleb(minPages), ...uleb(maxPages)]);
+  const funcSec = section(3, [...uleb(functions.length), ...functions.flatMap((_, i) => uleb(i))]);
+  const exported = functions.map((f, i) => [f.name, i] as const).filter(([n]) => n !== undefined);
+  const exportSec = section(7, [...uleb(exported.length), ...exported.flatMap(([n, i]) => [...str(n!), 0x00, ...uleb(i)])]);
+  const codeSec = section(10, [...uleb(functions.length), ...functions.flatMap((f) => f.code.encode())]);
+  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...typeSec, ...importSec, ...funcSec, ...exportSec, ...codeSec]);
+}

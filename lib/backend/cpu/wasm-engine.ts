@@ -1,0 +1,216 @@
+/**
+ * The WebAssembly linear engine: weights are copied once into a shared
+ * WebAssembly memory (freed again when their tensor is garbage-collected);
+ * each call copies x into a workspace, runs the SIMD kernels and copies y
+ * out. Big calls are split by output rows across worker threads that
+ * instantiate the same module on the same memory; the calling thread takes
+ * a share too, then waits on an Atomics counter (no polling, no messages).
+ */
+import * as os from "node:os";
+import { Worker } from "node:worker_threads";
+import type { DType } from "../../tensor/dtype.js";
+import { matmulTransposedInto } from "../../tensor/matmul.js";
+import { addBias, type LinearEngine, type LinearJob } from "./linear-engine.js";
+import { MAX_PAGES, kernelModule, type KernelExports } from "./wasm-kernels.js";
+import { WasmHeap } from "./wasm-heap.js";
+import { wasm, type WasmMemory } from "./wasm-api.js";
+
+const MAX_THREADS = 8;
+const MAX_JOBS = 8;
+const JOB_STRIDE = 4 + 2 * MAX_THREADS;
+const HEADER = 16;
+/** Below this many weight bytes per call, one thread is faster than waking the others. */
+const THREAD_MIN_BYTES = 96 * 1024;
+
+// Control block (Int32Array over a SharedArrayBuffer):
+//   [0] generation (bumped to start work)  [1] quit flag  [2] finished-worker count
+//   [3] jobs  [4] M  [5] K  [6] x pointer  [7] scratch base (each thread: 16·K bytes)
+//   per job j at HEADER + j·JOB_STRIDE: kind (0 f32, 1 f16, 2 bf16), w, N, y, then
+//   [row0, row1) for each thread. Pointers are wasm addresses stored as int32 bits.
+const RUN_SHARE = `
+function runShare(k, c, t) {
+  const jobs = c[3], M = c[4], K = c[5], x = c[6] >>> 0, scratch = (c[7] >>> 0) + t * K * 16;
+  for (let j = 0; j < jobs; j++) {
+    const b = ${HEADER} + j * ${JOB_STRIDE};
+    const kind = c[b], w = c[b + 1] >>> 0, N = c[b + 2], y = c[b + 3] >>> 0;
+    const r0 = c[b + 4 + 2 * t], r1 = c[b + 5 + 2 * t];
+    if (r1 <= r0) continue;
+    if (kind === 0) k.gemm_f32(x, M, w + r0 * K * 4, K, y + r0 * 4, N, r1 - r0);
+    else if (M === 1) (kind === 1 ? k.gemv_f16 : k.gemv_bf16)(x, w + r0 * K * 2, K, y + r0 * 4, r1 - r0);
+    else (kind === 1 ? k.gemm_f16 : k.gemm_bf16)(x, M, w + r0 * K * 2, K, y + r0 * 4, N, r1 - r0, scratch);
+  }
+}`;
+
+const WORKER_SOURCE = `
+const { workerData, parentPort } = require("node:worker_threads");
+const { module, memory, ctrl, index } = workerData;
+const k = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const c = new Int32Array(ctrl);
+${RUN_SHARE}
+let seen = Atomics.load(c, 0);
+parentPort.postMessage("ready");
+for (;;) {
+  Atomics.wait(c, 0, seen);
+  seen = Atomics.load(c, 0);
+  if (c[1] === 1) break;
+  runShare(k, c, index);
+  Atomics.add(c, 2, 1);
+  Atomics.notify(c, 2);
+}
+`;
+
+type RunShare = (k: KernelExports, c: Int32Array, t: number) => void;
+const runShare = new Function(`${RUN_SHARE}; return runShare;`)() as RunShare;
+
+const KIND: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
+
+export class WasmLinearEngine implements LinearEngine {
+  private readonly ptrs = new WeakMap<ArrayBufferView, number>();
+  private readonly finalizer: FinalizationRegistry<[number, number]>;
+  private readonly ctrl: Int32Array;
+  private workspace = { ptr: 0, bytes: 0 };
+  private disposed = false;
+
+  private constructor(
+    private readonly memory: WasmMemory,
+    private readonly heap: WasmHeap,
+    private readonly kernels: KernelExports,
+    private readonly workers: Worker[],
+    ctrl: SharedArrayBuffer,
+  ) {
+    this.ctrl = new Int32Array(ctrl);
+    this.finalizer = new FinalizationRegistry(([ptr, bytes]) => {
+      if (!this.disposed) this.heap.release(ptr, bytes);
+    });
+  }
+
+  /** The engine, or undefined when this runtime lacks wasm SIMD or shared memory. */
+  static async create(threads?: number): Promise<WasmLinearEngine | undefined> {
+    const module = kernelModule();
+    if (!module || !wasm || typeof SharedArrayBuffer === "undefined") return undefined;
+    let memory: WasmMemory;
+    try {
+      memory = new wasm!.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
+    } catch {
+      return undefined;
+    }
+    const kernels = new wasm!.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+    const cores = typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
+    const total = Math.max(1, Math.min(MAX_THREADS, threads ?? Math.min(cores, 4)));
+    const ctrl = new SharedArrayBuffer(4 * (HEADER + MAX_JOBS * JOB_STRIDE));
+    const workers: Worker[] = [];
+    try {
+      for (let index = 1; index < total; index++) {
+        const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, ctrl, index } });
+        await new Promise<void>((resolve, reject) => {
+          w.once("message", () => resolve());
+          w.once("error", reject);
+        });
+        w.unref();
+        workers.push(w);
+      }
+    } catch (err) {
+      if (process.env.LLAMA_TS_DEBUG) process.stderr.write(`llama-ts: worker threads unavailable (${String(err)})\n`);
+      // Workers unavailable (sandbox): run single-threaded.
+      for (const w of workers) void w.terminate();
+      workers.length = 0;
+    }
+    return new WasmLinearEngine(memory, new WasmHeap(memory, 1024), kernels, workers, ctrl);
+  }
+
+  get description(): string {
+    return `wasm simd kernels, ${this.workers.length + 1} thread${this.workers.length ? "s" : ""}`;
+  }
+
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  adopt<T extends Float32Array | Uint16Array>(data: T): T {
+    const bytes = data.byteLength;
+    const ptr = this.heap.alloc(bytes);
+    const view = (data instanceof Float32Array
+      ? new Float32Array(this.memory.buffer, ptr, data.length)
+      : new Uint16Array(this.memory.buffer, ptr, data.length)) as T;
+    view.set(data as never);
+    this.ptrs.set(view, ptr);
+    this.finalizer.register(view, [ptr, bytes]);
+    return view;
+  }
+
+  /** A workspace of at least `bytes` (reused between calls). */
+  private scratch(bytes: number): number {
+    if (this.workspace.bytes < bytes) {
+      if (this.workspace.bytes) this.heap.release(this.workspace.ptr, this.workspace.bytes);
+      const size = Math.max(bytes, Math.ceil(this.workspace.bytes * 1.5));
+      this.workspace = { ptr: this.heap.alloc(size), bytes: size };
+    }
+    return this.workspace.ptr;
+  }
+
+  run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void {
+    const usable = K % 8 === 0 && jobs.length <= MAX_JOBS && jobs.every((j) => this.ptrs.has(j.w));
+    if (!usable) {
+      for (const j of jobs) matmulTransposedInto(x, M, K, j.w, j.dtype, j.N, j.bias, j.y);
+      return;
+    }
+    let weightBytes = 0;
+    let yBytes = 0;
+    for (const j of jobs) {
+      weightBytes += j.w.byteLength;
+      yBytes += M * j.N * 4;
+    }
+    const T = weightBytes >= THREAD_MIN_BYTES ? this.threads : 1;
+    const xBytes = M * K * 4;
+    const base = this.scratch(xBytes + yBytes + this.threads * K * 16);
+    const buf = this.memory.buffer;
+    new Float32Array(buf, base, M * K).set(x);
+    const c = this.ctrl;
+    c[3] = jobs.length; c[4] = M; c[5] = K; c[6] = base; c[7] = base + xBytes + yBytes;
+    let yPtr = base + xBytes;
+    const yPtrs: number[] = [];
+    jobs.forEach((j, i) => {
+      const b = HEADER + i * JOB_STRIDE;
+      c[b] = KIND[j.dtype]; c[b + 1] = this.ptrs.get(j.w)!; c[b + 2] = j.N; c[b + 3] = yPtr;
+      // Rows in multiples of 4 (the kernels' block), split evenly across T threads.
+      const rows4 = j.N - (j.N % 4);
+      const chunk = Math.ceil(rows4 / T / 4) * 4;
+      for (let t = 0; t < MAX_THREADS; t++) {
+        c[b + 4 + 2 * t] = t < T ? Math.min(rows4, t * chunk) : 0;
+        c[b + 5 + 2 * t] = t < T ? Math.min(rows4, (t + 1) * chunk) : 0;
+      }
+      yPtrs.push(yPtr);
+      yPtr += M * j.N * 4;
+    });
+    if (T > 1) {
+      Atomics.store(c, 2, 0);
+      Atomics.add(c, 0, 1);
+      Atomics.notify(c, 0);
+    }
+    runShare(this.kernels, c, 0);
+    if (T > 1) {
+      const want = this.workers.length;
+      for (let done = Atomics.load(c, 2); done < want; done = Atomics.load(c, 2)) Atomics.wait(c, 2, done);
+    }
+    jobs.forEach((j, i) => {
+      j.y.set(new Float32Array(buf, yPtrs[i]!, M * j.N));
+      const rows4 = j.N - (j.N % 4);
+      // The last N % 4 rows (never more than 3) in JavaScript.
+      if (rows4 < j.N) {
+        const tail = new Float32Array(M * j.N);
+        matmulTransposedInto(x, M, K, j.w, j.dtype, j.N, undefined, tail, rows4, j.N);
+        for (let m = 0; m < M; m++) for (let n = rows4; n < j.N; n++) j.y[m * j.N + n] = tail[m * j.N + n]!;
+      }
+      addBias(j.y, j.bias, M, j.N);
+    });
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    Atomics.store(this.ctrl, 1, 1);
+    Atomics.add(this.ctrl, 0, 1);
+    Atomics.notify(this.ctrl, 0);
+    for (const w of this.workers) void w.terminate();
+  }
+}

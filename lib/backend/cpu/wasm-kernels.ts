@@ -1,0 +1,189 @@
+/**
+ * The WebAssembly SIMD matmul kernels (y = x @ W^T), assembled at startup.
+ * All pointers are byte addresses in the shared memory; K is a multiple of 8
+ * and `rows` a multiple of 4 (the caller does any remainder in JavaScript).
+ *
+ *  - gemv_f16 / gemv_bf16 (x [K], W rows [rows, K] 16-bit → y [rows]): decode.
+ *    16-bit weights are widened in registers: f16 → f32 is
+ *    ((sign-extended h) << 13) & 0x8FFFE000, times 2^112, which is exact for
+ *    normal and subnormal halves (inf/NaN halves would become large finite
+ *    numbers; checkpoints do not contain them). bf16 → f32 is h << 16.
+ *  - gemm_f32 (x [M, K], W [rows, K] f32 → y [M, N] columns r..r+rows): two x
+ *    rows × four W rows per step, eight SIMD accumulators.
+ *  - gemm_f16 / gemm_bf16: widen four W rows into a per-thread scratch block
+ *    (4·K floats, L1-resident), then gemm_f32 on it: prefill.
+ * Accumulation is float32 in four lanes (as BLAS does), summed at the end.
+ */
+import { wasm, type WasmModule } from "./wasm-api.js";
+import { Code, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
+
+const F16_MASK = 0x8fffe000 | 0;
+const F16_MAGIC = 0x77800000; // 2^112 as float32 bits
+
+/** Emits "widen the i32x4 on the stack to f32x4" for a 16-bit dtype. */
+type Widen = (c: Code, mask: number, magic: number) => void;
+const widenF16: Widen = (c, mask, magic) => { c.i32(13).i32x4shl().get(mask).and().get(magic).f32x4mul(); };
+const widenBf16: Widen = (c) => { c.i32(16).i32x4shl(); };
+
+function consts(c: Code): { mask: number; magic: number } {
+  const mask = c.local(V128);
+  const magic = c.local(V128);
+  c.i32x4const(F16_MASK).set(mask).i32x4const(F16_MAGIC).set(magic);
+  return { mask, magic };
+}
+
+/** widen(src, dst, count): count 16-bit values (multiple of 4) → f32. */
+function widenFn(name: string, bf16: boolean): FunctionDef {
+  const [src, dst, count] = [0, 1, 2];
+  const c = new Code(3);
+  const { mask, magic } = consts(c);
+  const end = c.local(I32);
+  c.get(src).get(count).i32(1).shl().add().set(end);
+  c.loop(src, end, () => { c.inc(src, 8).inc(dst, 16); }, () => {
+    c.get(dst).get(src);
+    if (bf16) c.load16x4u(); else c.load16x4s();
+    (bf16 ? widenBf16 : widenF16)(c, mask, magic);
+    c.v128store();
+  });
+  return { name, params: [I32, I32, I32], results: [], code: c };
+}
+
+/** gemv(x, w, K, y, rows): y[j] = x · W[j] for 16-bit W. */
+function gemvFn(name: string, bf16: boolean): FunctionDef {
+  const [x, w, K, y, rows] = [0, 1, 2, 3, 4];
+  const c = new Code(5);
+  const { mask, magic } = consts(c);
+  const widen = bf16 ? widenBf16 : widenF16;
+  const r = c.local(I32), rowBytes = c.local(I32), xp = c.local(I32), xEnd = c.local(I32), tmp = c.local(V128);
+  const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
+  const acc = Array.from({ length: 8 }, () => c.local(V128));
+  const x0 = c.local(V128), x1 = c.local(V128);
+  c.get(K).i32(1).shl().set(rowBytes);
+  c.get(x).get(K).i32(2).shl().add().set(xEnd);
+  c.i32(0).set(r);
+  c.loop(r, rows, 4, () => {
+    c.get(w).get(r).get(rowBytes).mul().add().set(wp[0]!);
+    for (let j = 1; j < 4; j++) c.get(wp[j - 1]!).get(rowBytes).add().set(wp[j]!);
+    for (const a of acc) c.i32x4const(0).set(a);
+    c.get(x).set(xp);
+    c.loop(xp, xEnd, () => { c.inc(xp, 32); for (const p of wp) c.inc(p, 16); }, () => {
+      c.get(xp).v128load(0).set(x0).get(xp).v128load(16).set(x1);
+      for (let j = 0; j < 4; j++) {
+        c.get(acc[2 * j]!).get(wp[j]!);
+        if (bf16) c.load16x4u(0); else c.load16x4s(0);
+        widen(c, mask, magic);
+        c.get(x0).f32x4mul().f32x4add().set(acc[2 * j]!);
+        c.get(acc[2 * j + 1]!).get(wp[j]!);
+        if (bf16) c.load16x4u(8); else c.load16x4s(8);
+        widen(c, mask, magic);
+        c.get(x1).f32x4mul().f32x4add().set(acc[2 * j + 1]!);
+      }
+    });
+    for (let j = 0; j < 4; j++) {
+      c.get(y).get(r).i32(2).shl().add(); // &y[r]
+      c.get(acc[2 * j]!).get(acc[2 * j + 1]!).f32x4add().hsum(tmp);
+      c.f32store(4 * j);
+    }
+  });
+  return { name, params: [I32, I32, I32, I32, I32], results: [], code: c };
+}
+
+/** gemm_f32(x, M, w, K, y, N, rows): y[m, j] = x[m] · W[j] for f32 W, j < rows (y points at column 0 of the block). */
+function gemmF32Fn(): FunctionDef {
+  const [x, M, w, K, y, N, rows] = [0, 1, 2, 3, 4, 5, 6];
+  const c = new Code(7);
+  const r = c.local(I32), m = c.local(I32), mPairs = c.local(I32), rowBytes = c.local(I32), off = c.local(I32);
+  const xa = c.local(I32), xb = c.local(I32), yp = c.local(I32);
+  const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
+  const accA = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const accB = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const va = c.local(V128), vb = c.local(V128), p = c.local(V128), tmp = c.local(V128);
+  c.get(K).i32(2).shl().set(rowBytes);
+  c.get(M).i32(-2).and32().set(mPairs); // M rounded down to even
+  c.i32(0).set(r);
+  c.loop(r, rows, 4, () => {
+    c.get(w).get(r).get(rowBytes).mul().add().set(wp[0]!);
+    for (let j = 1; j < 4; j++) c.get(wp[j - 1]!).get(rowBytes).add().set(wp[j]!);
+    c.i32(0).set(m);
+    // pairs of x rows
+    c.loop(m, mPairs, 2, () => {
+      c.get(x).get(m).get(rowBytes).mul().add().set(xa);
+      c.get(xa).get(rowBytes).add().set(xb);
+      for (const a of [...accA, ...accB]) c.i32x4const(0).set(a);
+      c.i32(0).set(off);
+      c.loop(off, rowBytes, 16, () => {
+        c.sum(xa, off).v128load().set(va).sum(xb, off).v128load().set(vb);
+        for (let j = 0; j < 4; j++) {
+          c.sum(wp[j]!, off).v128load().set(p);
+          c.get(accA[j]!).get(va).get(p).f32x4mul().f32x4add().set(accA[j]!);
+          c.get(accB[j]!).get(vb).get(p).f32x4mul().f32x4add().set(accB[j]!);
+        }
+      });
+      c.get(y).get(m).get(N).mul().get(r).add().i32(2).shl().add().set(yp);
+      for (let j = 0; j < 4; j++) c.get(yp).get(accA[j]!).hsum(tmp).f32store(4 * j);
+      c.get(yp).get(N).i32(2).shl().add().set(yp);
+      for (let j = 0; j < 4; j++) c.get(yp).get(accB[j]!).hsum(tmp).f32store(4 * j);
+    });
+    // the last x row when M is odd
+    c.get(M).get(mPairs).gtU().if(() => {
+      c.get(x).get(mPairs).get(rowBytes).mul().add().set(xa);
+      for (const a of accA) c.i32x4const(0).set(a);
+      c.i32(0).set(off);
+      c.loop(off, rowBytes, 16, () => {
+        c.sum(xa, off).v128load().set(va);
+        for (let j = 0; j < 4; j++) c.get(accA[j]!).get(va).sum(wp[j]!, off).v128load().f32x4mul().f32x4add().set(accA[j]!);
+      });
+      c.get(y).get(mPairs).get(N).mul().get(r).add().i32(2).shl().add().set(yp);
+      for (let j = 0; j < 4; j++) c.get(yp).get(accA[j]!).hsum(tmp).f32store(4 * j);
+    });
+  });
+  return { name: "gemm_f32", params: [I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
+const WIDEN_F16 = 0, WIDEN_BF16 = 1, GEMM_F32 = 2;
+
+/** gemm_16(x, M, w, K, y, N, rows, scratch): widen 4 rows at a time into scratch, then gemm_f32. */
+function gemm16Fn(name: string, widenIndex: number): FunctionDef {
+  const [x, M, w, K, y, N, rows, scratch] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const c = new Code(8);
+  const r = c.local(I32);
+  c.i32(0).set(r);
+  c.loop(r, rows, 4, () => {
+    c.get(w).get(r).get(K).mul().i32(1).shl().add().get(scratch).get(K).i32(2).shl().call(widenIndex);
+    c.get(x).get(M).get(scratch).get(K).get(y).get(r).i32(2).shl().add().get(N).i32(4).call(GEMM_F32);
+  });
+  return { name, params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
+export interface KernelExports {
+  gemm_f32(x: number, M: number, w: number, K: number, y: number, N: number, rows: number): void;
+  gemv_f16(x: number, w: number, K: number, y: number, rows: number): void;
+  gemv_bf16(x: number, w: number, K: number, y: number, rows: number): void;
+  gemm_f16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
+  gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
+}
+
+export const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
+
+let compiled: WasmModule | undefined;
+
+/** The compiled kernel module (imports a shared `env.memory`), or undefined without wasm SIMD / threads. */
+export function kernelModule(): WasmModule | undefined {
+  if (compiled) return compiled;
+  if (!wasm) return undefined;
+  try {
+    const bytes = assembleModule([
+      widenFn("widen_f16", false), // 0
+      widenFn("widen_bf16", true), // 1
+      gemmF32Fn(), // 2
+      gemvFn("gemv_f16", false), // 3
+      gemvFn("gemv_bf16", true), // 4
+      gemm16Fn("gemm_f16", WIDEN_F16), // 5
+      gemm16Fn("gemm_bf16", WIDEN_BF16), // 6
+    ], 1, MAX_PAGES);
+    compiled = new wasm.Module(bytes);
+    return compiled;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * LlamaForCausalLM: LlamaModel + lm_head (tied to the embeddings when
+ * `tie_word_embeddings`), as HF's class of the same name.
+ */
+import type { LlamaConfig } from "../config.js";
+import type { Backend, DeviceTensor } from "../backend/backend.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { InputError } from "../errors.js";
+import { LlamaModel } from "./llama.js";
+import { Linear, type ParameterRef, type WeightLoader } from "./modules.js";
+import {
+  checkpointLoader, openPretrained, savePretrainedFolder, type FromPretrainedOptions, type GenerationConfig,
+} from "./pretrained.js";
+import type { CausalLMOutput, ForwardArgs } from "./types.js";
+
+export class LlamaForCausalLM {
+  readonly model: LlamaModel;
+  /** [vocab, hidden]; shares the embedding tensor when tied. */
+  readonly lm_head: Linear;
+
+  constructor(readonly config: LlamaConfig, readonly backend: Backend, load: WeightLoader) {
+    this.model = new LlamaModel(config, backend, load);
+    this.lm_head = config.tie_word_embeddings
+      ? new Linear(this.model.embed_tokens.weight)
+      : Linear.load(load, "lm_head", config.hidden_size, config.vocab_size, false);
+  }
+
+  static async fromPretrained(pathOrHubId: string, opts: FromPretrainedOptions = {}): Promise<LlamaForCausalLM> {
+    const ck = await openPretrained(pathOrHubId, opts);
+    try {
+      const m = new LlamaForCausalLM(ck.config, ck.backend, checkpointLoader(ck, opts.onProgress));
+      m.generationConfig = ck.generationConfig;
+      return m;
+    } finally {
+      ck.reader.close();
+    }
+  }
+
+  get generationConfig(): GenerationConfig {
+    return this.model.generationConfig;
+  }
+
+  set generationConfig(g: GenerationConfig) {
+    this.model.generationConfig = g;
+  }
+
+  get device(): Backend["device"] {
+    return this.backend.device;
+  }
+
+  /** Parameters under their checkpoint names (lm_head omitted when tied, as HF saves it). */
+  parameters(): ParameterRef[] {
+    const own = this.config.tie_word_embeddings ? [] : this.lm_head.parameters("lm_head");
+    return [...this.model.parameters(), ...own];
+  }
+
+  async savePretrained(dir: string): Promise<void> {
+    await savePretrainedFolder(dir, this.config, this.generationConfig, this.backend, this.parameters());
+  }
+
+  getInputEmbeddings(ids: number[][]): Promise<Tensor> {
+    return this.model.getInputEmbeddings(ids);
+  }
+
+  async forward(args: ForwardArgs): Promise<CausalLMOutput> {
+    const be = this.backend;
+    const keep = args.logitsToKeep ?? 0;
+    if (!Number.isInteger(keep) || keep < 0) throw new InputError(`logitsToKeep = ${keep}: expected a non-negative integer`);
+    const out = await this.model.decode(args);
+    const { B, T } = out.inputs;
+    let hidden: DeviceTensor = out.hidden;
+    if (keep > 0 && keep < T) {
+      // HF's logits_to_keep: only the last `keep` positions go through lm_head.
+      const index = new Int32Array(B * keep);
+      for (let b = 0; b < B; b++) for (let j = 0; j < keep; j++) index[b * keep + j] = T - keep + j;
+      hidden = be.selectPositions(out.hidden, index, keep);
+      be.release(out.hidden);
+    }
+    let logits = this.lm_head.forward(be, hidden); // [B, T or keep, vocab]
+    be.release(hidden);
+    if (out.hooks) logits = await out.hooks.run("logits", logits);
+    const host = await be.read(logits);
+    be.release(logits);
+    return { logits: host, pastKeyValues: out.pastKeyValues, hiddenStates: out.hiddenStates, attentions: out.attentions };
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Loading and saving HF model folders: config.json + generation_config.json +
+ * safetensors weights. Loading checks every tensor's presence, dtype and shape
+ * against the config before use; saving writes each file atomically.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { FormatError, LlamaError } from "../errors.js";
+import { LlamaConfig } from "../config.js";
+import { getBackend } from "../backend/registry.js";
+import type { Backend, Device } from "../backend/backend.js";
+import { CheckpointReader, SAFETENSORS_FILE, resolveModelDir } from "../io/checkpoint.js";
+import { saveSafetensors } from "../io/safetensors.js";
+import { writeTextAtomic } from "../io/atomic.js";
+import { Tensor } from "../tensor/tensor.js";
+import { f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
+import type { ParameterRef, WeightLoader } from "./modules.js";
+import { isGgufPath, openGgufCheckpoint } from "../io/gguf-pretrained.js";
+
+export interface FromPretrainedOptions {
+  device?: Device;
+  /** Use this backend instead of the shared one for `device`. */
+  backend?: Backend;
+  /** Called as weights load: (bytes done, bytes total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Parsed generation_config.json (HF GenerationConfig fields, snake_case); {} when absent. */
+export type GenerationConfig = Record<string, unknown>;
+
+export interface OpenedCheckpoint {
+  dir: string;
+  config: LlamaConfig;
+  generationConfig: GenerationConfig;
+  backend: Backend;
+  /** A safetensors folder, or a .gguf file read as one (lib/io/gguf-hf.ts). */
+  reader: Pick<CheckpointReader, "names" | "has" | "info" | "read" | "bytes" | "close">;
+}
+
+/** Reads a JSON file of the model folder, naming the file on failure; undefined when it does not exist. */
+export function readJsonFile(file: string): unknown {
+  if (!fs.existsSync(file)) return undefined;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new FormatError(file, `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new FormatError(file, `malformed JSON (${(err as Error).message})`);
+  }
+}
+
+/** Resolves the folder and reads config, generation config and the weight index (no weights yet). */
+export async function openPretrained(pathOrHubId: string, opts: FromPretrainedOptions = {}): Promise<OpenedCheckpoint> {
+  if (isGgufPath(pathOrHubId)) return openGgufCheckpoint(pathOrHubId, opts);
+  const dir = resolveModelDir(pathOrHubId);
+  const configFile = path.join(dir, "config.json");
+  if (!fs.existsSync(configFile)) throw new FormatError(dir, "no config.json in the model folder");
+  const config = LlamaConfig.fromFile(configFile);
+  const genFile = path.join(dir, "generation_config.json");
+  const gen = readJsonFile(genFile);
+  if (gen !== undefined && (typeof gen !== "object" || gen === null || Array.isArray(gen))) {
+    throw new FormatError(genFile, "expected a JSON object");
+  }
+  const reader = CheckpointReader.open(dir);
+  try {
+    const backend = opts.backend ?? (await getBackend(opts.device ?? "cpu"));
+    return { dir, config, generationConfig: (gen as GenerationConfig | undefined) ?? {}, backend, reader };
+  } catch (err) {
+    reader.close();
+    throw err;
+  }
+}
+
+const WEIGHT_DTYPES = new Set(["F32", "F16", "BF16"]);
+
+/**
+ * A WeightLoader over a checkpoint: finds `name` (or the same name without the
+ * leading "model." — a base-model checkpoint), checks dtype and shape, uploads.
+ */
+export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: (done: number, total: number) => void): WeightLoader {
+  const { reader, backend, config } = ck;
+  const total = reader.bytes(reader.names());
+  let done = 0;
+  return (name, shape) => {
+    const candidates = name.startsWith("model.") ? [name, name.slice(6)] : [name, `model.${name}`];
+    const found = candidates.find((n) => reader.has(n));
+    if (!found) {
+      throw new FormatError(ck.dir, `missing tensor "${name}" (expected shape [${shape.join(", ")}] for this config)`);
+    }
+    const info = reader.info(found);
+    if (!WEIGHT_DTYPES.has(info.dtype)) {
+      throw new FormatError(info.file, `tensor "${found}" has dtype ${info.dtype}; expected F32, F16 or BF16`);
+    }
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new FormatError(
+        info.file,
+        `tensor "${found}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}] for config ` +
+          `(hidden_size ${config.hidden_size}, intermediate_size ${config.intermediate_size}, vocab_size ${config.vocab_size}, ` +
+          `heads ${config.num_attention_heads}/${config.num_key_value_heads}, head_dim ${config.head_dim})`,
+      );
+    }
+    const t = backend.upload(reader.read(found));
+    done += info.end - info.begin;
+    onProgress?.(Math.min(done, total), total);
+    return t;
+  };
+}
+
+/** The host tensor of a parameter in its storage dtype (f16 stays f16). */
+async function hostParameter(be: Backend, ref: ParameterRef): Promise<Tensor> {
+  const dt = ref.get();
+  const host = await be.read(dt);
+  if (dt.dtype === "f32") return host;
+  const f = host.toFloat32();
+  return new Tensor(dt.dtype === "f16" ? f32ToF16(f) : f32ToBf16(f), host.shape, dt.dtype);
+}
+
+/**
+ * Writes an HF folder: config.json, generation_config.json and
+ * model.safetensors (each atomically). Parameters are saved under their
+ * checkpoint names, in their storage dtype.
+ */
+export async function savePretrainedFolder(
+  dir: string, config: LlamaConfig, generationConfig: GenerationConfig, be: Backend, params: readonly ParameterRef[],
+): Promise<void> {
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new LlamaError(`savePretrained: ${dir} exists and is not a folder`);
+  fs.mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, Tensor>();
+  const dtypes = new Set<string>();
+  for (const ref of params) {
+    const t = await hostParameter(be, ref);
+    tensors.set(ref.name, t);
+    dtypes.add(t.dtype);
+  }
+  const cfg = config.toJSON();
+  const dtypeName = { f32: "float32", f16: "float16", bf16: "bfloat16" } as const;
+  if (dtypes.size === 1) cfg.dtype = dtypeName[[...dtypes][0] as keyof typeof dtypeName];
+  const gen = Object.keys(generationConfig).length
+    ? generationConfig
+    : { bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id, pad_token_id: config.pad_token_id };
+  saveSafetensors(path.join(dir, SAFETENSORS_FILE), tensors, { metadata: { format: "pt" } });
+  writeTextAtomic(path.join(dir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+  writeTextAtomic(path.join(dir, "generation_config.json"), JSON.stringify(gen, null, 2) + "\n");
+}

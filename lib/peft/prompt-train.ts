@@ -1,0 +1,169 @@
+/**
+ * The prompt-tuning training loop: shuffled mini-batches, forward + backward
+ * through the frozen model, optional gradient clipping and LR schedule, an
+ * optimizer step on the prompt only; an eval callback every k steps with
+ * early stopping (keeping the best prompt), and live progress (a callback per
+ * step for notebooks, a bar on stderr for terminals). Defaults are plain torch
+ * Adam/AdamW: no clipping, schedule or warmup unless asked.
+ */
+import { ConfigError } from "../errors.js";
+import { ProgressBar, type ProgressSink } from "../convert/progress.js";
+import { Adam, AdamW, clipGradNorm, type Optimizer } from "./optim.js";
+import { lrMultiplier, type ScheduleName } from "./optim-schedule.js";
+import { collate, type TokenExample } from "./prompt-data.js";
+import { seededUniform } from "./prompt-init.js";
+import type { PromptBatch, PromptTuningModel } from "./prompt-tuning.js";
+
+export interface TrainOptions {
+  optimizer?: "adam" | "adamw";
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  /** Default: 0 for Adam, 0.01 for AdamW (torch's). */
+  weightDecay?: number;
+  batchSize: number;
+  /** Number of optimizer steps; or give `epochs`. */
+  steps?: number;
+  epochs?: number;
+  /** Shuffle seed (default 0); `shuffle: false` keeps file order. */
+  seed?: number;
+  shuffle?: boolean;
+  /** Clip the gradient's global 2-norm to this (torch clip_grad_norm_); off by default. */
+  maxGradNorm?: number;
+  schedule?: ScheduleName;
+  warmupSteps?: number;
+  /** Pad id for batches (default: the model's pad_token_id, else 0; padding is masked anyway). */
+  padTokenId?: number;
+  paddingSide?: "right" | "left";
+  /** A metric where higher is better (e.g. validation accuracy), called every `evalEvery` steps and at the end. */
+  evaluate?: (step: number) => Promise<number> | number;
+  evalEvery?: number;
+  /** Stop after this many evaluations without improvement. */
+  earlyStoppingPatience?: number;
+  /** Put back the prompt of the best evaluation at the end (default true when `evaluate` is given). */
+  restoreBest?: boolean;
+  /** Stop (after the current step) once training has run this long. */
+  timeBudgetMs?: number;
+  /** Called after every step (a notebook updates its live curve here). */
+  onStep?: (log: StepLog) => void | Promise<void>;
+  onEval?: (log: EvalLog) => void | Promise<void>;
+  /** A progress sink; true = a bar on stderr (default: true when stderr is a terminal). */
+  progress?: boolean | ProgressSink;
+}
+
+export interface StepLog {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  /** Gradient norm before clipping (only when clipping). */
+  gradNorm?: number;
+  /** Wall time of this step (forward + backward + update). */
+  ms: number;
+}
+
+export interface EvalLog {
+  step: number;
+  metric: number;
+  best: number;
+}
+
+export interface TrainResult {
+  steps: number;
+  losses: number[];
+  evals: EvalLog[];
+  bestMetric?: number;
+  bestStep?: number;
+  stoppedEarly: boolean;
+  seconds: number;
+  meanStepMs: number;
+}
+
+/** Fisher–Yates shuffle with a seeded stream. */
+export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
+  const a = items.slice();
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+export function makeOptimizer(pm: PromptTuningModel, o: Pick<TrainOptions, "optimizer" | "lr" | "betas" | "eps" | "weightDecay">): Optimizer {
+  const opts = { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weightDecay };
+  return (o.optimizer ?? "adamw") === "adam" ? new Adam([pm.prompt], opts) : new AdamW([pm.prompt], opts);
+}
+
+/** Trains `pm.prompt` in place on `examples`. */
+export async function trainPrompt(pm: PromptTuningModel, examples: readonly TokenExample[], o: TrainOptions): Promise<TrainResult> {
+  if (examples.length === 0) throw new ConfigError("prompt tuning: no training examples");
+  if (!(Number.isInteger(o.batchSize) && o.batchSize >= 1)) throw new ConfigError(`batch size ${o.batchSize}: expected a positive integer`);
+  const perEpoch = Math.ceil(examples.length / o.batchSize);
+  const total = o.steps ?? (o.epochs !== undefined ? Math.ceil(o.epochs * perEpoch) : undefined);
+  if (!(total !== undefined && Number.isInteger(total) && total >= 1)) throw new ConfigError("prompt tuning: give a positive number of steps or epochs");
+  const opt = makeOptimizer(pm, o);
+  const schedule = lrMultiplier({ name: o.schedule ?? "constant", warmupSteps: o.warmupSteps, totalSteps: total });
+  const pad = o.padTokenId ?? pm.base.config.pad_token_id ?? 0;
+  const rand = seededUniform(o.seed ?? 0);
+  const sink: ProgressSink | undefined =
+    o.progress === true || (o.progress === undefined && process.stderr.isTTY)
+      ? new ProgressBar("prompt-tune", total, process.stderr, "items")
+      : o.progress || undefined;
+  const restoreBest = o.restoreBest ?? o.evaluate !== undefined;
+  const evalEvery = o.evalEvery ?? perEpoch;
+
+  const losses: number[] = [];
+  const evals: EvalLog[] = [];
+  let best = -Infinity, bestStep: number | undefined, bestPrompt: Float32Array | undefined, sinceBest = 0;
+  let stoppedEarly = false;
+  const t0 = performance.now();
+  let stepMs = 0;
+
+  const runEval = async (step: number): Promise<boolean> => {
+    if (!o.evaluate) return false;
+    const metric = await o.evaluate(step);
+    if (metric > best) {
+      best = metric; bestStep = step; sinceBest = 0;
+      if (restoreBest) bestPrompt = pm.prompt.value.slice();
+    } else sinceBest++;
+    const log = { step, metric, best };
+    evals.push(log);
+    await o.onEval?.(log);
+    return o.earlyStoppingPatience !== undefined && sinceBest >= o.earlyStoppingPatience;
+  };
+
+  let order: TokenExample[] = [];
+  let step = 0;
+  while (step < total) {
+    const within = step % perEpoch;
+    if (within === 0) order = o.shuffle === false ? examples.slice() : shuffled(examples, rand);
+    const batch: PromptBatch = collate(order.slice(within * o.batchSize, (within + 1) * o.batchSize), pad, o.paddingSide ?? "right");
+    const s0 = performance.now();
+    opt.lr = o.lr * schedule(step);
+    opt.zeroGrad();
+    const loss = await pm.lossAndGrad(batch);
+    const gradNorm = o.maxGradNorm !== undefined ? clipGradNorm([pm.prompt], o.maxGradNorm) : undefined;
+    opt.step();
+    const ms = performance.now() - s0;
+    stepMs += ms;
+    losses.push(loss);
+    step++;
+    sink?.update(step, `loss ${loss.toFixed(4)}`);
+    await o.onStep?.({ step, epoch: step / perEpoch, loss, lr: opt.lr, gradNorm, ms });
+    const outOfTime = o.timeBudgetMs !== undefined && performance.now() - t0 >= o.timeBudgetMs;
+    if ((step % evalEvery === 0 || step === total || outOfTime) && (await runEval(step))) {
+      stoppedEarly = true;
+      break;
+    }
+    if (outOfTime) {
+      stoppedEarly = true;
+      break;
+    }
+  }
+  if (bestPrompt && restoreBest) pm.prompt.value.set(bestPrompt);
+  sink?.finish(`${step} steps, last loss ${losses[losses.length - 1]!.toFixed(4)}`);
+  return {
+    steps: step, losses, evals, bestMetric: o.evaluate ? best : undefined, bestStep, stoppedEarly,
+    seconds: (performance.now() - t0) / 1000, meanStepMs: stepMs / step,
+  };
+}

@@ -1,0 +1,209 @@
+/**
+ * Prompt tuning as PEFT does it: a trainable table of `num_virtual_tokens`
+ * embeddings [n, hidden] prepended to the frozen model's input embeddings.
+ * PEFT's forward (PeftModelForCausalLM / …ForSequenceClassification with
+ * PROMPT_TUNING): inputs_embeds = cat(prompt, word_embeddings(input_ids)),
+ * attention mask = cat(ones(n), mask), labels = cat(full(n, -100), labels),
+ * and no position_ids, so the base model numbers positions 0..n+T-1 with the
+ * virtual tokens at 0..n-1.
+ *
+ * The base model is the library's own (lib/model), unchanged; on a
+ * TapeBackend its forward is differentiable, so the loss backpropagates to the
+ * prompt. On any other backend the same class runs inference.
+ */
+import { InputError, LlamaError } from "../errors.js";
+import { Tensor } from "../tensor/tensor.js";
+import { Var, backward } from "../autograd/var.js";
+import { concatSeq, expandBatch } from "../autograd/ops.js";
+import { crossEntropy, causalLMLoss, IGNORE_INDEX } from "../autograd/loss.js";
+import { TapeBackend } from "../autograd/tape-backend.js";
+import type { LlamaForCausalLM } from "../model/causal-lm.js";
+import type { LlamaForSequenceClassification } from "../model/seq-cls.js";
+import { PromptTuningConfig, type PromptTuningConfigInit } from "./prompt-config.js";
+import { initialPromptIds, randomPrompt, type PromptTokenizer } from "./prompt-init.js";
+import { loadPromptAdapter, savePromptAdapter } from "./prompt-io.js";
+
+export type PromptBaseModel = LlamaForCausalLM | LlamaForSequenceClassification;
+
+export interface PromptBatch {
+  /** [B][T] token ids (rows padded to one length). */
+  inputIds: number[][];
+  /** [B][T] 1 = token, 0 = padding; omitted = all ones. */
+  attentionMask?: number[][];
+  /** CAUSAL_LM: [B][T] target ids, -100 where no loss (the usual labels = input_ids with prompt/padding masked). SEQ_CLS: unused. */
+  labels?: number[][];
+  /** SEQ_CLS: one class index per row. */
+  classLabels?: number[];
+}
+
+export interface CreateOptions {
+  /** TEXT init: the tokenizer (encode adds BOS by default, as PEFT's AutoTokenizer call does). */
+  tokenizer?: PromptTokenizer;
+  /** Seed for RANDOM and SAMPLE_VOCAB init (default 0). */
+  seed?: number;
+}
+
+function isCausalLM(m: PromptBaseModel): m is LlamaForCausalLM {
+  return "lm_head" in m;
+}
+
+export class PromptTuningModel {
+  private constructor(
+    readonly base: PromptBaseModel,
+    readonly config: PromptTuningConfig,
+    /** The soft prompt [num_virtual_tokens, hidden], trainable. */
+    readonly prompt: Var,
+  ) {}
+
+  /** Wraps `base` with a freshly initialized prompt (PEFT's get_peft_model). */
+  static async create(base: PromptBaseModel, init: PromptTuningConfigInit, options: CreateOptions = {}): Promise<PromptTuningModel> {
+    const H = base.config.hidden_size;
+    const config = new PromptTuningConfig({
+      ...init,
+      token_dim: init.token_dim ?? H,
+      num_transformer_submodules: init.num_transformer_submodules ?? 1,
+      num_attention_heads: init.num_attention_heads ?? base.config.num_attention_heads,
+      num_layers: init.num_layers ?? base.config.num_hidden_layers,
+    });
+    checkDims(config, H, "PromptTuningConfig");
+    const n = config.totalVirtualTokens;
+    let value: Float32Array;
+    if (config.prompt_tuning_init === "RANDOM") {
+      value = randomPrompt(n, H, options.seed ?? 0);
+    } else {
+      const ids = initialPromptIds(config, base.config.vocab_size, options);
+      value = (await base.getInputEmbeddings([ids])).toFloat32().slice();
+    }
+    return new PromptTuningModel(base, config, Var.param(value, [n, H]));
+  }
+
+  /** Wraps `base` with a prompt given as values [n, hidden] (e.g. a fixture's init). */
+  static fromValues(base: PromptBaseModel, init: PromptTuningConfigInit, values: Float32Array): PromptTuningModel {
+    const H = base.config.hidden_size;
+    const config = new PromptTuningConfig({ ...init, token_dim: init.token_dim ?? H, num_transformer_submodules: init.num_transformer_submodules ?? 1 });
+    checkDims(config, H, "PromptTuningConfig");
+    const n = config.totalVirtualTokens;
+    if (values.length !== n * H) throw new InputError(`prompt values: ${values.length} numbers, expected ${n} × ${H}`);
+    return new PromptTuningModel(base, config, Var.param(Float32Array.from(values), [n, H]));
+  }
+
+  /** Loads an adapter folder saved by PEFT or by `savePretrained`. */
+  static async fromPretrained(base: PromptBaseModel, dir: string): Promise<PromptTuningModel> {
+    const { config, prompt } = loadPromptAdapter(dir);
+    checkDims(config, base.config.hidden_size, `${dir}/adapter_config.json`);
+    return new PromptTuningModel(base, config, Var.param(prompt, [config.totalVirtualTokens, base.config.hidden_size]));
+  }
+
+  /** Writes adapter_config.json + adapter_model.safetensors (key `prompt_embeddings`) as PEFT does. */
+  savePretrained(dir: string, options: { baseModelNameOrPath?: string } = {}): void {
+    savePromptAdapter(dir, this.config, this.prompt.value, this.prompt.shape, options.baseModelNameOrPath);
+  }
+
+  get numVirtualTokens(): number {
+    return this.config.totalVirtualTokens;
+  }
+
+  /** The prompt as a host tensor [n, hidden] (a copy). */
+  promptEmbeddings(): Tensor {
+    return new Tensor(this.prompt.value.slice(), this.prompt.shape, "f32");
+  }
+
+  /** True when the base model runs on a differentiable backend (training is possible). */
+  get trainable(): boolean {
+    return this.base.backend instanceof TapeBackend;
+  }
+
+  /** PEFT's input transformation: embeddings [B, n+T, H] (a Var linked to the prompt), mask [B][n+T]. */
+  async embed(batch: PromptBatch, options: { grad?: boolean } = {}): Promise<{ embeds: Tensor; embedsVar: Var; attentionMask: number[][] }> {
+    const B = batch.inputIds.length;
+    if (B === 0) throw new InputError("prompt tuning: empty batch");
+    const T = batch.inputIds[0]!.length;
+    const words = await this.base.getInputEmbeddings(batch.inputIds); // [B, T, H]
+    const wordVar = Var.constant(words.toFloat32(), words.shape);
+    // Without grad (evaluation) the prompt enters as a constant, so nothing is recorded.
+    const prompt = options.grad === false ? Var.constant(this.prompt.value, this.prompt.shape) : this.prompt;
+    const embedsVar = concatSeq(expandBatch(prompt, B), wordVar); // [B, n+T, H]
+    const n = this.numVirtualTokens;
+    const mask = (batch.attentionMask ?? batch.inputIds.map(() => new Array<number>(T).fill(1))).map((row, b) => {
+      if (row.length !== T) throw new InputError(`attention_mask[${b}] has ${row.length} entries, input_ids[${b}] ${T}`);
+      return [...new Array<number>(n).fill(1), ...row];
+    });
+    const be = this.base.backend;
+    const embeds = be instanceof TapeBackend ? be.asTensor(embedsVar) : new Tensor(embedsVar.value, embedsVar.shape, "f32");
+    return { embeds, embedsVar, attentionMask: mask };
+  }
+
+  /** Labels with -100 for the virtual tokens (PEFT's prefix_labels). */
+  prefixLabels(labels: number[][]): number[][] {
+    const n = this.numVirtualTokens;
+    return labels.map((row) => [...new Array<number>(n).fill(IGNORE_INDEX), ...row]);
+  }
+
+  /**
+   * The full forward, as PEFT's: logits [B, n+T, V] (CAUSAL_LM) or
+   * [B, num_labels] (SEQ_CLS, pooled at the last position — use left padding),
+   * and the loss as a Var when labels are given and the backend is differentiable.
+   */
+  async forward(batch: PromptBatch): Promise<{ logits: Tensor; loss?: Var }> {
+    const { embeds, attentionMask } = await this.embed(batch);
+    const out = await this.base.forward({ inputsEmbeds: embeds, attentionMask, useCache: false });
+    const be = this.base.backend;
+    let loss: Var | undefined;
+    if (be instanceof TapeBackend) {
+      const logits = be.varOf(out.logits);
+      if (isCausalLM(this.base) && batch.labels) loss = causalLMLoss(logits, this.prefixLabels(batch.labels));
+      if (!isCausalLM(this.base) && batch.classLabels) loss = crossEntropy(logits, batch.classLabels);
+    }
+    return { logits: out.logits, loss };
+  }
+
+  /**
+   * The training loss of a CAUSAL_LM batch, the same number as `forward`'s,
+   * but lm_head runs only at positions that predict a label (for label-only
+   * losses that is a few positions per row instead of all of them).
+   */
+  async loss(batch: PromptBatch): Promise<Var> {
+    const base = this.base;
+    const be = base.backend;
+    if (!(be instanceof TapeBackend)) throw new LlamaError("prompt tuning: training needs the base model on a TapeBackend (fromPretrained(dir, { backend: await TapeBackend.create() }))");
+    if (!isCausalLM(base)) {
+      const { loss } = await this.forward(batch);
+      if (!loss) throw new InputError("prompt tuning (SEQ_CLS): the batch has no classLabels");
+      return loss;
+    }
+    if (!batch.labels) throw new InputError("prompt tuning: the batch has no labels");
+    const labels = this.prefixLabels(batch.labels);
+    const { embeds, attentionMask } = await this.embed(batch);
+    const B = labels.length, S = labels[0]!.length;
+    // Positions t whose next label counts: logits[t] predicts labels[t+1].
+    const picks = labels.map((row) => {
+      const p: number[] = [];
+      for (let t = 0; t + 1 < S; t++) if (row[t + 1] !== IGNORE_INDEX) p.push(t);
+      return p;
+    });
+    const K = Math.max(1, ...picks.map((p) => p.length));
+    const index = new Int32Array(B * K);
+    const targets = new Int32Array(B * K).fill(IGNORE_INDEX);
+    picks.forEach((p, b) => p.forEach((t, j) => {
+      index[b * K + j] = t;
+      targets[b * K + j] = labels[b]![t + 1]!;
+    }));
+    const dec = await base.model.decode({ inputsEmbeds: embeds, attentionMask, useCache: false });
+    const sel = be.selectPositions(dec.hidden, index, K); // [B, K, hidden]
+    const logits = await be.read(base.lm_head.forward(be, sel)); // [B, K, V]
+    return crossEntropy(be.varOf(logits), targets);
+  }
+
+  /** One forward + backward; returns the loss value. The prompt's gradient accumulates into `prompt.grad`. */
+  async lossAndGrad(batch: PromptBatch): Promise<number> {
+    const loss = await this.loss(batch);
+    backward(loss);
+    return loss.item();
+  }
+}
+
+function checkDims(config: PromptTuningConfig, hidden: number, source: string): void {
+  if (config.token_dim !== null && config.token_dim !== hidden) {
+    throw new LlamaError(`${source}: token_dim ${config.token_dim} does not match the model's hidden_size ${hidden}`);
+  }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The Python side of `npm start` / `npm test`: a project-local venv at .venv with
+# JupyterLab 4 and plotly (whose JupyterLab extension renders plotly MIME output),
+# installed with pip from the machine's local package index (no internet needed).
+# Idempotent and fast when already done (one stamp check, no pip call). If pip
+# fails, falls back to Debian's Jupyter (python3-notebook, Notebook 6) and says so;
+# `llama-ts start` then runs Notebook 6 instead of JupyterLab.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+STAMP="$VENV/.llama-ts-ready"
+# What we want; bump WANT to force a reinstall on every machine.
+WANT="jupyterlab>=4,<5 plotly>=5"
+SYS_PY=/usr/bin/python3
+[ -x "$SYS_PY" ] || SYS_PY="$(command -v python3)"
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/jupyter-lab" ]; then
+  exit 0
+fi
+
+# Local indexes first (these machines have no internet); pip's own config may add more.
+pip_args=(--disable-pip-version-check --no-input --quiet --retries 0 --timeout 20)
+for idx in /opt/pypi/simple /opt/pypi-more/simple; do
+  if [ -d "$idx" ]; then
+    if [ -z "${have_index:-}" ]; then pip_args+=(--index-url "file://$idx"); have_index=1
+    else pip_args+=(--extra-index-url "file://$idx"); fi
+  fi
+done
+
+fallback() {
+  echo "[setup-python] $1" >&2
+  echo "[setup-python] falling back to Debian's Jupyter (python3-notebook, Notebook 6)" >&2
+  rm -f "$STAMP"
+  if ! "$SYS_PY" -c "import notebook" 2>/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-notebook >&2 || {
+      echo "[setup-python] could not install python3-notebook either; install JupyterLab by hand" >&2
+      exit 1
+    }
+  fi
+  exit 0
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup-python] creating $VENV" >&2
+  "$SYS_PY" -m venv "$VENV" >&2 || fallback "python3 -m venv failed"
+fi
+echo "[setup-python] pip install $WANT into $VENV" >&2
+# shellcheck disable=SC2086
+if ! "$VENV/bin/python" -m pip install "${pip_args[@]}" $WANT >&2; then
+  fallback "pip install failed"
+fi
+"$VENV/bin/jupyter-lab" --version >/dev/null 2>&1 || fallback "jupyter-lab does not run after install"
+printf '%s' "$WANT" > "$STAMP"
+echo "[setup-python] JupyterLab $("$VENV/bin/jupyter-lab" --version) ready in $VENV" >&2
