@@ -13,7 +13,7 @@ import { pathToFileURL } from "node:url";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { runWithCache } from "../lib/interp/run.js";
 import { hookPointNames } from "../lib/interp/hook-points.js";
-import { attentionGrid } from "../lib/viz/attention.js";
+import { attentionGrid } from "../lib/viz/attention-grid.js";
 import { htmlPage, plotlyScriptPath } from "../lib/viz/html.js";
 import { seededRandom } from "../lib/interp/math.js";
 import { chromiumAvailable, launchOffline, renderFile } from "../test/viz-browser.js";
@@ -89,17 +89,17 @@ if (!chromiumAvailable()) {
   const renders: number[] = [];
   await renderFile(page, path.resolve("test-artifacts/bench/grid.html"), htmlPage("grid", [fig.toHTML({ plotlyScriptUrl: plotlyUrl })]));
   for (let r = 0; r < repeats; r++) {
-    const ms = await page.evaluate(async (f) => {
+    // A string, so this file needs no DOM types: draw into a fresh div and time Plotly.newPlot.
+    const ms = (await page.evaluate(`(async (f) => {
       const div = document.createElement("div");
       document.body.appendChild(div);
-      const w = window as unknown as { Plotly: { newPlot: (d: HTMLElement, data: unknown, layout: unknown, config: unknown) => Promise<void>; purge: (d: HTMLElement) => void } };
       const t0 = performance.now();
-      await w.Plotly.newPlot(div, f.data, f.layout, f.config);
+      await window.Plotly.newPlot(div, f.data, f.layout, f.config);
       const dt = performance.now() - t0;
-      w.Plotly.purge(div);
+      window.Plotly.purge(div);
       div.remove();
       return dt;
-    }, fig.toJSON());
+    })(${JSON.stringify(fig.toJSON())})`)) as number;
     renders.push(ms);
   }
   // The whole self-contained HTML (plotly.js inline) from navigation to drawn.

@@ -15,10 +15,16 @@ export interface Command {
 // Each command lives in its own module, loaded only when asked for, so that
 // `llama-ts tokenize` never pays for loading Dawn or the Jupyter kernel.
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
+  convert: () => import("./commands/convert.js"),
   forward: () => import("./commands/forward.js"),
+  "prompt-tune": () => import("./commands/prompt-tune.js"),
+  classify: () => import("./commands/classify.js"),
   generate: () => import("./commands/generate.js"),
   kernel: () => import("./commands/kernel.js"),
   start: () => import("./commands/start.js"),
+  tokenize: () => import("./commands/tokenize.js"),
+  detokenize: () => import("./commands/detokenize.js"),
+  "gpu-info": () => import("./commands/gpu-info.js"),
 };
 
 /** Lets a feature add its command without editing this table in many places. */

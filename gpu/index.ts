@@ -5,7 +5,9 @@
 import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
 
 export { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
-export { GpuContext, VULKAN_SETUP_HINT, limitsRecord, type AdapterSummary, type F16Mode, type GpuOptions } from "./device.js";
+export {
+  GpuContext, VULKAN_SETUP_HINT, classifyAdapter, limitsRecord, type AdapterKind, type AdapterSummary, type F16Mode, type GpuOptions,
+} from "./device.js";
 export type { AllocatorStats } from "./buffers.js";
 
 /** Acquires a device and returns a Backend for it. Call `dispose()` when done so node can exit. */

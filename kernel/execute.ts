@@ -30,6 +30,8 @@ export interface ExecuteOutcome {
 
 export class ExecuteHandler {
   executionCount = 0;
+  /** The execution in progress (compiling or running), for interrupts. */
+  private active?: ExecutionToken;
 
   constructor(private readonly deps: ExecuteDeps) {}
 
@@ -52,6 +54,41 @@ export class ExecuteHandler {
     };
     let resultText: string | null = null;
     let error: ErrorContent | undefined;
+    this.active = token;
+    try {
+      error = await this.compileAndRun(code, label, count, silent, token, msg, (t) => (resultText = t));
+    } finally {
+      this.active = undefined;
+    }
+    const userExpressions = await this.userExpressions(c.user_expressions, token);
+    if (storeHistory) history.append(count, code, resultText);
+    if (error) {
+      publish("error", error, msg.header);
+      return { reply: { status: "error", execution_count: count, ...error, user_expressions: userExpressions }, failed: true };
+    }
+    return { reply: { status: "ok", execution_count: count, payload: [], user_expressions: userExpressions }, failed: false };
+  }
+
+  /**
+   * Interrupts the execution in progress: a running cell stops; one still
+   * compiling (or loading its imports) never starts.
+   */
+  interrupt(): void {
+    if (this.active) this.active.interrupted = true;
+    this.deps.executor.interrupt();
+  }
+
+  private async compileAndRun(
+    code: string,
+    label: string,
+    count: number,
+    silent: boolean,
+    token: ExecutionToken,
+    msg: JupyterMessage,
+    setResultText: (t: string | null) => void,
+  ): Promise<ErrorContent | undefined> {
+    const { publish } = this.deps;
+    let error: ErrorContent | undefined;
     if (code.trim() !== "") {
       const compiled = this.deps.compiler.compile(code);
       if (!compiled.ok) {
@@ -62,7 +99,7 @@ export class ExecuteHandler {
           this.deps.compiler.commit(compiled.cell);
           if (outcome.hasValue && outcome.value !== undefined && !isDisplayHandle(outcome.value)) {
             const rich = richRepr(outcome.value);
-            resultText = typeof rich.data["text/plain"] === "string" ? rich.data["text/plain"] : null;
+            setResultText(typeof rich.data["text/plain"] === "string" ? rich.data["text/plain"] : null);
             if (!silent) publish("execute_result", { execution_count: count, data: rich.data, metadata: rich.metadata }, msg.header);
           }
         } catch (err) {
@@ -72,13 +109,7 @@ export class ExecuteHandler {
         }
       }
     }
-    const userExpressions = await this.userExpressions(c.user_expressions, token);
-    if (storeHistory) history.append(count, code, resultText);
-    if (error) {
-      publish("error", error, msg.header);
-      return { reply: { status: "error", execution_count: count, ...error, user_expressions: userExpressions }, failed: true };
-    }
-    return { reply: { status: "ok", execution_count: count, payload: [], user_expressions: userExpressions }, failed: false };
+    return error;
   }
 
   /** user_expressions: each evaluated after the cell, returned as a MIME bundle or an error. */

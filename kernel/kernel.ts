@@ -83,7 +83,7 @@ export class Kernel {
     });
 
     process.on("SIGINT", () => {
-      this.executor.interrupt();
+      this.execute.interrupt();
       this.channels.cancelInput(new Interrupted());
     });
     // Code a cell left running must never take the kernel down: report it where the cell's output goes.

@@ -6,9 +6,12 @@ import { convertMetaToHf } from "../lib/convert/meta-to-hf.js";
 import { computeIntermediateSize, metaParamsToHfConfig, readMetaParams } from "../lib/convert/params.js";
 import { interleavedToHalfSplit, halfSplitToInterleaved } from "../lib/convert/rotary-permute.js";
 import { planShards } from "../lib/convert/safetensors-writer.js";
+import { convertHfToMeta, ffnParamsFor } from "../lib/convert/hf-to-meta.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { f32ToF16 } from "../lib/tensor/dtype.js";
 import { ConfigError, FormatError } from "../lib/errors.js";
+import { saveSafetensors } from "../lib/io/safetensors.js";
+import { LlamaForCausalLM } from "../lib/model/index.js";
 
 const HF = "test/fixtures/hf/tiny-llama";
 let tmp: string;
@@ -67,6 +70,32 @@ describe("Meta → HF converter", () => {
     expectEqualsHfFixtureAsF16(out, files);
   });
 
+  it("GQA + Llama 3 layout (embedding split on dim 0, 1 kv head per shard, tied): HF → Meta 2 shards → HF is exact", async () => {
+    const src = "test/fixtures/hf/tiny-llama-gqa-llama3rope";
+    const meta = path.join(tmp, "gqa-meta");
+    convertHfToMeta(src, meta, 2, true);
+    const params = JSON.parse(fs.readFileSync(path.join(meta, "params.json"), "utf8"));
+    expect(params).toMatchObject({ dim: 96, n_heads: 6, n_kv_heads: 2, multiple_of: 8, ffn_dim_multiplier: 0.78125 });
+    const out = path.join(tmp, "gqa-back");
+    const r = await convertMetaToHf({ inputDir: meta, outputDir: out, llamaVersion: "3" });
+    expect(r.config).toMatchObject({ num_key_value_heads: 2, intermediate_size: 200, tie_word_embeddings: true, vocab_size: 640, bos_token_id: 128000 });
+    const a = SafetensorsFile.open(path.join(out, "model.safetensors"));
+    const b = SafetensorsFile.open(path.join(src, "model.safetensors"));
+    expect(a.names().sort()).toEqual(b.names().sort());
+    for (const n of b.names()) {
+      const x = a.read(n).toFloat32();
+      const y = b.read(n).toFloat32();
+      let diff = 0;
+      for (let i = 0; i < y.length; i++) if (x[i] !== y[i]) diff++;
+      expect(diff, n).toBe(0);
+    }
+    a.close();
+    b.close();
+    // Read as LLaMA 2 (embedding split on dim 1), the same shards do not fit: a clear error.
+    await expect(convertMetaToHf({ inputDir: meta, outputDir: path.join(tmp, "gqa-v2") })).rejects.toThrow(/tok_embeddings.weight" merges to \[320, 96\]|vocab_size 640 but tok_embeddings has 320 rows/);
+    expect(ffnParamsFor(4096, 11008)).toEqual({ multiple_of: 256 });
+  });
+
   it("finds the older input_dir/<model_size>/ layout and copies a sentencepiece tokenizer", async () => {
     const input = path.join(tmp, "old-layout");
     fs.mkdirSync(path.join(input, "7B"), { recursive: true });
@@ -97,6 +126,44 @@ describe("Meta → HF converter", () => {
     expect(fs.existsSync(path.join(tmp, "z"))).toBe(false); // validation fails before anything is written
     fs.writeFileSync(path.join(bad, "params.json"), JSON.stringify({ dim: 64, n_heads: 5, n_layers: 2 }));
     await expect(convertMetaToHf({ inputDir: bad, outputDir: path.join(tmp, "w") })).rejects.toThrow(ConfigError);
+  });
+});
+
+describe("converted model's logits", () => {
+  it("match HF's golden logits within fp16 weight rounding, and equal those of hf/tiny-llama rounded to fp16", async () => {
+    const out = path.join(tmp, "logits");
+    await convertMetaToHf({ inputDir: "test/fixtures/meta/tiny-llama-2shard", outputDir: out });
+    // The reference: the HF fixture's own weights rounded to float16, next to its own config.
+    const ref = path.join(tmp, "hf-f16");
+    fs.mkdirSync(ref);
+    const st = SafetensorsFile.open(path.join(HF, "model.safetensors"));
+    saveSafetensors(path.join(ref, "model.safetensors"), new Map(st.names().map((n) => [n, st.read(n)])), { dtype: "f16" });
+    st.close();
+    fs.copyFileSync(path.join(HF, "config.json"), path.join(ref, "config.json"));
+    const converted = await LlamaForCausalLM.fromPretrained(out);
+    const rounded = await LlamaForCausalLM.fromPretrained(ref);
+    const golden = JSON.parse(fs.readFileSync(path.join(HF, "golden.json"), "utf8"));
+    const gold = SafetensorsFile.open(path.join(HF, "golden.safetensors"));
+    for (const c of ["single", "batch_left_padded"]) {
+      const { input_ids: ids, attention_mask: mask } = golden.cases[c] as { input_ids: number[][]; attention_mask: number[][] };
+      const a = (await converted.forward({ inputIds: ids, attentionMask: mask })).logits.toFloat32();
+      const b = (await rounded.forward({ inputIds: ids, attentionMask: mask })).logits.toFloat32();
+      expect(Array.from(a)).toEqual(Array.from(b));
+      const want = gold.read(`${c}.logits`).toFloat32();
+      const V = 512;
+      const T = ids[0]!.length;
+      let d = 0;
+      ids.forEach((_, bi) => {
+        for (let t = 0; t < T; t++) {
+          if (!mask[bi]![t]) continue; // padded query positions are not compared
+          for (let v = 0; v < V; v++) d = Math.max(d, Math.abs(a[(bi * T + t) * V + v]! - want[(bi * T + t) * V + v]!));
+        }
+      });
+      // fp16 weights (relative rounding 2^-11) over 2 layers: measured ~4e-3 on logits of magnitude ~3.
+      expect(d, c).toBeLessThan(1e-2);
+      expect(d, c).toBeGreaterThan(0);
+    }
+    gold.close();
   });
 });
 

@@ -111,10 +111,12 @@ describe("Llama 3 tiktoken tokenizer.model", () => {
     }
     expect(firstBad).toBe(-1);
   });
-  it("Llama 3.0 special-token names are available", () => {
-    const names = json<{ llama3_0: Record<string, number> }>(`${F}/llama3/special_tokens.json`).llama3_0;
-    const t30 = LlamaTokenizerFast.fromFile(`${F}/llama3/tokenizer.model`, { llama3Version: "3.0" });
-    for (const [name, id] of Object.entries(names)) expect(t30.tokenToId(name)).toBe(id);
+  it("Llama 3.0 and 3.1 special-token names match special_tokens.json", () => {
+    const st = json<Record<"llama3_0" | "llama3_1", Record<string, number>>>(`${F}/llama3/special_tokens.json`);
+    for (const [version, key] of [["3.0", "llama3_0"], ["3.1", "llama3_1"]] as const) {
+      const names = llama3SpecialTokenNames(version);
+      expect(Object.fromEntries(names.map((n, i) => [n, 128000 + i]))).toEqual(st[key]);
+    }
   });
 });
 

@@ -1,7 +1,8 @@
 import { describe, it, expect } from "vitest";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { InputError } from "../lib/errors.js";
-import { attentionHeatmap, attentionGrid } from "../lib/viz/attention.js";
+import { attentionHeatmap } from "../lib/viz/attention.js";
+import { attentionGrid } from "../lib/viz/attention-grid.js";
 import { headView } from "../lib/viz/head-view.js";
 import { logitLensFigure, topKBarChart } from "../lib/viz/lens.js";
 import { logProbStrip } from "../lib/viz/logprob-strip.js";
@@ -69,24 +70,32 @@ describe("attention heatmap", () => {
 });
 
 describe("attention grid", () => {
-  it("lays out layers × heads small multiples on one colour axis", () => {
+  it("tiles layers × heads into one heatmap with gaps, labels and click info", () => {
     const L = 3, H = 4, T = 10;
     const patterns = Array.from({ length: L }, (_, l) => syntheticPattern(1, H, T, 10 + l));
     const prev = patterns.map((_, l) => Array.from({ length: H }, (_, h) => l + h / 10));
     const fig = attentionGrid(patterns, { tokens: syntheticTokens(T), headInfo: { "prev-token": prev } });
-    expect(fig.data.length).toBe(L * H);
-    const tr = fig.data[2 * H + 3]!;
-    expect(tr["xaxis"]).toBe(`x${2 * H + 4}`);
-    expect(tr["coloraxis"]).toBe("coloraxis");
-    expect(tr["hovertemplate"]).toContain("L2 H3");
-    expect(tr["hovertemplate"]).toContain("prev-token 2.300");
-    expect((tr["z"] as number[][])[5]![2]).toBeCloseTo(patterns[2]!.get(0, 3, 5, 2), 4);
-    // Domains: inside [0, 1] and non-overlapping along a row.
-    const d = (name: string) => (fig.layout[name] as { domain: [number, number] }).domain;
-    expect(d("xaxis")[0]).toBeGreaterThanOrEqual(0);
-    expect(d(`xaxis${L * H}`)[1]).toBeLessThanOrEqual(1);
-    expect(d("xaxis2")[0]).toBeGreaterThan(d("xaxis")[1]);
-    expect(d(`yaxis${H + 1}`)[1]).toBeLessThan(d("yaxis")[0]);
+    expect(fig.data.length).toBe(1);
+    const tr = fig.data[0]!;
+    const z = tr["z"] as (number | null)[][];
+    const x = tr["x"] as string[];
+    const y = tr["y"] as string[];
+    // One gap row/column between tiles (T/16 rounds to 1).
+    expect(z.length).toBe(L * T + (L - 1));
+    expect(z[0]!.length).toBe(H * T + (H - 1));
+    expect(new Set(x).size).toBe(x.length);
+    expect(new Set(y).size).toBe(y.length);
+    // Layer 2, head 3, query 5, key 2 lives at row 2*(T+1)+5, column 3*(T+1)+2.
+    const r = 2 * (T + 1) + 5, c = 3 * (T + 1) + 2;
+    expect(z[r]![c]).toBeCloseTo(patterns[2]!.get(0, 3, 5, 2), 4);
+    expect(y[r]).toBe("L2 q5 ,");
+    expect(x[c]).toBe("H3 k2 ▁upon");
+    expect(z[T]![0]).toBeNull(); // the gap row after layer 0
+    expect(z[0]![T]).toBeNull(); // the gap column after head 0
+    const meta = tr["meta"] as { rowLayer: number[]; colHead: number[]; info: Record<string, string> };
+    expect(meta.rowLayer[r]).toBe(2);
+    expect(meta.colHead[c]).toBe(3);
+    expect(meta.info["2,3"]).toBe("prev-token 2.300");
     expect(fig.script).toContain("plotly_click");
     expect(fig.notes).toEqual([]);
   });
@@ -94,7 +103,8 @@ describe("attention grid", () => {
   it("reduces cells beyond 128 tokens and notes it; rejects layers of different shapes", () => {
     const patterns = [syntheticPattern(1, 2, 200, 1), syntheticPattern(1, 2, 200, 2)];
     const fig = attentionGrid(patterns, { tokens: syntheticTokens(200) });
-    expect((fig.data[0]!["z"] as number[][]).length).toBe(100);
+    const gap = Math.round(100 / 16);
+    expect((fig.data[0]!["z"] as number[][]).length).toBe(2 * 100 + gap);
     expect(layoutTitle(fig.layout)).toContain("aggregated");
     expect(() => attentionGrid([patterns[0]!, syntheticPattern(1, 3, 200, 1)], { tokens: syntheticTokens(200) })).toThrow(/layer 1/);
   });

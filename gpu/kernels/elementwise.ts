@@ -146,8 +146,8 @@ export function ropeKernel(rotate: boolean): Kernel {
 struct P { n: u32, T: u32, heads: u32, hd: u32, cap: u32, off: u32, csB: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<uniform> p: P;
-${rotate ? "@group(0) @binding(3) var<storage, read> cosT: array<f32>;\n@group(0) @binding(4) var<storage, read> sinT: array<f32>;" : ""}
+${rotate ? "@group(0) @binding(2) var<storage, read> cosT: array<f32>;\n@group(0) @binding(3) var<storage, read> sinT: array<f32>;" : ""}
+@group(0) @binding(${rotate ? 4 : 2}) var<uniform> p: P;
 @compute @workgroup_size(256)
 fn main(${FLAT}) {
   ${FLAT_INDEX}
@@ -189,7 +189,7 @@ fn main(${FLAT}) {
   let c = (i / p.D) % p.C;
   let b = (i / (p.D * p.C)) % p.B;
   let a = i / (p.D * p.C * p.B);
-  y[((a * p.B + b) * p.C + c) * p.D + d] = x[i];
+  y[((a * p.C + c) * p.B + b) * p.D + d] = x[i];
 }
 `,
   };

@@ -112,7 +112,7 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
       let per = 64u / sgsize;
       var t = 0.0;
       for (var i = 0u; i < per; i++) { t += red[r * per + i]; }
-      y[m * p.ldo + n] = t${bias ? " + B_at(n)" : ""};
+      y[(p.m0 + m) * p.ldo + n] = t${bias ? " + B_at(n)" : ""};
     }
     workgroupBarrier();`
     : `red[li] = acc[m];
@@ -121,10 +121,10 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
       if (lane < s) { red[li] += red[li + s]; }
       workgroupBarrier();
     }
-    if (lane == 0u && n < p.N) { y[m * p.ldo + n] = red[li]${bias ? " + B_at(n)" : ""}; }
+    if (lane == 0u && n < p.N) { y[(p.m0 + m) * p.ldo + n] = red[li]${bias ? " + B_at(n)" : ""}; }
     workgroupBarrier();`;
   const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
-struct P { M: u32, N: u32, K: u32, ldo: u32 }
+struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32 } // rows m0..m0+M-1 of x and y
 @group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
 ${weightDecl("W", 1, wf, vec4)}
 ${bias ? weightDecl("B", 2, bias, false) : ""}
@@ -147,11 +147,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         ? `let k4 = p.K >> 2u;
     for (var j = lane; j < k4; j += 64u) {
       let w = W_at4(n * k4 + j);
-      for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, x[m * k4 + j]); }
+      for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, x[(p.m0 + m) * k4 + j]); }
     }`
         : `for (var k = lane; k < p.K; k += 64u) {
       let w = W_at(n * p.K + k);
-      for (var m = 0u; m < p.M; m++) { acc[m] += w * x[m * p.K + k]; }
+      for (var m = 0u; m < p.M; m++) { acc[m] += w * x[(p.m0 + m) * p.K + k]; }
     }`
     }
   }

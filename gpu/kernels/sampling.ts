@@ -163,12 +163,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   var kept = 0.0;
   for (var j = 0u; j < keep; j++) { kept += exp(topV[base + j] / p.temperature - z0); }
-  let target = u[row] * kept;
+  let goal = u[row] * kept;
   var acc = 0.0;
   var pick = keep - 1u;
   for (var j = 0u; j < keep; j++) {
     acc += exp(topV[base + j] / p.temperature - z0);
-    if (acc > target) { pick = j; break; }
+    if (acc > goal) { pick = j; break; }
   }
   ids[row] = topI[base + pick];
 }

@@ -40,14 +40,7 @@ export function linear(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, bias?: G
   if (kind === "gemv") {
     // Several GEMV launches when M exceeds the kernel's per-thread accumulator count.
     for (let m0 = 0; m0 < M; m0 += GEMV_MAX_M) {
-      const m = Math.min(GEMV_MAX_M, M - m0);
-      const xs = { buf: x.buf, offset: m0 * K * 4, size: m * K * 4 };
-      const ys = { buf: out.buf, offset: m0 * N * 4, size: m * N * 4 };
-      const b = bias ? [xs, { buf: weight.buf }, { buf: bias.buf }, ys] : [xs, { buf: weight.buf }, ys];
-      if (m0 > 0 && ((m0 * K * 4) % rt.ctx.limits.minStorageBufferOffsetAlignment !== 0 || (m0 * N * 4) % rt.ctx.limits.minStorageBufferOffsetAlignment !== 0)) {
-        throw new LlamaError(`webgpu linear: GEMV on ${M} rows needs aligned row offsets; use the tiled kernel`);
-      }
-      rt.exec.dispatch(gemvKernel(wf, vec4, bf, useSubgroups(rt)), b, [m, N, K, N], [Math.ceil(N / 4)]);
+      rt.exec.dispatch(gemvKernel(wf, vec4, bf, useSubgroups(rt)), bindings, [Math.min(GEMV_MAX_M, M - m0), N, K, N, m0], [Math.ceil(N / 4)]);
     }
   } else {
     rt.exec.dispatch(tiledMatmulKernel(wf, vec4, bf), bindings, [M, N, K, N], [Math.ceil(N / 64), Math.ceil(M / 64)]);

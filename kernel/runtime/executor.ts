@@ -62,6 +62,7 @@ export class Executor {
   }
 
   async run(cell: CompiledCell, label: string, source: string, token: ExecutionToken): Promise<CellOutcome> {
+    if (token.interrupted) throw new Interrupted(); // interrupted while it was compiling
     const filename = `llama-ts-cell-${++this.counter}.js`;
     this.tracebacks.register(filename, label, source, cell.js, cell.maps, 1);
     let rejectInterrupt!: (e: Error) => void;
@@ -71,6 +72,7 @@ export class Executor {
     try {
       return await executionContext.run(token, async () => {
         await Promise.race([this.modules.preload(cell.imports), interrupted]);
+        if (token.interrupted) throw new Interrupted();
         const ctx = {
           last: undefined as unknown,
           import: (spec: string) => this.modules.import(spec),

@@ -196,9 +196,13 @@ export function siluMul(gate: Var, up: Var): Var {
   const n = gate.size;
   const gv = gate.value, uv = up.value;
   const out = new Float32Array(n);
+  const needGrad = gate.requiresGrad || up.requiresGrad;
+  const sig = needGrad ? new Float32Array(n) : null; // sigmoid(gate), kept for backward (saves an exp per element)
   for (let i = 0; i < n; i++) {
     const x = gv[i]!;
-    out[i] = Math.fround(x / (1 + Math.exp(-x))) * uv[i]!;
+    const d = 1 + Math.exp(-x);
+    if (sig) sig[i] = 1 / d;
+    out[i] = Math.fround(x / d) * uv[i]!;
   }
   return result(out, gate.shape, [gate, up], () => ({
     name: "siluMul",
@@ -207,9 +211,9 @@ export function siluMul(gate: Var, up: Var): Var {
       // d silu(x)/dx = s(x) · (1 + x · (1 − s(x))), s = sigmoid.
       const dg = gate.requiresGrad ? new Float32Array(n) : null;
       const du = up.requiresGrad ? new Float32Array(n) : null;
+      const sg = sig!;
       for (let i = 0; i < n; i++) {
-        const x = gv[i]!;
-        const s = 1 / (1 + Math.exp(-x));
+        const x = gv[i]!, s = sg[i]!;
         if (dg) dg[i] = g[i]! * uv[i]! * s * (1 + x * (1 - s));
         if (du) du[i] = g[i]! * x * s;
       }

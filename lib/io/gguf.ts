@@ -50,7 +50,7 @@ class HeaderCursor {
   pos = 0;
   private buf = new Uint8Array(0);
   private bufStart = 0;
-  private readonly text = new TextDecoder("utf-8", { fatal: true });
+  private readonly text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(readonly file: string, private readonly fd: number, readonly size: number) {}
 

@@ -103,7 +103,7 @@ class Unpickler {
   private readonly metastack: StackItem[][] = [];
   private readonly memo = new Map<number, PickleValue>();
   private readonly view: DataView;
-  private readonly text = new TextDecoder("utf-8", { fatal: true });
+  private readonly text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(private readonly data: Uint8Array, private readonly file: string) {
     this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);

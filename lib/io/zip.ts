@@ -175,7 +175,7 @@ function readCentralDirectory(file: string, fd: number, size: number): Map<strin
   const cd = readExact(file, fd, size, cdOffset, cdSize, "zip central directory");
   const v = new DataView(cd.buffer);
   const entries = new Map<string, ZipEntry>();
-  const decoder = new TextDecoder("utf-8", { fatal: false });
+  const decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   let p = 0;
   for (let i = 0; i < count; i++) {
     if (p + CENTRAL_MIN > cdSize || v.getUint32(p, true) !== CENTRAL_SIG) {

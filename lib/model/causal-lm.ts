@@ -12,6 +12,8 @@ import {
   checkpointLoader, openPretrained, savePretrainedFolder, type FromPretrainedOptions, type GenerationConfig,
 } from "./pretrained.js";
 import type { CausalLMOutput, ForwardArgs } from "./types.js";
+import { generate as runGenerate, streamGenerate } from "../generate/generate.js";
+import type { GenerateOptions, GenerateOutput, StreamChunk } from "../generate/types.js";
 
 export class LlamaForCausalLM {
   readonly model: LlamaModel;
@@ -60,6 +62,19 @@ export class LlamaForCausalLM {
 
   getInputEmbeddings(ids: number[][]): Promise<Tensor> {
     return this.model.getInputEmbeddings(ids);
+  }
+
+  /** `generate(this, opts)` from lib/generate (HF's model.generate). */
+  generate(opts: GenerateOptions & { returnDictInGenerate: true }): Promise<GenerateOutput>;
+  generate(opts: GenerateOptions & { returnDictInGenerate?: false }): Promise<number[][]>;
+  generate(opts: GenerateOptions): Promise<number[][] | GenerateOutput>;
+  generate(opts: GenerateOptions): Promise<number[][] | GenerateOutput> {
+    return runGenerate(this, opts);
+  }
+
+  /** Streams generated text/token chunks (lib/generate's streamGenerate). */
+  streamGenerate(opts: Omit<GenerateOptions, "streamer">): AsyncGenerator<StreamChunk, void> {
+    return streamGenerate(this, opts);
   }
 
   async forward(args: ForwardArgs): Promise<CausalLMOutput> {

@@ -1,8 +1,8 @@
 /**
  * Chat templates: the Jinja template in tokenizer_config.json, rendered with
  * @huggingface/jinja using the variables transformers passes (messages,
- * add_generation_prompt, tools, documents, the special token strings,
- * raise_exception, strftime_now, plus any extra variables).
+ * add_generation_prompt, tools, documents, the special token strings, plus
+ * any extra variables; raise_exception and strftime_now are jinja built-ins).
  */
 import { Template } from "@huggingface/jinja";
 import { InputError, LlamaError } from "../errors.js";
@@ -76,10 +76,7 @@ export function renderChatTemplate(
       add_generation_prompt: opts.addGenerationPrompt === true,
       tools: opts.tools,
       documents: opts.documents,
-      raise_exception: (msg: string) => {
-        throw new InputError(`chat template: ${msg}`);
-      },
-      strftime_now: (fmt: string) => strftime(new Date(), fmt),
+      // raise_exception and strftime_now are built into @huggingface/jinja.
     });
   } catch (err) {
     if (err instanceof LlamaError) throw err;
@@ -94,24 +91,4 @@ export function renderChatTemplate(
     rendered = rendered.slice(0, at + content.length);
   }
   return rendered;
-}
-
-/** The few strftime codes chat templates use (Llama 3.1: "%d %b %Y"). */
-function strftime(d: Date, fmt: string): string {
-  const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-  const full = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return fmt.replace(/%([dmYbBHMS%])/g, (_, c: string) => {
-    switch (c) {
-      case "d": return pad(d.getDate());
-      case "m": return pad(d.getMonth() + 1);
-      case "Y": return String(d.getFullYear());
-      case "b": return months[d.getMonth()]!;
-      case "B": return full[d.getMonth()]!;
-      case "H": return pad(d.getHours());
-      case "M": return pad(d.getMinutes());
-      case "S": return pad(d.getSeconds());
-      default: return "%";
-    }
-  });
 }

@@ -12,3 +12,5 @@ export type { ChatMessage, ChatTemplateOptions } from "./chat-template.js";
 export { PieceType, readSentencePieceModel, parseSentencePieceModel } from "./sentencepiece-model.js";
 export type { SentencePieceModel, SentencePiece } from "./sentencepiece-model.js";
 export { llama3SpecialTokenNames, LLAMA3_SPLIT_PATTERN } from "./tiktoken.js";
+export { inspectTokens } from "./inspect.js";
+export type { TokenInspection, TokenRow, InspectableTokenizer } from "./inspect.js";

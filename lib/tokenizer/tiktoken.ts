@@ -100,8 +100,8 @@ export function tiktokenSpec(byRank: readonly Uint8Array[], file: string, specia
   const L: number[] = [];
   const R: number[] = [];
   const M: number[] = [];
-  const order = byRank.map((_, r) => r); // ranks are the file order already; the sort is for safety
-  for (const r of order) {
+  // Walking ranks in order makes the result already (stably) sorted by merged-token rank.
+  for (let r = 0; r < byRank.length; r++) {
     const k = byRank[r]!;
     if (k.length < 2) continue;
     const local: [number, number][] = [];

@@ -215,7 +215,7 @@ export class CpuBackend implements Backend {
     } else {
       // Grow geometrically so a token-by-token decode copies the cache O(log T) times.
       capacity = Math.max(S, c ? c.capacity * 2 : 0, 16);
-      data = new Float32Array(B * H * capacity * D);
+      data = this.engine.allocF32(B * H * capacity * D);
       if (c) {
         for (let bh = 0; bh < B * H; bh++) {
           data.set((c.data as Float32Array).subarray(bh * c.capacity * D, bh * c.capacity * D + P * D), bh * capacity * D);
@@ -241,11 +241,12 @@ export class CpuBackend implements Backend {
     if (this.scores.length < S) this.scores = new Float64Array(Math.max(S, this.scores.length * 2));
     const out = new Float32Array(B * T * n * D);
     const weights = opts.returnWeights ? new Float32Array(B * n * T * S) : undefined;
-    attentionInto(
-      f32(q, "attention queries"), kc.data as Float32Array, vc.data as Float32Array,
-      { B, n, k: kh, T, S, D, kvHeadStride: kc.capacity * D }, opts.scale,
-      mask.queryOffset, mask.keyMask, out, weights, this.scores,
-    );
+    const qd = f32(q, "attention queries");
+    const shapes = { B, n, k: kh, T, S, D, kvHeadStride: kc.capacity * D };
+    const kd = kc.data as Float32Array;
+    const vd = vc.data as Float32Array;
+    const done = this.engine.attention?.(qd, kd, vd, shapes, opts.scale, mask.queryOffset, mask.keyMask, out, weights);
+    if (!done) attentionInto(qd, kd, vd, shapes, opts.scale, mask.queryOffset, mask.keyMask, out, weights, this.scores);
     return {
       out: new CpuTensor(out, [B, T, n * D], "f32"),
       weights: weights && new CpuTensor(weights, [B, n, T, S], "f32"),
@@ -302,8 +303,7 @@ export class CpuBackend implements Backend {
     const rest = c.shape.slice(1);
     // A cache view keeps its capacity layout: copy whole per-row blocks.
     const rowSize = c.dense ? numel(rest) : c.shape[1]! * c.capacity * c.shape[3]!;
-    const Ctor = c.data instanceof Float32Array ? Float32Array : Uint16Array;
-    const out = new Ctor(rows.length * rowSize);
+    const out = c.data instanceof Float32Array ? this.engine.allocF32(rows.length * rowSize) : new Uint16Array(rows.length * rowSize);
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
       if (!(r >= 0 && r < B)) throw new LlamaError(`selectBatch: row ${r} out of range [0, ${B})`);

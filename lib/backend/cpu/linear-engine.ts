@@ -7,6 +7,7 @@
  */
 import type { DType } from "../../tensor/dtype.js";
 import { matmulTransposedInto } from "../../tensor/matmul.js";
+import type { AttentionShapes } from "../../tensor/ops.js";
 import { WasmLinearEngine } from "./wasm-engine.js";
 
 export interface LinearEngineOptions {
@@ -34,6 +35,13 @@ export interface LinearEngine {
   adopt<T extends Float32Array | Uint16Array>(data: T, dtype: DType): T;
   /** y_j = x [M, K] @ W_j^T + b_j for every job. */
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void;
+  /** A float32 buffer the engine's kernels can read in place (KV caches). */
+  allocF32(length: number): Float32Array;
+  /** Attention on the engine's kernels; false when it cannot (the caller uses the JavaScript kernel). */
+  attention?(
+    q: Float32Array, kd: Float32Array, vd: Float32Array, s: AttentionShapes, scale: number,
+    queryOffset: number, keyMask: Uint8Array | undefined, out: Float32Array, weights: Float32Array | undefined,
+  ): boolean;
   dispose(): void;
 }
 
@@ -46,12 +54,16 @@ export function addBias(y: Float32Array, bias: Float32Array | undefined, M: numb
 export class JsLinearEngine implements LinearEngine {
   readonly description = "javascript kernels, 1 thread";
 
-  adopt<T extends Float32Array | Uint16Array>(data: T): T {
+  adopt<T extends Float32Array | Uint16Array>(data: T, _dtype?: DType): T {
     return data;
   }
 
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void {
     for (const j of jobs) matmulTransposedInto(x, M, K, j.w, j.dtype, j.N, j.bias, j.y);
+  }
+
+  allocF32(length: number): Float32Array {
+    return new Float32Array(length);
   }
 
   dispose(): void {}

@@ -79,6 +79,7 @@ export class Code {
   call(fn: number): this { return this.op(0x10, ...uleb(fn)); }
   f32add(): this { return this.op(0x92); }
   f32store(offset = 0): this { return this.op(0x38, 2, ...uleb(offset)); }
+  f32load(offset = 0): this { return this.op(0x2a, 2, ...uleb(offset)); }
 
   /** Pushes local a + local b (or + constant). */
   sum(a: number, b: number): this { return this.get(a).get(b).add(); }
@@ -114,8 +115,13 @@ export class Code {
     return this.simd(0x0c, ...buf);
   }
   f32x4extract(lane: number): this { return this.simd(0x1f, lane); }
+  f32x4splat(): this { return this.simd(0x13); }
   and(): this { return this.simd(0x4e); }
   i32x4shl(): this { return this.simd(0xab); }
+  extendLowS(): this { return this.simd(0xa7); }
+  extendHighS(): this { return this.simd(0xa8); }
+  extendLowU(): this { return this.simd(0xa9); }
+  extendHighU(): this { return this.simd(0xaa); }
   f32x4add(): this { return this.simd(0xe4); }
   f32x4mul(): this { return this.simd(0xe6); }
 

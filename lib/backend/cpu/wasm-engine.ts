@@ -14,6 +14,8 @@ import { addBias, type LinearEngine, type LinearJob } from "./linear-engine.js";
 import { MAX_PAGES, kernelModule, type KernelExports } from "./wasm-kernels.js";
 import { WasmHeap } from "./wasm-heap.js";
 import { wasm, type WasmMemory } from "./wasm-api.js";
+import { wasmAttention, type WasmAttentionContext } from "./wasm-attention.js";
+import type { AttentionShapes } from "../../tensor/ops.js";
 
 const MAX_THREADS = 8;
 const MAX_JOBS = 8;
@@ -126,7 +128,7 @@ export class WasmLinearEngine implements LinearEngine {
     return this.workers.length + 1;
   }
 
-  adopt<T extends Float32Array | Uint16Array>(data: T): T {
+  adopt<T extends Float32Array | Uint16Array>(data: T, _dtype?: DType): T {
     const bytes = data.byteLength;
     const ptr = this.heap.alloc(bytes);
     const view = (data instanceof Float32Array
@@ -136,6 +138,30 @@ export class WasmLinearEngine implements LinearEngine {
     this.ptrs.set(view, ptr);
     this.finalizer.register(view, [ptr, bytes]);
     return view;
+  }
+
+  allocF32(length: number): Float32Array {
+    const bytes = length * 4;
+    const ptr = this.heap.alloc(bytes);
+    const view = new Float32Array(this.memory.buffer, ptr, length);
+    this.ptrs.set(view, ptr);
+    this.finalizer.register(view, [ptr, bytes]);
+    return view;
+  }
+
+  private readonly attentionContext: WasmAttentionContext = {
+    kernels: undefined as unknown as KernelExports,
+    buffer: () => this.memory.buffer,
+    scratch: (bytes) => this.scratch(bytes),
+    ptrOf: (view) => this.ptrs.get(view),
+  };
+
+  attention(
+    q: Float32Array, kd: Float32Array, vd: Float32Array, s: AttentionShapes, scale: number,
+    queryOffset: number, keyMask: Uint8Array | undefined, out: Float32Array, weights: Float32Array | undefined,
+  ): boolean {
+    this.attentionContext.kernels = this.kernels;
+    return wasmAttention(this.attentionContext, q, kd, vd, s, scale, queryOffset, keyMask, out, weights);
   }
 
   /** A workspace of at least `bytes` (reused between calls). */

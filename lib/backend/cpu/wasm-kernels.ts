@@ -33,7 +33,7 @@ function consts(c: Code): { mask: number; magic: number } {
 }
 
 /** widen(src, dst, count): count 16-bit values (multiple of 4) → f32. */
-function widenFn(name: string, bf16: boolean): FunctionDef {
+export function widenFn(name: string, bf16: boolean): FunctionDef {
   const [src, dst, count] = [0, 1, 2];
   const c = new Code(3);
   const { mask, magic } = consts(c);
@@ -48,16 +48,24 @@ function widenFn(name: string, bf16: boolean): FunctionDef {
   return { name, params: [I32, I32, I32], results: [], code: c };
 }
 
+export interface GemvVariant {
+  /** One 128-bit load + extend low/high instead of two 64-bit extending loads. */
+  extend?: boolean;
+  /** f16 only: multiply x by 2^112 once instead of each widened weight (x must stay below 2^15). */
+  prescale?: boolean;
+}
+
 /** gemv(x, w, K, y, rows): y[j] = x · W[j] for 16-bit W. */
-function gemvFn(name: string, bf16: boolean): FunctionDef {
+export function gemvFn(name: string, bf16: boolean, variant: GemvVariant = {}): FunctionDef {
   const [x, w, K, y, rows] = [0, 1, 2, 3, 4];
   const c = new Code(5);
   const { mask, magic } = consts(c);
-  const widen = bf16 ? widenBf16 : widenF16;
+  const prescale = variant.prescale && !bf16;
+  const widen: Widen = bf16 ? widenBf16 : prescale ? (cc, m) => { cc.i32(13).i32x4shl().get(m).and(); } : widenF16;
   const r = c.local(I32), rowBytes = c.local(I32), xp = c.local(I32), xEnd = c.local(I32), tmp = c.local(V128);
   const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
   const acc = Array.from({ length: 8 }, () => c.local(V128));
-  const x0 = c.local(V128), x1 = c.local(V128);
+  const x0 = c.local(V128), x1 = c.local(V128), raw = c.local(V128);
   c.get(K).i32(1).shl().set(rowBytes);
   c.get(x).get(K).i32(2).shl().add().set(xEnd);
   c.i32(0).set(r);
@@ -67,14 +75,29 @@ function gemvFn(name: string, bf16: boolean): FunctionDef {
     for (const a of acc) c.i32x4const(0).set(a);
     c.get(x).set(xp);
     c.loop(xp, xEnd, () => { c.inc(xp, 32); for (const p of wp) c.inc(p, 16); }, () => {
-      c.get(xp).v128load(0).set(x0).get(xp).v128load(16).set(x1);
+      c.get(xp).v128load(0);
+      if (prescale) c.get(magic).f32x4mul();
+      c.set(x0).get(xp).v128load(16);
+      if (prescale) c.get(magic).f32x4mul();
+      c.set(x1);
       for (let j = 0; j < 4; j++) {
-        c.get(acc[2 * j]!).get(wp[j]!);
-        if (bf16) c.load16x4u(0); else c.load16x4s(0);
+        if (variant.extend) {
+          c.get(wp[j]!).v128load(0).set(raw);
+          c.get(acc[2 * j]!).get(raw);
+          if (bf16) c.extendLowU(); else c.extendLowS();
+        } else {
+          c.get(acc[2 * j]!).get(wp[j]!);
+          if (bf16) c.load16x4u(0); else c.load16x4s(0);
+        }
         widen(c, mask, magic);
         c.get(x0).f32x4mul().f32x4add().set(acc[2 * j]!);
-        c.get(acc[2 * j + 1]!).get(wp[j]!);
-        if (bf16) c.load16x4u(8); else c.load16x4s(8);
+        if (variant.extend) {
+          c.get(acc[2 * j + 1]!).get(raw);
+          if (bf16) c.extendHighU(); else c.extendHighS();
+        } else {
+          c.get(acc[2 * j + 1]!).get(wp[j]!);
+          if (bf16) c.load16x4u(8); else c.load16x4s(8);
+        }
         widen(c, mask, magic);
         c.get(x1).f32x4mul().f32x4add().set(acc[2 * j + 1]!);
       }
@@ -140,6 +163,39 @@ function gemmF32Fn(): FunctionDef {
   return { name: "gemm_f32", params: [I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
 
+/**
+ * weighted_sum(p, R, S, v, D, out): out[r] = Σ_j p[r, j] · V[j] for r < R, with
+ * p [R, S], V [S, D] (rows of D floats), out [R, D]; D a multiple of 16. The
+ * second half of attention (weights @ values), 16 output floats per pass.
+ */
+function weightedSumFn(): FunctionDef {
+  const [p, R, S, v, D, out] = [0, 1, 2, 3, 4, 5];
+  const c = new Code(6);
+  const r = c.local(I32), dOff = c.local(I32), rowBytes = c.local(I32), pRow = c.local(I32), pp = c.local(I32), pEnd = c.local(I32);
+  const vp = c.local(I32), op = c.local(I32);
+  const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const sp = c.local(V128);
+  c.get(D).i32(2).shl().set(rowBytes);
+  c.i32(0).set(r);
+  c.loop(r, R, 1, () => {
+    c.get(p).get(r).get(S).mul().i32(2).shl().add().set(pRow);
+    c.get(pRow).get(S).i32(2).shl().add().set(pEnd);
+    c.get(out).get(r).get(rowBytes).mul().add().set(op);
+    c.i32(0).set(dOff);
+    c.loop(dOff, rowBytes, 64, () => {
+      for (const a of acc) c.i32x4const(0).set(a);
+      c.get(v).get(dOff).add().set(vp);
+      c.get(pRow).set(pp);
+      c.loop(pp, pEnd, () => { c.inc(pp, 4); c.get(vp).get(rowBytes).add().set(vp); }, () => {
+        c.get(pp).f32load().f32x4splat().set(sp);
+        for (let q = 0; q < 4; q++) c.get(acc[q]!).get(sp).get(vp).v128load(16 * q).f32x4mul().f32x4add().set(acc[q]!);
+      });
+      for (let q = 0; q < 4; q++) c.get(op).get(dOff).add().get(acc[q]!).v128store(16 * q);
+    });
+  });
+  return { name: "weighted_sum", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
 const WIDEN_F16 = 0, WIDEN_BF16 = 1, GEMM_F32 = 2;
 
 /** gemm_16(x, M, w, K, y, N, rows, scratch): widen 4 rows at a time into scratch, then gemm_f32. */
@@ -161,6 +217,7 @@ export interface KernelExports {
   gemv_bf16(x: number, w: number, K: number, y: number, rows: number): void;
   gemm_f16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
+  weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
 }
 
 export const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
@@ -180,6 +237,7 @@ export function kernelModule(): WasmModule | undefined {
       gemvFn("gemv_bf16", true), // 4
       gemm16Fn("gemm_f16", WIDEN_F16), // 5
       gemm16Fn("gemm_bf16", WIDEN_BF16), // 6
+      weightedSumFn(), // 7
     ], 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;

@@ -1,0 +1,53 @@
+/**
+ * `llama-ts classify --model DIR [--adapter DIR] --data FILE.jsonl`: scores
+ * each row's `{"prompt", "label_text"}` against the set of label texts in the
+ * file (summed log-prob of the label's tokens after the prompt's) and prints
+ * one line per row ({"prediction", "label_text"}) then, last, `accuracy: 0.xxx`.
+ */
+import { LlamaForCausalLM } from "../../lib/model/causal-lm.js";
+import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
+import { FormatError } from "../../lib/errors.js";
+import { PromptTuningModel } from "../../lib/peft/prompt-tuning.js";
+import { readJsonl } from "../../lib/peft/prompt-data.js";
+import { classifyByLabelScores } from "../../lib/peft/prompt-classify.js";
+import { ProgressBar } from "../../lib/convert/progress.js";
+import { existingPath, parseFlags, required } from "../args.js";
+import type { Command } from "../main.js";
+
+export const command: Command = {
+  summary: "classify {prompt, label_text} rows by label log-prob (optionally with a prompt-tuning adapter); prints accuracy",
+  async run(argv) {
+    const f = parseFlags(argv, {
+      model: { type: "string" },
+      adapter: { type: "string" },
+      data: { type: "string" },
+    });
+    const modelDir = existingPath("--model", required("--model", f.model));
+    const dataFile = existingPath("--data", required("--data", f.data));
+    const rows = readJsonl(dataFile).map(({ line, row }) => {
+      if (typeof row.prompt !== "string" || typeof row.label_text !== "string") {
+        throw new FormatError(dataFile, `line ${line}: expected string fields "prompt" and "label_text"`);
+      }
+      return { prompt: row.prompt, label_text: row.label_text };
+    });
+    const tokenizer = AutoTokenizer.fromPretrained(modelDir);
+    const model = await LlamaForCausalLM.fromPretrained(modelDir);
+    try {
+      const target = f.adapter !== undefined ? await PromptTuningModel.fromPretrained(model, existingPath("--adapter", f.adapter)) : model;
+      let bar: ProgressBar | undefined;
+      const result = await classifyByLabelScores(target, tokenizer, rows, undefined, {
+        onProgress: process.stderr.isTTY
+          ? (done, total) => (bar ??= new ProgressBar("classify (sequences)", total, process.stderr, "items")).update(done)
+          : undefined,
+      });
+      bar?.finish();
+      result.predictions.forEach((p, i) => {
+        process.stdout.write(JSON.stringify({ prediction: result.labelTexts[p], label_text: rows[i]!.label_text }) + "\n");
+      });
+      process.stdout.write(`accuracy: ${result.accuracy.toFixed(3)}\n`);
+      return 0;
+    } finally {
+      model.backend.dispose();
+    }
+  },
+};
