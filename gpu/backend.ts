@@ -67,6 +67,7 @@ export class WebGpuBackend implements Backend {
 
   // ---------------------------------------------------------------- memory
   upload(t: Tensor): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return this.runtime.upload(t);
   }
 
@@ -84,30 +85,37 @@ export class WebGpuBackend implements Backend {
 
   // ---------------------------------------------------------------- ops
   embedding(table: DeviceTensor, ids: Int32Array, batch: number, seqLen: number): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.embedding(this.runtime, gpu(table, "embedding table"), ids, batch, seqLen);
   }
 
   rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.rmsNorm(this.runtime, act(x, "rmsNorm input"), gpu(weight, "rmsNorm weight"), eps);
   }
 
   linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor, opts?: LinearOptions): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return linear(this.runtime, act(x, "linear input"), gpu(weight, "linear weight"), bias && gpu(bias, "linear bias"), opts);
   }
 
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
+    this.runtime.ctx.assertAlive();
     return weights.map((w, i) => this.linear(x, w, biases?.[i]));
   }
 
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.add(this.runtime, act(a, "add input"), act(b, "add input"));
   }
 
   scale(x: DeviceTensor, factor: number): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.scale(this.runtime, act(x, "scale input"), factor);
   }
 
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.siluMul(this.runtime, act(gate, "siluMul gate"), act(up, "siluMul up"));
   }
 
@@ -116,33 +124,40 @@ export class WebGpuBackend implements Backend {
   }
 
   mergeHeads(x: DeviceTensor): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.mergeHeads(this.runtime, act(x, "mergeHeads input"));
   }
 
   kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return attn.kvAppend(this.runtime, cache && gpu(cache, "kvAppend cache"), gpu(x, "kvAppend input"));
   }
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask,
     opts: AttentionOptions & attn.AttentionKernelChoice): AttentionResult {
+    this.runtime.ctx.assertAlive();
     return attn.attention(this.runtime, gpu(q, "attention queries"), gpu(k, "attention keys"), gpu(v, "attention values"), mask, opts);
   }
 
   attendWith(weights: DeviceTensor, v: DeviceTensor): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return attn.attendWith(this.runtime, gpu(weights, "attendWith weights"), gpu(v, "attendWith values"));
   }
 
   selectPositions(x: DeviceTensor, index: Int32Array, perRow: number): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.selectPositions(this.runtime, act(x, "selectPositions input"), index, perRow);
   }
 
   selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.selectBatch(this.runtime, gpu(x, "selectBatch input"), rows);
   }
 
   // ---------------------------------------------------------------- next token (GPU-side, beyond the Backend interface)
   /** Greedy next ids from logits [..., V]: one id per row; reads back 4 bytes per row. */
   argmax(logits: DeviceTensor): Promise<Int32Array> {
+    this.runtime.ctx.assertAlive();
     return sampling.argmax(this.runtime, gpu(logits, "argmax input"));
   }
 
@@ -153,6 +168,7 @@ export class WebGpuBackend implements Backend {
 
   /** Samples one id per row (temperature → top-k → top-p → min-p) with caller-supplied uniforms. */
   sample(logits: DeviceTensor, opts: sampling.SampleOptions): Promise<Int32Array> {
+    this.runtime.ctx.assertAlive();
     return sampling.sample(this.runtime, gpu(logits, "sample input"), opts);
   }
 }

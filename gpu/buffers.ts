@@ -26,6 +26,8 @@ export const GPU_BYTES: Record<GpuDType, number> = { f32: 4, f16: 2, bf16: 2, u3
 
 /** A tracked GPU buffer. */
 export interface PooledBuffer {
+  /** Unique per GPUBuffer (bind-group cache key). */
+  readonly id: number;
   readonly buffer: GPUBuffer;
   readonly size: number;
   readonly kind: AllocKind;
@@ -60,6 +62,12 @@ export class GpuTensor implements DeviceTensor {
     if (this.consumed) throw new LlamaError("WebGPU: a released device tensor was used");
     return this.buf.buffer;
   }
+}
+
+let nextBufferId = 1;
+/** A fresh id for a new GPUBuffer. */
+export function newBufferId(): number {
+  return nextBufferId++;
 }
 
 export function align4(n: number): number {
@@ -103,7 +111,7 @@ export class BufferPool {
     this.checkSize(size, label);
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE(), mappedAtCreation: mapped, label });
     this.count(kind, size);
-    return { buffer, size, kind, lastEpoch: -1 };
+    return { id: newBufferId(), buffer, size, kind, lastEpoch: -1 };
   }
 
   /** A scratch buffer of at least `bytes` (for outputs of GPU ops). */
@@ -139,7 +147,7 @@ export class BufferPool {
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE() });
     this.count("scratch", size);
     this.scratchInUse += size;
-    return { buffer, size, kind: "scratch", lastEpoch: -1 };
+    return { id: newBufferId(), buffer, size, kind: "scratch", lastEpoch: -1 };
   }
 
   /** Gives a buffer back: scratch returns to its bucket, weights/KV are destroyed (after pending submits, as WebGPU allows). */

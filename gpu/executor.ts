@@ -30,10 +30,29 @@ export type Param = number | { f32: number } | { i32: number };
 
 const SLOT_BYTES = 256;
 const SLOTS = 2048;
+const MAX_CACHED_BIND_GROUPS = 8192;
+
+const kernelMemo = new Map<string, Kernel>();
+/** Builds each kernel's WGSL once per argument list (kernel factories run on every dispatch). */
+export function memoKernel<A extends (string | number | boolean | undefined)[]>(make: (...args: A) => Kernel): (...args: A) => Kernel {
+  return (...args: A) => {
+    const k = `${make.name}(${args.join(",")})`;
+    let kernel = kernelMemo.get(k);
+    if (!kernel) kernelMemo.set(k, (kernel = make(...args)));
+    return kernel;
+  };
+}
 
 export class Executor {
   readonly pool: BufferPool;
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  /**
+   * Bind groups by (kernel, buffers, ranges, parameter slot). The pool hands
+   * out the same buffers in the same order every decode step, so after the
+   * first token nearly every dispatch reuses its bind group (creating ~20 per
+   * layer per token is the largest CPU cost of recording otherwise).
+   */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
   private readonly uniform: GPUBuffer;
@@ -57,11 +76,13 @@ export class Executor {
     return this.ctx.device;
   }
 
-  private pipeline(kernel: Kernel): GPUComputePipeline {
+  /** The kernel's pipeline and its bind-group layout (fetched once: getBindGroupLayout is costly in Dawn). */
+  private pipeline(kernel: Kernel): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
     let p = this.pipelines.get(kernel.key);
     if (!p) {
       const module = this.device.createShaderModule({ code: kernel.wgsl, label: kernel.key });
-      p = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: kernel.key });
+      const pipeline = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: kernel.key });
+      p = { pipeline, layout: pipeline.getBindGroupLayout(0) };
       this.pipelines.set(kernel.key, p);
     }
     return p;
@@ -95,13 +116,26 @@ export class Executor {
     if (x > maxWg || y > maxWg || z > maxWg) {
       throw new LlamaError(`WebGPU: ${kernel.key} needs ${x}×${y}×${z} workgroups, above the device limit ${maxWg} per dimension`);
     }
-    const pipeline = this.pipeline(kernel);
+    const { pipeline, layout } = this.pipeline(kernel);
     if (params.length > 0 && this.slot === SLOTS) this.flush();
     const pass = this.beginPass();
-    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+    let key = `${kernel.key}|${params.length > 0 ? this.slot : "-"}`;
+    for (const b of bindings) {
       b.buf.lastEpoch = this.pool.epoch;
-      return { binding: i, resource: { buffer: b.buf.buffer, offset: b.offset ?? 0, size: b.size } };
-    });
+      key += `|${b.buf.id}:${b.offset ?? 0}:${b.size ?? "*"}`;
+    }
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({
+        binding: i, resource: { buffer: b.buf.buffer, offset: b.offset ?? 0, size: b.size },
+      }));
+      if (params.length > 0) {
+        entries.push({ binding: bindings.length, resource: { buffer: this.uniform, offset: this.slot * SLOT_BYTES, size: SLOT_BYTES } });
+      }
+      group = this.device.createBindGroup({ layout, entries });
+      if (this.bindGroups.size >= MAX_CACHED_BIND_GROUPS) this.bindGroups.clear(); // stale entries of destroyed buffers go too
+      this.bindGroups.set(key, group);
+    }
     if (params.length > 0) {
       if (params.length > SLOT_BYTES / 4) throw new LlamaError(`WebGPU: ${kernel.key} has too many parameters`);
       const base = (this.slot * SLOT_BYTES) / 4;
@@ -110,10 +144,8 @@ export class Executor {
         else if ("f32" in p) this.uniformF32[base + i] = p.f32;
         else this.uniformI32[base + i] = p.i32;
       });
-      entries.push({ binding: bindings.length, resource: { buffer: this.uniform, offset: this.slot * SLOT_BYTES, size: SLOT_BYTES } });
       this.slot++;
     }
-    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
@@ -154,7 +186,7 @@ export class Executor {
   async read(src: Binding, bytes: number): Promise<ArrayBuffer> {
     const size = Math.max(4, (bytes + 3) & ~3);
     const staging = this.takeStaging(size);
-    this.copy(src, { buf: { buffer: staging, size: staging.size, kind: "scratch", lastEpoch: 0 } }, size);
+    this.copy(src, { buf: { id: 0, buffer: staging, size: staging.size, kind: "scratch", lastEpoch: 0 } }, size);
     this.flush();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, size);
@@ -194,6 +226,7 @@ export class Executor {
     this.pool.destroyFree();
     this.uniform.destroy();
     this.pipelines.clear();
+    this.bindGroups.clear();
   }
 }
 

@@ -149,22 +149,28 @@ export class Kernel {
     this.pumping = true;
     try {
       while (this.queue.length) {
-        const msg = this.queue.shift()!;
-        const failed = await this.handle(msg, "shell");
-        if (failed && msg.content.stop_on_error !== false) await this.abortWaiting();
+        await this.handle(this.queue.shift()!, "shell");
       }
     } finally {
       this.pumping = false;
     }
   }
 
-  /** Answers `aborted` to the execute_requests already received when a cell failed. */
-  private async abortWaiting(): Promise<void> {
+  /**
+   * Takes the execute_requests that were already received when a cell failed
+   * out of the queue. Done before the failure is replied, so a request the
+   * client sends after seeing the error is never caught by it.
+   */
+  private async takeWaitingExecutes(): Promise<JupyterMessage[]> {
     // Let messages already sitting in the socket reach the queue first.
     await new Promise((r) => setImmediate(r));
     const waiting = this.queue.filter((m) => m.header.msg_type === "execute_request");
-    for (const msg of waiting) {
-      this.queue.splice(this.queue.indexOf(msg), 1);
+    for (const msg of waiting) this.queue.splice(this.queue.indexOf(msg), 1);
+    return waiting;
+  }
+
+  private async abort(msgs: JupyterMessage[]): Promise<void> {
+    for (const msg of msgs) {
       await this.channels.publish("status", { execution_state: "busy" }, msg.header);
       await this.channels.reply(msg, "shell", "execute_reply", { status: "aborted", execution_count: this.execute.executionCount });
       await this.channels.publish("status", { execution_state: "idle" }, msg.header);
@@ -188,8 +194,10 @@ export class Kernel {
           const started = new Date().toISOString();
           const out = await this.execute.handle(msg);
           failed = out.failed;
+          const aborted = failed && msg.content.stop_on_error !== false ? await this.takeWaitingExecutes() : [];
           this.capture.flush();
           await reply("execute_reply", out.reply, { started, dependencies_met: true, engine: this.channels.codec.session, status: out.reply.status });
+          await this.abort(aborted);
           break;
         }
         case "complete_request":

@@ -18,6 +18,8 @@ await build({
   outfile: "dist/cjs/index.cjs",
   sourcemap: true,
   logLevel: "warning",
+  // lib/backend/registry.ts reads import.meta.url only in ESM and falls back to __dirname in this CJS bundle.
+  logOverride: { "empty-import-meta": "silent" },
 });
 mkdirSync("dist/cjs", { recursive: true });
 writeFileSync("dist/cjs/package.json", JSON.stringify({ type: "commonjs" }) + "\n");

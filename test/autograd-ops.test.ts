@@ -150,6 +150,22 @@ describe("engine", () => {
     expect(p.grad).not.toBeNull();
   });
 
+  it("detaches each node right after its backward: later layers are freed before earlier ones run", () => {
+    // A chain of 4 "layers"; a probe op at the bottom records which upper nodes still hold their closures.
+    const p = Var.param(rnd([3], 40).value, [3]);
+    let stillAttached = -1;
+    const probe = result(p.value.slice(), [3], [p], () => ({
+      name: "probe", inputs: [p],
+      backward: (g) => { stillAttached = layers.filter((v) => v.gradFn !== null).length; return [g]; },
+    }));
+    const layers: Var[] = [];
+    let h = probe;
+    for (let i = 0; i < 4; i++) { h = scale(add(h, Var.constant(Float32Array.from([1, 2, 3]), [3])), 0.5); layers.push(h); }
+    backward(h, Float32Array.from([1, 1, 1]));
+    expect(stillAttached).toBe(0);
+    expect(Array.from(p.grad!)).toEqual([0.0625, 0.0625, 0.0625]);
+  });
+
   it("accumulates a var used twice", () => {
     const p = Var.param(Float32Array.from([1, 2]), [2]);
     const y = add(p, p);

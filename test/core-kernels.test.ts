@@ -117,3 +117,19 @@ describe("the JavaScript kernels alone reach parity too", () => {
     expect(maskedMaxDiff(out.attentions![2]!, g.tensors.read("batch_left_padded.attentions.2"), c.attention_mask, 2)).toBeLessThanOrEqual(1e-4);
   });
 });
+
+describe("non-finite f16 weights", () => {
+  it("stay exact (inf and NaN propagate as in torch)", async () => {
+    const e = (await WasmLinearEngine.create(1))!;
+    const K = 16, N = 8;
+    const wf = rand(N * K, 4, 0.1);
+    wf[2 * K + 3] = Infinity; // row 2
+    wf[5 * K + 1] = NaN; // row 5
+    const w = e.adopt(f32ToF16(wf), "f16");
+    const y = new Float32Array(N);
+    e.run(rand(K, 8).map(Math.abs), 1, K, [{ w, dtype: "f16", N, y }]);
+    expect(y[2]).toBe(Infinity);
+    expect(Number.isNaN(y[5])).toBe(true);
+    expect(Number.isFinite(y[0]!)).toBe(true);
+  });
+});

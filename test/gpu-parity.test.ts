@@ -12,7 +12,6 @@ import * as path from "node:path";
 import { createWebGpuBackend, type WebGpuBackend } from "../gpu/index.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { LlamaForSequenceClassification } from "../lib/model/seq-cls.js";
-import { generate } from "../lib/generate/index.js";
 import { getBackend } from "../lib/backend/registry.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { HF, ROOT, golden } from "./core-helpers.js";
@@ -93,8 +92,8 @@ for (const f16 of ["native", "packed"] as const) {
         g.json.generate.forEach((gen, i) => {
           const n = gen.greedy.length - gen.prompt.length;
           it(`prompt ${i}: greedy and repetition_penalty 1.3 generations are token-identical to HF`, async () => {
-            expect((await generate(model, { inputIds: [gen.prompt], maxNewTokens: n, doSample: false }))[0]).toEqual(gen.greedy);
-            const rp = await generate(model, { inputIds: [gen.prompt], maxNewTokens: n, doSample: false, repetitionPenalty: 1.3 });
+            expect((await model.generate({ inputIds: [gen.prompt], maxNewTokens: n, doSample: false }))[0]).toEqual(gen.greedy);
+            const rp = await model.generate({ inputIds: [gen.prompt], maxNewTokens: n, doSample: false, repetitionPenalty: 1.3 });
             expect(rp[0]).toEqual(gen["greedy_repetition_penalty_1.3"]);
           });
         });
@@ -123,8 +122,8 @@ for (const f16 of ["native", "packed"] as const) {
       const [a, b] = await Promise.all([gpuModel.forward({ inputIds: prompt }), cpuModel.forward({ inputIds: prompt })]);
       expect(relErr(a.logits.toFloat32(), b.logits.toFloat32())).toBeLessThan(TOL);
       a.pastKeyValues?.release();
-      const gpuSeq = await generate(gpuModel, { inputIds: [prompt[0]!], maxNewTokens: 24, doSample: false });
-      const cpuSeq = await generate(cpuModel, { inputIds: [prompt[0]!], maxNewTokens: 24, doSample: false });
+      const gpuSeq = await gpuModel.generate({ inputIds: [prompt[0]!], maxNewTokens: 24, doSample: false });
+      const cpuSeq = await cpuModel.generate({ inputIds: [prompt[0]!], maxNewTokens: 24, doSample: false });
       expect(gpuSeq).toEqual(cpuSeq);
     });
   });

@@ -8,7 +8,7 @@ import { logitLensFigure, topKBarChart } from "../lib/viz/lens.js";
 import { logProbStrip } from "../lib/viz/logprob-strip.js";
 import { patchingHeatmap } from "../lib/viz/patching.js";
 import { PLOTLY_MIME, layoutTitle, type Figure } from "../lib/viz/figure.js";
-import { htmlWithPlotly, jsonForScript, plotlyScriptSource, setFigureHtmlDefaults } from "../lib/viz/html.js";
+import { htmlWithPlotly, jsonForScript, plotlyScriptSource, resetPlotlyInlining, setFigureHtmlDefaults } from "../lib/viz/html.js";
 import { planAxis, reduceMatrix } from "../lib/viz/long-input.js";
 import { summarizeLens } from "../lib/interp/lens-summary.js";
 import { tokenLogProbs } from "../lib/interp/logprobs.js";
@@ -215,9 +215,14 @@ describe("patching heatmap", () => {
 describe("MIME bundle and HTML", () => {
   const fig = topKBarChart({ ids: [1, 2], probs: [0.6, 0.4] }, { tokenText: (id) => `</script><b>${id}` });
 
-  it("carries plotly JSON and self-contained HTML with the local plotly.js inline by default", () => {
+  it("carries plotly JSON and self-contained HTML with the local plotly.js inline (once per process by default)", () => {
     setFigureHtmlDefaults({});
+    resetPlotlyInlining();
     const b = fig._repr_mimebundle_();
+    const second = fig._repr_mimebundle_()["text/html"] as string;
+    expect(second.length).toBeLessThan(20_000); // later figures wait for window.Plotly
+    expect(second).toContain("__llamaTsPlotlyReady");
+    expect(fig.toHTML().length).toBeGreaterThan(plotlyScriptSource().length); // standalone HTML always inlines
     const pj = b[PLOTLY_MIME] as { data: unknown[]; layout: Record<string, unknown> };
     expect(pj.data).toBe(fig.data);
     expect(pj.layout).toBe(fig.layout);

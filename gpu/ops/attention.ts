@@ -6,10 +6,10 @@
 import type { AttentionMask, AttentionOptions } from "../../lib/backend/backend.js";
 import { LlamaError } from "../../lib/errors.js";
 import type { GpuTensor } from "../buffers.js";
-import { attentionWeightsKernel, flashAttentionKernel, flashBlocks, headDimBucket } from "../kernels/attention.js";
-import { DECODE_CHUNK, decodeAttentionKernel, decodeCombineKernel } from "../kernels/attention-decode.js";
-import { flatGrid } from "../kernels/elementwise.js";
-import { attendWithKernel, kvCopyKernel } from "../kernels/kv.js";
+import {
+  DECODE_CHUNK, attendWithKernel, attentionWeightsKernel, decodeAttentionKernel, decodeCombineKernel, flashAttentionKernel,
+  flashBlocks, flatGrid, headDimBucket, kvCopyKernel,
+} from "../kernels/index.js";
 import { act, gpu, type GpuRuntime } from "../runtime.js";
 
 /** Up to this many query rows use the decode kernel. */

@@ -6,7 +6,7 @@ import { numel } from "../../lib/tensor/tensor.js";
 import type { GpuTensor, PooledBuffer } from "../buffers.js";
 import {
   addKernel, embeddingKernel, flatGrid, permute0213Kernel, rmsNormKernel, ropeKernel, scaleKernel, siluMulKernel,
-} from "../kernels/elementwise.js";
+} from "../kernels/index.js";
 import type { WeightFormat } from "../kernels/weights.js";
 import { act, type GpuRuntime } from "../runtime.js";
 

@@ -4,7 +4,7 @@
  */
 import { LlamaError } from "../../lib/errors.js";
 import type { GpuTensor } from "../buffers.js";
-import { GEMV_MAX_M, gemvKernel, tiledMatmulKernel } from "../kernels/matmul.js";
+import { GEMV_MAX_M, gemvKernel, tiledMatmulKernel } from "../kernels/index.js";
 import type { GpuRuntime } from "../runtime.js";
 
 export interface LinearOptions {

@@ -5,7 +5,7 @@
  */
 import { LlamaError } from "../../lib/errors.js";
 import type { GpuTensor } from "../buffers.js";
-import { MAX_TOP_K, argmaxKernel, sampleKernel, topKKernel } from "../kernels/sampling.js";
+import { MAX_TOP_K, argmaxKernel, sampleKernel, topKKernel } from "../kernels/index.js";
 import { act, type GpuRuntime } from "../runtime.js";
 
 export interface SampleOptions {

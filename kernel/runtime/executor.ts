@@ -72,6 +72,9 @@ export class Executor {
     try {
       return await executionContext.run(token, async () => {
         await Promise.race([this.modules.preload(cell.imports), interrupted]);
+        // One turn of the event loop before running: a SIGINT that arrived while the cell was
+        // compiling is still queued in libuv; once breakOnSigint takes over it would be lost.
+        await new Promise((r) => setImmediate(r));
         if (token.interrupted) throw new Interrupted();
         const ctx = {
           last: undefined as unknown,

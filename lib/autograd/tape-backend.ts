@@ -110,8 +110,11 @@ class CpuLinearKernel implements LinearKernel {
 export class TapeBackend implements Backend {
   readonly device = "cpu" as const;
   private readonly kernel: CpuLinearKernel;
-  /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
-  private readonly views = new WeakMap<Tensor, Var>();
+  /**
+   * Host tensors handed out by read()/asTensor(), back to the Var they show,
+   * keyed by their storage so a reshaped view (same array) still finds it.
+   */
+  private readonly views = new WeakMap<Float32Array, Var>();
 
   private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
     this.kernel = new CpuLinearKernel(cpu);
@@ -132,22 +135,23 @@ export class TapeBackend implements Backend {
    * (e.g. as a model's `inputsEmbeds`), carries `v`'s gradient links.
    */
   asTensor(v: Var): Tensor {
-    const t = new Tensor(v.value, v.shape, "f32");
-    this.views.set(t, v);
-    return t;
+    this.views.set(v.value, v);
+    return new Tensor(v.value, v.shape, "f32");
   }
 
   /** The Var behind a tensor returned by read() or asTensor() (e.g. a model output's logits). */
   varOf(t: Tensor): Var {
-    const v = this.views.get(t);
+    const v = t.data instanceof Float32Array ? this.views.get(t.data) : undefined;
     if (!v) throw new LlamaError("tape backend: this tensor was not produced by this backend's read() or asTensor()");
-    return v;
+    const same = v.shape.length === t.shape.length && v.shape.every((d, i) => d === t.shape[i]);
+    return same ? v : ops.reshape(v, t.shape);
   }
 
   // ------------------------------------------------------------ memory
   upload(t: Tensor): DeviceTensor {
-    const v = this.views.get(t);
-    return v ? TapeTensor.ofVar(v) : TapeTensor.ofTensor(t);
+    const v = t.data instanceof Float32Array ? this.views.get(t.data) : undefined;
+    if (!v) return TapeTensor.ofTensor(t);
+    return TapeTensor.ofVar(v.shape.every((d, i) => d === t.shape[i]) && v.shape.length === t.shape.length ? v : ops.reshape(v, t.shape));
   }
 
   async read(t: DeviceTensor): Promise<Tensor> {

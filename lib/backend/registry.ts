@@ -3,6 +3,9 @@
  * lib; the WebGPU backend lives in gpu/ and is imported on demand through a
  * computed path, so lib never imports Dawn and bundlers leave it external.
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { LlamaError } from "../errors.js";
 import type { Backend, Device } from "./backend.js";
 import { CpuBackend, type CpuBackendOptions } from "./cpu/cpu-backend.js";
@@ -19,14 +22,36 @@ export interface BackendOptions {
 let defaultCpu: Promise<Backend> | undefined;
 let defaultGpu: Promise<Backend> | undefined;
 
-/** Loads gpu/index.js lazily; the specifier is computed so no bundler follows it. */
+/**
+ * Where gpu/index.js is: next to lib/ in the ESM tree (dist/lib → dist/gpu),
+ * or one folder up from the CommonJS bundle (dist/cjs → dist/gpu). The path
+ * is computed at run time so bundlers never follow it.
+ */
+function gpuEntryCandidates(): string[] {
+  const rel = ["..", "..", "gpu", "index"].join("/");
+  const metaUrl = (import.meta as { url?: string }).url;
+  if (typeof metaUrl === "string" && metaUrl) {
+    // From TypeScript sources (vitest, tsx) the module is gpu/index.ts.
+    return [new URL(`${rel}.js`, metaUrl).href, new URL(`${rel}.ts`, metaUrl).href];
+  }
+  return [pathToFileURL(path.join(__dirname, "..", "gpu", "index.js")).href];
+}
+
 async function loadWebGpu(options?: Record<string, unknown>): Promise<Backend> {
-  const specifier = ["..", "..", "gpu", "index.js"].join("/");
-  let mod: { createWebGpuBackend?: (o?: Record<string, unknown>) => Promise<Backend> };
-  try {
-    mod = (await import(new URL(specifier, import.meta.url).href)) as typeof mod;
-  } catch (err) {
-    throw new LlamaError(`device "webgpu": cannot load the WebGPU backend (${(err as Error).message})`, { cause: err });
+  let mod: { createWebGpuBackend?: (o?: Record<string, unknown>) => Promise<Backend> } | undefined;
+  let lastError: unknown;
+  for (const url of gpuEntryCandidates()) {
+    if (url.startsWith("file:") && !fs.existsSync(fileURLToPath(url))) continue;
+    try {
+      mod = (await import(url)) as typeof mod;
+      break;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (!mod) {
+    const why = lastError ? (lastError as Error).message : "gpu/index.js not found (is the project built?)";
+    throw new LlamaError(`device "webgpu": cannot load the WebGPU backend (${why})`, { cause: lastError });
   }
   if (typeof mod.createWebGpuBackend !== "function") {
     throw new LlamaError(`device "webgpu": gpu/index.js does not export createWebGpuBackend`);

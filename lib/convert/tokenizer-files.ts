@@ -3,11 +3,15 @@
  * sentencepiece `tokenizer.model`: it is copied as is, with the
  * tokenizer_config.json HF's Llama-2 folders carry. Llama 3 ships a tiktoken
  * `tokenizer.model` (base64 token + rank per line): it becomes a
- * `tokenizer.json` through the tokenizer module's converter when that module
- * provides one (loaded on demand, so the converter has no hard dependency on it).
+ * `tokenizer.json` through the tokenizer module's tiktoken loader (which
+ * derives the merges as transformers' TikTokenConverter does), serialized in
+ * HF's layout (vocab object, merges as [left, right] pairs).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { FormatError } from "../errors.js";
+import type { MergeIds } from "../tokenizer/hf-bpe.js";
+import { isTiktokenText, llama3SpecialTokenNames, parseTiktoken, tiktokenSpec } from "../tokenizer/tiktoken.js";
 
 export interface TokenizerFilesOptions {
   /** Folders to look for tokenizer.model in, first match wins. */
@@ -17,9 +21,6 @@ export interface TokenizerFilesOptions {
   maxPositions: number;
   onWarning?: (message: string) => void;
 }
-
-/** The signature the tokenizer module's tiktoken converter must have to be used here. */
-type TiktokenToJson = (tiktokenFile: string) => Record<string, unknown> | Promise<Record<string, unknown>>;
 
 /** Writes the tokenizer files into outputDir and returns their names (empty when there is no tokenizer). */
 export async function convertTokenizerFiles(o: TokenizerFilesOptions): Promise<string[]> {
@@ -47,13 +48,7 @@ export async function convertTokenizerFiles(o: TokenizerFilesOptions): Promise<s
     write("special_tokens_map.json", { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>" });
     return ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"];
   }
-  const convert = await findTiktokenConverter();
-  if (!convert) {
-    fs.copyFileSync(source, path.join(o.outputDir, "tokenizer.model"));
-    o.onWarning?.("Llama 3 tokenizer.model copied as is: the tokenizer module provides no tiktoken → tokenizer.json converter");
-    return ["tokenizer.model"];
-  }
-  write("tokenizer.json", await convert(source));
+  write("tokenizer.json", tiktokenToTokenizerJson(source));
   write("tokenizer_config.json", {
     bos_token: "<|begin_of_text|>",
     eos_token: "<|end_of_text|>",
@@ -66,14 +61,29 @@ export async function convertTokenizerFiles(o: TokenizerFilesOptions): Promise<s
   return ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
 }
 
-async function findTiktokenConverter(): Promise<TiktokenToJson | undefined> {
-  try {
-    // A computed specifier: the tokenizer module is optional for the converter.
-    const spec = ["..", "tokenizer", "index.js"].join("/");
-    const mod = (await import(spec)) as Record<string, unknown>;
-    const fn = mod.tiktokenToTokenizerJson;
-    return typeof fn === "function" ? (fn as TiktokenToJson) : undefined;
-  } catch {
-    return undefined;
-  }
+/**
+ * Meta's Llama 3 tiktoken `tokenizer.model` → an HF tokenizer.json dict
+ * (byte-level BPE, ignore_merges, Llama 3 split regex, 256 special tokens
+ * with the Llama 3.1 names).
+ */
+export function tiktokenToTokenizerJson(file: string): Record<string, unknown> {
+  const bytes = fs.readFileSync(file);
+  if (!isTiktokenText(bytes)) throw new FormatError(file, "not a tiktoken tokenizer.model (expected `base64 rank` lines): is this a LLaMA 1/2 sentencepiece model? use --llama_version 2");
+  const spec = tiktokenSpec(parseTiktoken(bytes, file), file, llama3SpecialTokenNames("3.1"));
+  const model = spec.model as { vocab: ReadonlyMap<string, number>; merges: MergeIds } & Record<string, unknown>;
+  const byId: string[] = [];
+  for (const [tok, id] of model.vocab) byId[id] = tok;
+  const merges: [string, string][] = [];
+  for (let i = 0; i < model.merges.left.length; i++) merges.push([byId[model.merges.left[i]!]!, byId[model.merges.right[i]!]!]);
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: spec.added_tokens,
+    normalizer: spec.normalizer,
+    pre_tokenizer: spec.pre_tokenizer,
+    post_processor: spec.post_processor,
+    decoder: spec.decoder,
+    model: { ...model, dropout: null, continuing_subword_prefix: null, end_of_word_suffix: null, vocab: Object.fromEntries(model.vocab), merges },
+  };
 }

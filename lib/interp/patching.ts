@@ -117,7 +117,7 @@ export async function activationPatching(model: HookableModel, options: Patching
   return {
     values: raw.map((r) => r.map((m) => (m - corruptedMetric) / span)),
     raw,
-    rowLabels: rows.map((r) => (r.head >= 0 ? `L${r.layer} H${r.head}` : `layer ${r.layer}`)),
+    rowLabels: rows.map((r) => (r.head >= 0 ? `L${r.layer} H${r.head}` : `L${r.layer} ${site}`)),
     colLabels: sweepPositions ? positions.map((p) => ids[p] ?? String(p)) : ["all positions"],
     positions,
     site,

@@ -3,9 +3,9 @@
  * convert_hf_to_gguf.py lays it out: `llama.*` metadata, llama.cpp tensor
  * names, q/k rows permuted to the interleaved rotary layout, norms in F32,
  * llama3 rope scaling as a `rope_freqs` tensor, and the tokenizer in
- * `tokenizer.ggml.*` (from a sentencepiece tokenizer.model when the folder
- * has one; otherwise a placeholder vocabulary, so llama.cpp can still load
- * the weights). Tensors stream one at a time.
+ * `tokenizer.ggml.*` (from the folder's sentencepiece tokenizer.model or
+ * byte-level tokenizer.json; otherwise a placeholder vocabulary, so llama.cpp
+ * can still load the weights). Tensors stream one at a time.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -16,6 +16,7 @@ import { type SentencePieceModel, readSentencePieceModel } from "../tokenizer/se
 import { CheckpointReader } from "./checkpoint.js";
 import { hfConfigToGgufMetadata, hfToGgufName, llama3RopeFactors, ropeScalingOf, rotaryHeadsFor } from "./gguf-llama.js";
 import { type GgufTokenizerData, syntheticSpmVocab, tokenizerMetadata } from "./gguf-tokenizer.js";
+import { sentencePieceToGgufData, tokenizerJsonToGgufData } from "./gguf-tokenizer-build.js";
 import { GgmlType } from "./gguf-types.js";
 import { type GgufTensorSpec, type GgufWritableType, writeGguf } from "./gguf-writer.js";
 
@@ -89,7 +90,11 @@ export function exportHfToGguf(modelDir: string, outFile: string, opts: GgufExpo
   }
 }
 
-/** The folder's sentencepiece tokenizer as GGUF data, or a placeholder vocabulary of the config's size. */
+/**
+ * The folder's tokenizer as GGUF data: a sentencepiece tokenizer.model
+ * ("llama"), else a byte-level tokenizer.json ("gpt2", Llama 3), else a
+ * placeholder vocabulary of the config's size.
+ */
 function folderTokenizer(dir: string, cfg: Record<string, unknown>): GgufTokenizerData {
   const vocab = cfg.vocab_size as number;
   const spm = path.join(dir, "tokenizer.model");
@@ -98,26 +103,14 @@ function folderTokenizer(dir: string, cfg: Record<string, unknown>): GgufTokeniz
     try {
       model = readSentencePieceModel(spm);
     } catch {
-      model = undefined; // e.g. a Llama 3 tiktoken file: fall through
+      model = undefined; // e.g. a Llama 3 tiktoken file: try tokenizer.json
     }
-    if (model && model.pieces.length === vocab) {
-      const pieces = model.pieces;
-      const find = (piece: string) => pieces.findIndex((p) => p.piece === piece);
-      const data: GgufTokenizerData = {
-        model: "llama",
-        pre: "default",
-        tokens: model.pieces.map((p) => p.piece),
-        scores: model.pieces.map((p) => p.score),
-        tokenTypes: model.pieces.map((p) => p.type),
-        addBosToken: true,
-        addEosToken: false,
-      };
-      const [unk, bos, eos] = [find(model.trainer.unkPiece), find(model.trainer.bosPiece), find(model.trainer.eosPiece)];
-      if (unk >= 0) data.unkTokenId = unk;
-      if (bos >= 0) data.bosTokenId = bos;
-      if (eos >= 0) data.eosTokenId = eos;
-      return data;
-    }
+    if (model && model.pieces.length === vocab) return sentencePieceToGgufData(model);
+  }
+  const tj = path.join(dir, "tokenizer.json");
+  if (fs.existsSync(tj)) {
+    const data = tokenizerJsonToGgufData(JSON.parse(fs.readFileSync(tj, "utf8")) as Record<string, unknown>, tj);
+    if (data.tokens.length === vocab) return data;
   }
   const data = syntheticSpmVocab(vocab);
   if (typeof cfg.bos_token_id === "number" && cfg.bos_token_id < vocab) data.bosTokenId = cfg.bos_token_id;

@@ -48,7 +48,7 @@ const WINDOW = 1 << 20;
 /** Sequential little-endian reads of the header through a sliding window of the file. */
 class HeaderCursor {
   pos = 0;
-  private buf = new Uint8Array(0);
+  private buf: Uint8Array = new Uint8Array(0);
   private bufStart = 0;
   private readonly text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 

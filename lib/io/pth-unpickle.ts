@@ -73,6 +73,13 @@ export type PickleValue =
   | PickleValue[] | PickleTuple | Map<PickleKey, PickleValue>
   | TorchTensorRef | TorchStorageRef | PickleGlobal | StorageType | Set<PickleKey>;
 
+/** ISO-8859-1 as Python means it (WHATWG's "latin1" label is windows-1252, which remaps 0x80–0x9f). */
+function latin1(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+  return s;
+}
+
 const MARK = Symbol("mark");
 type StackItem = PickleValue | typeof MARK;
 
@@ -146,7 +153,7 @@ class Unpickler {
   private line(what: string): string {
     const end = this.data.indexOf(0x0a, this.pos);
     if (end < 0) this.fail(`${what}: missing newline`);
-    const s = new TextDecoder("latin1").decode(this.data.subarray(this.pos, end));
+    const s = latin1(this.data.subarray(this.pos, end));
     this.pos = end + 1;
     return s;
   }
@@ -239,8 +246,8 @@ class Unpickler {
         case 0x43: this.push(this.bytes(this.u8(), "SHORT_BINBYTES")); break;
         case 0x42: this.push(this.bytes(this.u32(), "BINBYTES")); break;
         case 0x8e: this.push(this.bytes(this.u64("BINBYTES8 length"), "BINBYTES8")); break;
-        case 0x55: this.push(new TextDecoder("latin1").decode(this.bytes(this.u8(), "SHORT_BINSTRING"))); break;
-        case 0x54: this.push(new TextDecoder("latin1").decode(this.bytes(this.u32(), "BINSTRING"))); break;
+        case 0x55: this.push(latin1(this.bytes(this.u8(), "SHORT_BINSTRING"))); break;
+        case 0x54: this.push(latin1(this.bytes(this.u32(), "BINSTRING"))); break;
         case 0x63: { // GLOBAL "module\nname\n"
           const mod = this.line("GLOBAL module");
           const name = this.line("GLOBAL name");

@@ -13,7 +13,7 @@ import {
 } from "./pretrained.js";
 import type { CausalLMOutput, ForwardArgs } from "./types.js";
 import { generate as runGenerate, streamGenerate } from "../generate/generate.js";
-import type { GenerateOptions, GenerateOutput, StreamChunk } from "../generate/types.js";
+import type { GenerateOptions, GenerateOutput, GenerationModel, StreamChunk } from "../generate/types.js";
 
 export class LlamaForCausalLM {
   readonly model: LlamaModel;
@@ -69,12 +69,13 @@ export class LlamaForCausalLM {
   generate(opts: GenerateOptions & { returnDictInGenerate?: false }): Promise<number[][]>;
   generate(opts: GenerateOptions): Promise<number[][] | GenerateOutput>;
   generate(opts: GenerateOptions): Promise<number[][] | GenerateOutput> {
-    return runGenerate(this, opts);
+    // generate() only passes back the DynamicCache this forward returned, so the cast is sound.
+    return runGenerate(this as unknown as GenerationModel, opts);
   }
 
   /** Streams generated text/token chunks (lib/generate's streamGenerate). */
   streamGenerate(opts: Omit<GenerateOptions, "streamer">): AsyncGenerator<StreamChunk, void> {
-    return streamGenerate(this, opts);
+    return streamGenerate(this as unknown as GenerationModel, opts);
   }
 
   async forward(args: ForwardArgs): Promise<CausalLMOutput> {

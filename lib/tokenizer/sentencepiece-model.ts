@@ -153,9 +153,9 @@ function parseTrainer(file: string, buf: Uint8Array | undefined, base: number): 
 }
 
 function parseNormalizer(file: string, buf: Uint8Array | undefined, base: number): NormalizerSpec {
-  const spec = {
+  const spec: { -readonly [K in keyof NormalizerSpec]: NormalizerSpec[K] } = {
     name: "",
-    precompiledCharsmap: new Uint8Array(0),
+    precompiledCharsmap: new Uint8Array(0) as Uint8Array,
     addDummyPrefix: true,
     removeExtraWhitespaces: true,
     escapeWhitespaces: true,

@@ -11,8 +11,13 @@ import type { PlotlyFigureJSON } from "./figure.js";
 export interface PlotlyHtmlOptions {
   /** Load plotly.js from this URL (one the kernel/server serves locally). Wins over `inlinePlotly`. */
   plotlyScriptUrl?: string;
-  /** Embed the whole local plotly.min.js (~4.8 MB) in the fragment. The default when no URL is given. */
-  inlinePlotly?: boolean;
+  /**
+   * Embed the local plotly.min.js (~4.8 MB): `true` in every fragment (the
+   * default for toHTML: a standalone file), `"once"` only in the first
+   * fragment this process builds (the default for notebook outputs: later
+   * figures wait for window.Plotly), `false` never (the page already has it).
+   */
+  inlinePlotly?: boolean | "once";
   /** The id of the plot's div (default: a fresh unique id). */
   divId?: string;
   /** CSS height of the plot div when the layout gives none (default from layout.height or 450px). */
@@ -26,9 +31,16 @@ export function setFigureHtmlDefaults(options: PlotlyHtmlOptions): void {
   defaults = { ...options };
 }
 
-/** The current defaults set by `setFigureHtmlDefaults`. */
+/** The current defaults set by `setFigureHtmlDefaults` (plotly.js inline once per process unless set). */
 export function figureHtmlDefaults(): PlotlyHtmlOptions {
-  return { ...defaults };
+  return { inlinePlotly: "once", ...defaults };
+}
+
+let inlinedOnce = false;
+
+/** Makes the next `inlinePlotly: "once"` fragment carry plotly.js again (e.g. after a page reload). */
+export function resetPlotlyInlining(): void {
+  inlinedOnce = false;
 }
 
 let cachedPlotlySource: string | undefined;
@@ -121,7 +133,12 @@ ${loader}
     var info = document.getElementById(${jsonForScript(id + "-info")});
     window.Plotly.newPlot(gd, fig.data, fig.layout, fig.config).then(function(){ ${after} gd.setAttribute("data-rendered", "1"); });
   }
-  if (window.Plotly) draw(); else (window.__llamaTsPlotlyReady = window.__llamaTsPlotlyReady || []).push(draw);
+  var done = false;
+  function once(){ if (!done && window.Plotly) { done = true; draw(); } }
+  if (window.Plotly) { once(); return; }
+  (window.__llamaTsPlotlyReady = window.__llamaTsPlotlyReady || []).push(once);
+  // plotly.js may also arrive from another output (e.g. the kernel's own fallback): poll for it too.
+  var tries = 0, timer = setInterval(function(){ if (window.Plotly || ++tries > 600) { clearInterval(timer); once(); } }, 50);
 })();
 </script>
 </div>`;
@@ -152,13 +169,19 @@ function plotlyLoader(options: PlotlyHtmlOptions): string {
 })();
 </script>`;
   }
-  if (options.inlinePlotly === false) {
+  let inline = options.inlinePlotly ?? true;
+  if (inline === "once") {
+    inline = !inlinedOnce;
+    inlinedOnce = true;
+  }
+  if (!inline) {
     // The caller promises plotly.js is already on the page; still flush the queue when it appears.
     return `<script>(function(){${flush} if (window.Plotly) setTimeout(__llamaTsFlush, 0);})();</script>`;
   }
-  return `<script>if (!window.Plotly) {
+  // module/exports/define hidden: under require.js (classic Notebook) the UMD bundle must still set window.Plotly.
+  return `<script>if (!window.Plotly) { (function(define, module, exports){
 ${scriptText(plotlyScriptSource())}
-}</script>
+}).call(window); }</script>
 <script>(function(){${flush} setTimeout(__llamaTsFlush, 0);})();</script>`;
 }
 

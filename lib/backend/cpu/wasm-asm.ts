@@ -117,6 +117,14 @@ export class Code {
   f32x4extract(lane: number): this { return this.simd(0x1f, lane); }
   f32x4splat(): this { return this.simd(0x13); }
   and(): this { return this.simd(0x4e); }
+  or(): this { return this.simd(0x50); }
+  anyTrue(): this { return this.simd(0x53); }
+  i16x8eq(): this { return this.simd(0x2d); }
+  i16x8const(v: number): this {
+    const buf = Buffer.alloc(16);
+    for (let i = 0; i < 8; i++) buf.writeUInt16LE(v & 0xffff, i * 2);
+    return this.simd(0x0c, ...buf);
+  }
   i32x4shl(): this { return this.simd(0xab); }
   extendLowS(): this { return this.simd(0xa7); }
   extendHighS(): this { return this.simd(0xa8); }

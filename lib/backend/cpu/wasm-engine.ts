@@ -128,16 +128,27 @@ export class WasmLinearEngine implements LinearEngine {
     return this.workers.length + 1;
   }
 
-  adopt<T extends Float32Array | Uint16Array>(data: T, _dtype?: DType): T {
+  adopt<T extends Float32Array | Uint16Array>(data: T, dtype?: DType): T {
     const bytes = data.byteLength;
     const ptr = this.heap.alloc(bytes);
     const view = (data instanceof Float32Array
       ? new Float32Array(this.memory.buffer, ptr, data.length)
       : new Uint16Array(this.memory.buffer, ptr, data.length)) as T;
     view.set(data as never);
-    this.ptrs.set(view, ptr);
     this.finalizer.register(view, [ptr, bytes]);
+    // The f16 register widening maps inf/NaN to finite values: such (rare)
+    // tensors are left off the wasm path (not in `ptrs`), so the exact
+    // JavaScript kernel handles them.
+    if (dtype === "f16" && this.hasNonFiniteF16(view as Uint16Array, ptr)) return view;
+    this.ptrs.set(view, ptr);
     return view;
+  }
+
+  private hasNonFiniteF16(view: Uint16Array, ptr: number): boolean {
+    const n8 = view.length - (view.length % 8);
+    if (this.kernels.has_nonfinite_f16(ptr, n8)) return true;
+    for (let i = n8; i < view.length; i++) if ((view[i]! & 0x7c00) === 0x7c00) return true;
+    return false;
   }
 
   allocF32(length: number): Float32Array {

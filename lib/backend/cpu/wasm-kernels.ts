@@ -7,7 +7,7 @@
  *    16-bit weights are widened in registers: f16 → f32 is
  *    ((sign-extended h) << 13) & 0x8FFFE000, times 2^112, which is exact for
  *    normal and subnormal halves (inf/NaN halves would become large finite
- *    numbers; checkpoints do not contain them). bf16 → f32 is h << 16.
+ *    numbers, so the engine keeps such tensors on the exact JavaScript path). bf16 → f32 is h << 16.
  *  - gemm_f32 (x [M, K], W [rows, K] f32 → y [M, N] columns r..r+rows): two x
  *    rows × four W rows per step, eight SIMD accumulators.
  *  - gemm_f16 / gemm_bf16: widen four W rows into a per-thread scratch block
@@ -196,6 +196,20 @@ function weightedSumFn(): FunctionDef {
   return { name: "weighted_sum", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
 
+/** has_nonfinite_f16(p, count) → 1 when any of count (multiple of 8) f16 words is inf/NaN (exponent all ones). */
+function nonFiniteF16Fn(): FunctionDef {
+  const [p, count] = [0, 1];
+  const c = new Code(2);
+  const end = c.local(I32), exp = c.local(V128), seen = c.local(V128);
+  c.i16x8const(0x7c00).set(exp).i32x4const(0).set(seen);
+  c.get(p).get(count).i32(1).shl().add().set(end);
+  c.loop(p, end, 16, () => {
+    c.get(seen).get(p).v128load().get(exp).and().get(exp).i16x8eq().or().set(seen);
+  });
+  c.get(seen).anyTrue();
+  return { name: "has_nonfinite_f16", params: [I32, I32], results: [I32], code: c };
+}
+
 const WIDEN_F16 = 0, WIDEN_BF16 = 1, GEMM_F32 = 2;
 
 /** gemm_16(x, M, w, K, y, N, rows, scratch): widen 4 rows at a time into scratch, then gemm_f32. */
@@ -218,6 +232,7 @@ export interface KernelExports {
   gemm_f16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
+  has_nonfinite_f16(p: number, count: number): number;
 }
 
 export const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
@@ -238,6 +253,7 @@ export function kernelModule(): WasmModule | undefined {
       gemm16Fn("gemm_f16", WIDEN_F16), // 5
       gemm16Fn("gemm_bf16", WIDEN_BF16), // 6
       weightedSumFn(), // 7
+      nonFiniteF16Fn(), // 8
     ], 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;

@@ -1,0 +1,134 @@
+/**
+ * WebGPU backend throughput and memory: prefill tok/s (one prompt of --prompt
+ * tokens, batch 1), decode tok/s (--new greedy tokens through the KV cache),
+ * achieved GB/s (weights + KV read per decode token) against the card's
+ * bandwidth, and the bytes our allocator holds (weights + KV + scratch)
+ * against the model's own sum. Prints the command, the machine and the GPU.
+ *
+ *   node --import tsx bench/gpu-bench.ts                         # default model (models/tiny-stories)
+ *   node --import tsx bench/gpu-bench.ts --random tinyllama      # random f16 weights of TinyLlama-1.1B's shape
+ *   options: --model DIR  --prompt 512  --new 128  --f16 native|packed  --bandwidth-gbs 3000
+ *
+ * On Mesa lavapipe (CI) this runs the default model with a short prompt;
+ * the TinyLlama shape is for a real GPU (2.2 GB of weights).
+ */
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { createWebGpuBackend, type WebGpuBackend } from "../gpu/index.js";
+import { LlamaConfig } from "../lib/config.js";
+import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
+import { TINYLLAMA_1B_CONFIG, randomWeightsLoader } from "../lib/model/random.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const { values: flags } = parseArgs({
+  options: {
+    model: { type: "string" },
+    random: { type: "string" },
+    prompt: { type: "string", default: "512" },
+    new: { type: "string", default: "128" },
+    f16: { type: "string" },
+    "bandwidth-gbs": { type: "string" },
+  },
+});
+
+const GB = 1e9;
+const MB = 1024 * 1024;
+
+function fmt(n: number, digits = 1): string {
+  return n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+async function loadModel(be: WebGpuBackend): Promise<{ model: LlamaForCausalLM; name: string }> {
+  if (flags.random !== undefined) {
+    if (flags.random !== "tinyllama") throw new Error(`--random: only "tinyllama" is known, got "${flags.random}"`);
+    const config = LlamaConfig.fromJSON({ ...TINYLLAMA_1B_CONFIG }, "TinyLlama-1.1B shape");
+    return { model: new LlamaForCausalLM(config, be, randomWeightsLoader(be, { dtype: "f16" })), name: "TinyLlama-1.1B shape, random f16" };
+  }
+  const dir = flags.model ?? path.join(ROOT, "models", "tiny-stories");
+  const bar = (done: number, total: number) => process.stderr.write(`\rloading ${((100 * done) / total).toFixed(0)}%`);
+  const model = await LlamaForCausalLM.fromPretrained(dir, { backend: be, onProgress: bar });
+  process.stderr.write("\n");
+  return { model, name: path.relative(ROOT, dir) || dir };
+}
+
+function argmaxRow(v: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
+  return best;
+}
+
+async function main(): Promise<void> {
+  const P = Number(flags.prompt);
+  const N = Number(flags.new);
+  const f16 = flags.f16 as "native" | "packed" | undefined;
+  const be = await createWebGpuBackend({ f16 });
+  try {
+    const t0 = performance.now();
+    const { model, name } = await loadModel(be);
+    const loadS = (performance.now() - t0) / 1000;
+    const c = model.config;
+    const V = c.vocab_size;
+    const ids = Array.from({ length: P }, (_, i) => 1 + ((i * 7919) % (V - 1)));
+
+    // Warm-up: compiles every pipeline used by prefill and decode.
+    const warm = await model.forward({ inputIds: [ids.slice(0, Math.min(P, 16))], logitsToKeep: 1 });
+    await model.forward({ inputIds: [[5]], pastKeyValues: warm.pastKeyValues, logitsToKeep: 1 });
+    warm.pastKeyValues!.release();
+
+    const tp = performance.now();
+    let out = await model.forward({ inputIds: [ids], logitsToKeep: 1 });
+    const prefillS = (performance.now() - tp) / 1000;
+
+    const counters0 = be.counters;
+    const td = performance.now();
+    for (let i = 0; i < N; i++) {
+      const next = argmaxRow(out.logits.toFloat32());
+      out = await model.forward({ inputIds: [[next]], pastKeyValues: out.pastKeyValues, logitsToKeep: 1 });
+    }
+    const decodeS = (performance.now() - td) / 1000;
+    const counters1 = be.counters;
+    const mem = be.memory();
+    out.pastKeyValues!.release();
+
+    // Bytes one decode token reads: every weight except the embedding table (one row is gathered), plus the KV cache.
+    const embedBytes = c.vocab_size * c.hidden_size * 2;
+    const weightRead = mem.weights - (c.tie_word_embeddings ? 0 : embedBytes);
+    const avgCtx = P + N / 2;
+    const kvRead = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * avgCtx * 4;
+    const decodeTokS = N / decodeS;
+    const gbs = ((weightRead + kvRead) * decodeTokS) / GB;
+    const ctx = P + N;
+    const kvSum = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * ctx * 4;
+    const adapter = be.adapter;
+    const device = adapter.description || adapter.device;
+    const bandwidth = flags["bandwidth-gbs"] ? Number(flags["bandwidth-gbs"]) : /H100/i.test(device) ? 3000 : undefined;
+
+    const rows: [string, string][] = [
+      ["model", `${name} (${c.num_hidden_layers} layers, hidden ${c.hidden_size}, vocab ${V})`],
+      ["weights", `${fmt(mem.weights / MB)} MiB on the GPU (loaded in ${fmt(loadS, 2)} s)`],
+      [`prefill ${P} tokens`, `${fmt(P / prefillS)} tok/s  (${fmt(prefillS * 1000)} ms)`],
+      [`decode ${N} tokens`, `${fmt(decodeTokS)} tok/s  (${fmt((decodeS * 1000) / N, 2)} ms/token)`],
+      ["decode GB/s", `${fmt(gbs, 2)} GB/s of weights + KV${bandwidth ? `  = ${fmt((100 * gbs) / bandwidth)}% of ${bandwidth} GB/s` : ""}`],
+      ["per decode token", `${fmt((counters1.dispatches - counters0.dispatches) / N, 0)} dispatches, ${fmt((counters1.submits - counters0.submits) / N, 2)} submits`],
+      [`allocator at ${ctx} ctx`, `weights ${fmt(mem.weights / MB)} + kv ${fmt(mem.kv / MB)} + scratch ${fmt(mem.scratch / MB)} = ${fmt(mem.total / MB)} MiB (peak ${fmt(mem.peak / MB)} MiB)`],
+      ["model's own sum", `weights ${fmt(mem.weights / MB)} + kv ${fmt(kvSum / MB)} MiB = ${fmt((mem.weights + kvSum) / MB)} MiB; peak / sum = ${fmt(mem.peak / (mem.weights + kvSum), 3)}`],
+    ];
+    const cmd = `node --import tsx bench/gpu-bench.ts ${process.argv.slice(2).join(" ")}`.trim();
+    const lines = [
+      `command: ${cmd}`,
+      `machine: ${os.cpus()[0]?.model ?? "?"} × ${os.cpus().length}, ${fmt(os.totalmem() / GB)} GB RAM, node ${process.version}`,
+      `device:  ${device} (${adapter.vendor}/${adapter.architecture}), f16 ${be.f16Mode}`,
+      "",
+      "| measure | value |",
+      "| --- | --- |",
+      ...rows.map(([k, v]) => `| ${k} | ${v} |`),
+    ];
+    process.stdout.write(lines.join("\n") + "\n");
+  } finally {
+    be.dispose();
+  }
+}
+
+await main();
