@@ -86,6 +86,7 @@ const cliArgs = ["convert", "--input_dir", inputDir, "--model_size", "bench", "-
 const cmd = fs.existsSync(built)
   ? [process.execPath, path.join(root, "bin", "llama-ts.js"), ...cliArgs]
   : [process.execPath, "--import", "tsx", "-e", `import(${JSON.stringify(path.join(root, "cli", "main.ts"))}).then(async (m) => { process.exitCode = await m.main(${JSON.stringify(cliArgs)}); })`];
+if (!fs.existsSync("/usr/bin/time")) throw new Error("/usr/bin/time is missing: install GNU time (Debian package `time`) to measure peak RSS");
 const res = spawnSync("/usr/bin/time", ["-v", ...cmd], { encoding: "utf8", cwd: root, maxBuffer: 64 << 20 });
 if (res.error) throw res.error;
 const timeOut = res.stderr;
@@ -101,7 +102,8 @@ const secs = m * 60 + s;
 const mb = (b: number) => (b / 1048576).toFixed(0);
 const cpu = os.cpus()[0]?.model ?? "?";
 console.log(`\n## llama-ts convert: random Meta checkpoint → HF safetensors`);
-console.log(`command: /usr/bin/time -v ${cmd.slice(0, 2).map((c) => path.relative(root, c) || c).join(" ")} ${cliArgs.join(" ")}`);
+const shown = fs.existsSync(built) ? "node bin/llama-ts.js" : "node --import tsx cli/main.ts";
+console.log(`command: /usr/bin/time -v ${shown} ${cliArgs.join(" ")}   (from: node --import tsx bench/convert-bench.ts ${args.join(" ")})`);
 console.log(`machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}\n`);
 console.log("| model | shards | input | largest tensor | wall time | throughput | peak RSS |");
 console.log("|---|---|---|---|---|---|---|");

@@ -38,9 +38,9 @@ const peft = (name: string, init: PromptTuningConfigInit, lr: number, epochs: nu
 const RECIPES: Recipe[] = [
   peft("peft-random-8", { task_type: "CAUSAL_LM", num_virtual_tokens: 8, prompt_tuning_init: "RANDOM" }, 0.03, 4, 0.313, 99),
   peft("peft-random-20", { task_type: "CAUSAL_LM", num_virtual_tokens: 20, prompt_tuning_init: "RANDOM" }, 0.03, 4, 0.303, 104),
-  peft("peft-text-8", { task_type: "CAUSAL_LM", num_virtual_tokens: 8, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT }, 0.03, 4, 0.377, 82),
-  peft("peft-text-20", { task_type: "CAUSAL_LM", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT }, 0.03, 4, 0.407, 102),
-  peft("peft-text-20-lr0.3", { task_type: "CAUSAL_LM", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT }, 0.3, 6, 0.453, 166),
+  peft("peft-text-8", { task_type: "CAUSAL_LM", num_virtual_tokens: 8, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT, tokenizer_name_or_path: MODEL }, 0.03, 4, 0.377, 82),
+  peft("peft-text-20", { task_type: "CAUSAL_LM", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT, tokenizer_name_or_path: MODEL }, 0.03, 4, 0.407, 102),
+  peft("peft-text-20-lr0.3", { task_type: "CAUSAL_LM", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT, tokenizer_name_or_path: MODEL }, 0.3, 6, 0.453, 166),
 ];
 
 async function main(): Promise<void> {

@@ -4,10 +4,17 @@ import { UsageError } from "./cli-error.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
+/** The parsed values of a flag table: booleans for boolean flags, strings otherwise (arrays when `multiple`). */
+export type FlagValues<O extends Options> = {
+  [K in keyof O]?: O[K] extends { type: "boolean" }
+    ? O[K] extends { multiple: true } ? boolean[] : boolean
+    : O[K] extends { multiple: true } ? string[] : string;
+};
+
 /** Parses flags strictly; an unknown flag or missing value is a UsageError naming it. */
-export function parseFlags<O extends Options>(argv: string[], options: O) {
+export function parseFlags<O extends Options>(argv: string[], options: O): FlagValues<O> {
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as FlagValues<O>;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

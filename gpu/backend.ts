@@ -120,6 +120,7 @@ export class WebGpuBackend implements Backend {
   }
 
   splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
+    this.runtime.ctx.assertAlive();
     return basic.splitHeads(this.runtime, act(x, "splitHeads input"), heads, rope);
   }
 
@@ -163,6 +164,7 @@ export class WebGpuBackend implements Backend {
 
   /** The k largest logits per row, sorted, computed on the GPU. */
   topK(logits: DeviceTensor, k: number): Promise<{ values: Float32Array; indices: Int32Array }> {
+    this.runtime.ctx.assertAlive();
     return sampling.topK(this.runtime, gpu(logits, "topK input"), k);
   }
 

@@ -46,3 +46,7 @@ export { lrMultiplier, type ScheduleName } from "./peft/optim-schedule.js";
 export { tokenSpans, tokenSpansHtml, tokenTable, tokenTableHtml, tokenCompare, tokenCompareHtml } from "./viz/tokens.js";
 export * from "./interp/index.js";
 export * from "./viz/index.js";
+export { tokenizerFromGguf, ggufTokenizerToJson, ggufToSentencePieceModel, sentencePieceToGgufData, tokenizerJsonToGgufData, type GgufTokenizer } from "./io/gguf-tokenizer-build.js";
+export { saveTorchStateDict, type TorchTensorSpec } from "./io/pth-writer.js";
+export { convertHfToMeta, writeMetaCheckpoint, type MetaTensorSource } from "./convert/hf-to-meta.js";
+export { tiktokenToTokenizerJson } from "./convert/tokenizer-files.js";

@@ -3,7 +3,7 @@
 // CommonJS file for `require("llama-ts")` (the notebook kernel compiles cells to CJS).
 // Type errors fail the build, but only after everything has been emitted.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
 const t0 = Date.now();
@@ -23,7 +23,23 @@ await build({
 });
 mkdirSync("dist/cjs", { recursive: true });
 writeFileSync("dist/cjs/package.json", JSON.stringify({ type: "commonjs" }) + "\n");
-if (tsc.status !== 0) {
+
+// The workbench page: a browser bundle (with @jupyterlab/services) plus its
+// static files. Type-checked on its own (DOM types, no node types).
+const web = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "kernel/workbench/web/tsconfig.json"], { stdio: "inherit" });
+await build({
+  entryPoints: ["kernel/workbench/web/main.ts"],
+  bundle: true,
+  platform: "browser",
+  format: "esm",
+  target: "es2022",
+  outfile: "dist/workbench/app.js",
+  sourcemap: true,
+  minify: true,
+  logLevel: "warning",
+});
+for (const f of ["index.html", "app.css"]) copyFileSync(`kernel/workbench/web/${f}`, `dist/workbench/${f}`);
+if (tsc.status !== 0 || web.status !== 0) {
   process.stderr.write("[build] type errors (dist/ was emitted anyway)\n");
   process.exit(1);
 }

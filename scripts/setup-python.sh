@@ -8,25 +8,37 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=.venv
+# LLAMA_TS_VENV / LLAMA_TS_PIP_INDEX override the venv folder and the package index (tests use them).
+VENV="${LLAMA_TS_VENV:-.venv}"
 STAMP="$VENV/.llama-ts-ready"
 # What we want; bump WANT to force a reinstall on every machine.
 WANT="jupyterlab>=4,<5 plotly>=5"
 SYS_PY=/usr/bin/python3
 [ -x "$SYS_PY" ] || SYS_PY="$(command -v python3)"
 
+# JupyterLab's build tooling runs .js files with node (jupyter_builder/yarn.js). Inside this
+# checkout node would take them for ES modules (our package.json says "type": "module"),
+# so the venv gets its own package.json saying CommonJS.
+mark_commonjs() { [ -f "$VENV/package.json" ] || printf '{ "type": "commonjs" }\n' > "$VENV/package.json"; }
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/jupyter-lab" ]; then
+  mark_commonjs
   exit 0
 fi
 
 # Local indexes first (these machines have no internet); pip's own config may add more.
 pip_args=(--disable-pip-version-check --no-input --quiet --retries 0 --timeout 20)
-for idx in /opt/pypi/simple /opt/pypi-more/simple; do
-  if [ -d "$idx" ]; then
-    if [ -z "${have_index:-}" ]; then pip_args+=(--index-url "file://$idx"); have_index=1
-    else pip_args+=(--extra-index-url "file://$idx"); fi
-  fi
-done
+if [ -n "${LLAMA_TS_PIP_INDEX:-}" ]; then
+  pip_args+=(--index-url "$LLAMA_TS_PIP_INDEX" --no-cache-dir)
+  export PIP_CONFIG_FILE=/dev/null  # only the given index, not the machine's pip config
+else
+  for idx in /opt/pypi/simple /opt/pypi-more/simple; do
+    if [ -d "$idx" ]; then
+      if [ -z "${have_index:-}" ]; then pip_args+=(--index-url "file://$idx"); have_index=1
+      else pip_args+=(--extra-index-url "file://$idx"); fi
+    fi
+  done
+fi
 
 fallback() {
   echo "[setup-python] $1" >&2
@@ -46,10 +58,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup-python] creating $VENV" >&2
   "$SYS_PY" -m venv "$VENV" >&2 || fallback "python3 -m venv failed"
 fi
+mark_commonjs
 echo "[setup-python] pip install $WANT into $VENV" >&2
+log="$VENV/pip-install.log"
 # shellcheck disable=SC2086
-if ! "$VENV/bin/python" -m pip install "${pip_args[@]}" $WANT >&2; then
-  fallback "pip install failed"
+if ! "$VENV/bin/python" -m pip install "${pip_args[@]}" $WANT >"$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  fallback "pip install failed (full log: $log)"
 fi
 "$VENV/bin/jupyter-lab" --version >/dev/null 2>&1 || fallback "jupyter-lab does not run after install"
 printf '%s' "$WANT" > "$STAMP"

@@ -95,6 +95,17 @@ describe("llama.cpp parity (node-llama-cpp prebuilt CPU)", () => {
     });
   }
 
+  it("a Q8_0 GGUF made by llama.cpp's own converter: ours (dequantized) vs llama.cpp: max |Δp| ≤ 1e-3", async () => {
+    const file = "test/fixtures/gguf/llamacpp/tiny-llama-q8_0.gguf";
+    const ids: number[] = JSON.parse(fs.readFileSync("test/fixtures/hf/tiny-llama/golden.json", "utf8")).cases.single.input_ids[0];
+    const ours = await LlamaForCausalLM.fromPretrained(file);
+    const V = ours.config.vocab_size;
+    const pOurs = softmaxRows((await ours.forward({ inputIds: [ids] })).logits.toFloat32(), V);
+    const d = maxAbsDiff(pOurs, await llamaCppProbs(file, ids, V));
+    console.log(`tiny-llama Q8_0 (llama.cpp-made): max|Δp| ours vs llama.cpp ${d.toExponential(2)}`);
+    expect(d).toBeLessThanOrEqual(1e-3);
+  });
+
   it("tiny-llama: F16 GGUF (norms F32) → llama.cpp vs ours from the same file: max |Δp| ≤ 1e-3", async () => {
     const dir = "test/fixtures/hf/tiny-llama";
     const ids: number[] = JSON.parse(fs.readFileSync(path.join(dir, "golden.json"), "utf8")).cases.single.input_ids[0];

@@ -76,7 +76,7 @@ describe("label scoring and init on the default model", () => {
     const ids = tok.encode(text);
     expect(ids[0]).toBe(1);
     const n = ids.length * 2 + 1; // forces a repeat
-    const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: n, prompt_tuning_init: "TEXT", prompt_tuning_init_text: text }, { tokenizer: tok });
+    const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: n, prompt_tuning_init: "TEXT", prompt_tuning_init_text: text, tokenizer_name_or_path: MODEL }, { tokenizer: tok });
     const want = fitToLength(ids, n);
     expect(want).toEqual([...ids, ...ids, ids[0]!]);
     const emb = (await model.getInputEmbeddings([want])).toFloat32();
@@ -105,6 +105,8 @@ describe("label scoring and init on the default model", () => {
   it("config validation names field and value", () => {
     expect(() => new PromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 0 })).toThrow(/num_virtual_tokens = 0/);
     expect(() => new PromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, prompt_tuning_init: "TEXT" })).toThrow(/prompt_tuning_init_text/);
+    expect(() => new PromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "x" }))
+      .toThrow(/tokenizer_name_or_path = null/); // as PEFT's __post_init__
     expect(() => PromptTuningConfig.fromJSON({ peft_type: "LORA" }, "x/adapter_config.json")).toThrow(/x\/adapter_config.json: field peft_type = "LORA"/);
   });
 

@@ -6,7 +6,8 @@ import { backward } from "../lib/autograd/var.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { LlamaForSequenceClassification, setWarningSink } from "../lib/model/seq-cls.js";
 import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
-import { trainPrompt } from "../lib/peft/prompt-train.js";
+import { trainPrompt, lengthGroupedOrder } from "../lib/peft/prompt-train.js";
+import { seededUniform } from "../lib/peft/prompt-init.js";
 import { collate, type TokenExample } from "../lib/peft/prompt-data.js";
 
 const examples: TokenExample[] = Array.from({ length: 10 }, (_, i) => {
@@ -43,6 +44,16 @@ describe("trainPrompt", () => {
     expect(r.stoppedEarly).toBe(true);
     expect(r.bestStep).toBe(4);
     expect(Array.from(pm.prompt.value)).toEqual(Array.from(snapshots[1]!));
+  });
+
+  it("group-by-length batches: a permutation whose batches hold similar lengths", () => {
+    const items = Array.from({ length: 64 }, (_, i) => ({ inputIds: new Array<number>(1 + ((i * 37) % 64)).fill(1), i }));
+    const order = lengthGroupedOrder(items, 8, seededUniform(3));
+    expect(order.map((x) => x.i).sort((a, b) => a - b)).toEqual(items.map((x) => x.i));
+    for (let b = 0; b < 8; b++) {
+      const lens = order.slice(b * 8, b * 8 + 8).map((x) => x.inputIds.length);
+      expect(Math.max(...lens) - Math.min(...lens)).toBeLessThan(8); // one window of 64: sorted runs of 8
+    }
   });
 
   it("stops at the time budget", async () => {

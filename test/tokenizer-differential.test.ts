@@ -3,7 +3,9 @@
  * Debian's python3-sentencepiece (the C++ library) on seeded random Unicode
  * strings (whitespace runs, emoji and ZWJ sequences, CJK, combining marks,
  * digits of many scripts, code, special-token look-alikes, random code points
- * from all planes), for the LLaMA 2 and the default model's tokenizer.model.
+ * from all planes), for the LLaMA 2 and the default model's tokenizer.model,
+ * and an NFKC model (precompiled charsmap, remove_extra_whitespaces; see
+ * test/fixtures/tokenizer-extra/README.md).
  * Also decodes random id sequences (byte tokens, controls, unk, ▁ pieces).
  * One python process answers the whole batch. Change the seed with
  * LLAMA_TS_FUZZ_SEED to explore; every run must have 0 mismatches.
@@ -12,7 +14,7 @@ import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { LlamaTokenizer } from "../lib/tokenizer/index.js";
 
-const MODELS = ["test/fixtures/tokenizers/llama2/tokenizer.model", "models/tiny-stories/tokenizer.model"];
+const MODELS = ["test/fixtures/tokenizers/llama2/tokenizer.model", "models/tiny-stories/tokenizer.model", "test/fixtures/tokenizer-extra/nfkc-bpe.model"];
 const N_TEXTS = 2500;
 const N_DECODE = 1000;
 const SEED = Number(process.env.LLAMA_TS_FUZZ_SEED ?? 20240611);

@@ -102,6 +102,8 @@ export const command: Command = {
     };
     const exitAfterShutdown = (code: number) => {
       if (stopping) return;
+      // Never hang on the way out: whatever has not stopped in 15 s is left to the OS.
+      setTimeout(() => process.exit(code), 15_000).unref();
       void shutdown().finally(() => process.exit(code));
     };
     process.on("SIGINT", () => exitAfterShutdown(0));

@@ -78,6 +78,8 @@ export async function startJupyter(opts: StartJupyterOptions): Promise<JupyterSe
   const token = randomBytes(24).toString("hex");
   const baseUrl = `http://127.0.0.1:${port}`;
   const common = ["--no-browser", "--ip=127.0.0.1", `--port=${port}`];
+  // Containers and CI run as root; Jupyter refuses that unless told.
+  if (process.getuid?.() === 0) common.push("--allow-root");
   let args: string[];
   if (found.flavor === "jupyterlab") {
     writeLabOverrides(found.prefix!);
@@ -87,6 +89,8 @@ export async function startJupyter(opts: StartJupyterOptions): Promise<JupyterSe
       `--IdentityProvider.token=${token}`,
       `--ServerApp.root_dir=${opts.notebookDir}`,
       "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+      // The extension manager would query PyPI; there is no network here.
+      "--LabApp.extension_manager=readonly",
     ];
   } else {
     args = [...found.args, ...common, "--port-retries=0", `--NotebookApp.token=${token}`, `--notebook-dir=${opts.notebookDir}`];

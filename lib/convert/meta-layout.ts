@@ -51,29 +51,3 @@ export function mergeRules(p: MetaParams, intermediateSize: number, vocabSize: n
 
 /** Meta keys a checkpoint may carry that HF does not store (recomputed at load). */
 export const IGNORED_META_KEYS = new Set(["rope.freqs"]);
-
-/**
- * Concatenates 2-D row-major slices (raw bytes, `elemBytes` per element)
- * along `dim`. Each part is [rows_k, cols] for dim 0 or [rows, cols_k] for dim 1.
- */
-export function concatSlices(parts: readonly { bytes: Uint8Array; shape: readonly number[] }[], dim: 0 | 1, elemBytes: number): Uint8Array {
-  const total = parts.reduce((a, p) => a + p.bytes.length, 0);
-  const out = new Uint8Array(new ArrayBuffer(total));
-  if (dim === 0) {
-    let off = 0;
-    for (const p of parts) {
-      out.set(p.bytes, off);
-      off += p.bytes.length;
-    }
-    return out;
-  }
-  const rows = parts[0]!.shape[0]!;
-  const outRow = parts.reduce((a, p) => a + p.shape[1]! * elemBytes, 0);
-  let colOff = 0;
-  for (const p of parts) {
-    const w = p.shape[1]! * elemBytes;
-    for (let r = 0; r < rows; r++) out.set(p.bytes.subarray(r * w, (r + 1) * w), r * outRow + colOff);
-    colOff += w;
-  }
-  return out;
-}

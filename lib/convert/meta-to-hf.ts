@@ -4,18 +4,19 @@
  * tokenizer files), in the manner of HF's `convert_llama_weights_to_hf.py`.
  *
  * Unlike that script, nothing is ever held whole: each HF tensor is assembled
- * from its slices in every shard, permuted, written and dropped before the
- * next, so peak memory is about one full tensor (the script needs ~2x the
- * model). Output goes to a staging folder first and is moved into place only
+ * from its slices in every shard (read straight into reused buffers),
+ * permuted, written, and its buffer reused for the next, so peak memory is
+ * about two of the largest tensor whatever the model size (the script needs
+ * ~2x the model). Output goes to a staging folder first and is moved into place only
  * when complete, config.json last.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, FormatError, LlamaError } from "../errors.js";
+import { ConfigError, FormatError } from "../errors.js";
 import { writeTextAtomic } from "../io/atomic.js";
 import { TorchCheckpoint, type TorchDType } from "../io/pth.js";
 import { numel } from "../tensor/tensor.js";
-import { IGNORED_META_KEYS, type MergeRule, concatSlices, mergeRules } from "./meta-layout.js";
+import { IGNORED_META_KEYS, type MergeRule, mergeRules } from "./meta-layout.js";
 import { type HfDtypeName, type LlamaVersion, LLAMA_VERSIONS, computeIntermediateSize, metaParamsToHfConfig, readMetaParams } from "./params.js";
 import { type ProgressSink, SILENT_PROGRESS } from "./progress.js";
 import { interleavedToHalfSplit } from "./rotary-permute.js";
@@ -30,7 +31,7 @@ export interface ConvertOptions {
   llamaVersion?: LlamaVersion;
   /** Shard size limit for the safetensors output (HF's default: 5 GB). */
   maxShardBytes?: number;
-  /** Called with (bytesWritten, totalBytes) as tensors are written. */
+  /** Makes the progress display for `total` bytes (the CLI passes a ProgressBar on stderr); silent when absent. */
   progress?: (total: number) => ProgressSink;
   /** Non-fatal notes (ignored keys, tokenizer absent). */
   onWarning?: (message: string) => void;
@@ -108,10 +109,11 @@ export async function convertMetaToHf(opts: ConvertOptions): Promise<ConvertResu
     fs.mkdirSync(staging, { recursive: true });
     const bar = opts.progress?.(total) ?? SILENT_PROGRESS;
     let written = 0;
+    const assembler = new Assembler(shards);
     const index = writeShards(
       staging,
       plan,
-      (t) => assemble(shards, ruleByName.get(t.name)!, dtypeOf.get(t.name)!.bytes),
+      (t) => assembler.assemble(ruleByName.get(t.name)!, dtypeOf.get(t.name)!.bytes),
       (bytes, name) => {
         written += bytes;
         bar.update(written, name);
@@ -127,7 +129,7 @@ export async function convertMetaToHf(opts: ConvertOptions): Promise<ConvertResu
     const generation = { _from_model_config: true, bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id };
     fs.writeFileSync(path.join(staging, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
     files.push("generation_config.json");
-    files.push(...await convertTokenizerFiles({ searchDirs: [dir, opts.inputDir], outputDir: staging, llama3, maxPositions: config.max_position_embeddings as number, onWarning: opts.onWarning }));
+    files.push(...await convertTokenizerFiles({ searchDirs: [dir, opts.inputDir], outputDir: staging, llama3, llama3Names: version === "3" ? "3.0" : "3.1", maxPositions: config.max_position_embeddings as number, onWarning: opts.onWarning }));
     // Move everything into place; config.json last, so a folder with a config is complete.
     for (const f of files) fs.renameSync(path.join(staging, f), path.join(opts.outputDir, f));
     writeTextAtomic(path.join(opts.outputDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
@@ -170,18 +172,58 @@ function checkSlices(shards: TorchCheckpoint[], r: MergeRule, ffnMult: number, m
   }
 }
 
-/** Reads a weight's slices from every shard, joins them and applies the rotary permutation: one tensor's bytes. */
-function assemble(shards: TorchCheckpoint[], r: MergeRule, elemBytes: number): Uint8Array {
-  let bytes: Uint8Array;
-  if (r.concatDim === null || shards.length === 1) {
-    bytes = shards[0]!.readBytes(r.meta);
-  } else {
-    bytes = concatSlices(shards.map((s) => ({ bytes: s.readBytes(r.meta), shape: s.info(r.meta).shape })), r.concatDim, elemBytes);
+/**
+ * Assembles each HF weight from its shard slices into buffers reused from
+ * tensor to tensor: the output (largest tensor), a pre-permutation copy for
+ * q/k, and one slice for joins along dim 1. Peak memory is about two of the
+ * largest tensor, whatever the model size, and no garbage piles up between tensors.
+ */
+class Assembler {
+  private out = new Uint8Array(0);
+  private unpermuted = new Uint8Array(0);
+  private slice = new Uint8Array(0);
+
+  constructor(private readonly shards: TorchCheckpoint[]) {}
+
+  private static grow(buf: Uint8Array, n: number): Uint8Array {
+    return buf.length >= n ? buf : new Uint8Array(new ArrayBuffer(n));
   }
-  if (r.rotaryHeads !== undefined) {
+
+  /** The weight's bytes (a view valid until the next call). */
+  assemble(r: MergeRule, elemBytes: number): Uint8Array {
+    const n = numel(r.shape) * elemBytes;
+    this.out = Assembler.grow(this.out, n);
+    const out = this.out.subarray(0, n);
+    if (r.rotaryHeads === undefined) return this.merge(r, out, elemBytes);
+    this.unpermuted = Assembler.grow(this.unpermuted, n);
+    const src = this.merge(r, this.unpermuted.subarray(0, n), elemBytes);
     const [rows, cols] = r.shape as [number, number];
-    bytes = interleavedToHalfSplit(bytes, rows, cols * elemBytes, r.rotaryHeads);
+    return interleavedToHalfSplit(src, rows, cols * elemBytes, r.rotaryHeads, out);
   }
-  if (bytes.length !== numel(r.shape) * elemBytes) throw new LlamaError(`internal: "${r.hf}" assembled to ${bytes.length} bytes`);
-  return bytes;
+
+  /** Reads the slices of every shard straight into `target` (joined along the rule's axis). */
+  private merge(r: MergeRule, target: Uint8Array, elemBytes: number): Uint8Array {
+    const shards = this.shards;
+    if (r.concatDim === null || shards.length === 1) return shards[0]!.readBytesInto(r.meta, target);
+    if (r.concatDim === 0) {
+      let off = 0;
+      for (const s of shards) {
+        const len = numel(s.info(r.meta).shape) * elemBytes;
+        s.readBytesInto(r.meta, target.subarray(off, off + len));
+        off += len;
+      }
+      return target;
+    }
+    const rows = r.shape[0]!;
+    const outRow = r.shape[1]! * elemBytes;
+    let colOff = 0;
+    for (const s of shards) {
+      const w = s.info(r.meta).shape[1]! * elemBytes;
+      this.slice = Assembler.grow(this.slice, rows * w);
+      const part = s.readBytesInto(r.meta, this.slice.subarray(0, rows * w));
+      for (let i = 0; i < rows; i++) target.set(part.subarray(i * w, (i + 1) * w), i * outRow + colOff);
+      colOff += w;
+    }
+    return target;
+  }
 }

@@ -18,6 +18,8 @@ export interface TokenizerFilesOptions {
   searchDirs: string[];
   outputDir: string;
   llama3: boolean;
+  /** Special-token names of the Llama 3 generation (3.0's reserved names differ from 3.1's), as HF's converter picks them. */
+  llama3Names?: "3.0" | "3.1";
   maxPositions: number;
   onWarning?: (message: string) => void;
 }
@@ -48,7 +50,7 @@ export async function convertTokenizerFiles(o: TokenizerFilesOptions): Promise<s
     write("special_tokens_map.json", { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>" });
     return ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"];
   }
-  write("tokenizer.json", tiktokenToTokenizerJson(source));
+  write("tokenizer.json", tiktokenToTokenizerJson(source, o.llama3Names ?? "3.1"));
   write("tokenizer_config.json", {
     bos_token: "<|begin_of_text|>",
     eos_token: "<|end_of_text|>",
@@ -64,12 +66,12 @@ export async function convertTokenizerFiles(o: TokenizerFilesOptions): Promise<s
 /**
  * Meta's Llama 3 tiktoken `tokenizer.model` → an HF tokenizer.json dict
  * (byte-level BPE, ignore_merges, Llama 3 split regex, 256 special tokens
- * with the Llama 3.1 names).
+ * named as in Llama 3.0 or 3.1+).
  */
-export function tiktokenToTokenizerJson(file: string): Record<string, unknown> {
+export function tiktokenToTokenizerJson(file: string, names: "3.0" | "3.1" = "3.1"): Record<string, unknown> {
   const bytes = fs.readFileSync(file);
   if (!isTiktokenText(bytes)) throw new FormatError(file, "not a tiktoken tokenizer.model (expected `base64 rank` lines): is this a LLaMA 1/2 sentencepiece model? use --llama_version 2");
-  const spec = tiktokenSpec(parseTiktoken(bytes, file), file, llama3SpecialTokenNames("3.1"));
+  const spec = tiktokenSpec(parseTiktoken(bytes, file), file, llama3SpecialTokenNames(names));
   const model = spec.model as { vocab: ReadonlyMap<string, number>; merges: MergeIds } & Record<string, unknown>;
   const byId: string[] = [];
   for (const [tok, id] of model.vocab) byId[id] = tok;

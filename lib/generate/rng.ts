@@ -41,6 +41,16 @@ export class SeededRng {
     if ((this.a | this.b | this.c | this.d) === 0) this.d = 1; // the all-zero state is a fixed point
   }
 
+  /** A generator with this exact 128-bit state (for known-answer tests of the algorithm). */
+  static fromState(a: number, b: number, c: number, d: number): SeededRng {
+    const r = new SeededRng(0);
+    r.a = a | 0;
+    r.b = b | 0;
+    r.c = c | 0;
+    r.d = d | 0;
+    return r;
+  }
+
   /** Next 32-bit unsigned integer (xoshiro128**). */
   nextUint32(): number {
     const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;

@@ -58,7 +58,11 @@ export function ggufToHfConfig(g: GgufFile): Record<string, unknown> {
   const tok = (key: string, fallback: number | null) => (g.has(`tokenizer.ggml.${key}`) ? g.number(`tokenizer.ggml.${key}`) : fallback);
   const typeCounts = new Map<number, number>();
   for (const t of g.tensors.values()) typeCounts.set(t.type, (typeCounts.get(t.type) ?? 0) + 1);
-  const dtype = (typeCounts.get(GgmlType.BF16) ?? 0) > (typeCounts.get(GgmlType.F16) ?? 0) ? "bfloat16" : typeCounts.has(GgmlType.F16) ? "float16" : "float32";
+  // Quantized tensors load as float32; otherwise the dominant 16-bit type names the checkpoint dtype.
+  const quantized = [...typeCounts.keys()].some((t) => t !== GgmlType.F32 && t !== GgmlType.F16 && t !== GgmlType.BF16);
+  const dtype = quantized ? "float32"
+    : (typeCounts.get(GgmlType.BF16) ?? 0) > (typeCounts.get(GgmlType.F16) ?? 0) ? "bfloat16"
+    : typeCounts.has(GgmlType.F16) ? "float16" : "float32";
   return {
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",

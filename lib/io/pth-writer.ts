@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import { LlamaError } from "../errors.js";
 import { writeAll, writeFileAtomic } from "./atomic.js";
 import { TORCH_DTYPE_BYTES, type TorchDType } from "./pth-unpickle.js";
+import { crc32 } from "./zip.js";
 
 export interface TorchTensorSpec {
   readonly name: string;
@@ -23,22 +24,6 @@ const STORAGE_CLASS: Record<TorchDType, string> = {
   f16: "HalfStorage", bf16: "BFloat16Storage", f32: "FloatStorage", f64: "DoubleStorage", i64: "LongStorage",
   i32: "IntStorage", i16: "ShortStorage", i8: "CharStorage", u8: "ByteStorage", bool: "BoolStorage",
 };
-
-let crcTable: Uint32Array | undefined;
-/** CRC-32 (zip's polynomial), continuing from `crc`. */
-export function crc32(bytes: Uint8Array, crc = 0): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = crcTable[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
 
 /** The protocol-2 pickle torch writes for a plain dict of tensors (storage i = tensor i). */
 export function statedictPickle(tensors: readonly TorchTensorSpec[]): Uint8Array {

@@ -92,17 +92,24 @@ export class TorchCheckpoint {
    */
   readBytes(name: string): Uint8Array {
     const ref = this.ref(name);
+    return this.readBytesInto(name, new Uint8Array(new ArrayBuffer(numel(ref.shape) * TORCH_DTYPE_BYTES[ref.storage.dtype])));
+  }
+
+  /** Like readBytes, into a caller-owned buffer of exactly the tensor's byte size (streaming converters reuse one). */
+  readBytesInto(name: string, target: Uint8Array): Uint8Array {
+    const ref = this.ref(name);
     const esize = TORCH_DTYPE_BYTES[ref.storage.dtype];
     const n = numel(ref.shape);
+    if (target.length !== n * esize) throw new FormatError(this.path, `tensor "${name}": target buffer has ${target.length} bytes, needs ${n * esize}`);
     const entry = `${this.prefix}data/${ref.storage.key}`;
-    if (n === 0) return new Uint8Array(0);
+    if (n === 0) return target;
     const contiguous = isContiguous(ref.shape, ref.stride);
-    if (contiguous) return this.zip.readRange(entry, ref.storageOffset * esize, n * esize);
+    if (contiguous) return this.zip.readRangeInto(entry, ref.storageOffset * esize, target);
     // Read the span the view touches, then gather element by element.
     let span = 1;
     for (let i = 0; i < ref.shape.length; i++) span += (ref.shape[i]! - 1) * ref.stride[i]!;
     const src = this.zip.readRange(entry, ref.storageOffset * esize, span * esize);
-    const out = new Uint8Array(new ArrayBuffer(n * esize));
+    const out = target;
     const idx = new Array<number>(ref.shape.length).fill(0);
     let srcOff = 0;
     for (let k = 0; k < n; k++) {

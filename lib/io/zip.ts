@@ -20,6 +20,8 @@ export interface ZipEntry {
   readonly size: number;
   /** Offset of the entry's local header. */
   readonly localHeaderOffset: number;
+  /** CRC-32 of the uncompressed bytes (checked by whole-entry reads). */
+  readonly crc: number;
 }
 
 const EOCD_SIG = 0x06054b50;
@@ -91,17 +93,30 @@ export class ZipFile {
 
   /** A byte range of a stored (uncompressed) entry, without reading the rest. */
   readRange(name: string, offset: number, length: number): Uint8Array {
-    const e = this.entry(name);
-    if (e.method !== 0) throw new FormatError(this.path, `zip entry "${name}" is compressed (method ${e.method}); tensor data must be stored uncompressed`);
-    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= e.size)) {
-      throw new FormatError(this.path, `zip entry "${name}": range [${offset}, ${offset + length}) is outside its ${e.size} bytes`);
-    }
-    return readExact(this.path, this.fd, this.fileSize, this.dataStart(name) + offset, length, `entry "${name}"`);
+    return this.readRangeInto(name, offset, new Uint8Array(new ArrayBuffer(length)));
   }
 
-  /** A whole entry, inflated when deflated. */
+  /** Fills `target` with the entry's bytes from `offset` on (a caller-owned buffer: no allocation). */
+  readRangeInto(name: string, offset: number, target: Uint8Array): Uint8Array {
+    const e = this.entry(name);
+    const length = target.length;
+    if (e.method !== 0) throw new FormatError(this.path, `zip entry "${name}" is compressed (method ${e.method}); tensor data must be stored uncompressed`);
+    if (!(Number.isSafeInteger(offset) && offset >= 0 && offset + length <= e.size)) {
+      throw new FormatError(this.path, `zip entry "${name}": range [${offset}, ${offset + length}) is outside its ${e.size} bytes`);
+    }
+    return readExactInto(this.path, this.fd, this.fileSize, this.dataStart(name) + offset, target, `entry "${name}"`);
+  }
+
+  /** A whole entry, inflated when deflated, its CRC-32 checked (for metadata such as data.pkl, not bulk tensor data). */
   read(name: string): Uint8Array {
     const e = this.entry(name);
+    const bytes = this.readUnchecked(e);
+    if (crc32(bytes) !== e.crc) throw new FormatError(this.path, `zip entry "${name}" is corrupt (CRC-32 mismatch)`);
+    return bytes;
+  }
+
+  private readUnchecked(e: ZipEntry): Uint8Array {
+    const name = e.name;
     if (e.method === 0) return this.readRange(name, 0, e.size);
     if (e.method !== 8) throw new FormatError(this.path, `zip entry "${name}": unsupported compression method ${e.method} (expected 0 stored or 8 deflate)`);
     if (e.size > MAX_INFLATED) throw new FormatError(this.path, `zip entry "${name}": ${e.size} bytes uncompressed exceeds the ${MAX_INFLATED}-byte limit`);
@@ -126,7 +141,15 @@ export function readExact(file: string, fd: number, fileSize: number, pos: numbe
   if (pos < 0 || length < 0 || pos + length > fileSize) {
     throw new FormatError(file, `${what}: ${length} bytes at offset ${pos} run past the end of the file (${fileSize} bytes)`);
   }
-  const buf = new Uint8Array(new ArrayBuffer(length));
+  return readExactInto(file, fd, fileSize, pos, new Uint8Array(new ArrayBuffer(length)), what);
+}
+
+/** Fills `buf` from file position `pos` (bounds checked first). */
+export function readExactInto(file: string, fd: number, fileSize: number, pos: number, buf: Uint8Array, what: string): Uint8Array {
+  const length = buf.length;
+  if (pos < 0 || pos + length > fileSize) {
+    throw new FormatError(file, `${what}: ${length} bytes at offset ${pos} run past the end of the file (${fileSize} bytes)`);
+  }
   let off = 0;
   while (off < length) {
     const n = fs.readSync(fd, buf, off, length - off, pos + off);
@@ -182,6 +205,7 @@ function readCentralDirectory(file: string, fd: number, size: number): Map<strin
       throw new FormatError(file, `zip central directory entry ${i} is malformed (bad signature or truncated at ${cdOffset + p})`);
     }
     const method = v.getUint16(p + 10, true);
+    const crc = v.getUint32(p + 16, true);
     let compressedSize = v.getUint32(p + 20, true);
     let uncompressedSize = v.getUint32(p + 24, true);
     const nameLen = v.getUint16(p + 28, true);
@@ -218,10 +242,26 @@ function readCentralDirectory(file: string, fd: number, size: number): Map<strin
     if (method === 0 && compressedSize !== uncompressedSize) {
       throw new FormatError(file, `zip entry "${name}": stored entry with compressed size ${compressedSize} != size ${uncompressedSize}`);
     }
-    entries.set(name, { name, method, compressedSize, size: uncompressedSize, localHeaderOffset: localOffset });
+    entries.set(name, { name, method, compressedSize, size: uncompressedSize, localHeaderOffset: localOffset, crc });
     p = varEnd;
   }
   return entries;
+}
+
+let crcTable: Uint32Array | undefined;
+/** CRC-32 (zip's polynomial), continuing from `crc`. */
+export function crc32(bytes: Uint8Array, crc = 0): number {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = ~crc >>> 0;
+  for (let i = 0; i < bytes.length; i++) c = crcTable[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
 }
 
 function safeU64(file: string, v: DataView, at: number, what: string): number {

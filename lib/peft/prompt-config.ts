@@ -70,8 +70,15 @@ export class PromptTuningConfig {
     this.num_virtual_tokens = init.num_virtual_tokens;
     this.prompt_tuning_init = initKind;
     this.prompt_tuning_init_text = init.prompt_tuning_init_text ?? null;
+    // PEFT's __post_init__ checks: TEXT needs both the text and the tokenizer it is read with.
     if (initKind === "TEXT" && !this.prompt_tuning_init_text) {
       bad("prompt_tuning_init_text", "the init text (prompt_tuning_init is TEXT)", init.prompt_tuning_init_text);
+    }
+    if (initKind === "TEXT" && !init.tokenizer_name_or_path) {
+      bad("tokenizer_name_or_path", "the tokenizer's name or folder (prompt_tuning_init is TEXT)", init.tokenizer_name_or_path ?? null);
+    }
+    if (init.tokenizer_kwargs && initKind !== "TEXT") {
+      bad("tokenizer_kwargs", "null unless prompt_tuning_init is TEXT", init.tokenizer_kwargs);
     }
     this.token_dim = optInt("token_dim");
     this.num_transformer_submodules = optInt("num_transformer_submodules");
@@ -117,8 +124,7 @@ export class PromptTuningConfig {
       task_type: o.task_type as TaskType,
       num_virtual_tokens: o.num_virtual_tokens as number,
       prompt_tuning_init: (o.prompt_tuning_init ?? "RANDOM") as PromptTuningInit,
-      // A saved TEXT config keeps its text, but loading never re-initializes, so it is not required here.
-      prompt_tuning_init_text: str("prompt_tuning_init_text") ?? (o.prompt_tuning_init === "TEXT" ? "(saved)" : null),
+      prompt_tuning_init_text: str("prompt_tuning_init_text"),
       token_dim: o.token_dim as number | null,
       num_transformer_submodules: o.num_transformer_submodules as number | null,
       num_attention_heads: o.num_attention_heads as number | null,
@@ -130,7 +136,6 @@ export class PromptTuningConfig {
       inference_mode: o.inference_mode as boolean | undefined,
       modules_to_save: o.modules_to_save as string[] | null,
     }, source);
-    cfg.prompt_tuning_init_text = str("prompt_tuning_init_text") ?? null;
     cfg.auto_mapping = o.auto_mapping ?? null;
     if (typeof o.peft_version === "string") cfg.peft_version = o.peft_version;
     return cfg;

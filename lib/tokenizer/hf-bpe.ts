@@ -140,7 +140,7 @@ export class HfBpe {
       return;
     }
     const ids: number[] = [];
-    this.mergeWord(bytesToByteLevel(utf8Encode(text)), ids, null);
+    this.mergeWord(bytesToByteLevel(utf8Encode(text)), ids);
     if (text.length <= MAX_CACHED_WORD) this.remember(text, ids);
     for (let k = 0; k < ids.length; k++) out.push(ids[k]!);
   }
@@ -152,11 +152,11 @@ export class HfBpe {
       return;
     }
     if (word.length > MAX_CACHED_WORD) {
-      this.mergeWord(word, out, null);
+      this.mergeWord(word, out);
       return;
     }
     const ids: number[] = [];
-    this.mergeWord(word, ids, null);
+    this.mergeWord(word, ids);
     this.remember(word, ids);
     for (let k = 0; k < ids.length; k++) out.push(ids[k]!);
   }
@@ -166,17 +166,12 @@ export class HfBpe {
     this.cache.set(key, ids);
   }
 
-  /**
-   * Merges one word without chunking or caching; with `widths`, also reports
-   * how many UTF-16 units of `word` each output id covers (byte-fallback
-   * pieces of one character: the first gets the character, the rest 0).
-   */
-  mergeWord(word: string, out: number[], widths: number[] | null): void {
+  /** Merges one word (no chunking, no cache): HF's merge_word + merge_all. */
+  mergeWord(word: string, out: number[]): void {
     if (this.ignoreMerges) {
       const whole = this.vocab.get(word);
       if (whole !== undefined) {
         out.push(whole);
-        widths?.push(word.length);
         return;
       }
     }
@@ -274,7 +269,6 @@ export class HfBpe {
     }
     for (let i = 0; i >= 0 && i < n; i = next[i]!) {
       out.push(ids[i]!);
-      widths?.push(w[i]!);
     }
   }
 

@@ -17,9 +17,8 @@
 import { MergeHeap } from "./merge-heap.js";
 import { PairTable } from "./pair-table.js";
 import { PieceType, type SentencePiece } from "./sentencepiece-model.js";
-import { bytePiece, utf8Encode } from "./utf8.js";
+import { utf8Encode } from "./utf8.js";
 
-const SPACE = "\u2581";
 const SPACE_CODE = 0x2581;
 /** Chunks longer than this are encoded but not cached (bounds cache memory). */
 const MAX_CACHED_CHUNK = 64;
@@ -138,7 +137,7 @@ export class SpmBpe {
   /** Encodes normalized text (▁ for spaces, dummy prefix already added), appending ids to `out`. */
   encode(normalized: string, out: number[]): void {
     if (!this.chunkable) {
-      this.encodeChunk(normalized, out, null);
+      this.encodeChunk(normalized, out);
       return;
     }
     let begin = 0;
@@ -153,30 +152,18 @@ export class SpmBpe {
             continue;
           }
           const ids: number[] = [];
-          this.encodeChunk(chunk, ids, null);
+          this.encodeChunk(chunk, ids);
           if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.clear();
           this.cache.set(chunk, ids);
           for (let k = 0; k < ids.length; k++) out.push(ids[k]!);
         } else {
-          this.encodeChunk(chunk, out, null);
+          this.encodeChunk(chunk, out);
         }
       }
     }
   }
 
-  /**
-   * Encodes without chunking or caching and reports, for every output id, the
-   * [start, end) UTF-16 range of `normalized` it covers (byte pieces of one
-   * character share that character's range). Used by the inspection view.
-   */
-  encodeWithSpans(normalized: string): { ids: number[]; spans: [number, number][] } {
-    const ids: number[] = [];
-    const spans: [number, number][] = [];
-    this.encodeChunk(normalized, ids, spans);
-    return { ids, spans };
-  }
-
-  private encodeChunk(s: string, out: number[], spans: [number, number][] | null): void {
+  private encodeChunk(s: string, out: number[]): void {
     if (s.length === 0) return;
     this.ensureScratch(s.length);
     const ext = this.ext, len = this.len, start = this.start, prev = this.prev, next = this.next, frozen = this.frozen;
@@ -270,22 +257,15 @@ export class SpmBpe {
       if (id === this.unkId) {
         if (this.byteFallback) {
           const bytes = utf8Encode(s.slice(st, st + l));
-          for (const b of bytes) {
-            out.push(this.byteIds[b]! >= 0 ? this.byteIds[b]! : this.unkId);
-            spans?.push([st, st + l]);
-          }
+          for (const b of bytes) out.push(this.byteIds[b]! >= 0 ? this.byteIds[b]! : this.unkId);
           prevUnk = false;
           return;
         }
-        if (prevUnk) {
-          // Runs of unknown characters collapse into one <unk> (spm merges them).
-          if (spans) spans[spans.length - 1]![1] = st + l;
-          return;
-        }
+        // Runs of unknown characters collapse into one <unk> (spm merges them).
+        if (prevUnk) return;
         prevUnk = true;
       } else prevUnk = false;
       out.push(id);
-      spans?.push([st, st + l]);
     };
     for (let i = 0; i >= 0; i = next[i]!) emit(ext[i]!, start[i]!, len[i]!);
   }
@@ -315,9 +295,6 @@ export class SpmBpe {
   byteId(b: number): number {
     return this.byteIds[b]!;
   }
-
-  static readonly SPACE = SPACE;
-  static readonly bytePiece = bytePiece;
 }
 
 function isOneCodePoint(s: string): boolean {

@@ -33,16 +33,13 @@ export class SpmNormalizer {
     return this.spec.removeExtraWhitespaces;
   }
 
-  /**
-   * Normalizes `text`. With `origin`, also fills origin[i] = the UTF-16 index
-   * in `text` where normalized char i came from (length normalized.length + 1).
-   */
-  normalize(text: string, origin?: number[]): string {
+  /** Normalizes `text` as sentencepiece does before BPE ("" stays ""). */
+  normalize(text: string): string {
     if (text.length === 0) return "";
     const input = wellFormed(text);
     const escape = this.spec.escapeWhitespaces;
     // Fast path for LLaMA: identity rules, no whitespace removal.
-    if (!this.charsmap && !this.spec.removeExtraWhitespaces && !origin) {
+    if (!this.charsmap && !this.spec.removeExtraWhitespaces) {
       const body = escape ? input.replaceAll(" ", SPACE) : input;
       if (!this.spec.addDummyPrefix) return body;
       const ws = escape ? SPACE : " ";
@@ -50,47 +47,26 @@ export class SpmNormalizer {
     }
     // General path, mirroring Normalizer::Normalize.
     const pieces = this.charsmap ? this.charsmap.split(input) : splitChars(input);
+    const remove = this.spec.removeExtraWhitespaces;
     let k = 0;
-    let consumed = 0;
-    if (this.spec.removeExtraWhitespaces) {
-      while (k < pieces.length && pieces[k]!.out === " ") {
-        consumed += pieces[k]!.inLen;
-        k++;
-      }
+    if (remove) {
+      while (k < pieces.length && pieces[k]!.out === " ") k++; // leading whitespace
       if (k === pieces.length) return "";
     }
     const ws = escape ? SPACE : " ";
-    let out = "";
-    const org: number[] = [];
-    const addWs = (at: number) => {
-      out += ws;
-      org.push(at);
-    };
-    if (!this.treatWhitespaceAsSuffix && this.spec.addDummyPrefix) addWs(consumed);
-    let prevSpace = this.spec.removeExtraWhitespaces;
+    let out = !this.treatWhitespaceAsSuffix && this.spec.addDummyPrefix ? ws : "";
+    let prevSpace = remove;
     for (; k < pieces.length; k++) {
       let sp = pieces[k]!.out;
       if (prevSpace) while (sp.startsWith(" ")) sp = sp.slice(1);
       if (sp.length > 0) {
-        for (let n = 0; n < sp.length; n++) {
-          out += escape && sp[n] === " " ? SPACE : sp[n];
-          org.push(consumed);
-        }
+        out += escape ? sp.replaceAll(" ", SPACE) : sp;
         prevSpace = sp.endsWith(" ");
       }
-      consumed += pieces[k]!.inLen;
-      if (!this.spec.removeExtraWhitespaces) prevSpace = false;
+      if (!remove) prevSpace = false;
     }
-    if (this.spec.removeExtraWhitespaces) {
-      while (out.endsWith(ws)) {
-        out = out.slice(0, -ws.length);
-        consumed = org[out.length] ?? consumed;
-        org.length = out.length;
-      }
-    }
-    if (this.treatWhitespaceAsSuffix && this.spec.addDummyPrefix) addWs(consumed);
-    org.push(consumed);
-    if (origin) for (const o of org) origin.push(o);
+    if (remove) while (out.endsWith(ws)) out = out.slice(0, -ws.length); // trailing whitespace
+    if (this.treatWhitespaceAsSuffix && this.spec.addDummyPrefix) out += ws;
     return out;
   }
 }

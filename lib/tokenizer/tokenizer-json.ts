@@ -129,26 +129,14 @@ export class TokenizerJson {
   /** Encodes without post-processor specials. `splitSpecial`: treat added-token text as plain text. */
   encode(text: string, splitSpecial = false): number[] {
     const out: number[] = [];
-    this.encodeInto(text, splitSpecial, out, null);
+    this.encodeInto(text, splitSpecial, out);
     return out;
   }
 
-  /**
-   * Like encode, and also reports for each id its segment: the added token's
-   * range in `text`, or for model tokens the range of the plain segment it came from.
-   */
-  encodeSegments(text: string, splitSpecial = false): { ids: number[]; segments: Segment[]; segmentOf: number[] } {
-    const ids: number[] = [];
-    const segmentOf: number[] = [];
-    const segments = this.encodeInto(text, splitSpecial, ids, segmentOf);
-    return { ids, segments, segmentOf };
-  }
-
-  private encodeInto(text: string, splitSpecial: boolean, out: number[], segmentOf: number[] | null): Segment[] {
+  private encodeInto(text: string, splitSpecial: boolean, out: number[]): void {
     const clean = wellFormed(text);
     const segments: Segment[] = splitSpecial ? [{ text: clean, start: 0, end: clean.length }] : this.rawMatcher.split(clean);
-    segments.forEach((seg, si) => {
-      const before = out.length;
+    for (const seg of segments) {
       if (seg.id !== undefined) out.push(seg.id);
       else {
         const normalized = this.normalizer ? this.normalizer(seg.text) : seg.text;
@@ -158,9 +146,7 @@ export class TokenizerJson {
           else this.encodePlain(sub.text, seg.start === 0 && k === 0, out);
         });
       }
-      if (segmentOf) for (let i = before; i < out.length; i++) segmentOf.push(si);
-    });
-    return segments;
+    }
   }
 
   private encodePlain(text: string, atStart: boolean, out: number[]): void {

@@ -11,7 +11,8 @@ import type { AttentionShapes } from "../../tensor/ops.js";
 import { WasmLinearEngine } from "./wasm-engine.js";
 
 export interface LinearEngineOptions {
-  /** Use the WebAssembly SIMD kernels when available (default true; env LLAMA_TS_WASM=0 turns them off). */
+  /** Use the WebAssembly SIMD kernels when available (default true; env LLAMA_TS_WASM=0 turns them off;
+   *  LLAMA_TS_DEBUG=1 reports why worker threads could not start). */
   wasm?: boolean;
   /** Total threads including the calling one (default: CPU cores, at most 4; env LLAMA_TS_THREADS). */
   threads?: number;

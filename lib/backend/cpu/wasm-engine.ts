@@ -128,9 +128,25 @@ export class WasmLinearEngine implements LinearEngine {
     return this.workers.length + 1;
   }
 
+  /** A heap block, or undefined when the 4 GiB wasm memory is full (callers keep JS arrays then). */
+  private tryAlloc(bytes: number): number | undefined {
+    try {
+      return this.heap.alloc(bytes);
+    } catch {
+      if (!this.warnedFull) {
+        this.warnedFull = true;
+        process.stderr.write("llama-ts: the wasm kernels' 4 GiB memory is full; further tensors use the (slower) JavaScript kernels\n");
+      }
+      return undefined;
+    }
+  }
+
+  private warnedFull = false;
+
   adopt<T extends Float32Array | Uint16Array>(data: T, dtype?: DType): T {
     const bytes = data.byteLength;
-    const ptr = this.heap.alloc(bytes);
+    const ptr = this.tryAlloc(bytes);
+    if (ptr === undefined) return data;
     const view = (data instanceof Float32Array
       ? new Float32Array(this.memory.buffer, ptr, data.length)
       : new Uint16Array(this.memory.buffer, ptr, data.length)) as T;
@@ -153,7 +169,8 @@ export class WasmLinearEngine implements LinearEngine {
 
   allocF32(length: number): Float32Array {
     const bytes = length * 4;
-    const ptr = this.heap.alloc(bytes);
+    const ptr = this.tryAlloc(bytes);
+    if (ptr === undefined) return new Float32Array(length);
     const view = new Float32Array(this.memory.buffer, ptr, length);
     this.ptrs.set(view, ptr);
     this.finalizer.register(view, [ptr, bytes]);

@@ -1,0 +1,164 @@
+/**
+ * The code behind every workbench action. Each panel runs one of these as a
+ * kernel cell, and the history offers the same text as "copy as cell" or
+ * "open as notebook": the workbench teaches the library's API by showing the
+ * cells it runs. Variables (`model`, `tokenizer`, `sequence`…) live in the
+ * kernel between cells, as in a notebook. Results the page needs come back as
+ * `display.json(...)`; figures as the figure objects' own rich display.
+ */
+
+/** A literal for user text inside generated code. */
+const lit = (v: unknown): string => JSON.stringify(v);
+
+export interface Snippet {
+  title: string;
+  code: string;
+}
+
+export function loadModel(modelPath: string): Snippet {
+  return {
+    title: `Load ${modelPath.split("/").pop()}`,
+    code: `import { AutoTokenizer, LlamaForCausalLM } from "llama-ts";
+
+const modelPath = ${lit(modelPath)};
+const model = await LlamaForCausalLM.fromPretrained(modelPath, { onProgress: display.progress("loading weights") });
+const tokenizer = await AutoTokenizer.fromPretrained(modelPath);
+
+// Parameter count from the config (embeddings, every layer, final norm, lm_head).
+const c = model.config;
+const attn = c.hidden_size * c.head_dim * (2 * c.num_attention_heads + 2 * c.num_key_value_heads);
+const mlp = 3 * c.hidden_size * c.intermediate_size;
+const parameters = c.vocab_size * c.hidden_size * (c.tie_word_embeddings ? 1 : 2) +
+  c.num_hidden_layers * (attn + mlp + 2 * c.hidden_size) + c.hidden_size;
+display.json({ path: modelPath, device: model.device, parameters, config: c.toJSON(), tokenizer: tokenizer.constructor.name, vocabSize: tokenizer.vocabSize });`,
+  };
+}
+
+export function tokenize(text: string, compareWith?: string): Snippet {
+  const compare = compareWith
+    ? `
+const other = await AutoTokenizer.fromPretrained(${lit(compareWith)});
+const otherInspection = inspectTokens(other, text);
+display(tokenCompare([inspection, otherInspection], ["this model", ${lit(compareWith.split("/").slice(-2).join("/"))}]));`
+    : "";
+  return {
+    title: `Tokenize ${lit(text.length > 40 ? text.slice(0, 40) + "…" : text)}`,
+    code: `import { inspectTokens, tokenSpans, tokenCompare, AutoTokenizer } from "llama-ts";
+
+const text = ${lit(text)};
+const inspection = inspectTokens(tokenizer, text);
+display(tokenSpans(inspection));${compare}
+display.json({ rows: inspection.rows.map((r) => ({ index: r.index, id: r.id, token: r.token, text: r.text, bytes: r.bytes, start: r.start, end: r.end, isSpecial: r.isSpecial, isByte: r.isByte })) });`,
+  };
+}
+
+export interface GenerateSettings {
+  maxNewTokens: number;
+  minNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  seed: number;
+}
+
+export function generate(prompt: string, s: GenerateSettings): Snippet {
+  const sampling = s.doSample
+    ? `doSample: true, temperature: ${s.temperature}, topK: ${s.topK}, topP: ${s.topP}, seed: ${s.seed},`
+    : `doSample: false,`;
+  return {
+    title: `Generate from ${lit(prompt.length > 40 ? prompt.slice(0, 40) + "…" : prompt)}`,
+    code: `const prompt = ${lit(prompt)};
+const promptIds = tokenizer.encode(prompt);
+let sequence = [...promptIds];
+// Each chunk is whole UTF-8 text: print it as it comes (the page shows the stream live).
+for await (const chunk of model.streamGenerate({
+  inputIds: [promptIds], maxNewTokens: ${s.maxNewTokens},${s.minNewTokens ? ` minNewTokens: ${s.minNewTokens},` : ""} ${sampling}
+  repetitionPenalty: ${s.repetitionPenalty}, tokenizer,
+})) {
+  sequence.push(...chunk.tokenIds);
+  process.stdout.write(chunk.text);
+}
+display.json({ promptLength: promptIds.length, ids: sequence, pieces: sequence.map((id) => tokenizer.decode([id])) });`,
+  };
+}
+
+/** Attention of every layer and head for the step that produced token `position` (its prefix as input). */
+export function attention(position: number): Snippet {
+  return {
+    title: `Attention at token ${position}`,
+    code: `import { runWithCache, attentionGrid, headView } from "llama-ts";
+
+// The step that produced token ${position} read tokens 0..${position - 1}: its query is the last row.
+const prefix = sequence.slice(0, ${position});
+const labels = prefix.map((id) => tokenizer.decode([id]));
+const { cache } = await runWithCache(model, { inputIds: [prefix] }, { names: (n) => n.endsWith(".self_attn.pattern") });
+const patterns = Array.from({ length: model.config.num_hidden_layers }, (_, i) => cache.get(\`layers.\${i}.self_attn.pattern\`));
+display(attentionGrid(patterns, { tokens: labels, title: \`Attention when predicting token ${position} (\${JSON.stringify(tokenizer.decode([sequence[${position}]]))})\` }));
+display(headView(patterns, { tokens: labels }));`,
+  };
+}
+
+export function logitLensAt(position: number): Snippet {
+  return {
+    title: `Logit lens up to token ${position}`,
+    code: `import { logitLens, logitLensFigure } from "llama-ts";
+
+// Each layer's residual stream read through the final norm and lm_head; the last column predicts token ${position}.
+const lensIds = sequence.slice(0, ${position});
+const lens = await logitLens(model, { inputIds: [lensIds] }, { k: 5 });
+display(logitLensFigure(lens, { tokenText: (id) => tokenizer.decode([id]) }));`,
+  };
+}
+
+export interface TuningSettings {
+  dataFile: string;
+  numVirtualTokens: number;
+  init: "RANDOM" | "TEXT" | "SAMPLE_VOCAB";
+  initText: string;
+  lr: number;
+  steps: number;
+  batchSize: number;
+  outDir: string;
+}
+
+export function promptTuning(s: TuningSettings): Snippet {
+  const initText = s.init === "TEXT" ? `, prompt_tuning_init_text: ${lit(s.initText)}` : "";
+  return {
+    title: `Prompt tuning on ${s.dataFile.split("/").pop()}`,
+    code: `import { PromptTuningModel, readTrainingFile, trainPrompt } from "llama-ts";
+
+const examples = readTrainingFile(${lit(s.dataFile)}, model.config.vocab_size, tokenizer);
+const tuned = await PromptTuningModel.create(model, {
+  task_type: "CAUSAL_LM", num_virtual_tokens: ${s.numVirtualTokens}, prompt_tuning_init: ${lit(s.init)}${initText},
+}, { tokenizer, seed: 0 });
+const losses: number[] = [];
+const curve = display.plotly({ data: [{ type: "scatter", mode: "lines", y: [] }], layout: { title: { text: "training loss" }, height: 300 } });
+const result = await trainPrompt(tuned, examples, {
+  optimizer: "adamw", lr: ${s.lr}, batchSize: ${s.batchSize}, steps: ${s.steps}, seed: 0,
+  onStep: (log) => {
+    losses.push(log.loss);
+    curve.update({ data: [{ type: "scatter", mode: "lines", y: losses }], layout: { title: { text: \`training loss (step \${log.step})\` }, height: 300, xaxis: { title: { text: "step" } } } });
+  },
+});
+await tuned.savePretrained(${lit(s.outDir)});
+display.json({ steps: result.steps, losses: result.losses, seconds: result.seconds, saved: ${lit(s.outDir)} });`,
+  };
+}
+
+/** A notebook (nbformat 4) made of the given cells, for "open as notebook". */
+export function asNotebook(snippets: readonly Snippet[]): object {
+  return {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {
+      kernelspec: { name: "llama-ts", display_name: "LLaMA (TypeScript)", language: "typescript" },
+      language_info: { name: "typescript", file_extension: ".ts", mimetype: "text/x.typescript" },
+    },
+    cells: snippets.flatMap((s, i) => [
+      { cell_type: "markdown", id: `md${i}`, metadata: {}, source: `### ${s.title}` },
+      { cell_type: "code", id: `code${i}`, metadata: {}, execution_count: null, outputs: [], source: s.code },
+    ]),
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * Browser test: the README's run command (`llama-ts start`, what `npm start`
+ * runs) starts JupyterLab from the project venv (or Notebook 6 when only
+ * Debian's Jupyter is there); headless chromium opens 01-quickstart, runs all
+ * cells, and the outputs (generated text, the plotly figure, the progress bar)
+ * must be in the DOM with no error output. Every request the page makes must
+ * stay on 127.0.0.1. Screenshot: test-artifacts/browser-01-quickstart.png.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, describe, expect, it } from "vitest";
+import { ROOT } from "./kernel/harness.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+
+interface Started {
+  child: ChildProcess;
+  flavor: "JupyterLab" | "Notebook";
+  url: URL;
+}
+
+/** Runs `llama-ts start` and waits for its `JupyterLab: <url>` (or `Notebook: <url>`) line. */
+function startServer(env: NodeJS.ProcessEnv): Promise<Started> {
+  const child = spawn(process.execPath, [path.join(ROOT, "bin", "llama-ts.js"), "start"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no URL line from llama-ts start within 150s; stderr:\n${err}`)), 150_000);
+    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /^(JupyterLab|Notebook): (http:\/\/127\.0\.0\.1:\d+\/\S+)$/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, flavor: m[1] as Started["flavor"], url: new URL(m[2]!) });
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`llama-ts start exited (${code}) before printing a URL; stderr:\n${err}`));
+    });
+  });
+}
+
+async function runAllJupyterLab(page: Page, base: string, token: string): Promise<void> {
+  await page.goto(`${base}/lab/tree/01-quickstart.ipynb?token=${token}`);
+  await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 120_000 });
+  // The kernel named in the notebook's metadata (llama-ts) must be up before running.
+  await page.waitForSelector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', { timeout: 120_000 });
+  await page.click('.lm-MenuBar-itemLabel:text-is("Run")');
+  await page.click('li.lm-Menu-item[data-command="runmenu:run-all"]');
+  await page.waitForFunction(
+    () => {
+      const prompts = [...document.querySelectorAll(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt")];
+      return prompts.length > 0 && prompts.every((p) => /\[\d+\]/.test(p.textContent ?? ""));
+    },
+    undefined,
+    { timeout: 240_000, polling: 500 },
+  );
+}
+
+async function runAllNotebook6(page: Page, base: string, token: string): Promise<void> {
+  await page.goto(`${base}/notebooks/01-quickstart.ipynb?token=${token}`);
+  await page.waitForFunction(
+    () => {
+      const J = (window as unknown as { Jupyter?: { notebook?: { kernel?: { is_connected(): boolean } } } }).Jupyter;
+      return J?.notebook?.kernel?.is_connected() === true;
+    },
+    undefined,
+    { timeout: 120_000 },
+  );
+  await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { execute_all_cells(): void } } }).Jupyter.notebook.execute_all_cells());
+  await page.waitForFunction(
+    () => {
+      const prompts = [...document.querySelectorAll(".code_cell .input_prompt")];
+      return prompts.length > 0 && prompts.every((p) => /In\s*\[\d+\]/.test(p.textContent ?? ""));
+    },
+    undefined,
+    { timeout: 240_000, polling: 500 },
+  );
+}
+
+describe("JupyterLab in a browser runs 01-quickstart", () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-ts-browser-"));
+  let started: Started | undefined;
+  let browser: Browser | undefined;
+
+  afterAll(async () => {
+    await browser?.close().catch(() => {});
+    if (started && started.child.exitCode === null) {
+      const exited = new Promise((r) => started!.child.once("exit", r));
+      started.child.kill("SIGINT");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+      if (started.child.exitCode === null) started.child.kill("SIGKILL");
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }, 30_000);
+
+  it("opens the notebook, runs every cell, shows text, progress and a plotly figure", async () => {
+    expect(fs.existsSync(CHROMIUM), `${CHROMIUM} missing (scripts/setup-system.sh installs it)`).toBe(true);
+    expect(fs.existsSync(path.join(ROOT, "dist", "kernel", "main.js")), "run node scripts/build.mjs first").toBe(true);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      // A private Jupyter config/runtime and history, so the test leaves nothing in ~/.
+      JUPYTER_CONFIG_DIR: path.join(tmp, "config"),
+      JUPYTER_DATA_DIR: path.join(tmp, "data"),
+      JUPYTER_RUNTIME_DIR: path.join(tmp, "runtime"),
+      LLAMA_TS_HISTORY_DIR: path.join(tmp, "history"),
+    };
+    started = await startServer(env);
+    const base = started.url.origin;
+    const token = started.url.searchParams.get("token") ?? "";
+    expect(token.length).toBeGreaterThanOrEqual(32);
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 2400 } });
+    const offHost: string[] = [];
+    page.on("request", (req) => {
+      const u = new URL(req.url());
+      if ((u.protocol === "http:" || u.protocol === "https:" || u.protocol === "ws:" || u.protocol === "wss:") && u.hostname !== "127.0.0.1") {
+        offHost.push(req.url());
+      }
+    });
+
+    const shot = path.join(ROOT, "test-artifacts", "browser-01-quickstart.png");
+    fs.mkdirSync(path.dirname(shot), { recursive: true });
+    try {
+      if (started.flavor === "JupyterLab") await runAllJupyterLab(page, base, token);
+      else await runAllNotebook6(page, base, token);
+    } finally {
+      await page.screenshot({ path: shot, fullPage: true });
+    }
+
+    const outputs = started.flavor === "JupyterLab" ? ".jp-OutputArea-output" : ".output_area";
+    const text = (await page.locator(outputs).allInnerTexts()).join("\n");
+
+    for (const bad of ["AssertionError", "CompileError", "KeyboardInterrupt", "Traceback", "TypeError"]) expect(text).not.toContain(bad);
+    expect(text).toContain("there was a boy named Charlie"); // the greedy generation, printed by the notebook
+    expect(text).toMatch(/tokens\/s\)/);
+    expect(await page.locator(".js-plotly-plot").count()).toBeGreaterThanOrEqual(1); // drawn by plotly.js
+    expect(await page.locator(".js-plotly-plot .main-svg").count()).toBeGreaterThanOrEqual(1);
+    expect(await page.locator("progress").count()).toBeGreaterThanOrEqual(1); // the weight-loading bar
+    expect(offHost, "requests that left 127.0.0.1").toEqual([]);
+  }, 420_000);
+});
