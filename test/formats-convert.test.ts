@@ -74,6 +74,7 @@ describe("Meta → HF converter", () => {
     const src = "test/fixtures/hf/tiny-llama-gqa-llama3rope";
     const meta = path.join(tmp, "gqa-meta");
     convertHfToMeta(src, meta, 2, true);
+    fs.copyFileSync("test/fixtures/tokenizers/llama3/tokenizer.model", path.join(meta, "tokenizer.model")); // Meta's tiktoken file
     const params = JSON.parse(fs.readFileSync(path.join(meta, "params.json"), "utf8"));
     expect(params).toMatchObject({ dim: 96, n_heads: 6, n_kv_heads: 2, multiple_of: 8, ffn_dim_multiplier: 0.78125 });
     const out = path.join(tmp, "gqa-back");
@@ -91,6 +92,13 @@ describe("Meta → HF converter", () => {
     }
     a.close();
     b.close();
+    // The tiktoken tokenizer.model became a tokenizer.json with Llama 3.0's special-token names (--llama_version 3).
+    expect(r.files).toContain("tokenizer.json");
+    const tj = JSON.parse(fs.readFileSync(path.join(out, "tokenizer.json"), "utf8"));
+    const names = JSON.parse(fs.readFileSync("test/fixtures/tokenizers/llama3/special_tokens.json", "utf8")).llama3_0 as Record<string, number>;
+    expect(Object.fromEntries(tj.added_tokens.map((t: { content: string; id: number }) => [t.content, t.id]))).toEqual(names);
+    expect(Object.keys(tj.model.vocab)).toHaveLength(128000);
+    expect(JSON.parse(fs.readFileSync(path.join(out, "tokenizer_config.json"), "utf8")).tokenizer_class).toBe("PreTrainedTokenizerFast");
     // Read as LLaMA 2 (embedding split on dim 1), the same shards do not fit: a clear error.
     await expect(convertMetaToHf({ inputDir: meta, outputDir: path.join(tmp, "gqa-v2") })).rejects.toThrow(/tok_embeddings.weight" merges to \[320, 96\]|vocab_size 640 but tok_embeddings has 320 rows/);
     expect(ffnParamsFor(4096, 11008)).toEqual({ multiple_of: 256 });

@@ -19,6 +19,7 @@ const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgrou
 
 interface Started {
   child: ChildProcess;
+  jupyterPid?: number;
   flavor: "JupyterLab" | "Notebook";
   url: URL;
 }
@@ -36,7 +37,8 @@ function startServer(env: NodeJS.ProcessEnv): Promise<Started> {
       const m = /^(JupyterLab|Notebook): (http:\/\/127\.0\.0\.1:\d+\/\S+)$/m.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve({ child, flavor: m[1] as Started["flavor"], url: new URL(m[2]!) });
+        const pid = /jupyter pid (\d+)/.exec(err);
+        resolve({ child, flavor: m[1] as Started["flavor"], url: new URL(m[2]!), jupyterPid: pid ? Number(pid[1]) : undefined });
       }
     });
     child.once("exit", (code) => {
@@ -49,10 +51,12 @@ function startServer(env: NodeJS.ProcessEnv): Promise<Started> {
 async function runAllJupyterLab(page: Page, base: string, token: string): Promise<void> {
   await page.goto(`${base}/lab/tree/01-quickstart.ipynb?token=${token}`);
   await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 120_000 });
+  await acceptKernelDialog(page);
   // The kernel named in the notebook's metadata (llama-ts) must be up before running.
-  await page.waitForSelector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', { timeout: 120_000 });
+  await page.getByText("LLaMA (TypeScript) | Idle").waitFor({ timeout: 120_000 });
   await page.click('.lm-MenuBar-itemLabel:text-is("Run")');
   await page.click('li.lm-Menu-item[data-command="runmenu:run-all"]');
+  await acceptKernelDialog(page);
   await page.waitForFunction(
     () => {
       const prompts = [...document.querySelectorAll(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt")];
@@ -61,6 +65,19 @@ async function runAllJupyterLab(page: Page, base: string, token: string): Promis
     undefined,
     { timeout: 240_000, polling: 500 },
   );
+}
+
+/** JupyterLab may ask which kernel to use (preselecting the notebook's own): accept it. */
+async function acceptKernelDialog(page: Page): Promise<void> {
+  const dialog = page.locator(".jp-Dialog");
+  try {
+    await dialog.waitFor({ timeout: 3000 });
+  } catch {
+    return; // no dialog
+  }
+  const select = dialog.locator("select");
+  if ((await select.count()) > 0) expect(await select.locator("option:checked").innerText()).toBe("LLaMA (TypeScript)");
+  await dialog.locator(".jp-mod-accept").click();
 }
 
 async function runAllNotebook6(page: Page, base: string, token: string): Promise<void> {
@@ -94,8 +111,16 @@ describe("JupyterLab in a browser runs 01-quickstart", () => {
     if (started && started.child.exitCode === null) {
       const exited = new Promise((r) => started!.child.once("exit", r));
       started.child.kill("SIGINT");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
       if (started.child.exitCode === null) started.child.kill("SIGKILL");
+    }
+    // `llama-ts start` stops Jupyter on SIGINT; should it not have, stop what it started.
+    if (started?.jupyterPid) {
+      try {
+        process.kill(started.jupyterPid, "SIGTERM");
+      } catch {
+        /* already gone */
+      }
     }
     fs.rmSync(tmp, { recursive: true, force: true });
   }, 30_000);

@@ -56,6 +56,27 @@ describe("trainPrompt", () => {
     }
   });
 
+  it("the discriminative choice term is cross-entropy over the candidate first tokens", async () => {
+    const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 3 }, { seed: 6 });
+    const batch = collate([{ inputIds: [1, 11, 12, 30], labels: [-100, -100, -100, 30] }, { inputIds: [1, 13, 31, 7], labels: [-100, -100, 31, 7] }], 0);
+    const choices = [30, 31, 40];
+    const both = (await pm.loss(batch, { choices, choiceWeight: 0.5 })).item();
+    const lm = (await pm.loss(batch)).item();
+    // By hand from the full forward: row 0 predicts 30 at position n+2, row 1 predicts 31 at position n+1.
+    const logits = (await pm.forward(batch)).logits;
+    const [, T, V] = logits.shape as [number, number, number];
+    const f = logits.toFloat32();
+    const ce = (b: number, t: number, target: number) => {
+      const z = choices.map((c) => f[(b * T + 3 + t) * V + c]!);
+      const m = Math.max(...z);
+      return -(z[target]! - m - Math.log(z.reduce((a, x) => a + Math.exp(x - m), 0)));
+    };
+    expect(both - lm).toBeCloseTo(0.5 * (ce(0, 2, 0) + ce(1, 1, 1)) / 2, 5);
+    const pm2 = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 3 }, { seed: 6 });
+    const r = await trainPrompt(pm2, examples, { lr: 0.05, batchSize: 5, steps: 2, choices: [20, 21, 22], progress: false });
+    expect(r.losses.every(Number.isFinite)).toBe(true);
+  });
+
   it("stops at the time budget", async () => {
     const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 2 }, { seed: 3 });
     const r = await trainPrompt(pm, examples, { lr: 0.01, batchSize: 2, steps: 1000, timeBudgetMs: 1, progress: false });

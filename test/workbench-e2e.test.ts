@@ -168,7 +168,8 @@ describe("workbench end to end (npm start + chromium)", () => {
     await page.click("#do-sample");
     await page.click("#generate");
     await page.waitForFunction(() => (document.querySelector("#stream-text")?.textContent ?? "").length > 30, undefined, { timeout: 60_000 });
-    expect(await page.textContent("#kernel-status")).toBe("busy");
+    // Still streaming: the token chips appear only when the cell finishes.
+    expect(await page.locator("#tokens .token").count()).toBe(0);
     const [id] = await kernelIds();
     expect(id).toBeTruthy();
     // The kernel's connection file carries its id; SIGKILL is what an OOM kill looks like.
@@ -177,7 +178,7 @@ describe("workbench end to end (npm start + chromium)", () => {
     expect(await page.textContent("#error")).toMatch(/kernel/i);
     await shot("kernel-killed");
     await page.click("#error-restart");
-    await page.waitForFunction(() => document.body.dataset.ready === "true" && document.querySelector("#kernel-status")?.textContent === "idle", undefined, { timeout: 90_000 });
+    await page.waitForFunction(() => document.body.dataset.ready === "true", undefined, { timeout: 90_000 });
     await page.click("#do-sample");
     await page.fill("#min-new-tokens", "0");
     await page.fill("#max-new-tokens", "8");

@@ -92,7 +92,7 @@ export const command: Command = {
     log(`kernelspec llama-ts → ${installKernelSpec(root, target)}`);
 
     const jupyter = await startJupyter({ root, notebookDir, port, env: { LLAMA_TS_MODEL: model } });
-    log(`${jupyter.flavor} log: ${jupyter.logFile}`);
+    log(`${jupyter.flavor} (jupyter pid ${jupyter.process.pid}) log: ${jupyter.logFile}`);
     const running: RunningService[] = [];
     let stopping = false;
     const shutdown = async () => {

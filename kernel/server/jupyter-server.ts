@@ -34,13 +34,16 @@ export interface StartJupyterOptions {
   /** Extra environment for the server (and so for kernels it starts). */
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** Force a flavor (default: JupyterLab when the venv has it). */
+  flavor?: JupyterFlavor;
 }
 
 /** Which Jupyter to run: the venv's JupyterLab if installed, else Debian's Notebook 6. */
-export function findJupyter(root: string): { flavor: JupyterFlavor; command: string; args: string[]; prefix?: string } {
+export function findJupyter(root: string, want?: JupyterFlavor): { flavor: JupyterFlavor; command: string; args: string[]; prefix?: string } {
   const venv = path.join(root, ".venv");
   const lab = path.join(venv, "bin", "jupyter-lab");
-  if (fs.existsSync(lab)) return { flavor: "jupyterlab", command: lab, args: [], prefix: venv };
+  if (want !== "notebook" && fs.existsSync(lab)) return { flavor: "jupyterlab", command: lab, args: [], prefix: venv };
+  if (want === "jupyterlab") throw new Error(`${lab} is missing: run \`bash scripts/setup-python.sh\``);
   for (const py of ["/usr/bin/python3", "python3"]) {
     if (py.startsWith("/") && !fs.existsSync(py)) continue;
     return { flavor: "notebook", command: py, args: ["-m", "notebook"] };
@@ -73,7 +76,7 @@ function writeLabOverrides(prefix: string): void {
 }
 
 export async function startJupyter(opts: StartJupyterOptions): Promise<JupyterServer> {
-  const found = findJupyter(opts.root);
+  const found = findJupyter(opts.root, opts.flavor);
   const port = opts.port ?? (await freePort());
   const token = randomBytes(24).toString("hex");
   const baseUrl = `http://127.0.0.1:${port}`;

@@ -271,6 +271,7 @@ export async function generate(model: GenerationModel, opts: GenerateOptions): P
         break;
       }
       streamer?.step(r.value.tokens, r.value.finished);
+      if (streamer) await yieldToEventLoop();
     }
     streamer?.end();
     sink?.end();
@@ -295,6 +296,16 @@ function newTokenStreamer(p: Prepared, opts: GenerateOptions, put: (c: StreamChu
  *
  *   for await (const c of streamGenerate(model, { inputIds, tokenizer, maxNewTokens: 50 })) process.stdout.write(c.text);
  */
+/**
+ * On the CPU every decode step settles in microtasks, which starves the event
+ * loop: a streaming consumer's output (a kernel's stdout messages, a socket)
+ * would only go out after the last token. One macrotask turn per streamed step
+ * lets it flush (microseconds per token).
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 export async function* streamGenerate(model: GenerationModel, opts: Omit<GenerateOptions, "streamer">): AsyncGenerator<StreamChunk, void> {
   const p = prepare(model, opts);
   if (p.cfg.numBeams > 1) throw new InputError("streamGenerate: beam search (numBeams > 1) cannot stream, as in HF");
@@ -307,6 +318,7 @@ export async function* streamGenerate(model: GenerationModel, opts: Omit<Generat
       if (r.done) break;
       streamer.step(r.value.tokens, r.value.finished);
       while (pending.length) yield pending.shift()!;
+      await yieldToEventLoop();
     }
     streamer.end();
     while (pending.length) yield pending.shift()!;

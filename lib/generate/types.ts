@@ -17,7 +17,8 @@ export interface GenerationCache {
 
 /** The forward arguments generation passes (a subset of the model's forward args). */
 export interface GenerationForwardArgs {
-  inputIds: number[][];
+  /** [B, T] (always given by generate; optional so that a model's wider forward args stay compatible). */
+  inputIds?: number[][];
   /** [B, past + T] — covers the cached tokens and the new ones, as HF's 2-D mask. */
   attentionMask?: number[][];
   /** [B, T] positions of the new tokens. */

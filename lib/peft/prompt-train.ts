@@ -38,6 +38,13 @@ export interface TrainOptions {
   maxGradNorm?: number;
   schedule?: ScheduleName;
   warmupSteps?: number;
+  /**
+   * Discriminative term (optional): the first token id of each class's label.
+   * Adds cross-entropy over just these candidates at the position predicting a
+   * row's first label token (see PromptTuningModel.loss), weighted by `choiceWeight`.
+   */
+  choices?: readonly number[];
+  choiceWeight?: number;
   /** Pad id for batches (default: the model's pad_token_id, else 0; padding is masked anyway). */
   padTokenId?: number;
   paddingSide?: "right" | "left";
@@ -66,6 +73,8 @@ export interface StepLog {
   gradNorm?: number;
   /** Wall time of this step (forward + backward + update). */
   ms: number;
+  /** CPU time of this step over all of the process's threads (on a busy machine, wall time overstates the cost). */
+  cpuMs: number;
 }
 
 export interface EvalLog {
@@ -83,6 +92,8 @@ export interface TrainResult {
   stoppedEarly: boolean;
   seconds: number;
   meanStepMs: number;
+  /** Mean CPU time per step, all threads (user + system). */
+  meanStepCpuMs: number;
 }
 
 /** An epoch's order with similar lengths batched together (see TrainOptions.groupByLength). */
@@ -135,7 +146,7 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
   let best = -Infinity, bestStep: number | undefined, bestPrompt: Float32Array | undefined, sinceBest = 0;
   let stoppedEarly = false;
   const t0 = performance.now();
-  let stepMs = 0;
+  let stepMs = 0, stepCpuMs = 0;
 
   const runEval = async (step: number): Promise<boolean> => {
     if (!o.evaluate) return false;
@@ -160,17 +171,21 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
     }
     const batch: PromptBatch = collate(order.slice(within * o.batchSize, (within + 1) * o.batchSize), pad, o.paddingSide ?? "right");
     const s0 = performance.now();
+    const c0 = process.cpuUsage();
     opt.lr = o.lr * schedule(step);
     opt.zeroGrad();
-    const loss = await pm.lossAndGrad(batch);
+    const loss = await pm.lossAndGrad(batch, { choices: o.choices, choiceWeight: o.choiceWeight });
     const gradNorm = o.maxGradNorm !== undefined ? clipGradNorm([pm.prompt], o.maxGradNorm) : undefined;
     opt.step();
     const ms = performance.now() - s0;
+    const cpu = process.cpuUsage(c0);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
     stepMs += ms;
+    stepCpuMs += cpuMs;
     losses.push(loss);
     step++;
     sink?.update(step, `loss ${loss.toFixed(4)}`);
-    await o.onStep?.({ step, epoch: step / perEpoch, loss, lr: opt.lr, gradNorm, ms });
+    await o.onStep?.({ step, epoch: step / perEpoch, loss, lr: opt.lr, gradNorm, ms, cpuMs });
     const outOfTime = o.timeBudgetMs !== undefined && performance.now() - t0 >= o.timeBudgetMs;
     if ((step % evalEvery === 0 || step === total || outOfTime) && (await runEval(step))) {
       stoppedEarly = true;
@@ -185,6 +200,6 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
   sink?.finish(`${step} steps, last loss ${losses[losses.length - 1]!.toFixed(4)}`);
   return {
     steps: step, losses, evals, bestMetric: o.evaluate ? best : undefined, bestStep, stoppedEarly,
-    seconds: (performance.now() - t0) / 1000, meanStepMs: stepMs / step,
+    seconds: (performance.now() - t0) / 1000, meanStepMs: stepMs / step, meanStepCpuMs: stepCpuMs / step,
   };
 }

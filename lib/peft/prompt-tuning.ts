@@ -14,7 +14,7 @@
 import { InputError, LlamaError } from "../errors.js";
 import { Tensor } from "../tensor/tensor.js";
 import { Var, backward } from "../autograd/var.js";
-import { concatSeq, expandBatch } from "../autograd/ops.js";
+import { add, concatSeq, expandBatch, reshape, scale, selectRows } from "../autograd/ops.js";
 import { crossEntropy, causalLMLoss, IGNORE_INDEX } from "../autograd/loss.js";
 import { TapeBackend } from "../autograd/tape-backend.js";
 import type { LlamaForCausalLM } from "../model/causal-lm.js";
@@ -161,8 +161,13 @@ export class PromptTuningModel {
    * The training loss of a CAUSAL_LM batch, the same number as `forward`'s,
    * but lm_head runs only at positions that predict a label (for label-only
    * losses that is a few positions per row instead of all of them).
+   *
+   * With `choices` (the first token id of each class's label), a
+   * discriminative term is added, weighted by `choiceWeight`: cross-entropy
+   * over just those candidate tokens at the position that predicts each row's
+   * first label token — the decision that label scoring makes.
    */
-  async loss(batch: PromptBatch): Promise<Var> {
+  async loss(batch: PromptBatch, options: { choices?: readonly number[]; choiceWeight?: number } = {}): Promise<Var> {
     const base = this.base;
     const be = base.backend;
     if (!(be instanceof TapeBackend)) throw new LlamaError("prompt tuning: training needs the base model on a TapeBackend (fromPretrained(dir, { backend: await TapeBackend.create() }))");
@@ -190,13 +195,26 @@ export class PromptTuningModel {
     }));
     const dec = await base.model.decode({ inputsEmbeds: embeds, attentionMask, useCache: false });
     const sel = be.selectPositions(dec.hidden, index, K); // [B, K, hidden]
-    const logits = await be.read(base.lm_head.forward(be, sel)); // [B, K, V]
-    return crossEntropy(be.varOf(logits), targets);
+    const logitsT = await be.read(base.lm_head.forward(be, sel)); // [B, K, V]
+    const logits = be.varOf(logitsT);
+    const lm = crossEntropy(logits, targets);
+    const choices = options.choices;
+    if (!choices || !(options.choiceWeight ?? 1)) return lm;
+    // Candidate logits at each row's first label position: [B, C] gathered from [B·K·V, 1].
+    const V = base.config.vocab_size, C = choices.length;
+    const cols: number[] = [], cls: number[] = [];
+    picks.forEach((p, b) => {
+      for (let c = 0; c < C; c++) cols.push((b * K) * V + choices[c]!);
+      const c = p.length ? choices.indexOf(targets[b * K]!) : -1;
+      cls.push(c >= 0 ? c : IGNORE_INDEX);
+    });
+    const cand = reshape(selectRows(reshape(logits, [logits.size, 1]), cols, [B * C, 1], 1), [B, C]);
+    return add(lm, scale(crossEntropy(cand, cls), options.choiceWeight ?? 1));
   }
 
   /** One forward + backward; returns the loss value. The prompt's gradient accumulates into `prompt.grad`. */
-  async lossAndGrad(batch: PromptBatch): Promise<number> {
-    const loss = await this.loss(batch);
+  async lossAndGrad(batch: PromptBatch, options: { choices?: readonly number[]; choiceWeight?: number } = {}): Promise<number> {
+    const loss = await this.loss(batch, options);
     backward(loss);
     return loss.item();
   }

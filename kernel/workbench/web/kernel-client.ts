@@ -110,7 +110,8 @@ export class KernelClient {
     try {
       reply = await future.done;
     } catch (err) {
-      throw new KernelLostError(`the kernel stopped while running this cell (${(err as Error).message ?? err})`);
+      // @jupyterlab/services cancels the pending request when the kernel dies or restarts.
+      throw new KernelLostError(`The kernel died while running "${code.split("\n")[0]!.slice(0, 60)}…": what it held (the loaded model) is gone. Restart it to go on.`);
     }
     if (error) throw error;
     const content = reply.content as { status: string; ename?: string; evalue?: string; traceback?: string[] };

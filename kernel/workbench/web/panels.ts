@@ -88,7 +88,7 @@ export function generatePanel(r: Runner, onToken: (position: number) => void, st
   const seed = numberInput("seed", 0);
   const streamBox = h("pre", { id: "stream-text", class: "stream" });
   const tokens = h("div", { id: "tokens", class: "token-chips" });
-  const area = new OutputArea(h("div", { class: "outputs" }));
+  const area = new OutputArea(h("div", { class: "outputs" }), { showStdout: false });
   const go = async () => {
     streamBox.textContent = prompt.value;
     tokens.replaceChildren();

@@ -76,7 +76,8 @@ export class OutputArea {
   private clearPending = false;
   private streamEl: HTMLPreElement | undefined;
 
-  constructor(readonly el: HTMLElement) {}
+  /** `showStdout: false` leaves stdout to the caller (the generate panel draws its own live stream). */
+  constructor(readonly el: HTMLElement, private readonly opts: { showStdout?: boolean } = {}) {}
 
   clear(): void {
     this.el.replaceChildren();
@@ -95,6 +96,7 @@ export class OutputArea {
       this.clear();
     }
     if (o.kind === "stream") {
+      if (o.name === "stdout" && this.opts.showStdout === false) return;
       if (!this.streamEl) {
         this.streamEl = h("pre", { class: `stream ${o.name}` });
         this.el.append(this.streamEl);
