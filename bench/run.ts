@@ -1,0 +1,50 @@
+/**
+ * `npm run bench -- [name ...]`: runs the benchmarks one after another, each in
+ * its own process (so one's memory and threads do not skew the next), and
+ * passes through their tables. Without names it lists them.
+ *
+ *   npm run bench -- cpu tokenizer      # two of them
+ *   npm run bench -- all                # every one (long)
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+const BENCHES: Record<string, { file: string; what: string }> = {
+  cpu: { file: "cpu-bench.ts", what: "prefill/decode tok/s on the CPU, default model and TinyLlama-1.1B shape, vs llama.cpp" },
+  gemv: { file: "core-gemv.ts", what: "CPU GEMV/GEMM kernels (f32/f16, wasm SIMD vs JS) in GFLOP/s" },
+  gpu: { file: "gpu-bench.ts", what: "WebGPU prefill/decode tok/s, GB/s and allocator bytes" },
+  tokenizer: { file: "tokenizer-bench.ts", what: "tokenizer encode speed vs sentencepiece WASM and @huggingface/tokenizers" },
+  interp: { file: "interp-bench.ts", what: "runWithCache with all hooks on 512 tokens; attention grid build/render" },
+  convert: { file: "convert-bench.ts", what: "Meta → HF conversion of a ~1 GB random checkpoint: wall time, peak RSS" },
+  "prompt-tune": { file: "prompt-tune-bench.ts", what: "prompt tuning on the topic task: accuracy, s/step, peak RSS" },
+};
+
+const names = process.argv.slice(2);
+if (names.length === 0) {
+  console.log("usage: npm run bench -- <name ...> | all\n");
+  for (const [name, b] of Object.entries(BENCHES)) console.log(`  ${name.padEnd(12)} ${b.what}`);
+  process.exit(0);
+}
+const chosen = names.includes("all") ? Object.keys(BENCHES) : names;
+let failed = 0;
+for (const name of chosen) {
+  const b = BENCHES[name];
+  if (!b) {
+    console.error(`unknown benchmark "${name}" (expected one of: ${Object.keys(BENCHES).join(", ")}, all)`);
+    process.exit(2);
+  }
+  const file = path.join(here, b.file);
+  if (!fs.existsSync(file)) {
+    console.error(`[bench] ${name}: ${file} is missing`);
+    failed++;
+    continue;
+  }
+  console.log(`\n=== ${name}: ${b.what}\n$ node --import tsx bench/${b.file}`);
+  const r = spawnSync(process.execPath, ["--import", "tsx", file], { stdio: "inherit" });
+  if (r.status !== 0) failed++;
+}
+process.exit(failed ? 1 : 0);
