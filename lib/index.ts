@@ -16,6 +16,7 @@ export * from "./tensor/ops.js";
 export * from "./tensor/matmul.js";
 export * from "./io/checkpoint.js";
 export * from "./model/index.js";
+export * from "./generate/index.js";
 export { TorchCheckpoint, type TorchTensorInfo, type TorchDType } from "./io/pth.js";
 export { ZipFile, type ZipEntry } from "./io/zip.js";
 export * from "./io/gguf.js";

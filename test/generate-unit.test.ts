@@ -7,9 +7,6 @@ import { describe, it, expect } from "vitest";
 import * as fs from "node:fs";
 import {
   SeededRng,
-  sampleCategorical,
-  softmax,
-  topKIndices,
   StopStringCriterion,
   TokenStreamer,
   TopPWarper,
@@ -19,6 +16,7 @@ import {
   type StreamChunk,
   type GenerateOptions,
 } from "../lib/generate/index.js";
+import { sampleCategorical, softmax, topKIndices } from "../lib/generate/sampling.js";
 
 describe("SeededRng", () => {
   it("xoshiro128** known answers from state {1, 2, 3, 4}", () => {

@@ -57,11 +57,10 @@ async function runAllJupyterLab(page: Page, base: string, token: string): Promis
   await page.click('.lm-MenuBar-itemLabel:text-is("Run")');
   await page.click('li.lm-Menu-item[data-command="runmenu:run-all"]');
   await acceptKernelDialog(page);
+  // (Browser-side predicates are strings: this file is type-checked without the DOM library.)
   await page.waitForFunction(
-    () => {
-      const prompts = [...document.querySelectorAll(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt")];
-      return prompts.length > 0 && prompts.every((p) => /\[\d+\]/.test(p.textContent ?? ""));
-    },
+    `(() => { const p = [...document.querySelectorAll(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt")];
+              return p.length > 0 && p.every((e) => /\\[\\d+\\]/.test(e.textContent || "")); })()`,
     undefined,
     { timeout: 240_000, polling: 500 },
   );
@@ -82,20 +81,13 @@ async function acceptKernelDialog(page: Page): Promise<void> {
 
 async function runAllNotebook6(page: Page, base: string, token: string): Promise<void> {
   await page.goto(`${base}/notebooks/01-quickstart.ipynb?token=${token}`);
+  await page.waitForFunction(`window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected()`, undefined, {
+    timeout: 120_000,
+  });
+  await page.evaluate(`Jupyter.notebook.execute_all_cells()`);
   await page.waitForFunction(
-    () => {
-      const J = (window as unknown as { Jupyter?: { notebook?: { kernel?: { is_connected(): boolean } } } }).Jupyter;
-      return J?.notebook?.kernel?.is_connected() === true;
-    },
-    undefined,
-    { timeout: 120_000 },
-  );
-  await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { execute_all_cells(): void } } }).Jupyter.notebook.execute_all_cells());
-  await page.waitForFunction(
-    () => {
-      const prompts = [...document.querySelectorAll(".code_cell .input_prompt")];
-      return prompts.length > 0 && prompts.every((p) => /In\s*\[\d+\]/.test(p.textContent ?? ""));
-    },
+    `(() => { const p = [...document.querySelectorAll(".code_cell .input_prompt")];
+              return p.length > 0 && p.every((e) => /In\\s*\\[\\d+\\]/.test(e.textContent || "")); })()`,
     undefined,
     { timeout: 240_000, polling: 500 },
   );

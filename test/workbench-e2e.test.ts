@@ -2,8 +2,8 @@
  * End to end: the README's run command (`npm start`) starts JupyterLab and the
  * workbench; headless Chromium opens the workbench, generates from "Once upon
  * a time" on the default model, clicks a token, sees the attention grid and
- * the logit lens render, switches the tokenizer view, and survives the kernel
- * being killed mid-generation. No request may leave 127.0.0.1.
+ * the logit lens render, switches the tokenizer view, runs a short prompt-
+ * tuning job, and survives the kernel being killed mid-generation. No request may leave 127.0.0.1.
  * Screenshots go to test-artifacts/workbench-*.png.
  */
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
@@ -92,7 +92,7 @@ describe("workbench end to end (npm start + chromium)", () => {
     await page.goto(workbenchUrl);
     // The page loads the default model at start; the model card fills in once it is loaded.
     await page.waitForSelector("#model-card h3", { state: "attached", timeout: 90_000 });
-    await page.waitForFunction(() => document.body.dataset.ready === "true", undefined, { timeout: 30_000 });
+    await page.waitForFunction(`document.body.dataset.ready === "true"`, undefined, { timeout: 30_000 });
   }, 240_000);
 
   afterAll(async () => {
@@ -160,6 +160,17 @@ describe("workbench end to end (npm start + chromium)", () => {
     await shot("tokenizer");
   });
 
+  it("runs a short prompt-tuning job on the topic data with a live loss curve", async () => {
+    await page.click("nav button[data-tab=tuning]");
+    await page.fill("#tune-steps", "2");
+    await page.fill("#tune-batch", "8");
+    await page.click("#tune-start");
+    await page.waitForSelector("#tune-curve .plotly-host .main-svg", { timeout: 120_000 });
+    await page.waitForFunction(`/2 steps in/.test(document.querySelector("#tune-summary")?.textContent ?? "")`, undefined, { timeout: 180_000 });
+    expect(await page.textContent("#tune-summary")).toMatch(/adapter saved to/);
+    await shot("tuning");
+  });
+
   it("shows an error and a restart button when the kernel is killed mid-generation, then works again", async () => {
     await page.click("nav button[data-tab=generate]");
     // min = max = 480 new tokens keeps the kernel busy for seconds: long enough to be killed mid-stream.
@@ -167,7 +178,8 @@ describe("workbench end to end (npm start + chromium)", () => {
     await page.fill("#min-new-tokens", "480");
     await page.click("#do-sample");
     await page.click("#generate");
-    await page.waitForFunction(() => (document.querySelector("#stream-text")?.textContent ?? "").length > 30, undefined, { timeout: 60_000 });
+    // Page-side expressions are strings: this file is type-checked without DOM types.
+    await page.waitForFunction(`(document.querySelector("#stream-text")?.textContent ?? "").length > 30`, undefined, { timeout: 60_000 });
     // Still streaming: the token chips appear only when the cell finishes.
     expect(await page.locator("#tokens .token").count()).toBe(0);
     const [id] = await kernelIds();
@@ -178,12 +190,12 @@ describe("workbench end to end (npm start + chromium)", () => {
     expect(await page.textContent("#error")).toMatch(/kernel/i);
     await shot("kernel-killed");
     await page.click("#error-restart");
-    await page.waitForFunction(() => document.body.dataset.ready === "true", undefined, { timeout: 90_000 });
+    await page.waitForFunction(`document.body.dataset.ready === "true"`, undefined, { timeout: 90_000 });
     await page.click("#do-sample");
     await page.fill("#min-new-tokens", "0");
     await page.fill("#max-new-tokens", "8");
     await page.click("#generate");
-    await page.waitForFunction(() => document.querySelectorAll("#tokens .token.generated").length === 8, undefined, { timeout: 90_000 });
+    await page.waitForFunction(`document.querySelectorAll("#tokens .token.generated").length === 8`, undefined, { timeout: 90_000 });
     expect(await page.isHidden("#error")).toBe(true);
     await shot("after-restart");
   });

@@ -103,7 +103,7 @@ export const command: Command = {
     if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
     const prompts = f.prompt ?? [];
     if ((prompts.length > 0) === (f["input-ids"] !== undefined)) {
-      throw new UsageError(`give exactly one of --prompt TEXT or --input-ids JSON\n${USAGE}`);
+      throw new UsageError("give exactly one of --prompt TEXT or --input-ids JSON (see llama-ts generate --help)");
     }
 
     const tokenizer: LlamaAnyTokenizer | undefined = hasTokenizer(dir) ? AutoTokenizer.fromPretrained(dir) : undefined;
@@ -157,7 +157,7 @@ export const command: Command = {
         process.stdout.write(tokenizer.decode(inputIds[0]!, { skipSpecialTokens: true }));
         opts.streamer = (c: StreamChunk) => process.stdout.write(c.text);
       }
-      const sequences = await generate(model, opts);
+      const sequences = await generate(model, { ...opts, returnDictInGenerate: false });
       const perPrompt = sequences.length / inputIds.length;
       if (streaming) {
         process.stdout.write("\n");

@@ -137,6 +137,9 @@ export class CellCompiler {
       ...program.getGlobalDiagnostics(),
     ]
       .filter((d) => d.category === ts.DiagnosticCategory.Error && !IGNORED.has(d.code))
+      // Problems inside earlier cells' declarations (a deleted module, a type redefined since)
+      // are not this cell's fault and must not block every cell from now on.
+      .filter((d) => !(d.file === file && d.start !== undefined && d.start >= headerStart))
       .map((d) => toCellDiagnostic(d, file, headerStart));
     if (diagnostics.length) return { ok: false, diagnostics };
 
@@ -217,8 +220,8 @@ function toCellDiagnostic(d: ts.Diagnostic, file: ts.SourceFile, headerStart: nu
     const { line, character } = file.getLineAndCharacterOfPosition(d.start);
     return { line, column: character, code: d.code, message };
   }
-  // In a declaration file or an earlier cell's declaration: report without a cell position.
-  const where = d.file && d.file !== file ? ` (in ${d.file.fileName})` : d.file === file ? " (in an earlier cell's declarations)" : "";
+  // In another file (the globals, a local module): report without a cell position.
+  const where = d.file && d.file !== file ? ` (in ${d.file.fileName})` : "";
   return { line: -1, column: -1, code: d.code, message: message + where };
 }
 

@@ -2,13 +2,13 @@
  * How cells load code. `import` statements and `import()` go through Node's
  * ESM loader (so ESM-only packages work), resolved from the notebook's folder;
  * `llama-ts` always means this checkout's build (dist/lib, ESM). Local `.ts`
- * files load through tsx's loader when it is installed. `require()` in a cell
- * is Node's CommonJS require from the notebook's folder.
+ * files load through tsx when it is installed (see importLocal). `require()`
+ * in a cell is Node's CommonJS require from the notebook's folder.
  */
 import { createRequire, register } from "node:module";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { importForCell } from "./cell-import.js";
 
 export interface CellModules {
@@ -27,13 +27,6 @@ export async function createCellModules(cwd: string, root: string): Promise<Cell
   const cjsEntry = path.join(root, "dist", "cjs", "index.cjs");
   if (!hooksRegistered) {
     hooksRegistered = true;
-    // tsx first: hooks run last-registered-first, so ours re-parents and then tsx maps .js → .ts.
-    try {
-      const tsx = (await import("tsx/esm/api")) as { register: () => unknown };
-      tsx.register();
-    } catch {
-      /* tsx not installed: local .ts imports are unavailable, everything else works */
-    }
     register(new URL("./import-hooks.js", import.meta.url), {
       data: {
         importer: new URL("./cell-import.js", import.meta.url).href,
@@ -57,10 +50,11 @@ export async function createCellModules(cwd: string, root: string): Promise<Cell
     return out;
   };
 
+  const load = (spec: string) => (isPathSpecifier(spec) ? importLocal(spec, cwd) : importForCell(spec));
   return {
-    import: (spec) => importForCell(spec),
+    import: load,
     async preload(specs) {
-      for (const s of specs) if (!loaded.has(s)) loaded.set(s, interop(await importForCell(s)));
+      for (const s of specs) if (!loaded.has(s)) loaded.set(s, interop(await load(s)));
     },
     require(spec) {
       if (loaded.has(spec)) return loaded.get(spec);
@@ -68,4 +62,35 @@ export async function createCellModules(cwd: string, root: string): Promise<Cell
       return cjsRequire(spec);
     },
   };
+}
+
+function isPathSpecifier(spec: string): boolean {
+  return spec.startsWith("./") || spec.startsWith("../") || spec.startsWith("/") || spec.startsWith("file:");
+}
+
+const TS_EXTENSIONS = [".ts", ".mts", ".cts", ".tsx"];
+
+/**
+ * A file next to the notebook (or anywhere on disk). TypeScript sources load
+ * through tsx's tsImport, which compiles them (and what they import) on the
+ * fly without hooking every other import of the process; `./x.js` finds
+ * `./x.ts` as NodeNext projects write it. Anything else is a plain import().
+ */
+async function importLocal(spec: string, cwd: string): Promise<Record<string, unknown>> {
+  const file = spec.startsWith("file:") ? fileURLToPath(spec) : path.resolve(cwd, spec);
+  let target = file;
+  if (!fs.existsSync(file)) {
+    const base = file.replace(/\.(m|c)?jsx?$/, "");
+    target = TS_EXTENSIONS.map((ext) => base + ext).find((f) => fs.existsSync(f)) ?? file;
+  }
+  if (TS_EXTENSIONS.some((ext) => target.endsWith(ext))) {
+    let tsx: { tsImport: (specifier: string, parent: string) => Promise<Record<string, unknown>> };
+    try {
+      tsx = (await import("tsx/esm/api")) as typeof tsx;
+    } catch {
+      throw new Error(`cannot import ${spec}: loading TypeScript files needs the tsx package (npm install tsx)`);
+    }
+    return tsx.tsImport(pathToFileURL(target).href, pathToFileURL(path.join(cwd, "__llama_ts_cell__.ts")).href);
+  }
+  return import(pathToFileURL(target).href) as Promise<Record<string, unknown>>;
 }

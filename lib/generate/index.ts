@@ -19,7 +19,6 @@ export {
   type LogitsProcessor,
   type ProcessorSettings,
 } from "./processors.js";
-export { argmax, softmax, logSoftmaxInto, sampleCategorical, topKIndices } from "./sampling.js";
 export { MaxLengthCriterion, EosTokenCriterion, StopStringCriterion, anyDone, type StoppingCriterion } from "./stopping.js";
 export { BeamSearch, type BeamSearchSettings } from "./beam-search.js";
 export { TokenStreamer } from "./streamer.js";

@@ -225,6 +225,11 @@ class FeatureTests(KernelCase):
         reply, outputs = self.execute("add({ x: 'no' })")
         self.assertEqual(reply["ename"], "CompileError")
         self.assertEqual(self.value("const pts = 'redeclared'; pts"), "'redeclared'")
+        # Redefining a class as a plain value leaves an earlier declaration (`k: K`) broken;
+        # that must not block this or later cells.
+        self.execute("class K { n = 1 }\nconst k = new K();")
+        self.assertEqual(self.value("const K = 5; K + 1"), "6")
+        self.assertEqual(self.value("'next cell'"), "'next cell'")
 
     def test_rich_outputs(self):
         reply, outputs = self.execute("display.plotly({ data: [{ y: [1, 2, 3], type: 'bar' }], layout: { title: { text: 'T' } } })")

@@ -124,13 +124,19 @@ export interface TuningSettings {
 }
 
 export function promptTuning(s: TuningSettings): Snippet {
-  const initText = s.init === "TEXT" ? `, prompt_tuning_init_text: ${lit(s.initText)}` : "";
+  const initText = s.init === "TEXT" ? `, prompt_tuning_init_text: ${lit(s.initText)}, tokenizer_name_or_path: modelPath` : "";
   return {
     title: `Prompt tuning on ${s.dataFile.split("/").pop()}`,
-    code: `import { PromptTuningModel, readTrainingFile, trainPrompt } from "llama-ts";
+    code: `import { LlamaForCausalLM, PromptTuningModel, TapeBackend, readJsonl, completionExample, trainPrompt } from "llama-ts";
 
-const examples = readTrainingFile(${lit(s.dataFile)}, model.config.vocab_size, tokenizer);
-const tuned = await PromptTuningModel.create(model, {
+// Training needs the frozen model on the tape backend, which records the forward pass for backprop.
+const trainable = await LlamaForCausalLM.fromPretrained(modelPath, { backend: await TapeBackend.create() });
+
+// Rows are {"prompt", "completion"} (or a labelled dataset's {"prompt", "label_text"}):
+// the loss is on the completion's tokens only.
+const examples = readJsonl(${lit(s.dataFile)}).map(({ row }) =>
+  completionExample(tokenizer, String(row.prompt), String(row.completion ?? row.label_text)));
+const tuned = await PromptTuningModel.create(trainable, {
   task_type: "CAUSAL_LM", num_virtual_tokens: ${s.numVirtualTokens}, prompt_tuning_init: ${lit(s.init)}${initText},
 }, { tokenizer, seed: 0 });
 const losses: number[] = [];
