@@ -88,7 +88,8 @@ async function oursOn(dir: string, prompt: number[], decodeN: number): Promise<S
   });
   const decodeS = (tLast - tFirst) / 1000;
   const decodeCpuS = cpuSeconds(cLast) - cpuSeconds(cFirst);
-  (model as unknown as { backend: { dispose?: () => void } }).backend.dispose?.();
+  // No backend.dispose(): the CPU backend is the process-wide default one (lib/backend/registry.ts),
+  // shared with the next model; dropping the model frees its weights.
   return { prefill: PROMPT / prefill, prefillCpu: PROMPT / prefillCpu, decode: decodeN / decodeS, decodeCpu: decodeN / decodeCpuS };
 }
 

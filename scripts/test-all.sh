@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite (what `npm test` runs after setup and build): vitest for
-# unit, parity, CLI, kernel-protocol, notebook and browser tests. Prints one
-# closing line "tests: N passed, N failed, N skipped".
+# The whole test suite (what `npm test` runs after setup and build): a strict
+# type-check of everything (tests and benches included), then vitest for unit,
+# parity, CLI, kernel-protocol, notebook and browser tests. Prints one closing
+# line "tests: N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p test-artifacts
-npx vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@"
-status=$?
+status=0
+echo "[test] tsc --noEmit (strict, all sources)"
+if ! node node_modules/typescript/bin/tsc --noEmit -p tsconfig.json; then
+  echo "[test] type errors above"
+  status=1
+fi
+npx vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@" || status=1
 node scripts/test-summary.mjs test-artifacts/vitest.json || status=1
 exit $status

@@ -179,9 +179,10 @@ function checkSlices(shards: TorchCheckpoint[], r: MergeRule, ffnMult: number, m
  * largest tensor, whatever the model size, and no garbage piles up between tensors.
  */
 class Assembler {
-  private out = new Uint8Array(0);
-  private unpermuted = new Uint8Array(0);
-  private slice = new Uint8Array(0);
+  // Typed as plain Uint8Array: these buffers are replaced by larger ones as tensors grow.
+  private out: Uint8Array = new Uint8Array(0);
+  private unpermuted: Uint8Array = new Uint8Array(0);
+  private slice: Uint8Array = new Uint8Array(0);
 
   constructor(private readonly shards: TorchCheckpoint[]) {}
 

@@ -28,6 +28,7 @@ import {
 import type {
   GenerateOptions,
   GenerateOutput,
+  GenerateResult,
   GenerationCache,
   GenerationForwardOutput,
   GenerationModel,
@@ -252,10 +253,11 @@ async function beamSearch(model: GenerationModel, p: Prepared, opts: GenerateOpt
  * new tokens; rows = B × numReturnSequences), or with returnDictInGenerate a
  * dict with per-step scores / logits / attentions.
  */
-export function generate(model: GenerationModel, opts: GenerateOptions & { returnDictInGenerate: true }): Promise<GenerateOutput>;
-export function generate(model: GenerationModel, opts: GenerateOptions & { returnDictInGenerate?: false }): Promise<number[][]>;
-export function generate(model: GenerationModel, opts: GenerateOptions): Promise<number[][] | GenerateOutput>;
-export async function generate(model: GenerationModel, opts: GenerateOptions): Promise<number[][] | GenerateOutput> {
+export async function generate<O extends GenerateOptions>(model: GenerationModel, opts: O): Promise<GenerateResult<O>> {
+  return (await generateAny(model, opts)) as GenerateResult<O>;
+}
+
+async function generateAny(model: GenerationModel, opts: GenerateOptions): Promise<number[][] | GenerateOutput> {
   const p = prepare(model, opts);
   let out: GenerateOutput;
   if (p.cfg.numBeams > 1) {
@@ -290,13 +292,6 @@ function newTokenStreamer(p: Prepared, opts: GenerateOptions, put: (c: StreamChu
 }
 
 /**
- * Streams a generation as it happens: an async iterable of chunks (the new
- * token ids of a row and the text they completed — never part of a UTF-8
- * character). `break` out of the loop to stop generating.
- *
- *   for await (const c of streamGenerate(model, { inputIds, tokenizer, maxNewTokens: 50 })) process.stdout.write(c.text);
- */
-/**
  * On the CPU every decode step settles in microtasks, which starves the event
  * loop: a streaming consumer's output (a kernel's stdout messages, a socket)
  * would only go out after the last token. One macrotask turn per streamed step
@@ -306,6 +301,13 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * Streams a generation as it happens: an async iterable of chunks (the new
+ * token ids of a row and the text they completed — never part of a UTF-8
+ * character). `break` out of the loop to stop generating.
+ *
+ *   for await (const c of streamGenerate(model, { inputIds, tokenizer, maxNewTokens: 50 })) process.stdout.write(c.text);
+ */
 export async function* streamGenerate(model: GenerationModel, opts: Omit<GenerateOptions, "streamer">): AsyncGenerator<StreamChunk, void> {
   const p = prepare(model, opts);
   if (p.cfg.numBeams > 1) throw new InputError("streamGenerate: beam search (numBeams > 1) cannot stream, as in HF");

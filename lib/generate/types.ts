@@ -137,3 +137,17 @@ export interface GenerateOutput {
   /** Beam search: for each returned sequence, the beam row each step's token came from. */
   beamIndices?: number[][];
 }
+
+/** The type of O's returnDictInGenerate (undefined when O has no such property). */
+type DictFlag<O> = O extends { returnDictInGenerate: infer R }
+  ? R
+  : O extends { returnDictInGenerate?: infer R }
+    ? R | undefined
+    : undefined;
+
+/** What `generate` returns for options O: the sequences, or the dict when returnDictInGenerate is true. */
+export type GenerateResult<O extends GenerateOptions> = [DictFlag<O>] extends [true]
+  ? GenerateOutput
+  : [DictFlag<O>] extends [false | undefined]
+    ? number[][]
+    : number[][] | GenerateOutput;
