@@ -217,3 +217,17 @@ describe("savePretrained, shards and the hub cache", () => {
     }
   });
 });
+
+describe("backend registry", () => {
+  it("hands out a fresh shared CPU backend after the shared one was disposed", async () => {
+    const { getBackend } = await import("../lib/backend/registry.js");
+    const a = await getBackend("cpu");
+    expect(await getBackend("cpu")).toBe(a);
+    a.dispose();
+    const b = await getBackend("cpu");
+    expect(b).not.toBe(a);
+    // The new one computes: a 1×2 · (2×2)ᵀ linear.
+    const y = await b.read(b.linear(b.upload(Tensor.from([1, 2], [1, 2])), b.upload(Tensor.from([1, 0, 0, 1], [2, 2]))));
+    expect([...y.toFloat32()]).toEqual([1, 2]);
+  });
+});

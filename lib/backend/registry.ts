@@ -60,21 +60,40 @@ async function loadWebGpu(options?: Record<string, unknown>): Promise<Backend> {
 }
 
 /**
+ * Makes disposing a shared backend also forget it, so the next getBackend()
+ * creates a fresh one instead of handing out a dead instance.
+ */
+function forgetOnDispose(backend: Promise<Backend>, forget: () => void): Promise<Backend> {
+  return backend.then((b) => {
+    const dispose = b.dispose.bind(b);
+    b.dispose = () => {
+      forget();
+      dispose();
+    };
+    return b;
+  });
+}
+
+/**
  * The shared backend for a device (created once per process for default
- * options; pass options to get a fresh one).
+ * options; pass options to get a fresh one). Disposing the shared backend
+ * makes the next call create a new one.
  */
 export function getBackend(device: Device = "cpu", options?: BackendOptions): Promise<Backend> {
   if (device === "cpu") {
     if (options) return CpuBackend.create(options as CpuBackendOptions);
-    defaultCpu ??= CpuBackend.create();
+    defaultCpu ??= forgetOnDispose(CpuBackend.create(), () => (defaultCpu = undefined));
     return defaultCpu;
   }
   if (device === "webgpu") {
     if (options?.webgpu) return loadWebGpu(options.webgpu);
-    defaultGpu ??= loadWebGpu().catch((err: unknown) => {
-      defaultGpu = undefined; // let a later call retry
-      throw err;
-    });
+    defaultGpu ??= forgetOnDispose(
+      loadWebGpu().catch((err: unknown) => {
+        defaultGpu = undefined; // let a later call retry
+        throw err;
+      }),
+      () => (defaultGpu = undefined),
+    );
     return defaultGpu;
   }
   throw new LlamaError(`unknown device ${JSON.stringify(device)} (expected "cpu" or "webgpu")`);
