@@ -15,6 +15,7 @@ import * as os from "node:os";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { SentencePieceProcessor } from "@sctg/sentencepiece-js";
 import { LlamaTokenizer, LlamaTokenizerFast } from "../lib/tokenizer/index.js";
+import { mulberry32 } from "../lib/mulberry32.js";
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,17 +25,8 @@ const MB = Number(flag("mb", "1"));
 const REPEATS = Number(flag("repeats", "3"));
 const F = "test/fixtures/tokenizers";
 
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: the same seeded corpus on every run. */
+const rng = mulberry32;
 
 const ENGLISH = (
   "the of and to a in that is was he for it with as his on be at by i this had not are but from or have an they which one you were her all she there would their we him been has when who will more no if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three states himself few house use during without again place around however home small found mrs thought went say part once general high upon school every don't does got united left number course war until always away something fact though water less public put think almost hand enough far took head yet government system better set told nothing night end why called didn't eyes find going look asked later knew point next city business give group toward young let room president side social present given several order national possible rather second face per among form important often things looked early white case john become large big need four within felt along children saw best church ever least power development light thing seemed family interest want members mind country area others done turned although open god service problem certain kind different thus began door help means sense whole matter perhaps itself york it's times law human line above name example action company hands local show whether five history gave today either act feet across taken past quite anyone having seen death experience body word half really week field car words already themselves i'm information tell together college shall money period held keep sure probably free seems political real behind cannot"

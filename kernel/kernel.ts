@@ -9,7 +9,9 @@
  */
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import ts from "typescript";
+// `require`, not an ESM import: node scans a CommonJS module imported from ESM for its export
+// names, and on typescript.js (9 MB) that scan costs ~0.7 s of kernel start-up.
+import ts = require("typescript");
 import { CellCompiler } from "./compiler/cell-compiler.js";
 import { isComplete } from "./compiler/is-complete.js";
 import { CommManager } from "./comm.js";
@@ -32,9 +34,20 @@ export interface KernelOptions {
   root: string;
   historyDir?: string;
   version: string;
+  /** Called once the type-checker is warmed up (main.ts saves TypeScript's code cache then). */
+  afterWarmUp?: () => void;
 }
 
 type Channel = "shell" | "control";
+
+/** How long the warm-up waits for a client's first kernel_info before starting anyway. */
+const WARM_UP_GRACE_MS = 600;
+/**
+ * How long after a kernel_info reply the warm-up waits for another kernel_info: jupyter_client
+ * asks again when no IOPub message reached it within 0.2 s of the reply (its SUB socket was not
+ * connected yet), and that second reply must not wait ~2 s behind the warm-up.
+ */
+const WARM_UP_AFTER_INFO_MS = 250;
 
 export class Kernel {
   private readonly channels: Channels;
@@ -48,6 +61,8 @@ export class Kernel {
   private comms!: CommManager;
   private capture!: OutputCapture;
   private shuttingDown = false;
+  private warmedUp = false;
+  private warmUpTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: KernelOptions) {
     this.channels = new Channels(opts.connection);
@@ -96,16 +111,37 @@ export class Kernel {
     await this.channels.start((msg, channel) => this.receive(msg, channel));
     void this.channels.publish("status", { execution_state: "starting" }, undefined);
     this.capture.log(`started in ${cwd} (history session ${this.history.session})`);
-    // Warm up while the client is still connecting: the first type-check parses the lib and
-    // package declarations (the bulk of "kernel start → first result"); loading llama-ts is next.
-    setImmediate(() => {
-      try {
-        this.compiler.warmUp();
-      } catch (err) {
-        this.capture.log(`warm-up compile failed: ${(err as Error).message}`);
-      }
-      modules.import("llama-ts").catch(() => {});
-    });
+    // Loading llama-ts is asynchronous (resolution and reads happen on the loader-hooks thread),
+    // so it starts first and overlaps with the warm-up below.
+    modules.import("llama-ts").catch(() => {});
+    // The first type-check parses ~3 MB of lib/@types/node/llama-ts declarations: the bulk of
+    // "kernel start → first result", and it blocks the event loop. It starts just after the
+    // client's kernel_info is answered (so "ready" does not wait on it), or after a short grace
+    // period when no client asks; an execute_request arriving first just queues.
+    this.scheduleWarmUp(WARM_UP_GRACE_MS);
+  }
+
+  private scheduleWarmUp(delayMs: number): void {
+    if (this.warmedUp) return;
+    clearTimeout(this.warmUpTimer);
+    this.warmUpTimer = setTimeout(() => this.warmUp(), delayMs);
+  }
+
+  /** Type-checks a trivial cell once, so the first real cell finds the declarations parsed. */
+  private warmUp(): void {
+    if (this.warmedUp) return;
+    this.warmedUp = true;
+    clearTimeout(this.warmUpTimer);
+    const t0 = performance.now();
+    try {
+      this.compiler.warmUp();
+      this.capture.log(`type-checker warmed up in ${Math.round(performance.now() - t0)} ms`);
+    } catch (err) {
+      this.capture.log(`warm-up compile failed: ${(err as Error).message}`);
+    }
+    // Off the path to the first result: the first cell is likely waiting in the queue right now.
+    const after = this.opts.afterWarmUp;
+    if (after) setTimeout(after, 1000).unref();
   }
 
   private parentNow(): Partial<MessageHeader> | undefined {
@@ -239,6 +275,7 @@ export class Kernel {
       this.capture.flush();
       await this.channels.publish("status", { execution_state: "idle" }, msg.header);
     }
+    if (type === "kernel_info_request") this.scheduleWarmUp(WARM_UP_AFTER_INFO_MS);
     return failed;
   }
 

@@ -9,8 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { findRoot } from "./compiler/cell-compiler.js";
-import { Kernel } from "./kernel.js";
+import { loadTypeScriptWithCodeCache } from "./compiler/typescript-cache.js";
 import { parseConnectionInfo } from "./protocol/wire.js";
 
 function connectionFileArg(argv: string[]): string {
@@ -29,11 +28,15 @@ function connectionFileArg(argv: string[]): string {
 async function main(): Promise<void> {
   // Library frames in tracebacks point at lib/*.ts, not dist/*.js.
   process.setSourceMapsEnabled(true);
+  // Before anything requires TypeScript: the kernel and compiler modules are imported below, after it.
+  const tsCache = loadTypeScriptWithCodeCache();
+  const { findRoot } = await import("./compiler/cell-compiler.js");
+  const { Kernel } = await import("./kernel.js");
   const file = connectionFileArg(process.argv.slice(2));
   const info = parseConnectionInfo(fs.readFileSync(file, "utf8"), file);
   const root = findRoot(path.dirname(fileURLToPath(import.meta.url)));
   const version = (JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as { version?: string }).version ?? "0.0.0";
-  const kernel = new Kernel({ connection: info, cwd: process.cwd(), root, version });
+  const kernel = new Kernel({ connection: info, cwd: process.cwd(), root, version, afterWarmUp: () => tsCache.save() });
   await kernel.start();
 }
 

@@ -29,8 +29,9 @@ export function golden(name: string): { json: Golden; tensors: SafetensorsFile }
 /**
  * max |a - b| over entries whose query position is unpadded. `tAxis` is the
  * axis holding the query position (the mask is [B][T]); axis 0 is the batch.
+ * With no mask every entry counts. Shapes must match.
  */
-export function maskedMaxDiff(a: Tensor, b: Tensor, mask: number[][], tAxis: number): number {
+export function maskedMaxDiff(a: Tensor, b: Tensor, mask: number[][] | undefined, tAxis: number): number {
   if (a.shape.join() !== b.shape.join()) throw new Error(`shape [${a.shape.join(", ")}] != [${b.shape.join(", ")}]`);
   const x = a.toFloat32();
   const y = b.toFloat32();
@@ -38,9 +39,11 @@ export function maskedMaxDiff(a: Tensor, b: Tensor, mask: number[][], tAxis: num
   const strides = shape.map((_, i) => shape.slice(i + 1).reduce((p, d) => p * d, 1));
   let max = 0;
   for (let i = 0; i < x.length; i++) {
-    const bIdx = Math.floor(i / strides[0]!) % shape[0]!;
-    const tIdx = Math.floor(i / strides[tAxis]!) % shape[tAxis]!;
-    if (mask[bIdx]![tIdx] === 0) continue;
+    if (mask) {
+      const bIdx = Math.floor(i / strides[0]!) % shape[0]!;
+      const tIdx = Math.floor(i / strides[tAxis]!) % shape[tAxis]!;
+      if (mask[bIdx]![tIdx] === 0) continue;
+    }
     const d = Math.abs(x[i]! - y[i]!);
     if (!(d <= max)) max = d; // NaN counts as a failure
   }

@@ -87,6 +87,26 @@ describe("wasm matmul kernels", async () => {
     expect(await check(new JsLinearEngine(), 3, 40, 7, "bf16", true)).toBeLessThan(1e-6);
     expect((await createLinearEngine({ wasm: false })).description).toMatch(/javascript/);
   });
+  it("silu_mul (float32 exp) is within 4 ulp of float64 silu(g)·u, and tiny where exp is clamped", () => {
+    const n = 20_003; // not a multiple of 4: the padded tail
+    const g = rand(n, 11, 60); // |g| < 30
+    g.set([0, -0, 87.5, -87.5, 120, -120, 1e-30, -1e-30, 88, -88], 0);
+    const u = rand(n, 12, 4);
+    const out = new Float32Array(n);
+    expect(single!.siluMul(g, u, out)).toBe(true);
+    let worstUlp = 0;
+    for (let i = 0; i < n; i++) {
+      const ref = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+      if (Math.abs(g[i]!) > 87) {
+        expect(Math.abs(out[i]! - ref)).toBeLessThan(Math.abs(ref) * 1e-6 + 1e-30);
+        continue;
+      }
+      const ulp = Math.abs(out[i]! - ref) / Math.max(Math.abs(ref) * 2 ** -23, 2 ** -149);
+      worstUlp = Math.max(worstUlp, ulp);
+    }
+    expect(worstUlp).toBeLessThan(4);
+    expect(worstUlp).toBeGreaterThan(0); // float32 math really ran (the reference is float64)
+  });
 });
 
 describe("wasm heap", () => {

@@ -21,6 +21,7 @@ import { GgmlType } from "../lib/io/gguf-types.js";
 import { llama3RopeFactors } from "../lib/io/gguf-llama.js";
 import { syntheticSpmVocab, tokenizerMetadata } from "../lib/io/gguf-tokenizer.js";
 import { Tensor } from "../lib/tensor/tensor.js";
+import { mulberry32 } from "../lib/mulberry32.js";
 
 const N = 2000; // mutations per parser per run
 let tmp: string;
@@ -28,16 +29,7 @@ beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fuzz-")); });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** mulberry32: a small seeded PRNG, so every CI run tries the same inputs (and a failure reproduces). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function mutate(src: Uint8Array, r: () => number): Uint8Array {
   const int = (n: number) => Math.floor(r() * n);
@@ -65,6 +57,17 @@ function mutate(src: Uint8Array, r: () => number): Uint8Array {
 }
 
 interface Outcome { ok: number; rejected: number; }
+
+/** Reads every tensor of an opened file (bytes read, so data offsets are exercised too), closing it either way. */
+function readEveryTensor(names: () => Iterable<string>, read: (name: string) => { data: ArrayBufferView }, close: () => void): number {
+  try {
+    let n = 0;
+    for (const name of names()) n += read(name).data.byteLength;
+    return n;
+  } finally {
+    close();
+  }
+}
 
 /** Runs `parse` on N mutations of `seedFile`; anything but success or a LlamaError fails the test. */
 function fuzz(seedFile: string, seed: number, parse: (file: string) => number): Outcome {
@@ -123,13 +126,7 @@ describe(`parser fuzzing (${N} mutations each)`, () => {
   it("torch .pth (zip + pickle)", () => {
     const o = fuzz("test/fixtures/pth/views.pth", 1, (f) => {
       const ck = TorchCheckpoint.open(f);
-      try {
-        let n = 0;
-        for (const name of ck.names()) n += ck.read(name).data.byteLength;
-        return n;
-      } finally {
-        ck.close();
-      }
+      return readEveryTensor(() => ck.names(), (name) => ck.read(name), () => ck.close());
     });
     expect(o.ok + o.rejected).toBe(N);
     expect(o.rejected).toBeGreaterThan(N / 10);
@@ -157,13 +154,7 @@ describe(`parser fuzzing (${N} mutations each)`, () => {
   it("GGUF (every tensor type) and its LLaMA mapping", () => {
     const o = fuzz("test/fixtures/gguf/types.gguf", 3, (f) => {
       const g = GgufFile.open(f);
-      try {
-        let n = 0;
-        for (const name of g.tensorNames()) n += g.read(name).data.byteLength;
-        return n;
-      } finally {
-        g.close();
-      }
+      return readEveryTensor(() => g.tensorNames(), (name) => g.read(name), () => g.close());
     });
     expect(o.rejected).toBeGreaterThan(N / 10);
     // A real model file through readGgufAsHf (config mapping, rope_freqs fit, q/k permutation).
@@ -171,13 +162,7 @@ describe(`parser fuzzing (${N} mutations each)`, () => {
     writeTinyGgufModel(model);
     const o2 = fuzz(model, 4, (f) => {
       const r = readGgufAsHf(f);
-      try {
-        let n = 0;
-        for (const name of r.weights.names()) n += r.weights.read(name).data.byteLength;
-        return n;
-      } finally {
-        r.weights.close();
-      }
+      return readEveryTensor(() => r.weights.names(), (name) => r.weights.read(name), () => r.weights.close());
     });
     expect(o2.rejected).toBeGreaterThan(N / 10);
   });
@@ -185,13 +170,7 @@ describe(`parser fuzzing (${N} mutations each)`, () => {
   it("safetensors", () => {
     const o = fuzz("test/fixtures/pth/expected.safetensors", 5, (f) => {
       const st = SafetensorsFile.open(f);
-      try {
-        let n = 0;
-        for (const name of st.names()) n += st.read(name).data.byteLength;
-        return n;
-      } finally {
-        st.close();
-      }
+      return readEveryTensor(() => st.names(), (name) => st.read(name), () => st.close());
     });
     expect(o.rejected).toBeGreaterThan(N / 10);
   });

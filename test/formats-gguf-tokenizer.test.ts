@@ -9,7 +9,8 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { getLlama, type Llama } from "node-llama-cpp";
+import type { Llama } from "node-llama-cpp";
+import { loadCpuLlama } from "./llamacpp-helpers.js";
 import { readSentencePieceModel } from "../lib/tokenizer/sentencepiece-model.js";
 import { sentencePieceToGgufData, tokenizerFromGguf, tokenizerJsonToGgufData } from "../lib/io/gguf-tokenizer-build.js";
 import { readGgufTokenizer, tokenizerMetadata, type GgufTokenizerData } from "../lib/io/gguf-tokenizer.js";
@@ -25,7 +26,7 @@ let llama: Llama;
 let tmp: string;
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gguf-tok-"));
-  llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: "error" as never });
+  llama = await loadCpuLlama();
 });
 afterAll(async () => {
   await llama?.dispose();

@@ -8,7 +8,8 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { getLlama, type Llama, type Token } from "node-llama-cpp";
+import type { Llama, Token } from "node-llama-cpp";
+import { loadCpuLlama } from "./llamacpp-helpers.js";
 import { exportHfToGguf } from "../lib/io/gguf-export.js";
 import { LlamaForCausalLM } from "../lib/model/index.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
@@ -17,7 +18,7 @@ let llama: Llama;
 let tmp: string;
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llamacpp-"));
-  llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: "error" as never });
+  llama = await loadCpuLlama();
 });
 afterAll(async () => {
   await llama?.dispose();

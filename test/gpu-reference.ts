@@ -3,17 +3,10 @@
  * for the WebGPU kernel tests, plus a seeded RNG and the error metric.
  */
 
+import { mulberry32 } from "../lib/mulberry32.js";
+
 /** mulberry32: a small seeded PRNG, so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** n values uniform in [-scale, scale). */
 export function randn(r: () => number, n: number, scale = 1): Float32Array {

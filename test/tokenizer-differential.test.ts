@@ -13,6 +13,7 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { LlamaTokenizer } from "../lib/tokenizer/index.js";
+import { mulberry32 } from "../lib/mulberry32.js";
 
 const MODELS = ["test/fixtures/tokenizers/llama2/tokenizer.model", "models/tiny-stories/tokenizer.model", "test/fixtures/tokenizer-extra/nfkc-bpe.model"];
 const N_TEXTS = 2500;
@@ -20,16 +21,7 @@ const N_DECODE = 1000;
 const SEED = Number(process.env.LLAMA_TS_FUZZ_SEED ?? 20240611);
 
 /** mulberry32: a small seeded PRNG, so every run tests the same strings unless the seed changes. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 const WHITESPACE = [" ", "  ", "    ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2009", "\u200b", "\u0085", "\ufeff", "\u2028", "\v", "\f"];
 const EMOJI = ["🦙", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "❤️", "🏳️‍🌈", "😀", "🤖", "✨", "🧑‍💻", "#️⃣"];

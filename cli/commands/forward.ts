@@ -13,6 +13,7 @@ import type { Device } from "../../lib/backend/backend.js";
 import { jsonFlag, parseFlags, required } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import type { Command } from "../main.js";
+import { loadProgressBar } from "../load-progress.js";
 
 /** A [B][T] integer matrix from JSON; a flat list is one row. */
 function idMatrix(flag: string, value: unknown): number[][] {
@@ -21,20 +22,6 @@ function idMatrix(flag: string, value: unknown): number[][] {
     throw new UsageError(`${flag}: expected a JSON list of integers or a list of such lists`);
   }
   return rows as number[][];
-}
-
-/** A progress bar on stderr while weights load (only on a terminal). */
-function progressBar(label: string): ((done: number, total: number) => void) | undefined {
-  if (!process.stderr.isTTY) return undefined;
-  let last = -1;
-  return (done, total) => {
-    const pct = total ? Math.floor((100 * done) / total) : 100;
-    if (pct === last) return;
-    last = pct;
-    const width = 30;
-    const fill = Math.round((width * pct) / 100);
-    process.stderr.write(`\r${label} [${"#".repeat(fill)}${" ".repeat(width - fill)}] ${pct}%${pct === 100 ? "\n" : ""}`);
-  };
 }
 
 export const command: Command = {
@@ -57,7 +44,7 @@ export const command: Command = {
     if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
     if (ids.length === 0 || ids[0]!.length === 0) throw new InputError("--input-ids is empty: expected at least one token");
 
-    const model = await loadPretrained(modelDir, { device: device as Device, onProgress: progressBar("loading") });
+    const model = await loadPretrained(modelDir, { device: device as Device, onProgress: loadProgressBar("loading") });
     const res = await model.forward({
       inputIds: ids, attentionMask: mask, outputHiddenStates: true, outputAttentions: true, useCache: true,
     });

@@ -23,6 +23,7 @@ import type { Device } from "../../lib/backend/backend.js";
 import { existingPath, intFlag, jsonFlag, numberFlag, parseFlags, required } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import type { Command } from "../main.js";
+import { loadProgressBar } from "../load-progress.js";
 
 const USAGE =
   "usage: llama-ts generate --model DIR (--prompt TEXT | --input-ids JSON) [--max-new-tokens N] [--repetition-penalty X] " +
@@ -53,19 +54,6 @@ function earlyStoppingFlag(v: string | undefined): boolean | "never" | undefined
 
 function hasTokenizer(dir: string): boolean {
   return fs.existsSync(path.join(dir, "tokenizer.model")) || fs.existsSync(path.join(dir, "tokenizer.json"));
-}
-
-/** A progress bar on stderr while weights load (terminal only). */
-function loadProgress(): ((done: number, total: number) => void) | undefined {
-  if (!process.stderr.isTTY) return undefined;
-  let last = -1;
-  return (done, total) => {
-    const pct = total ? Math.floor((100 * done) / total) : 100;
-    if (pct === last) return;
-    last = pct;
-    const fill = Math.round((30 * pct) / 100);
-    process.stderr.write(`\rloading [${"#".repeat(fill)}${" ".repeat(30 - fill)}] ${pct}%${pct === 100 ? "\n" : ""}`);
-  };
 }
 
 export const command: Command = {
@@ -146,7 +134,7 @@ export const command: Command = {
     };
     for (const k of Object.keys(opts) as (keyof GenerateOptions)[]) if (opts[k] === undefined) delete opts[k];
 
-    const model = await loadPretrained(dir, { device: device as Device, onProgress: loadProgress() });
+    const model = await loadPretrained(dir, { device: device as Device, onProgress: loadProgressBar() });
     try {
       if (!(model instanceof LlamaForCausalLM)) {
         throw new ConfigError(`${dir}: config.json architectures is LlamaForSequenceClassification; generate needs a LlamaForCausalLM checkpoint`);

@@ -9,6 +9,7 @@
  * merges them (rescaling each partial by exp(m_s − M)).
  */
 import type { Kernel } from "../executor.js";
+import { workgroupReduce } from "./reduce.js";
 import { ATTN_HELPERS, ATTN_PARAMS } from "./attention.js";
 
 /** Keys per split (also the workgroup-memory score buffer). */
@@ -85,12 +86,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     }
     sc[j - kStart] = s;
   }
-  red[li] = mx;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] = max(red[li], red[li + k]); }
-    workgroupBarrier();
-  }
+  ${workgroupReduce("mx", 64, "max")}
   let m = red[0];
   workgroupBarrier();
   var sum = 0.0;
@@ -101,12 +97,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     sc[j - kStart] = pv;
     sum += pv;
   }
-  red[li] = sum;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] += red[li + k]; }
-    workgroupBarrier();
-  }
+  ${workgroupReduce("sum", 64, "sum")}
   let l = red[0];
   for (var d = li; d < p.D; d += 64u) {
     var o = 0.0;

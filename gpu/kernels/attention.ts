@@ -14,6 +14,7 @@
  * the mean of V over all Tkv keys.
  */
 import type { Kernel } from "../executor.js";
+import { workgroupReduce } from "./reduce.js";
 
 export const ATTN_PARAMS = "struct P { B: u32, heads: u32, kvHeads: u32, T: u32, Tkv: u32, cap: u32, past: u32, hasMask: u32, maskStride: u32, scale: f32, nSplit: u32, D: u32 }";
 
@@ -216,12 +217,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     P_out[rowBase + j] = s;
   }
-  red[li] = mx;
-  workgroupBarrier();
-  for (var k = 128u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] = max(red[li], red[li + k]); }
-    workgroupBarrier();
-  }
+  ${workgroupReduce("mx", 256, "max")}
   let m = red[0];
   workgroupBarrier();
   var sum = 0.0;
@@ -232,12 +228,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     P_out[rowBase + j] = pv;
     sum += pv;
   }
-  red[li] = sum;
-  workgroupBarrier();
-  for (var k = 128u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] += red[li + k]; }
-    workgroupBarrier();
-  }
+  ${workgroupReduce("sum", 256, "sum")}
   let l = red[0];
   for (var j = li; j < p.Tkv; j += 256u) {
     if (l > 0.0) { P_out[rowBase + j] = P_out[rowBase + j] / l; } else { P_out[rowBase + j] = 1.0 / f32(p.Tkv); }

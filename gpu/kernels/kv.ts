@@ -2,7 +2,7 @@
  * KV-cache copies and the "attend with given weights" product.
  */
 import type { Kernel } from "../executor.js";
-import { FLAT, FLAT_INDEX } from "./elementwise.js";
+import { flatKernel } from "./elementwise.js";
 
 /**
  * Copies a [B, heads, T, D] block between two cache layouts: element (b, h, t, d)
@@ -11,24 +11,15 @@ import { FLAT, FLAT_INDEX } from "./elementwise.js";
  * Growing: offS = offD = 0, T = P. One thread per element.
  */
 export function kvCopyKernel(): Kernel {
-  return {
-    key: "kv_copy",
-    wgsl: /* wgsl */ `
-struct P { n: u32, heads: u32, T: u32, D: u32, capS: u32, offS: u32, capD: u32, offD: u32 }
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<uniform> p: P;
-@compute @workgroup_size(256)
-fn main(${FLAT}) {
-  ${FLAT_INDEX}
-  if (i >= p.n) { return; }
-  let d = i % p.D;
+  return flatKernel(
+    "kv_copy",
+    "heads: u32, T: u32, D: u32, capS: u32, offS: u32, capD: u32, offD: u32",
+    ["var<storage, read> src: array<f32>", "var<storage, read_write> dst: array<f32>"],
+    /* wgsl */ `let d = i % p.D;
   let t = (i / p.D) % p.T;
   let bh = i / (p.D * p.T);
-  dst[(bh * p.capD + p.offD + t) * p.D + d] = src[(bh * p.capS + p.offS + t) * p.D + d];
-}
-`,
-  };
+  dst[(bh * p.capD + p.offD + t) * p.D + d] = src[(bh * p.capS + p.offS + t) * p.D + d];`,
+  );
 }
 
 /**

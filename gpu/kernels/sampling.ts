@@ -15,6 +15,22 @@ const BETTER = `
 fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool { return va > vb || (va == vb && ia < ib); }`;
 
 /**
+ * Each thread publishes its best candidate (v, idx; idx 0xffffffff = none) to
+ * workgroup memory bv/bi, then a tree halves the 256 slots until (bv[0], bi[0])
+ * holds the workgroup's best. Shared by argmax and every top-k pass.
+ */
+const BEST_TREE = /* wgsl */ `bv[li] = v;
+  bi[li] = idx;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (li < s && bi[li + s] != 0xffffffffu && (bi[li] == 0xffffffffu || better(bv[li + s], bi[li + s], bv[li], bi[li]))) {
+      bv[li] = bv[li + s];
+      bi[li] = bi[li + s];
+    }
+    workgroupBarrier();
+  }`;
+
+/**
  * argmax over each row of logits [R, V] → ids [R].
  * Tiling: one 256-thread workgroup per row; each thread keeps the best of a
  * strided slice, then a workgroup-memory tree picks the row's best.
@@ -39,16 +55,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let x0 = x[base + j];
     if (x0 == x0 && (idx == 0xffffffffu || better(x0, j, v, idx))) { v = x0; idx = j; }
   }
-  bv[li] = v;
-  bi[li] = idx;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (li < s && bi[li + s] != 0xffffffffu && (bi[li] == 0xffffffffu || better(bv[li + s], bi[li + s], bv[li], bi[li]))) {
-      bv[li] = bv[li + s];
-      bi[li] = bi[li + s];
-    }
-    workgroupBarrier();
-  }
+  ${BEST_TREE}
   if (li == 0u) { ids[wg.x] = select(bi[0], 0u, bi[0] == 0xffffffffu); }
 }
 `,
@@ -89,16 +96,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let after = r == 0u || better(pv, pi, x0, j);
       if (x0 == x0 && after && (idx == 0xffffffffu || better(x0, j, v, idx))) { v = x0; idx = j; }
     }
-    bv[li] = v;
-    bi[li] = idx;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-      if (li < s && bi[li + s] != 0xffffffffu && (bi[li] == 0xffffffffu || better(bv[li + s], bi[li + s], bv[li], bi[li]))) {
-        bv[li] = bv[li + s];
-        bi[li] = bi[li + s];
-      }
-      workgroupBarrier();
-    }
+    ${BEST_TREE}
     if (li == 0u) {
       outV[wg.x * p.k + r] = bv[0];
       outI[wg.x * p.k + r] = bi[0];

@@ -6,6 +6,7 @@
  */
 import { Var, backward } from "./var.js";
 import { LlamaError } from "../errors.js";
+import { mulberry32 } from "../mulberry32.js";
 
 export interface GradCheckResult {
   /** Largest |analytic − numeric| over all checked elements. */
@@ -18,14 +19,8 @@ export interface GradCheckResult {
 
 /** A deterministic stream of uniform numbers in [-1, 1) (mulberry32), for test inputs. */
 export function uniformStream(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const u = mulberry32(seed);
+  return () => u() * 2 - 1;
 }
 
 /**

@@ -96,6 +96,13 @@ export class MinNewTokensProcessor implements LogitsProcessor {
   }
 }
 
+/** The warpers' min_tokens_to_keep (top-p, min-p): a positive integer, as HF requires. */
+function checkMinTokensToKeep(minTokensToKeep: number): void {
+  if (!Number.isInteger(minTokensToKeep) || minTokensToKeep < 1) {
+    throw new ConfigError(`min_tokens_to_keep must be a positive integer, got ${minTokensToKeep}`);
+  }
+}
+
 function suppress(scores: Float32Array, rows: number, V: number, ids: readonly number[]): void {
   for (let r = 0; r < rows; r++) for (const id of ids) if (id >= 0 && id < V) scores[r * V + id] = -Infinity;
 }
@@ -151,9 +158,7 @@ export class TopPWarper implements LogitsProcessor {
   private readonly cut32: number;
   constructor(readonly topP: number, readonly minTokensToKeep = 1) {
     if (!(topP >= 0 && topP <= 1)) throw new ConfigError(`top_p must be in [0, 1], got ${topP}`);
-    if (!Number.isInteger(minTokensToKeep) || minTokensToKeep < 1) {
-      throw new ConfigError(`min_tokens_to_keep must be a positive integer, got ${minTokensToKeep}`);
-    }
+    checkMinTokensToKeep(minTokensToKeep);
     this.cut32 = Math.fround(1 - topP);
   }
   apply(ids: readonly (readonly number[])[], scores: Float32Array, V: number): void {
@@ -187,9 +192,7 @@ export class MinPWarper implements LogitsProcessor {
   private readonly minP32: number;
   constructor(readonly minP: number, readonly minTokensToKeep = 1) {
     if (!(minP >= 0 && minP <= 1)) throw new ConfigError(`min_p must be in [0, 1], got ${minP}`);
-    if (!Number.isInteger(minTokensToKeep) || minTokensToKeep < 1) {
-      throw new ConfigError(`min_tokens_to_keep must be a positive integer, got ${minTokensToKeep}`);
-    }
+    checkMinTokensToKeep(minTokensToKeep);
     this.minP32 = Math.fround(minP);
   }
   apply(ids: readonly (readonly number[])[], scores: Float32Array, V: number): void {

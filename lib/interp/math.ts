@@ -6,6 +6,7 @@
  */
 import { InputError } from "../errors.js";
 import { Tensor } from "../tensor/tensor.js";
+import { mulberry32 } from "../mulberry32.js";
 
 /** log-softmax of one row (numerically stable: subtract the max, sum in float64). */
 export function logSoftmaxRow(row: ArrayLike<number>, out: Float64Array = new Float64Array(row.length)): Float64Array {
@@ -83,14 +84,7 @@ export function positionRow(t: Tensor, batch: number, pos: number): Float32Array
 
 /** A seeded PRNG (mulberry32), so detector probes are reproducible. */
 export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 /** A copy of a float tensor as f32 (hooks that edit values must not write into the model's buffers). */

@@ -4,64 +4,33 @@
  */
 import type { LlamaConfig } from "../config.js";
 import type { Backend, DeviceTensor } from "../backend/backend.js";
-import type { Tensor } from "../tensor/tensor.js";
 import { InputError } from "../errors.js";
-import { LlamaModel } from "./llama.js";
+import { LlamaHeadModel } from "./head-model.js";
 import { Linear, type ParameterRef, type WeightLoader } from "./modules.js";
-import {
-  checkpointLoader, openPretrained, savePretrainedFolder, type FromPretrainedOptions, type GenerationConfig,
-} from "./pretrained.js";
+import { buildFromCheckpoint, type FromPretrainedOptions } from "./pretrained.js";
 import type { CausalLMOutput, ForwardArgs } from "./types.js";
 import { generate as runGenerate, streamGenerate } from "../generate/generate.js";
 import type { GenerateOptions, GenerateOutput, GenerationModel, StreamChunk } from "../generate/types.js";
 
-export class LlamaForCausalLM {
-  readonly model: LlamaModel;
+export class LlamaForCausalLM extends LlamaHeadModel {
   /** [vocab, hidden]; shares the embedding tensor when tied. */
   readonly lm_head: Linear;
 
-  constructor(readonly config: LlamaConfig, readonly backend: Backend, load: WeightLoader) {
-    this.model = new LlamaModel(config, backend, load);
+  constructor(config: LlamaConfig, backend: Backend, load: WeightLoader) {
+    super(config, backend, load);
     this.lm_head = config.tie_word_embeddings
       ? new Linear(this.model.embed_tokens.weight)
       : Linear.load(load, "lm_head", config.hidden_size, config.vocab_size, false);
   }
 
   static async fromPretrained(pathOrHubId: string, opts: FromPretrainedOptions = {}): Promise<LlamaForCausalLM> {
-    const ck = await openPretrained(pathOrHubId, opts);
-    try {
-      const m = new LlamaForCausalLM(ck.config, ck.backend, checkpointLoader(ck, opts.onProgress));
-      m.generationConfig = ck.generationConfig;
-      return m;
-    } finally {
-      ck.reader.close();
-    }
-  }
-
-  get generationConfig(): GenerationConfig {
-    return this.model.generationConfig;
-  }
-
-  set generationConfig(g: GenerationConfig) {
-    this.model.generationConfig = g;
-  }
-
-  get device(): Backend["device"] {
-    return this.backend.device;
+    return buildFromCheckpoint(pathOrHubId, opts, (config, backend, load) => new LlamaForCausalLM(config, backend, load));
   }
 
   /** Parameters under their checkpoint names (lm_head omitted when tied, as HF saves it). */
   parameters(): ParameterRef[] {
     const own = this.config.tie_word_embeddings ? [] : this.lm_head.parameters("lm_head");
     return [...this.model.parameters(), ...own];
-  }
-
-  async savePretrained(dir: string): Promise<void> {
-    await savePretrainedFolder(dir, this.config, this.generationConfig, this.backend, this.parameters());
-  }
-
-  getInputEmbeddings(ids: number[][]): Promise<Tensor> {
-    return this.model.getInputEmbeddings(ids);
   }
 
   /** `generate(this, opts)` from lib/generate (HF's model.generate). */

@@ -18,7 +18,7 @@ import { RotaryEmbedding } from "./rope.js";
 import { HookRunner } from "./hooks.js";
 import { prepareInputs, type PreparedInputs } from "./inputs.js";
 import {
-  checkpointLoader, openPretrained, savePretrainedFolder, type FromPretrainedOptions, type GenerationConfig,
+  buildFromCheckpoint, savePretrainedFolder, type FromPretrainedOptions, type GenerationConfig,
 } from "./pretrained.js";
 import type { BaseModelOutput, ForwardArgs } from "./types.js";
 
@@ -57,14 +57,7 @@ export class LlamaModel {
 
   /** Loads a base model (from a base or a causal-LM checkpoint). */
   static async fromPretrained(pathOrHubId: string, opts: FromPretrainedOptions = {}): Promise<LlamaModel> {
-    const ck = await openPretrained(pathOrHubId, opts);
-    try {
-      const m = new LlamaModel(ck.config, ck.backend, checkpointLoader(ck, opts.onProgress));
-      m.generationConfig = ck.generationConfig;
-      return m;
-    } finally {
-      ck.reader.close();
-    }
+    return buildFromCheckpoint(pathOrHubId, opts, (config, backend, load) => new LlamaModel(config, backend, load));
   }
 
   /** Parameters under their checkpoint names ("model.layers.0…"). */

@@ -75,6 +75,26 @@ export async function openPretrained(pathOrHubId: string, opts: FromPretrainedOp
   }
 }
 
+/**
+ * The body of every fromPretrained: opens the checkpoint, builds the model
+ * with `build` over a checkpointLoader, copies the generation config, and
+ * closes the reader whether or not building succeeded.
+ */
+export async function buildFromCheckpoint<M extends { generationConfig: GenerationConfig }>(
+  pathOrHubId: string,
+  opts: FromPretrainedOptions,
+  build: (config: LlamaConfig, backend: Backend, load: WeightLoader) => M,
+): Promise<M> {
+  const ck = await openPretrained(pathOrHubId, opts);
+  try {
+    const m = build(ck.config, ck.backend, checkpointLoader(ck, opts.onProgress));
+    m.generationConfig = ck.generationConfig;
+    return m;
+  } finally {
+    ck.reader.close();
+  }
+}
+
 const WEIGHT_DTYPES = new Set(["F32", "F16", "BF16"]);
 
 /**

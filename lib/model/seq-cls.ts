@@ -5,13 +5,10 @@
  */
 import type { LlamaConfig } from "../config.js";
 import type { Backend } from "../backend/backend.js";
-import type { Tensor } from "../tensor/tensor.js";
 import { InputError } from "../errors.js";
-import { LlamaModel } from "./llama.js";
+import { LlamaHeadModel } from "./head-model.js";
 import { Linear, type ParameterRef, type WeightLoader } from "./modules.js";
-import {
-  checkpointLoader, openPretrained, savePretrainedFolder, type FromPretrainedOptions, type GenerationConfig,
-} from "./pretrained.js";
+import { buildFromCheckpoint, type FromPretrainedOptions } from "./pretrained.js";
 import type { CausalLMOutput, ForwardArgs } from "./types.js";
 
 /** Where the fallback warning goes (tests may replace it). */
@@ -37,49 +34,21 @@ export function lastNonPadPositions(ids: number[][], padTokenId: number | null):
   });
 }
 
-export class LlamaForSequenceClassification {
-  readonly model: LlamaModel;
+export class LlamaForSequenceClassification extends LlamaHeadModel {
   /** [num_labels, hidden], no bias */
   readonly score: Linear;
 
-  constructor(readonly config: LlamaConfig, readonly backend: Backend, load: WeightLoader) {
-    this.model = new LlamaModel(config, backend, load);
+  constructor(config: LlamaConfig, backend: Backend, load: WeightLoader) {
+    super(config, backend, load);
     this.score = Linear.load(load, "score", config.hidden_size, config.num_labels, false);
   }
 
   static async fromPretrained(pathOrHubId: string, opts: FromPretrainedOptions = {}): Promise<LlamaForSequenceClassification> {
-    const ck = await openPretrained(pathOrHubId, opts);
-    try {
-      const m = new LlamaForSequenceClassification(ck.config, ck.backend, checkpointLoader(ck, opts.onProgress));
-      m.generationConfig = ck.generationConfig;
-      return m;
-    } finally {
-      ck.reader.close();
-    }
-  }
-
-  get generationConfig(): GenerationConfig {
-    return this.model.generationConfig;
-  }
-
-  set generationConfig(g: GenerationConfig) {
-    this.model.generationConfig = g;
-  }
-
-  get device(): Backend["device"] {
-    return this.backend.device;
+    return buildFromCheckpoint(pathOrHubId, opts, (config, backend, load) => new LlamaForSequenceClassification(config, backend, load));
   }
 
   parameters(): ParameterRef[] {
     return [...this.model.parameters(), ...this.score.parameters("score")];
-  }
-
-  async savePretrained(dir: string): Promise<void> {
-    await savePretrainedFolder(dir, this.config, this.generationConfig, this.backend, this.parameters());
-  }
-
-  getInputEmbeddings(ids: number[][]): Promise<Tensor> {
-    return this.model.getInputEmbeddings(ids);
   }
 
   /** logits [B, num_labels] at each row's pooled position. */

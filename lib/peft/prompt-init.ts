@@ -12,6 +12,7 @@
  */
 import { ConfigError } from "../errors.js";
 import type { PromptTuningConfig } from "./prompt-config.js";
+import { mulberry32 } from "../mulberry32.js";
 
 /** What TEXT init needs from a tokenizer: encode with the default special tokens (BOS for LLaMA). */
 export interface PromptTokenizer {
@@ -20,14 +21,8 @@ export interface PromptTokenizer {
 
 /** A seeded uniform [0, 1) stream (mulberry32). */
 export function seededUniform(seed: number): () => number {
-  let a = (seed >>> 0) ^ 0x9e3779b9;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  // XOR with the golden-ratio constant keeps this stream distinct from other users of the same seed.
+  return mulberry32((seed >>> 0) ^ 0x9e3779b9);
 }
 
 /** n·H samples of N(0, 1) (Box–Muller), float32. */

@@ -17,6 +17,23 @@ export interface AddedToken {
   readonly normalized: boolean;
 }
 
+/**
+ * An AddedToken from HF's JSON form (tokenizer.json `added_tokens[i]`,
+ * tokenizer_config.json `added_tokens_decoder[id]`), after the caller has
+ * checked `id` and `content`: every flag is true only when the JSON says `true`.
+ */
+export function addedTokenFromJson(id: number, content: string, o: Readonly<Record<string, unknown>>): AddedToken {
+  return {
+    id,
+    content,
+    special: o.special === true,
+    lstrip: o.lstrip === true,
+    rstrip: o.rstrip === true,
+    singleWord: o.single_word === true,
+    normalized: o.normalized === true,
+  };
+}
+
 /** A piece of text: either plain text for the model, or one added token. */
 export interface Segment {
   readonly text: string;

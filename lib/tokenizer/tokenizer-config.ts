@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, FormatError } from "../errors.js";
-import type { AddedToken } from "./added-tokens.js";
+import { addedTokenFromJson, type AddedToken } from "./added-tokens.js";
 
 export interface TokenizerConfig {
   bosToken?: string | null;
@@ -103,15 +103,7 @@ export function parseTokenizerConfig(cfg: Json, file: string, specialMap?: Json 
       .map(([id, t]) => {
         const n = Number(id);
         if (!Number.isInteger(n) || n < 0 || typeof t?.content !== "string") throw new ConfigError(`${file}: added_tokens_decoder["${id}"] needs an integer id key and a string "content"`);
-        return {
-          id: n,
-          content: t.content,
-          special: t.special === true,
-          lstrip: t.lstrip === true,
-          rstrip: t.rstrip === true,
-          singleWord: t.single_word === true,
-          normalized: t.normalized === true,
-        };
+        return addedTokenFromJson(n, t.content, t);
       })
       .sort((a, b) => a.id - b.id);
   }

@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import { FormatError } from "../errors.js";
-import { AddedTokenMatcher, type AddedToken, type Segment } from "./added-tokens.js";
+import { AddedTokenMatcher, addedTokenFromJson, type AddedToken, type Segment } from "./added-tokens.js";
 import { HfBpe, type MergeIds } from "./hf-bpe.js";
 import { buildDecoder, type Decoder } from "./hf-decoders.js";
 import { buildNormalizer, buildPreTokenizer, type Normalizer, type PreTokenizerInfo } from "./hf-text-steps.js";
@@ -233,14 +233,6 @@ function readAddedTokens(v: unknown, file: string): AddedToken[] {
     if (typeof o?.content !== "string" || typeof o.id !== "number" || !Number.isInteger(o.id) || o.id < 0) {
       throw new FormatError(file, `added_tokens[${i}] needs a string "content" and a non-negative integer "id"`);
     }
-    return {
-      id: o.id,
-      content: o.content,
-      special: o.special === true,
-      lstrip: o.lstrip === true,
-      rstrip: o.rstrip === true,
-      singleWord: o.single_word === true,
-      normalized: o.normalized === true,
-    };
+    return addedTokenFromJson(o.id, o.content, o);
   });
 }

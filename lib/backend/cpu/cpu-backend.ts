@@ -179,7 +179,10 @@ export class CpuBackend implements Backend {
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
     sameShape(gate, up, "siluMul");
     const g = f32(gate, "siluMul gate");
-    return new CpuTensor(siluMulInto(g, f32(up, "siluMul up"), new Float32Array(g.length)), gate.shape, "f32");
+    const u = f32(up, "siluMul up");
+    const out = new Float32Array(g.length);
+    if (!this.engine.siluMul?.(g, u, out)) siluMulInto(g, u, out);
+    return new CpuTensor(out, gate.shape, "f32");
   }
 
   splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {

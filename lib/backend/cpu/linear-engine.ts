@@ -43,6 +43,8 @@ export interface LinearEngine {
     q: Float32Array, kd: Float32Array, vd: Float32Array, s: AttentionShapes, scale: number,
     queryOffset: number, keyMask: Uint8Array | undefined, out: Float32Array, weights: Float32Array | undefined,
   ): boolean;
+  /** out = silu(gate) · up on the engine's kernels (float32, as PyTorch); false when it cannot. */
+  siluMul?(gate: Float32Array, up: Float32Array, out: Float32Array): boolean;
   dispose(): void;
 }
 

@@ -132,6 +132,21 @@ export class Code {
   extendHighU(): this { return this.simd(0xaa); }
   f32x4add(): this { return this.simd(0xe4); }
   f32x4mul(): this { return this.simd(0xe6); }
+  f32x4sub(): this { return this.simd(0xe5); }
+  f32x4div(): this { return this.simd(0xe7); }
+  f32x4min(): this { return this.simd(0xe8); }
+  f32x4max(): this { return this.simd(0xe9); }
+  f32x4neg(): this { return this.simd(0xe1); }
+  f32x4nearest(): this { return this.simd(0x6a); }
+  /** i32x4.trunc_sat_f32x4_s */
+  i32x4truncF32(): this { return this.simd(0xf8); }
+  i32x4add(): this { return this.simd(0xae); }
+  /** v128.const with the same float32 in all four lanes. */
+  f32x4const(v: number): this {
+    const buf = Buffer.alloc(16);
+    for (let i = 0; i < 4; i++) buf.writeFloatLE(v, i * 4);
+    return this.simd(0x0c, ...buf);
+  }
 
   /** Pops a v128 and pushes the f32 sum of its four lanes (((l0 + l1) + l2) + l3). */
   hsum(tmp: number): this {

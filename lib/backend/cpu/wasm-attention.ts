@@ -53,9 +53,11 @@ export function wasmAttention(
         const row = r * S;
         const last = Math.min(S - 1, queryOffset + i);
         const maskRow = keyMask ? b * S : -1;
+        // Keys after `last` are causally masked: their weights are exactly 0, so the
+        // loops stop there (half the work in a prefill, same numbers).
         let max = -Infinity;
-        for (let j = 0; j < S; j++) {
-          if (j > last || (maskRow >= 0 && keyMask![maskRow + j] === 0)) {
+        for (let j = 0; j <= last; j++) {
+          if (maskRow >= 0 && keyMask![maskRow + j] === 0) {
             sView[row + j] = -Infinity;
             continue;
           }
@@ -67,12 +69,13 @@ export function wasmAttention(
           sView.fill(1 / S, row, row + S); // no key allowed: uniform, as HF's eager attention
         } else {
           let sum = 0;
-          for (let j = 0; j < S; j++) {
+          for (let j = 0; j <= last; j++) {
             const e = sView[row + j] === -Infinity ? 0 : Math.exp(sView[row + j]! - max);
             sView[row + j] = e;
             sum += e;
           }
-          for (let j = 0; j < S; j++) sView[row + j] = sView[row + j]! / sum;
+          for (let j = 0; j <= last; j++) sView[row + j] = sView[row + j]! / sum;
+          sView.fill(0, row + last + 1, row + S);
         }
         if (weights) weights.set(sView.subarray(row, row + S), ((b * n + h) * T + i) * S);
       }

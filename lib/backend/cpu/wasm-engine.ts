@@ -19,24 +19,35 @@ import type { AttentionShapes } from "../../tensor/ops.js";
 
 const MAX_THREADS = 8;
 const MAX_JOBS = 8;
-const JOB_STRIDE = 4 + 2 * MAX_THREADS;
-const HEADER = 16;
+const JOB_STRIDE = 8;
+const HEADER = 24;
 /** Below this many weight bytes per call, one thread is faster than waking the others. */
 const THREAD_MIN_BYTES = 96 * 1024;
+/** Chunks per thread and job: small enough that a thread the OS runs late leaves little work behind. */
+const CHUNKS_PER_THREAD = 4;
 
 // Control block (Int32Array over a SharedArrayBuffer):
 //   [0] generation (bumped to start work)  [1] quit flag  [2] finished-worker count
 //   [3] jobs  [4] M  [5] K  [6] x pointer  [7] scratch base (each thread: 16·K bytes)
-//   per job j at HEADER + j·JOB_STRIDE: kind (0 f32, 1 f16, 2 bf16), w, N, y, then
-//   [row0, row1) for each thread. Pointers are wasm addresses stored as int32 bits.
+//   [8] next chunk to take (Atomics.add)  [9] chunk count
+//   [16 + t] worker t's seat for this call: 2·gen open, 2·gen+1 taken by the worker, -1 closed
+//   per job j at HEADER + j·JOB_STRIDE: kind (0 f32, 1 f16, 2 bf16), w, N, y, rows (multiple of 4),
+//   rows per chunk, first chunk index, end chunk index. Pointers are wasm addresses stored as int32 bits.
+// Work is shared by stealing chunks of output rows: whichever thread is running takes
+// the next chunk, so a worker the OS schedules late (the machine is shared) does not
+// hold up the caller; the caller closes the seats of workers that never started.
+// Each output element is computed by the same kernel whatever the split, so results
+// do not depend on the thread count or on timing.
 const RUN_SHARE = `
 function runShare(k, c, t) {
-  const jobs = c[3], M = c[4], K = c[5], x = c[6] >>> 0, scratch = (c[7] >>> 0) + t * K * 16;
-  for (let j = 0; j < jobs; j++) {
-    const b = ${HEADER} + j * ${JOB_STRIDE};
-    const kind = c[b], w = c[b + 1] >>> 0, N = c[b + 2], y = c[b + 3] >>> 0;
-    const r0 = c[b + 4 + 2 * t], r1 = c[b + 5 + 2 * t];
-    if (r1 <= r0) continue;
+  const M = c[4], K = c[5], x = c[6] >>> 0, scratch = (c[7] >>> 0) + t * K * 16, total = c[9];
+  let b = ${HEADER};
+  for (;;) {
+    const idx = Atomics.add(c, 8, 1);
+    if (idx >= total) break;
+    while (idx >= c[b + 7]) b += ${JOB_STRIDE};
+    const kind = c[b], w = c[b + 1] >>> 0, N = c[b + 2], y = c[b + 3] >>> 0, chunk = c[b + 5];
+    const r0 = (idx - c[b + 6]) * chunk, r1 = Math.min(c[b + 4], r0 + chunk);
     if (kind === 0) k.gemm_f32(x, M, w + r0 * K * 4, K, y + r0 * 4, N, r1 - r0);
     else if (M === 1) (kind === 1 ? k.gemv_f16 : k.gemv_bf16)(x, w + r0 * K * 2, K, y + r0 * 4, r1 - r0);
     else (kind === 1 ? k.gemm_f16 : k.gemm_bf16)(x, M, w + r0 * K * 2, K, y + r0 * 4, N, r1 - r0, scratch);
@@ -55,6 +66,9 @@ for (;;) {
   Atomics.wait(c, 0, seen);
   seen = Atomics.load(c, 0);
   if (c[1] === 1) break;
+  const open = (seen << 1) | 0;
+  // Take this call's seat unless the caller already closed it (it finished without us).
+  if (Atomics.compareExchange(c, 16 + index, open, open | 1) !== open) continue;
   runShare(k, c, index);
   Atomics.add(c, 2, 1);
   Atomics.notify(c, 2);
@@ -192,6 +206,22 @@ export class WasmLinearEngine implements LinearEngine {
     return wasmAttention(this.attentionContext, q, kd, vd, s, scale, queryOffset, keyMask, out, weights);
   }
 
+  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array): boolean {
+    const n = gate.length;
+    const n4 = Math.ceil(n / 4) * 4; // zero padding: silu(0) · 0 = 0
+    const base = this.scratch(12 * n4);
+    const buf = this.memory.buffer;
+    const g = new Float32Array(buf, base, n4);
+    const u = new Float32Array(buf, base + 4 * n4, n4);
+    g.set(gate);
+    u.set(up);
+    g.fill(0, n);
+    u.fill(0, n);
+    this.kernels.silu_mul(base, base + 4 * n4, base + 8 * n4, n4);
+    out.set(new Float32Array(buf, base + 8 * n4, n));
+    return true;
+  }
+
   /** A workspace of at least `bytes` (reused between calls). */
   private scratch(bytes: number): number {
     if (this.workspace.bytes < bytes) {
@@ -223,28 +253,37 @@ export class WasmLinearEngine implements LinearEngine {
     c[3] = jobs.length; c[4] = M; c[5] = K; c[6] = base; c[7] = base + xBytes + yBytes;
     let yPtr = base + xBytes;
     const yPtrs: number[] = [];
+    let chunks = 0;
     jobs.forEach((j, i) => {
       const b = HEADER + i * JOB_STRIDE;
-      c[b] = KIND[j.dtype]; c[b + 1] = this.ptrs.get(j.w)!; c[b + 2] = j.N; c[b + 3] = yPtr;
-      // Rows in multiples of 4 (the kernels' block), split evenly across T threads.
+      // Rows in multiples of 4 (the kernels' block), in chunks for the threads to take.
       const rows4 = j.N - (j.N % 4);
-      const chunk = Math.ceil(rows4 / T / 4) * 4;
-      for (let t = 0; t < MAX_THREADS; t++) {
-        c[b + 4 + 2 * t] = t < T ? Math.min(rows4, t * chunk) : 0;
-        c[b + 5 + 2 * t] = t < T ? Math.min(rows4, (t + 1) * chunk) : 0;
-      }
+      const chunkRows = Math.max(4, Math.ceil(rows4 / (T * (T > 1 ? CHUNKS_PER_THREAD : 1)) / 4) * 4);
+      const count = Math.ceil(rows4 / chunkRows);
+      c[b] = KIND[j.dtype]; c[b + 1] = this.ptrs.get(j.w)!; c[b + 2] = j.N; c[b + 3] = yPtr;
+      c[b + 4] = rows4; c[b + 5] = chunkRows; c[b + 6] = chunks; c[b + 7] = chunks + count;
+      chunks += count;
       yPtrs.push(yPtr);
       yPtr += M * j.N * 4;
     });
+    c[9] = chunks;
+    Atomics.store(c, 8, 0);
+    const gen = (c[0]! + 1) | 0;
+    const open = (gen << 1) | 0;
     if (T > 1) {
       Atomics.store(c, 2, 0);
-      Atomics.add(c, 0, 1);
+      for (let t = 1; t <= this.workers.length; t++) Atomics.store(c, 16 + t, open);
+      Atomics.store(c, 0, gen);
       Atomics.notify(c, 0);
     }
     runShare(this.kernels, c, 0);
     if (T > 1) {
-      const want = this.workers.length;
-      for (let done = Atomics.load(c, 2); done < want; done = Atomics.load(c, 2)) Atomics.wait(c, 2, done);
+      // Close the seats of workers that have not started; wait for those that did.
+      let taken = 0;
+      for (let t = 1; t <= this.workers.length; t++) {
+        if (Atomics.compareExchange(c, 16 + t, open, -1) !== open) taken++;
+      }
+      for (let done = Atomics.load(c, 2); done < taken; done = Atomics.load(c, 2)) Atomics.wait(c, 2, done);
     }
     jobs.forEach((j, i) => {
       j.y.set(new Float32Array(buf, yPtrs[i]!, M * j.N));

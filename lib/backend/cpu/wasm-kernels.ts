@@ -210,6 +210,36 @@ function nonFiniteF16Fn(): FunctionDef {
   return { name: "has_nonfinite_f16", params: [I32, I32], results: [I32], code: c };
 }
 
+/**
+ * silu_mul(g, u, out, count): out = silu(g) · u, count a multiple of 4, in
+ * float32 as PyTorch's CPU kernel does: g / (1 + exp(-g)), rounded, times u.
+ * exp is Cephes' expf (range reduction by ln 2 in two parts, degree-7
+ * polynomial, scale by 2^k built in the exponent bits; about 1 ulp, like the
+ * SLEEF expf PyTorch uses). The argument is clamped to [-87, 88] so 2^k stays
+ * a normal float: beyond that silu(g) is g (to the last bit) or below 1e-36.
+ */
+function siluMulFn(): FunctionDef {
+  const [g, u, out, count] = [0, 1, 2, 3];
+  const c = new Code(4);
+  const end = c.local(I32), x = c.local(V128), t = c.local(V128), k = c.local(V128), r = c.local(V128), y = c.local(V128);
+  c.get(g).get(count).i32(2).shl().add().set(end);
+  c.loop(g, end, () => { c.inc(g, 16).inc(u, 16).inc(out, 16); }, () => {
+    c.get(g).v128load().set(x);
+    c.get(x).f32x4neg().f32x4const(-87).f32x4max().f32x4const(88).f32x4min().set(t); // t = -x, clamped
+    c.get(t).f32x4const(1.44269504088896341).f32x4mul().f32x4nearest().set(k);
+    c.get(t).get(k).f32x4const(0.693359375).f32x4mul().f32x4sub()
+      .get(k).f32x4const(-2.12194440e-4).f32x4mul().f32x4sub().set(r);
+    c.f32x4const(1.9875691500e-4);
+    for (const coef of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) {
+      c.get(r).f32x4mul().f32x4const(coef).f32x4add();
+    }
+    c.get(r).f32x4mul().get(r).f32x4mul().get(r).f32x4add().f32x4const(1).f32x4add().set(y); // exp(r)
+    c.get(k).i32x4truncF32().i32x4const(127).i32x4add().i32(23).i32x4shl().get(y).f32x4mul().set(y); // exp(t)
+    c.get(out).get(x).get(y).f32x4const(1).f32x4add().f32x4div().get(u).v128load().f32x4mul().v128store();
+  });
+  return { name: "silu_mul", params: [I32, I32, I32, I32], results: [], code: c };
+}
+
 const WIDEN_F16 = 0, WIDEN_BF16 = 1, GEMM_F32 = 2;
 
 /** gemm_16(x, M, w, K, y, N, rows, scratch): widen 4 rows at a time into scratch, then gemm_f32. */
@@ -233,6 +263,7 @@ export interface KernelExports {
   gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
   has_nonfinite_f16(p: number, count: number): number;
+  silu_mul(g: number, u: number, out: number, count: number): void;
 }
 
 export const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
@@ -254,6 +285,7 @@ export function kernelModule(): WasmModule | undefined {
       gemm16Fn("gemm_bf16", WIDEN_BF16), // 6
       weightedSumFn(), // 7
       nonFiniteF16Fn(), // 8
+      siluMulFn(), // 9
     ], 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;
