@@ -41,7 +41,7 @@ export interface KernelOptions {
 type Channel = "shell" | "control";
 
 /** How long the warm-up waits for a client's first kernel_info before starting anyway. */
-const WARM_UP_GRACE_MS = 600;
+const WARM_UP_GRACE_MS = 1500;
 /**
  * How long after a kernel_info reply the warm-up waits for another kernel_info: jupyter_client
  * asks again when no IOPub message reached it within 0.2 s of the reply (its SUB socket was not
