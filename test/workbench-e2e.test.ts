@@ -2,8 +2,8 @@
  * End to end: the README's run command (`npm start`) starts JupyterLab and the
  * workbench; headless Chromium opens the workbench, generates from "Once upon
  * a time" on the default model, clicks a token, sees the attention grid and
- * the logit lens render, switches the tokenizer view, runs a short prompt-
- * tuning job, and survives the kernel being killed mid-generation. No request may leave 127.0.0.1.
+ * the logit lens render, switches the tokenizer view, compares two prompts,
+ * runs a short prompt-tuning job, and survives the kernel being killed mid-generation. No request may leave 127.0.0.1.
  * Screenshots go to test-artifacts/workbench-*.png.
  */
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
@@ -158,6 +158,17 @@ describe("workbench end to end (npm start + chromium)", () => {
     expect(rows).toBeGreaterThan(4);
     expect(await page.locator("#tok-out .html-output").count()).toBeGreaterThanOrEqual(2); // spans + compare view
     await shot("tokenizer");
+  });
+
+  it("compares two prompts: next-token charts and log-prob strips for each", async () => {
+    await page.click("nav button[data-tab=compare]");
+    await page.click("#compare-run");
+    await page.waitForSelector("#compare-summary tr:nth-child(3)", { timeout: 60_000 });
+    expect(await page.locator("#compare-out .plotly-host").count()).toBe(4);
+    const rows = await page.locator("#compare-summary tr").allTextContents();
+    expect(rows[1]).toMatch(/^A/);
+    expect(rows[2]).toMatch(/^B/);
+    await shot("compare");
   });
 
   it("runs a short prompt-tuning job on the topic data with a live loss curve", async () => {

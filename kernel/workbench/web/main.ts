@@ -7,7 +7,7 @@ import { KernelClient, CellError, KernelLostError, type Output, type KernelState
 import { h, byId } from "./dom.js";
 import type { OutputArea } from "./render.js";
 import { asNotebook, type Snippet } from "./snippets.js";
-import { modelPanel, tokenizerPanel, generatePanel, inspectPanels, tuningPanel, type Runner } from "./panels.js";
+import { modelPanel, tokenizerPanel, generatePanel, inspectPanels, comparePanel, tuningPanel, type Runner } from "./panels.js";
 
 interface Config { model: string; models: string[]; root: string; jupyterUrl: string; flavor: string; notebookFolder: string }
 
@@ -15,7 +15,7 @@ interface HistoryEntry { snippet: Snippet; status: "running" | "ok" | "error"; m
 
 const TABS = [
   ["model", "Model"], ["tokenizer", "Tokenizer"], ["generate", "Generate"], ["attention", "Attention"],
-  ["lens", "Logit lens"], ["tuning", "Prompt tuning"], ["history", "History"],
+  ["lens", "Logit lens"], ["compare", "Compare prompts"], ["tuning", "Prompt tuning"], ["history", "History"],
 ] as const;
 
 async function main(): Promise<void> {
@@ -143,6 +143,7 @@ async function main(): Promise<void> {
     generate: generatePanel(runner, (pos) => void inspect.inspect(pos), () => void kernel.interrupt()),
     attention: inspect.attention,
     lens: inspect.lens,
+    compare: comparePanel(runner),
     tuning: tuningPanel(runner),
     history: h("section", { id: "panel-history" }, h("p", { class: "hint" }, "Every action above ran as a kernel cell; here they are."), historyList),
   };

@@ -148,6 +148,27 @@ export function inspectPanels(r: Runner): { attention: HTMLElement; lens: HTMLEl
   };
 }
 
+interface Compared { label: string; text: string; tokens: number; top: string; topProb: number; meanLogProb: number }
+
+export function comparePanel(r: Runner): HTMLElement {
+  const a = h("textarea", { id: "compare-a", rows: 2, cols: 60 }, "Once upon a time, there was a little girl named");
+  const b = h("textarea", { id: "compare-b", rows: 2, cols: 60 }, "Once upon a time, there was a little boy named");
+  const summary = h("table", { id: "compare-summary", class: "kv" });
+  const area = new OutputArea(h("div", { class: "outputs", id: "compare-out" }));
+  const go = async () => {
+    const res = await r.run<{ comparison: Compared[] }>(snippets.comparePrompts(a.value, b.value), area);
+    if (!res) return;
+    summary.replaceChildren(
+      h("tr", {}, ...["", "tokens", "most likely next", "p", "mean log-prob / token"].map((c) => h("th", {}, c))),
+      ...res.comparison.map((c) => h("tr", {}, h("th", {}, c.label), h("td", {}, String(c.tokens)), h("td", {}, JSON.stringify(c.top)),
+        h("td", {}, c.topProb.toFixed(3)), h("td", {}, c.meanLogProb.toFixed(3)))),
+    );
+  };
+  return h("section", { id: "panel-compare" },
+    h("div", { class: "row" }, field("prompt A", a), field("prompt B", b), h("button", { id: "compare-run", onclick: () => void go() }, "Compare")),
+    summary, area.el);
+}
+
 export function tuningPanel(r: Runner): HTMLElement {
   const data = h("input", { id: "tune-data", type: "text", size: 60, value: `${r.config.root}/datasets/topic/train.jsonl` });
   const n = numberInput("tune-virtual-tokens", 8, { min: 1 });

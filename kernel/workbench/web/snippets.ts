@@ -112,6 +112,30 @@ display(logitLensFigure(lens, { tokenText: (id) => tokenizer.decode([id]) }));`,
   };
 }
 
+/** Two prompts side by side: each one's next-token distribution and how surprising each of its tokens was. */
+export function comparePrompts(a: string, b: string): Snippet {
+  return {
+    title: `Compare ${lit(a.slice(0, 24))} vs ${lit(b.slice(0, 24))}`,
+    code: `import { tokenLogProbs, topKNextTokens, topKBarChart, logProbStrip } from "llama-ts";
+
+const comparison = [];
+for (const [label, text] of [["A", ${lit(a)}], ["B", ${lit(b)}]]) {
+  const ids = tokenizer.encode(text);
+  const { logits } = await model.forward({ inputIds: [ids] });
+  const top = topKNextTokens(logits, { k: 10 });
+  const lp = tokenLogProbs(logits, ids);
+  const tokens = ids.map((id) => tokenizer.decode([id]));
+  display(topKBarChart(top, { tokenText: (id) => tokenizer.decode([id]), title: \`\${label}: most likely next tokens\` }));
+  display(logProbStrip(lp, { tokens, title: \`\${label}: log-prob of each token given the ones before\` }));
+  // Mean log-prob over the tokens that have a prediction (the first one has none).
+  const scored = lp.logProbs.slice(1);
+  comparison.push({ label, text, tokens: ids.length, top: tokenizer.decode([top.ids[0]]), topProb: top.probs[0],
+    meanLogProb: scored.reduce((s, x) => s + x, 0) / Math.max(1, scored.length) });
+}
+display.json({ comparison });`,
+  };
+}
+
 export interface TuningSettings {
   dataFile: string;
   numVirtualTokens: number;
