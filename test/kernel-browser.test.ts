@@ -4,7 +4,8 @@
  * Debian's Jupyter is there); headless chromium opens 01-quickstart, runs all
  * cells, and the outputs (generated text, the plotly figure, the progress bar)
  * must be in the DOM with no error output. Every request the page makes must
- * stay on 127.0.0.1. Screenshot: test-artifacts/browser-01-quickstart.png.
+ * stay on 127.0.0.1. Then 03-attention and 04-logit-lens run the same way and
+ * must draw their plotly figures. Screenshots: test-artifacts/browser-*.png.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
@@ -48,8 +49,8 @@ function startServer(env: NodeJS.ProcessEnv): Promise<Started> {
   });
 }
 
-async function runAllJupyterLab(page: Page, base: string, token: string): Promise<void> {
-  await page.goto(`${base}/lab/tree/01-quickstart.ipynb?token=${token}`);
+async function runAllJupyterLab(page: Page, base: string, token: string, notebook = "01-quickstart.ipynb"): Promise<void> {
+  await page.goto(`${base}/lab/tree/${notebook}?token=${token}`);
   await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 120_000 });
   await acceptKernelDialog(page);
   // The kernel named in the notebook's metadata (llama-ts) must be up before running.
@@ -79,8 +80,8 @@ async function acceptKernelDialog(page: Page): Promise<void> {
   await dialog.locator(".jp-mod-accept").click();
 }
 
-async function runAllNotebook6(page: Page, base: string, token: string): Promise<void> {
-  await page.goto(`${base}/notebooks/01-quickstart.ipynb?token=${token}`);
+async function runAllNotebook6(page: Page, base: string, token: string, notebook = "01-quickstart.ipynb"): Promise<void> {
+  await page.goto(`${base}/notebooks/${notebook}?token=${token}`);
   await page.waitForFunction(`window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected()`, undefined, {
     timeout: 120_000,
   });
@@ -93,7 +94,7 @@ async function runAllNotebook6(page: Page, base: string, token: string): Promise
   );
 }
 
-describe("JupyterLab in a browser runs 01-quickstart", () => {
+describe("JupyterLab in a browser runs the notebooks", () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-ts-browser-"));
   let started: Started | undefined;
   let browser: Browser | undefined;
@@ -163,4 +164,34 @@ describe("JupyterLab in a browser runs 01-quickstart", () => {
     expect(await page.locator("progress").count()).toBeGreaterThanOrEqual(1); // the weight-loading bar
     expect(offHost, "requests that left 127.0.0.1").toEqual([]);
   }, 420_000);
+
+  // The notebooks whose point is their figures: each must draw at least two plotly figures in the browser.
+  for (const notebook of ["03-attention.ipynb", "04-logit-lens.ipynb"]) {
+    it(`runs ${notebook} and draws its plotly figures`, async () => {
+      expect(started && browser, "the first test starts the server and the browser").toBeTruthy();
+      const base = started!.url.origin;
+      const token = started!.url.searchParams.get("token") ?? "";
+      const context = await browser!.newContext({ viewport: { width: 1280, height: 2400 } });
+      const page = await context.newPage();
+      const offHost: string[] = [];
+      page.on("request", (req) => {
+        const u = new URL(req.url());
+        if (/^(https?|wss?):$/.test(u.protocol) && u.hostname !== "127.0.0.1") offHost.push(req.url());
+      });
+      const shot = path.join(ROOT, "test-artifacts", `browser-${notebook.replace(/\.ipynb$/, "")}.png`);
+      try {
+        if (started!.flavor === "JupyterLab") await runAllJupyterLab(page, base, token, notebook);
+        else await runAllNotebook6(page, base, token, notebook);
+      } finally {
+        await page.screenshot({ path: shot, fullPage: true });
+      }
+      const panel = started!.flavor === "JupyterLab" ? ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output" : ".output_area";
+      const text = (await page.locator(panel).allInnerTexts()).join("\n");
+      for (const bad of ["AssertionError", "CompileError", "Traceback", "TypeError"]) expect(text).not.toContain(bad);
+      const plots = started!.flavor === "JupyterLab" ? ".jp-NotebookPanel:not(.lm-mod-hidden) .js-plotly-plot .main-svg" : ".js-plotly-plot .main-svg";
+      expect(await page.locator(plots).count()).toBeGreaterThanOrEqual(2);
+      expect(offHost, "requests that left 127.0.0.1").toEqual([]);
+      await context.close();
+    }, 300_000);
+  }
 });
