@@ -13,7 +13,15 @@ import { HF, ROOT, golden } from "./core-helpers.js";
 import { relErr } from "./gpu-reference.js";
 
 function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, ["bin/llama-ts.js", ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+  const run = () => spawnSync(process.execPath, ["bin/llama-ts.js", ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+  let r = run();
+  // Known issue: Dawn on lavapipe very rarely segfaults while tearing down at process exit
+  // (seen once in many CI runs, after the output was complete). One retry keeps that out of
+  // CI; a crash that happens again, or any other signal (a hang → SIGTERM), still fails.
+  if (r.signal === "SIGSEGV") {
+    console.warn(`[gpu-cli] llama-ts ${args.join(" ")}: SIGSEGV at exit, retrying once (known Dawn teardown issue)`);
+    r = run();
+  }
   expect(r.signal, `llama-ts ${args[0]} did not exit by itself`).toBeNull();
   return r;
 }

@@ -50,8 +50,10 @@ function startServer(env: NodeJS.ProcessEnv): Promise<Started> {
 }
 
 async function runAllJupyterLab(page: Page, base: string, token: string, notebook = "01-quickstart.ipynb"): Promise<void> {
-  await page.goto(`${base}/lab/tree/${notebook}?token=${token}`);
-  await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 120_000 });
+  // A workspace of its own per notebook, so JupyterLab does not restore the notebooks opened before.
+  const workspace = notebook.replace(/\W+/g, "-");
+  await page.goto(`${base}/lab/workspaces/${workspace}/tree/${notebook}?token=${token}`);
+  await page.waitForSelector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", { timeout: 120_000 });
   await acceptKernelDialog(page);
   // The kernel named in the notebook's metadata (llama-ts) must be up before running.
   await page.getByText("LLaMA (TypeScript) | Idle").waitFor({ timeout: 120_000 });
