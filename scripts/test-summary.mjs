@@ -8,7 +8,10 @@ if (!existsSync(file)) {
 }
 const r = JSON.parse(readFileSync(file, "utf8"));
 const passed = r.numPassedTests ?? 0;
-const failed = (r.numFailedTests ?? 0) + (r.numFailedTestSuites ?? 0);
+// A test file that failed before running any test (an import error, a failing beforeAll
+// with no results) counts as one failure; failing tests are counted one by one.
+const brokenFiles = (r.testResults ?? []).filter((f) => f.status === "failed" && !(f.assertionResults ?? []).some((a) => a.status === "failed")).length;
+const failed = (r.numFailedTests ?? 0) + brokenFiles;
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(failed > 0 || passed === 0 ? 1 : 0);
+process.exit(failed > 0 || passed === 0 || r.success === false ? 1 : 0);
