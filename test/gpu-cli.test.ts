@@ -15,11 +15,12 @@ import { relErr } from "./gpu-reference.js";
 function cli(...args: string[]) {
   const run = () => spawnSync(process.execPath, ["bin/llama-ts.js", ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
   let r = run();
-  // Known issue: Dawn on lavapipe very rarely segfaults while tearing down at process exit
-  // (seen once in many CI runs, after the output was complete). One retry keeps that out of
-  // CI; a crash that happens again, or any other signal (a hang → SIGTERM), still fails.
-  if (r.signal === "SIGSEGV") {
-    console.warn(`[gpu-cli] llama-ts ${args.join(" ")}: SIGSEGV at exit, retrying once (known Dawn teardown issue)`);
+  // Known issue: under heavy parallel load, Dawn on lavapipe rarely crashes (SIGSEGV or
+  // SIGABRT) while tearing down at process exit, after the output is complete (2 of ~10 full
+  // suite runs; 0 of 55 runs alone). Up to two retries keep that out of CI; a crash that
+  // persists, or any other signal (a hang → SIGTERM), still fails.
+  for (let retry = 0; retry < 2 && (r.signal === "SIGSEGV" || r.signal === "SIGABRT"); retry++) {
+    console.warn(`[gpu-cli] llama-ts ${args.join(" ")}: ${r.signal} at exit, retrying (known Dawn teardown issue)`);
     r = run();
   }
   expect(r.signal, `llama-ts ${args[0]} did not exit by itself`).toBeNull();
