@@ -23,6 +23,15 @@ export class CellError extends Error {
 /** The kernel died or was restarted while a cell ran. */
 export class KernelLostError extends Error {}
 
+/** The value of a cell's last `display.json(...)` (or JSON execute_result), if any. */
+export function lastJsonResult<T>(outputs: readonly Output[]): T | undefined {
+  for (let i = outputs.length - 1; i >= 0; i--) {
+    const o = outputs[i]!;
+    if ((o.kind === "display" || o.kind === "result") && "application/json" in o.data) return o.data["application/json"] as T;
+  }
+  return undefined;
+}
+
 export type KernelState = "starting" | "idle" | "busy" | "restarting" | "dead" | "disconnected";
 
 export interface RunOptions {
@@ -118,16 +127,6 @@ export class KernelClient {
     if (content.status === "error") throw new CellError(content.ename ?? "Error", content.evalue ?? "", content.traceback ?? []);
     if (content.status === "aborted") throw new CellError("Aborted", "the cell was not run", []);
     return outputs;
-  }
-
-  /** Runs a cell whose last display is `display.json(value)`; returns that value. */
-  async runJson<T>(code: string, opts: RunOptions = {}): Promise<T> {
-    const outs = await this.run(code, opts);
-    for (let i = outs.length - 1; i >= 0; i--) {
-      const o = outs[i]!;
-      if ((o.kind === "display" || o.kind === "result") && "application/json" in o.data) return o.data["application/json"] as T;
-    }
-    throw new CellError("NoResult", "the cell displayed no JSON result", []);
   }
 
   async interrupt(): Promise<void> {

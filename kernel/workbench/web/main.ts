@@ -3,7 +3,7 @@
  * is a kernel cell (see snippets.ts) recorded in the history, from where it
  * can be copied as a cell or opened as a notebook in Jupyter.
  */
-import { KernelClient, CellError, KernelLostError, type Output, type KernelState } from "./kernel-client.js";
+import { KernelClient, CellError, KernelLostError, lastJsonResult, type Output, type KernelState } from "./kernel-client.js";
 import { h, byId } from "./dom.js";
 import type { OutputArea } from "./render.js";
 import { asNotebook, type Snippet } from "./snippets.js";
@@ -93,11 +93,7 @@ async function main(): Promise<void> {
       try {
         const outs = await kernel.run(snippet.code, { onOutput: (o) => { area?.add(o); onOutput?.(o); } });
         entry.status = "ok";
-        for (let i = outs.length - 1; i >= 0; i--) {
-          const o = outs[i]!;
-          if ((o.kind === "display" || o.kind === "result") && "application/json" in o.data) return o.data["application/json"] as T;
-        }
-        return undefined;
+        return lastJsonResult<T>(outs);
       } catch (err) {
         entry.status = "error";
         const lost = err instanceof KernelLostError;
