@@ -14,3 +14,5 @@ export type { AllocatorStats } from "./buffers.js";
 export function createWebGpuBackend(options?: WebGpuBackendOptions): Promise<WebGpuBackend> {
   return WebGpuBackend.create(options);
 }
+
+export { WebGpuTapeBackend, GradTensor, createWebGpuTapeBackend } from "./tape-backend.js";

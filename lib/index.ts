@@ -34,6 +34,9 @@ export * from "./tokenizer/index.js";
 export * as autograd from "./autograd/index.js";
 export { Var, backward } from "./autograd/var.js";
 export { TapeBackend, TapeTensor } from "./autograd/tape-backend.js";
+export {
+  backprop, createDifferentiableBackend, isDifferentiable, type DifferentiableBackend,
+} from "./autograd/differentiable.js";
 export { PromptTuningConfig, PEFT_VERSION, type PromptTuningConfigInit, type PromptTuningInit, type TaskType } from "./peft/prompt-config.js";
 export { PromptTuningModel, type PromptBatch, type PromptBaseModel } from "./peft/prompt-tuning.js";
 export { savePromptAdapter, loadPromptAdapter } from "./peft/prompt-io.js";

@@ -1,6 +1,6 @@
 // Prompt-tuned inference on WebGPU (Dawn; lavapipe on CI): PEFT's forward with the fixture's initial
-// prompt gives PEFT's logits and loss within 1e-3 relative. (Training needs the CPU tape backend: the
-// WebGPU backend has no backward kernels — see lib/autograd/tape-backend.ts.)
+// prompt gives PEFT's logits and loss within 1e-3 relative on the plain (inference) backend. Training on
+// WebGPU, through the differentiable backend, is in peft-webgpu-train.test.ts.
 import { describe, it, expect, afterAll } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";

@@ -6,6 +6,7 @@
  *     --init random|text|sample_vocab [--init-text T] [--init-adapter DIR]
  *     --optimizer adam|adamw --lr X (--steps N | --epochs E) --batch B [--seed S] --out DIR
  *     [--weight-decay W] [--max-grad-norm G] [--schedule constant|linear|cosine] [--warmup-steps K]
+ *     [--device cpu|webgpu]
  *
  * Rows: {"input_ids": [...], "labels": [...]} or {"prompt", "completion"} (loss on
  * the completion only). Defaults are plain torch Adam/AdamW: no clipping,
@@ -13,7 +14,7 @@
  * ({"step", "loss"}), then the adapter folder; progress on stderr.
  */
 import * as path from "node:path";
-import { TapeBackend } from "../../lib/autograd/tape-backend.js";
+import { createDifferentiableBackend } from "../../lib/autograd/differentiable.js";
 import { LlamaForCausalLM } from "../../lib/model/causal-lm.js";
 import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
 import { PromptTuningModel } from "../../lib/peft/prompt-tuning.js";
@@ -53,7 +54,10 @@ export const command: Command = {
       "max-grad-norm": { type: "string" },
       schedule: { type: "string" },
       "warmup-steps": { type: "string" },
+      device: { type: "string", default: "cpu" },
     });
+    const device = f.device;
+    if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
     const modelDir = existingPath("--model", required("--model", f.model));
     const dataFile = existingPath("--data", required("--data", f.data));
     const out = required("--out", f.out);
@@ -78,7 +82,8 @@ export const command: Command = {
     // input_ids-only run works on a model folder without tokenizer files.
     let loaded: ReturnType<typeof AutoTokenizer.fromPretrained> | undefined;
     const tokenizer = { encode: (text: string, o?: { addSpecialTokens?: boolean }) => (loaded ??= AutoTokenizer.fromPretrained(modelDir)).encode(text, o) };
-    const backend = await TapeBackend.create();
+    // Forward and backward both run on the device (WGSL backward kernels on webgpu).
+    const backend = await createDifferentiableBackend(device);
     try {
       const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend });
       let pm: PromptTuningModel;

@@ -4,6 +4,7 @@
  */
 import { memoKernel } from "../executor.js";
 import * as attention from "./attention.js";
+import * as bwd from "./backward.js";
 import * as decode from "./attention-decode.js";
 import * as ew from "./elementwise.js";
 import * as kv from "./kv.js";
@@ -28,6 +29,13 @@ export const attendWithKernel = memoKernel(kv.attendWithKernel);
 export const argmaxKernel = memoKernel(sampling.argmaxKernel);
 export const topKKernel = memoKernel(sampling.topKKernel);
 export const sampleKernel = memoKernel(sampling.sampleKernel);
+export const transposeToF32Kernel = memoKernel(bwd.transposeToF32Kernel);
+export const rmsNormBackwardKernel = memoKernel(bwd.rmsNormBackwardKernel);
+export const siluMulBackwardKernel = memoKernel(bwd.siluMulBackwardKernel);
+export const attentionScoresBackwardKernel = memoKernel(bwd.attentionScoresBackwardKernel);
+export const attentionQueryBackwardKernel = memoKernel(bwd.attentionQueryBackwardKernel);
+export const attentionKeyValueBackwardKernel = memoKernel(bwd.attentionKeyValueBackwardKernel);
+export const scatterPositionsKernel = memoKernel(bwd.scatterPositionsKernel);
 
 export { GEMV_MAX_M } from "./matmul.js";
 export { flashBlocks, headDimBucket } from "./attention.js";

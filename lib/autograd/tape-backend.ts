@@ -26,6 +26,7 @@ import { Var } from "./var.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
 import type { LinearKernel } from "./matmul.js";
+import type { DifferentiableBackend } from "./differentiable.js";
 
 /** A device tensor of the tape backend. */
 export class TapeTensor implements DeviceTensor {
@@ -107,8 +108,9 @@ class CpuLinearKernel implements LinearKernel {
   }
 }
 
-export class TapeBackend implements Backend {
+export class TapeBackend implements Backend, DifferentiableBackend {
   readonly device = "cpu" as const;
+  readonly differentiable = true as const;
   private readonly kernel: CpuLinearKernel;
   /**
    * Host tensors handed out by read()/asTensor(), back to the Var they show,
@@ -146,6 +148,9 @@ export class TapeBackend implements Backend {
     const same = v.shape.length === t.shape.length && v.shape.every((d, i) => d === t.shape[i]);
     return same ? v : ops.reshape(v, t.shape);
   }
+
+  /** The whole graph is host Vars: `backward(loss)` already did everything. */
+  async completeBackward(): Promise<void> {}
 
   // ------------------------------------------------------------ memory
   upload(t: Tensor): DeviceTensor {

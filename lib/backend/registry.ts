@@ -37,22 +37,37 @@ function gpuEntryCandidates(): string[] {
   return [pathToFileURL(path.join(__dirname, "..", "gpu", "index.js")).href];
 }
 
-async function loadWebGpu(options?: Record<string, unknown>): Promise<Backend> {
-  let mod: { createWebGpuBackend?: (o?: Record<string, unknown>) => Promise<Backend> } | undefined;
-  let lastError: unknown;
-  for (const url of gpuEntryCandidates()) {
-    if (url.startsWith("file:") && !fs.existsSync(fileURLToPath(url))) continue;
-    try {
-      mod = (await import(url)) as typeof mod;
-      break;
-    } catch (err) {
-      lastError = err;
+/** What gpu/index.js exports that lib uses (typed loosely: lib never imports gpu/ statically). */
+export interface GpuModule {
+  createWebGpuBackend?: (o?: Record<string, unknown>) => Promise<Backend>;
+  createWebGpuTapeBackend?: (o?: Record<string, unknown>) => Promise<Backend>;
+}
+
+let gpuModule: Promise<GpuModule> | undefined;
+
+/** Imports the WebGPU backend module (once per process). */
+export function loadGpuModule(): Promise<GpuModule> {
+  gpuModule ??= (async () => {
+    let lastError: unknown;
+    for (const url of gpuEntryCandidates()) {
+      if (url.startsWith("file:") && !fs.existsSync(fileURLToPath(url))) continue;
+      try {
+        return (await import(url)) as GpuModule;
+      } catch (err) {
+        lastError = err;
+      }
     }
-  }
-  if (!mod) {
     const why = lastError ? (lastError as Error).message : "gpu/index.js not found (is the project built?)";
     throw new LlamaError(`device "webgpu": cannot load the WebGPU backend (${why})`, { cause: lastError });
-  }
+  })().catch((err: unknown) => {
+    gpuModule = undefined; // let a later call retry
+    throw err;
+  });
+  return gpuModule;
+}
+
+async function loadWebGpu(options?: Record<string, unknown>): Promise<Backend> {
+  const mod = await loadGpuModule();
   if (typeof mod.createWebGpuBackend !== "function") {
     throw new LlamaError(`device "webgpu": gpu/index.js does not export createWebGpuBackend`);
   }

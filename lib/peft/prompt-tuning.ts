@@ -8,15 +8,16 @@
  * virtual tokens at 0..n-1.
  *
  * The base model is the library's own (lib/model), unchanged; on a
- * TapeBackend its forward is differentiable, so the loss backpropagates to the
- * prompt. On any other backend the same class runs inference.
+ * differentiable backend (the CPU TapeBackend or the WebGPU tape, see
+ * lib/autograd/differentiable.ts) its forward is differentiable, so the loss
+ * backpropagates to the prompt. On any other backend the same class runs inference.
  */
 import { InputError, LlamaError } from "../errors.js";
 import { Tensor } from "../tensor/tensor.js";
 import { Var, backward } from "../autograd/var.js";
 import { add, concatSeq, expandBatch, reshape, scale, selectRows } from "../autograd/ops.js";
 import { crossEntropy, causalLMLoss, IGNORE_INDEX } from "../autograd/loss.js";
-import { TapeBackend } from "../autograd/tape-backend.js";
+import { backprop, isDifferentiable } from "../autograd/differentiable.js";
 import type { LlamaForCausalLM } from "../model/causal-lm.js";
 import type { LlamaForSequenceClassification } from "../model/seq-cls.js";
 import { PromptTuningConfig, type PromptTuningConfigInit } from "./prompt-config.js";
@@ -110,7 +111,7 @@ export class PromptTuningModel {
 
   /** True when the base model runs on a differentiable backend (training is possible). */
   get trainable(): boolean {
-    return this.base.backend instanceof TapeBackend;
+    return isDifferentiable(this.base.backend);
   }
 
   /** PEFT's input transformation: embeddings [B, n+T, H] (a Var linked to the prompt), mask [B][n+T]. */
@@ -129,7 +130,7 @@ export class PromptTuningModel {
       return [...new Array<number>(n).fill(1), ...row];
     });
     const be = this.base.backend;
-    const embeds = be instanceof TapeBackend ? be.asTensor(embedsVar) : new Tensor(embedsVar.value, embedsVar.shape, "f32");
+    const embeds = isDifferentiable(be) ? be.asTensor(embedsVar) : new Tensor(embedsVar.value, embedsVar.shape, "f32");
     return { embeds, embedsVar, attentionMask: mask };
   }
 
@@ -149,10 +150,12 @@ export class PromptTuningModel {
     const out = await this.base.forward({ inputsEmbeds: embeds, attentionMask, useCache: false });
     const be = this.base.backend;
     let loss: Var | undefined;
-    if (be instanceof TapeBackend) {
+    if (isDifferentiable(be)) {
       const logits = be.varOf(out.logits);
       if (isCausalLM(this.base) && batch.labels) loss = causalLMLoss(logits, this.prefixLabels(batch.labels));
       if (!isCausalLM(this.base) && batch.classLabels) loss = crossEntropy(logits, batch.classLabels);
+      // No loss, no backward: let a device tape free what it recorded.
+      if (!loss) be.discardTape?.();
     }
     return { logits: out.logits, loss };
   }
@@ -170,7 +173,12 @@ export class PromptTuningModel {
   async loss(batch: PromptBatch, options: { choices?: readonly number[]; choiceWeight?: number } = {}): Promise<Var> {
     const base = this.base;
     const be = base.backend;
-    if (!(be instanceof TapeBackend)) throw new LlamaError("prompt tuning: training needs the base model on a TapeBackend (fromPretrained(dir, { backend: await TapeBackend.create() }))");
+    if (!isDifferentiable(be)) {
+      throw new LlamaError(
+        "prompt tuning: training needs the base model on a differentiable backend " +
+          "(fromPretrained(dir, { backend: await createDifferentiableBackend(\"cpu\" | \"webgpu\") }))",
+      );
+    }
     if (!isCausalLM(base)) {
       const { loss } = await this.forward(batch);
       if (!loss) throw new InputError("prompt tuning (SEQ_CLS): the batch has no classLabels");
@@ -195,7 +203,11 @@ export class PromptTuningModel {
     }));
     const dec = await base.model.decode({ inputsEmbeds: embeds, attentionMask, useCache: false });
     const sel = be.selectPositions(dec.hidden, index, K); // [B, K, hidden]
-    const logitsT = await be.read(base.lm_head.forward(be, sel)); // [B, K, V]
+    be.release(dec.hidden);
+    const logitsDev = base.lm_head.forward(be, sel);
+    be.release(sel);
+    const logitsT = await be.read(logitsDev); // [B, K, V]
+    be.release(logitsDev);
     const logits = be.varOf(logitsT);
     const lm = crossEntropy(logits, targets);
     const choices = options.choices;
@@ -215,8 +227,15 @@ export class PromptTuningModel {
   /** One forward + backward; returns the loss value. The prompt's gradient accumulates into `prompt.grad`. */
   async lossAndGrad(batch: PromptBatch, options: { choices?: readonly number[]; choiceWeight?: number } = {}): Promise<number> {
     const loss = await this.loss(batch, options);
-    backward(loss);
+    await this.backward(loss);
     return loss.item();
+  }
+
+  /** Backpropagates a loss from `forward`/`loss` into `prompt.grad` (through the device too, on a WebGPU tape). */
+  async backward(loss: Var): Promise<void> {
+    const be = this.base.backend;
+    if (isDifferentiable(be)) await backprop(be, loss);
+    else backward(loss);
   }
 }
 

@@ -1,0 +1,406 @@
+/**
+ * A differentiable WebGPU backend: the Backend interface the model code calls,
+ * run on the GPU, with every op whose input needs a gradient recorded so the
+ * backward pass also runs on the GPU (kernels in kernels/backward.ts). Only
+ * two things cross to the host per step: the tensor the loss is computed from
+ * (logits, read as usual) and the gradient of the uploaded differentiable
+ * input (the soft prompt + token embeddings).
+ *
+ *     const be = await createDifferentiableBackend("webgpu");
+ *     const model = await LlamaForCausalLM.fromPretrained(dir, { backend: be });
+ *     const out = await model.forward({ inputsEmbeds: be.asTensor(embedsVar), … });
+ *     const loss = causalLMLoss(be.varOf(out.logits), labels);
+ *     await backprop(be, loss);     // host: loss → logits; GPU: logits → embeds; host: embeds → prompt
+ *
+ * Weights are frozen: linear layers get input gradients only (dX = dY · W, run
+ * as the forward's tiled matmul against Wᵀ, transposed to f32 once per weight).
+ * Activations saved for backward stay on the GPU until their last backward use,
+ * then go back to the pool; the model's own release() calls are honoured as
+ * soon as no recorded op still needs the tensor.
+ */
+import { LlamaError } from "../lib/errors.js";
+import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../lib/backend/backend.js";
+import type { DifferentiableBackend } from "../lib/autograd/differentiable.js";
+import { Var, backward as hostBackward, type GradFn } from "../lib/autograd/var.js";
+import * as ops from "../lib/autograd/ops.js";
+import { Tensor } from "../lib/tensor/tensor.js";
+import type { DType } from "../lib/tensor/dtype.js";
+import type { GpuTensor } from "./buffers.js";
+import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
+import * as grad from "./ops/backward.js";
+
+/** One recorded op: which tape tensors it read, and how to turn its output gradient into theirs. */
+interface Node {
+  readonly name: string;
+  readonly inputs: readonly GradTensor[];
+  /** Tensors kept for backward (released when this node has run). */
+  readonly saved: readonly GradTensor[];
+  backward(gOut: GpuTensor): (GpuTensor | null)[];
+}
+
+/** A device tensor of the differentiable WebGPU backend: a GPU tensor plus its place in the graph. */
+export class GradTensor implements DeviceTensor {
+  /** The recorded op that made it (tracked tensors that are not leaves). */
+  node?: Node;
+  /** For a differentiable upload: the host Var whose gradient this tensor's gradient is. */
+  leaf?: Var;
+  /** Recorded ops that still need this tensor's values for their backward. */
+  holds = 0;
+  /** The model called release(): give the buffer back once `holds` drops to 0. */
+  releaseAsked = false;
+
+  constructor(readonly inner: GpuTensor, readonly requiresGrad: boolean) {}
+
+  get shape(): readonly number[] {
+    return this.inner.shape;
+  }
+
+  get dtype(): DType {
+    return this.inner.dtype;
+  }
+}
+
+function t(x: DeviceTensor, what: string): GradTensor {
+  if (!(x instanceof GradTensor)) throw new LlamaError(`webgpu autograd: ${what} is not a tensor of this backend (mixing backends?)`);
+  return x;
+}
+
+export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
+  readonly device = "webgpu" as const;
+  readonly differentiable = true as const;
+  /** Tracked tensors in creation order (a topological order of the graph), for the backward sweep. */
+  private tape: GradTensor[] = [];
+  /** Output gradients handed over by the host's backward (logits' gradient), waiting for completeBackward. */
+  private seeds: { at: GradTensor; grad: Float32Array }[] = [];
+  /** Host arrays handed out by read()/asTensor(), back to the Var they show. */
+  private readonly views = new WeakMap<Float32Array, Var>();
+  /** Wᵀ in f32 per frozen weight, made on first backward use. */
+  private readonly transposed = new WeakMap<GpuTensor, GpuTensor>();
+
+  private constructor(readonly gpu: WebGpuBackend) {}
+
+  static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuTapeBackend> {
+    return new WebGpuTapeBackend(await WebGpuBackend.create(options));
+  }
+
+  get description(): string {
+    return `autograd tape over ${this.gpu.description}`;
+  }
+
+  // ------------------------------------------------------------ autograd glue
+  asTensor(v: Var): Tensor {
+    this.views.set(v.value, v);
+    return new Tensor(v.value, v.shape, "f32");
+  }
+
+  varOf(x: Tensor): Var {
+    const v = x.data instanceof Float32Array ? this.views.get(x.data) : undefined;
+    if (!v) throw new LlamaError("webgpu autograd: this tensor was not produced by this backend's read() or asTensor()");
+    const same = v.shape.length === x.shape.length && v.shape.every((d, i) => d === x.shape[i]);
+    return same ? v : ops.reshape(v, x.shape);
+  }
+
+  /** Recorded ops awaiting a backward pass (0 after completeBackward or discardTape). */
+  get recordedOps(): number {
+    return this.tape.length;
+  }
+
+  /**
+   * The device part of the backward pass: from the gradients the host's
+   * `backward(loss)` left at the tensors read from this backend, back through
+   * every recorded op to the differentiable uploads, whose gradients then
+   * continue on the host (into e.g. the soft prompt's `.grad`).
+   */
+  async completeBackward(): Promise<void> {
+    const rt = this.gpu.runtime;
+    const grads = new Map<GradTensor, GpuTensor>();
+    const accumulate = (x: GradTensor, g: GpuTensor) => {
+      const prev = grads.get(x);
+      if (!prev) return void grads.set(x, g);
+      grads.set(x, grad.addInto(rt, prev, g));
+    };
+    try {
+      for (const { at, grad: g } of this.seeds) accumulate(at, grad.fromHost(rt, g, at.shape));
+      this.seeds = [];
+      const leaves: GradTensor[] = [];
+      for (let i = this.tape.length - 1; i >= 0; i--) {
+        const x = this.tape[i]!;
+        if (x.leaf) leaves.push(x);
+        const node = x.node;
+        const gOut = grads.get(x);
+        if (!node || !gOut) continue;
+        grads.delete(x);
+        const ins = node.backward(gOut);
+        const handed = new Set<GpuTensor>();
+        node.inputs.forEach((inp, k) => {
+          const g = ins[k];
+          if (!g) return;
+          if (!inp.requiresGrad) {
+            if (g !== gOut && !handed.has(g)) rt.release(g);
+            return;
+          }
+          // One gradient tensor may go to two inputs (add): the second gets its own copy.
+          accumulate(inp, handed.has(g) ? grad.copy(rt, g) : g);
+          handed.add(g);
+        });
+        if (!handed.has(gOut)) rt.release(gOut);
+        x.node = undefined;
+        this.unhold(node);
+      }
+      // Read every leaf's gradient in one submit, then continue on the host.
+      const reads = leaves.map((x) => {
+        const g = grads.get(x);
+        return g ? this.gpu.read(g) : Promise.resolve(undefined);
+      });
+      const values = await Promise.all(reads);
+      leaves.forEach((x, k) => {
+        const g = values[k];
+        if (g) hostBackward(x.leaf!, g.toFloat32());
+      });
+    } finally {
+      for (const g of grads.values()) rt.release(g);
+      this.discardTape();
+    }
+  }
+
+  /** Drops what was recorded (a forward whose loss will not be backpropagated) and frees what it kept. */
+  discardTape(): void {
+    for (const x of this.tape) {
+      if (x.node) this.unhold(x.node);
+      x.node = undefined;
+    }
+    this.tape = [];
+    this.seeds = [];
+  }
+
+  private unhold(node: Node): void {
+    for (const s of node.saved) {
+      s.holds--;
+      if (s.holds === 0 && s.releaseAsked) this.gpu.release(s.inner);
+    }
+  }
+
+  /** Wraps an op's output; records `node` when an input needs a gradient. */
+  private out(inner: GpuTensor, inputs: readonly GradTensor[], makeNode: () => Omit<Node, "inputs">): GradTensor {
+    const tracked = inputs.some((x) => x.requiresGrad);
+    const r = new GradTensor(inner, tracked);
+    if (tracked) {
+      const node = { ...makeNode(), inputs };
+      for (const s of node.saved) s.holds++;
+      r.node = node;
+      this.tape.push(r);
+    }
+    return r;
+  }
+
+  private plain(inner: GpuTensor): GradTensor {
+    return new GradTensor(inner, false);
+  }
+
+  private noGrad(op: string, ...xs: GradTensor[]): void {
+    if (xs.some((x) => x.requiresGrad)) {
+      throw new LlamaError(`webgpu autograd: ${op} has no backward on the GPU (it is not part of a training forward pass)`);
+    }
+  }
+
+  private weightT(w: GpuTensor): GpuTensor {
+    let wt = this.transposed.get(w);
+    if (!wt) {
+      wt = grad.transposeWeight(this.gpu.runtime, w);
+      this.transposed.set(w, wt);
+    }
+    return wt;
+  }
+
+  // ------------------------------------------------------------ memory
+  upload(x: Tensor): DeviceTensor {
+    const v = x.data instanceof Float32Array ? this.views.get(x.data) : undefined;
+    if (!v) return this.plain(this.gpu.upload(x) as GpuTensor);
+    const r = new GradTensor(grad.fromHost(this.gpu.runtime, x.toFloat32(), x.shape), v.requiresGrad);
+    if (v.requiresGrad) {
+      const same = v.shape.length === x.shape.length && v.shape.every((d, i) => d === x.shape[i]);
+      r.leaf = same ? v : ops.reshape(v, x.shape);
+      this.tape.push(r);
+    }
+    return r;
+  }
+
+  async read(x: DeviceTensor): Promise<Tensor> {
+    const h = t(x, "read()");
+    const host = await this.gpu.read(h.inner);
+    if (!h.requiresGrad) return host;
+    const values = host.toFloat32();
+    // The host's backward stops here and leaves the gradient for completeBackward().
+    const fn: GradFn = {
+      name: "webgpu",
+      inputs: [],
+      backward: (g) => {
+        this.seeds.push({ at: h, grad: g });
+        return [];
+      },
+    };
+    const v = new Var(values, h.shape, true, fn);
+    return this.asTensor(v);
+  }
+
+  release(x: DeviceTensor): void {
+    const h = t(x, "release()");
+    if (h.holds > 0) h.releaseAsked = true;
+    else this.gpu.release(h.inner);
+  }
+
+  dispose(): void {
+    this.discardTape();
+    this.gpu.dispose();
+  }
+
+  // ------------------------------------------------------------ ops
+  embedding(table: DeviceTensor, ids: Int32Array, batch: number, seqLen: number): DeviceTensor {
+    const tb = t(table, "embedding table");
+    this.noGrad("embedding (of a trainable table)", tb);
+    return this.plain(this.gpu.embedding(tb.inner, ids, batch, seqLen) as GpuTensor);
+  }
+
+  rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
+    const xi = t(x, "rmsNorm input"), w = t(weight, "rmsNorm weight");
+    this.noGrad("rmsNorm (weight gradient)", w);
+    const rt = this.gpu.runtime;
+    return this.out(this.gpu.rmsNorm(xi.inner, w.inner, eps) as GpuTensor, [xi], () => ({
+      name: "rmsNorm",
+      saved: [xi],
+      backward: (g) => [grad.rmsNormBackward(rt, xi.inner, w.inner, g, eps)],
+    }));
+  }
+
+  linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
+    const xi = t(x, "linear input"), w = t(weight, "linear weight"), b = bias && t(bias, "linear bias");
+    this.noGrad("linear (weight or bias gradient)", w, ...(b ? [b] : []));
+    return this.out(this.gpu.linear(xi.inner, w.inner, b?.inner) as GpuTensor, [xi], () => ({
+      name: "linear",
+      saved: [],
+      backward: (g) => [this.gpu.linear(g, this.weightT(w.inner)) as GpuTensor],
+    }));
+  }
+
+  linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
+    return weights.map((w, i) => this.linear(x, w, biases?.[i]));
+  }
+
+  add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
+    const ai = t(a, "add input"), bi = t(b, "add input");
+    return this.out(this.gpu.add(ai.inner, bi.inner) as GpuTensor, [ai, bi], () => ({
+      name: "add",
+      saved: [],
+      backward: (g) => [g, g],
+    }));
+  }
+
+  scale(x: DeviceTensor, factor: number): DeviceTensor {
+    const xi = t(x, "scale input");
+    return this.out(this.gpu.scale(xi.inner, factor) as GpuTensor, [xi], () => ({
+      name: "scale",
+      saved: [],
+      backward: (g) => [this.gpu.scale(g, factor) as GpuTensor],
+    }));
+  }
+
+  siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
+    const gi = t(gate, "siluMul gate"), ui = t(up, "siluMul up");
+    const rt = this.gpu.runtime;
+    return this.out(this.gpu.siluMul(gi.inner, ui.inner) as GpuTensor, [gi, ui], () => ({
+      name: "siluMul",
+      saved: [gi, ui],
+      backward: (g) => grad.siluMulBackward(rt, gi.inner, ui.inner, g),
+    }));
+  }
+
+  splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
+    const xi = t(x, "splitHeads input");
+    return this.out(this.gpu.splitHeads(xi.inner, heads, rope) as GpuTensor, [xi], () => ({
+      name: "splitHeads",
+      saved: [],
+      backward: (g) => {
+        const merged = this.gpu.mergeHeads(g) as GpuTensor;
+        if (!rope) return [merged];
+        // RoPE is a rotation by θ per pair; its transpose (the backward) is the rotation by −θ.
+        const unrotated = this.gpu.splitHeads(merged, heads, { cos: rope.cos, sin: rope.sin.map((s) => -s) }) as GpuTensor;
+        this.gpu.release(merged);
+        const dx = this.gpu.mergeHeads(unrotated) as GpuTensor;
+        this.gpu.release(unrotated);
+        return [dx];
+      },
+    }));
+  }
+
+  mergeHeads(x: DeviceTensor): DeviceTensor {
+    const xi = t(x, "mergeHeads input");
+    const heads = xi.shape[1]!;
+    return this.out(this.gpu.mergeHeads(xi.inner) as GpuTensor, [xi], () => ({
+      name: "mergeHeads",
+      saved: [],
+      backward: (g) => [this.gpu.splitHeads(g, heads) as GpuTensor],
+    }));
+  }
+
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+    const xi = t(x, "kvAppend input"), ci = cache && t(cache, "kvAppend cache");
+    this.noGrad("kvAppend (training runs with useCache: false)", xi, ...(ci ? [ci] : []));
+    return this.plain(this.gpu.kvAppend(ci?.inner, xi.inner) as GpuTensor);
+  }
+
+  attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {
+    const qi = t(q, "attention queries"), ki = t(k, "attention keys"), vi = t(v, "attention values");
+    if (![qi, ki, vi].some((x) => x.requiresGrad)) {
+      const r = this.gpu.attention(qi.inner, ki.inner, vi.inner, mask, opts);
+      return { out: this.plain(r.out as GpuTensor), weights: r.weights && this.plain(r.weights as GpuTensor) };
+    }
+    // The backward needs the softmax weights: ask for them even when the caller did not.
+    const r = this.gpu.attention(qi.inner, ki.inner, vi.inner, mask, { ...opts, returnWeights: true });
+    const probs = new GradTensor(r.weights as GpuTensor, false);
+    const rt = this.gpu.runtime;
+    const heads = qi.shape[1]!;
+    const keptMask: AttentionMask = { queryOffset: mask.queryOffset, keyMask: mask.keyMask && Uint8Array.from(mask.keyMask) };
+    const out = this.out(r.out as GpuTensor, [qi, ki, vi], () => ({
+      name: "attention",
+      saved: [qi, ki, vi, probs],
+      backward: (g) => {
+        const dO = this.gpu.splitHeads(g, heads) as GpuTensor; // [B, T, heads·D] → [B, heads, T, D]
+        const res = grad.attentionBackward(rt, qi.inner, ki.inner, vi.inner, probs.inner, dO, keptMask, opts.scale);
+        this.gpu.release(dO);
+        return res;
+      },
+    }));
+    // The caller's copy of the weights is released with the caller's release(); ours when backward has run.
+    if (!opts.returnWeights) probs.releaseAsked = true;
+    return { out, weights: opts.returnWeights ? probs : undefined };
+  }
+
+  attendWith(weights: DeviceTensor, v: DeviceTensor): DeviceTensor {
+    const wi = t(weights, "attendWith weights"), vi = t(v, "attendWith values");
+    this.noGrad("attendWith (a replaced attention pattern)", wi, vi);
+    return this.plain(this.gpu.attendWith(wi.inner, vi.inner) as GpuTensor);
+  }
+
+  selectPositions(x: DeviceTensor, index: Int32Array, perRow: number): DeviceTensor {
+    const xi = t(x, "selectPositions input");
+    const T = xi.shape[1]!;
+    const idx = index.slice();
+    const rt = this.gpu.runtime;
+    return this.out(this.gpu.selectPositions(xi.inner, index, perRow) as GpuTensor, [xi], () => ({
+      name: "selectPositions",
+      saved: [],
+      backward: (g) => [grad.selectPositionsBackward(rt, g, idx, T)],
+    }));
+  }
+
+  selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor {
+    const xi = t(x, "selectBatch input");
+    this.noGrad("selectBatch (beam/batch reordering)", xi);
+    return this.plain(this.gpu.selectBatch(xi.inner, rows) as GpuTensor);
+  }
+}
+
+/** Acquires a device and returns a differentiable WebGPU backend. Call `dispose()` when done. */
+export function createWebGpuTapeBackend(options?: WebGpuBackendOptions): Promise<WebGpuTapeBackend> {
+  return WebGpuTapeBackend.create(options);
+}
