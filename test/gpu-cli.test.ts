@@ -4,25 +4,16 @@
  * `forward`/`generate --device webgpu` agreeing with HF's goldens and the CPU.
  */
 import { describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { HF, ROOT, golden } from "./core-helpers.js";
 import { relErr } from "./gpu-reference.js";
+import { runCli } from "./cli-run.js";
 
 function cli(...args: string[]) {
-  const run = () => spawnSync(process.execPath, ["bin/llama-ts.js", ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
-  let r = run();
-  // Known issue: under heavy parallel load, Dawn on lavapipe rarely crashes (SIGSEGV or
-  // SIGABRT) while tearing down at process exit, after the output is complete (2 of ~10 full
-  // suite runs; 0 of 55 runs alone). Up to two retries keep that out of CI; a crash that
-  // persists, or any other signal (a hang → SIGTERM), still fails.
-  for (let retry = 0; retry < 2 && (r.signal === "SIGSEGV" || r.signal === "SIGABRT"); retry++) {
-    console.warn(`[gpu-cli] llama-ts ${args.join(" ")}: ${r.signal} at exit, retrying (known Dawn teardown issue)`);
-    r = run();
-  }
+  const r = runCli(args, { cwd: ROOT, gpu: true });
   expect(r.signal, `llama-ts ${args[0]} did not exit by itself`).toBeNull();
   return r;
 }

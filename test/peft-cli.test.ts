@@ -1,17 +1,17 @@
 // `llama-ts prompt-tune` and `llama-ts classify` (the built CLI: run `node scripts/build.mjs` first).
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { PromptTuningConfig } from "../lib/peft/prompt-config.js";
 import { loadPromptAdapter, savePromptAdapter } from "../lib/peft/prompt-io.js";
+import { runCli } from "./cli-run.js";
 
 const FIX = "test/fixtures/peft/tiny-llama-prompt-tuning";
 
 function cli(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ["bin/llama-ts.js", ...args], { encoding: "utf8", timeout: 300_000 });
+  const r = runCli(args, { timeoutMs: 300_000, gpu: args.includes("webgpu") });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
