@@ -14,6 +14,9 @@ import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
 import { matmulABt, transpose } from "./matmul.js";
 
+/** out[M,N] (+)= a[M,K]·b[N,K]ᵀ from element offsets: `matmulABt`'s contract (a backend may run it on faster kernels). */
+export type MatmulABt = typeof matmulABt;
+
 export interface AttentionMaskSpec {
   /** Position of query 0 in the key sequence (P); query i sees keys j <= queryOffset + i. */
   readonly queryOffset: number;
@@ -28,7 +31,7 @@ export interface AttentionMaskSpec {
  * attention (its additive mask is the same finite minimum across that row);
  * such a row's output does not depend on q or k, so it sends them no gradient.
  */
-export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale: number): { out: Var; weights: Var } {
+export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale: number, mm: MatmulABt = matmulABt): { out: Var; weights: Var } {
   expectShape("attention", "q", q.shape, [null, null, null, null]);
   const [B, n, T, D] = q.shape as [number, number, number, number];
   expectShape("attention", "k", k.shape, [B, null, null, D]);
@@ -53,7 +56,7 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
       const vt = transpose(vv.subarray(kOff, kOff + S * D), S, D); // [D, S]
       for (let h = g * rep; h < (g + 1) * rep; h++) {
         const qOff = (b * n + h) * T * D, pOff = (b * n + h) * T * S;
-        matmulABt(qv, kv, P, T, S, D, false, qOff, kOff, pOff); // raw q·k into P's slot
+        mm(qv, kv, P, T, S, D, false, qOff, kOff, pOff); // raw q·k into P's slot
         for (let i = 0; i < T; i++) {
           const r = pOff + i * S;
           let max = -Infinity;
@@ -76,7 +79,7 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
           }
           for (let j = 0; j < S; j++) P[r + j] = P[r + j]! / sum;
         }
-        matmulABt(P, vt, oh, T, D, S, false, pOff, 0, 0); // O_h = P·V  [T, D]
+        mm(P, vt, oh, T, D, S, false, pOff, 0, 0); // O_h = P·V  [T, D]
         for (let i = 0; i < T; i++) out.set(oh.subarray(i * D, (i + 1) * D), (b * T + i) * n * D + h * D);
       }
     }
@@ -100,10 +103,10 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
             if (dv) {
               // dV_g += Pᵀ·dO : [S, T] · ([D, T])ᵀ
               const pt = transpose(P.subarray(pOff, pOff + T * S), T, S);
-              matmulABt(pt, transpose(dO, T, D), dv, S, D, T, true, 0, 0, kOff);
+              mm(pt, transpose(dO, T, D), dv, S, D, T, true, 0, 0, kOff);
             }
             if (!dq && !dk) continue;
-            matmulABt(dO, vv, dS, T, S, D, false, 0, kOff, 0); // dP = dO·Vᵀ  [T, S]
+            mm(dO, vv, dS, T, S, D, false, 0, kOff, 0); // dP = dO·Vᵀ  [T, S]
             for (let i = 0; i < T; i++) {
               const r = i * S, pr = pOff + i * S;
               if (blind[b * T + i]) { dS.fill(0, r, r + S); continue; }
@@ -111,11 +114,11 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
               for (let j = 0; j < S; j++) dot += P[pr + j]! * dS[r + j]!;
               for (let j = 0; j < S; j++) dS[r + j] = P[pr + j]! * (dS[r + j]! - dot) * sc;
             }
-            if (dq) matmulABt(dS, kt, dq, T, D, S, false, 0, 0, qOff); // dQ = dS·K
+            if (dq) mm(dS, kt, dq, T, D, S, false, 0, 0, qOff); // dQ = dS·K
             if (dk) {
               // dK_g += dSᵀ·Q : [S, T] · ([D, T])ᵀ
               const qt = transpose(qv.subarray(qOff, qOff + T * D), T, D);
-              matmulABt(transpose(dS, T, S), qt, dk, S, D, T, true, 0, 0, kOff);
+              mm(transpose(dS, T, S), qt, dk, S, D, T, true, 0, 0, kOff);
             }
           }
         }

@@ -25,7 +25,8 @@ import { CpuBackend, CpuTensor } from "../backend/cpu/cpu-backend.js";
 import { Var } from "./var.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
-import type { LinearKernel } from "./matmul.js";
+import { matmulABt, type LinearKernel } from "./matmul.js";
+import type { MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
 
 /** A device tensor of the tape backend. */
@@ -118,8 +119,14 @@ export class TapeBackend implements Backend, DifferentiableBackend {
    */
   private readonly views = new WeakMap<Float32Array, Var>();
 
+  /** Attention's small products: the CPU backend's wasm kernel when it has one, else blocked JavaScript. */
+  private readonly matmul: MatmulABt;
+
   private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
     this.kernel = new CpuLinearKernel(cpu);
+    this.matmul = (a, b, out, M, N, K, accumulate = false, aOff = 0, bOff = 0, outOff = 0) => {
+      if (!cpu.gemm(a, b, out, M, N, K, accumulate, aOff, bOff, outOff)) matmulABt(a, b, out, M, N, K, accumulate, aOff, bOff, outOff);
+    };
   }
 
   /** A tape backend over a CPU backend (a fresh one unless given). */
@@ -220,7 +227,8 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   }
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {
-    const r = attn.attention(tape(q, "attention queries").var, tape(k, "attention keys").var, tape(v, "attention values").var, mask, opts.scale);
+    const r = attn.attention(tape(q, "attention queries").var, tape(k, "attention keys").var, tape(v, "attention values").var, mask, opts.scale,
+      this.matmul);
     return { out: TapeTensor.ofVar(r.out), weights: opts.returnWeights ? TapeTensor.ofVar(r.weights) : undefined };
   }
 

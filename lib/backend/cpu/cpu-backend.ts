@@ -176,6 +176,16 @@ export class CpuBackend implements Backend {
     return new CpuTensor(scaleInto(xd, factor, new Float32Array(xd.length)), x.shape, "f32");
   }
 
+  /**
+   * out[M,N] (+)= a[M,K]·b[N,K]ᵀ on host arrays (the autograd tape's attention
+   * products) on the wasm SIMD kernel; false when the engine has none (the caller
+   * then uses its JavaScript kernel).
+   */
+  gemm(a: Float32Array, b: Float32Array, out: Float32Array, M: number, N: number, K: number,
+    accumulate: boolean, aOff: number, bOff: number, outOff: number): boolean {
+    return this.engine.gemm?.(a, b, out, M, N, K, accumulate, aOff, bOff, outOff) ?? false;
+  }
+
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
     sameShape(gate, up, "siluMul");
     const g = f32(gate, "siluMul gate");

@@ -45,6 +45,12 @@ export interface LinearEngine {
   ): boolean;
   /** out = silu(gate) · up on the engine's kernels (float32, as PyTorch); false when it cannot. */
   siluMul?(gate: Float32Array, up: Float32Array, out: Float32Array): boolean;
+  /**
+   * out[M,N] (+)= a[M,K] · b[N,K]ᵀ for small transient matrices (attention's
+   * products in training), starting at the given element offsets; false when it cannot.
+   */
+  gemm?(a: Float32Array, b: Float32Array, out: Float32Array, M: number, N: number, K: number,
+    accumulate: boolean, aOff: number, bOff: number, outOff: number): boolean;
   dispose(): void;
 }
 

@@ -222,6 +222,38 @@ export class WasmLinearEngine implements LinearEngine {
     return true;
   }
 
+  /**
+   * out[M,N] (+)= a[M,K] · b[N,K]ᵀ on this thread. The kernel wants K in
+   * multiples of 8 and N in multiples of 4: both are zero-padded in the
+   * workspace (zero columns add nothing to a dot product; padded rows are dropped).
+   */
+  gemm(a: Float32Array, b: Float32Array, out: Float32Array, M: number, N: number, K: number,
+    accumulate: boolean, aOff: number, bOff: number, outOff: number): boolean {
+    if (M === 0 || N === 0) return true;
+    const Kp = Math.ceil(K / 8) * 8, Np = Math.ceil(N / 4) * 4;
+    const aBytes = 4 * M * Kp, bBytes = 4 * Np * Kp;
+    const base = this.scratch(aBytes + bBytes + 4 * M * Np);
+    const buf = this.memory.buffer; // after scratch(): growing the memory replaces the buffer
+    const A = new Float32Array(buf, base, M * Kp);
+    const Bm = new Float32Array(buf, base + aBytes, Np * Kp);
+    const Y = new Float32Array(buf, base + aBytes + bBytes, M * Np);
+    const pack = (dst: Float32Array, src: Float32Array, off: number, rows: number) => {
+      if (Kp === K) dst.set(src.subarray(off, off + rows * K));
+      else for (let r = 0; r < rows; r++) dst.set(src.subarray(off + r * K, off + r * K + K), r * Kp);
+    };
+    if (Kp !== K) A.fill(0);
+    pack(A, a, aOff, M);
+    Bm.fill(0, Kp === K ? N * Kp : 0);
+    pack(Bm, b, bOff, N);
+    this.kernels.gemm_f32(base, M, base + aBytes, Kp, base + aBytes + bBytes, Np, Np);
+    for (let m = 0; m < M; m++) {
+      const o = outOff + m * N, y = m * Np;
+      if (accumulate) for (let n = 0; n < N; n++) out[o + n] += Y[y + n]!;
+      else out.set(Y.subarray(y, y + N), o);
+    }
+    return true;
+  }
+
   /** A workspace of at least `bytes` (reused between calls). */
   private scratch(bytes: number): number {
     if (this.workspace.bytes < bytes) {
