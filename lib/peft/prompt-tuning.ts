@@ -23,6 +23,9 @@ import type { LlamaForSequenceClassification } from "../model/seq-cls.js";
 import { PromptTuningConfig, type PromptTuningConfigInit } from "./prompt-config.js";
 import { initialPromptIds, randomPrompt, type PromptTokenizer } from "./prompt-init.js";
 import { loadPromptAdapter, savePromptAdapter } from "./prompt-io.js";
+import { promptGenerationModel } from "./prompt-generate.js";
+import { generate as runGenerate, streamGenerate } from "../generate/generate.js";
+import type { GenerateOptions, GenerateOutput, StreamChunk } from "../generate/types.js";
 
 export type PromptBaseModel = LlamaForCausalLM | LlamaForSequenceClassification;
 
@@ -132,6 +135,28 @@ export class PromptTuningModel {
     const be = this.base.backend;
     const embeds = isDifferentiable(be) ? be.asTensor(embedsVar) : new Tensor(embedsVar.value, embedsVar.shape, "f32");
     return { embeds, embedsVar, attentionMask: mask };
+  }
+
+  /**
+   * Generation with the soft prompt in front (PEFT's generate for prompt
+   * tuning; see prompt-generate.ts): same options and output as the base
+   * model's `generate`, sequences = input ids + new tokens. CAUSAL_LM only.
+   */
+  generate(opts: GenerateOptions & { returnDictInGenerate: true }): Promise<GenerateOutput>;
+  generate(opts: GenerateOptions & { returnDictInGenerate?: false }): Promise<number[][]>;
+  generate(opts: GenerateOptions): Promise<number[][] | GenerateOutput>;
+  generate(opts: GenerateOptions): Promise<number[][] | GenerateOutput> {
+    return runGenerate(this.generationModel(), opts);
+  }
+
+  /** Streams generated chunks with the soft prompt in front (as `generate`). */
+  streamGenerate(opts: Omit<GenerateOptions, "streamer">): AsyncGenerator<StreamChunk, void> {
+    return streamGenerate(this.generationModel(), opts);
+  }
+
+  private generationModel() {
+    if (!isCausalLM(this.base)) throw new InputError("prompt tuning: generate needs a CAUSAL_LM base model (this one is SEQ_CLS)");
+    return promptGenerationModel(this, this.base);
   }
 
   /** Labels with -100 for the virtual tokens (PEFT's prefix_labels). */
