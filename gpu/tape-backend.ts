@@ -22,7 +22,7 @@ import { LlamaError } from "../lib/errors.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../lib/backend/backend.js";
 import type { DifferentiableBackend } from "../lib/autograd/differentiable.js";
 import { Var, backward as hostBackward, type GradFn } from "../lib/autograd/var.js";
-import * as ops from "../lib/autograd/ops.js";
+import { VarViews } from "../lib/autograd/var-views.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import type { DType } from "../lib/tensor/dtype.js";
 import type { GpuTensor } from "./buffers.js";
@@ -72,8 +72,8 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
   private tape: GradTensor[] = [];
   /** Output gradients handed over by the host's backward (logits' gradient), waiting for completeBackward. */
   private seeds: { at: GradTensor; grad: Float32Array }[] = [];
-  /** Host arrays handed out by read()/asTensor(), back to the Var they show. */
-  private readonly views = new WeakMap<Float32Array, Var>();
+  /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
+  private readonly views = new VarViews();
   /** Wᵀ in f32 per frozen weight, made on first backward use. */
   private readonly transposed = new WeakMap<GpuTensor, GpuTensor>();
 
@@ -89,15 +89,13 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
 
   // ------------------------------------------------------------ autograd glue
   asTensor(v: Var): Tensor {
-    this.views.set(v.value, v);
-    return new Tensor(v.value, v.shape, "f32");
+    return this.views.show(v);
   }
 
   varOf(x: Tensor): Var {
-    const v = x.data instanceof Float32Array ? this.views.get(x.data) : undefined;
+    const v = this.views.find(x);
     if (!v) throw new LlamaError("webgpu autograd: this tensor was not produced by this backend's read() or asTensor()");
-    const same = v.shape.length === x.shape.length && v.shape.every((d, i) => d === x.shape[i]);
-    return same ? v : ops.reshape(v, x.shape);
+    return v;
   }
 
   /** Recorded ops awaiting a backward pass (0 after completeBackward or discardTape). */
@@ -131,19 +129,18 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
         if (!node || !gOut) continue;
         grads.delete(x);
         const ins = node.backward(gOut);
+        // Assign before accumulating: accumulation gives tensors back to the pool, and one
+        // gradient tensor may go to two inputs (add), the second getting its own copy.
         const handed = new Set<GpuTensor>();
+        const assigned: [GradTensor, GpuTensor][] = [];
         node.inputs.forEach((inp, k) => {
           const g = ins[k];
-          if (!g) return;
-          if (!inp.requiresGrad) {
-            if (g !== gOut && !handed.has(g)) rt.release(g);
-            return;
-          }
-          // One gradient tensor may go to two inputs (add): the second gets its own copy.
-          accumulate(inp, handed.has(g) ? grad.copy(rt, g) : g);
+          if (!g || !inp.requiresGrad) return;
+          assigned.push([inp, handed.has(g) ? grad.copy(rt, g) : g]);
           handed.add(g);
         });
-        if (!handed.has(gOut)) rt.release(gOut);
+        for (const g of new Set([...ins, gOut])) if (g && !handed.has(g)) rt.release(g);
+        for (const [inp, g] of assigned) accumulate(inp, g);
         x.node = undefined;
         this.unhold(node);
       }
@@ -214,12 +211,11 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
 
   // ------------------------------------------------------------ memory
   upload(x: Tensor): DeviceTensor {
-    const v = x.data instanceof Float32Array ? this.views.get(x.data) : undefined;
+    const v = this.views.find(x);
     if (!v) return this.plain(this.gpu.upload(x) as GpuTensor);
     const r = new GradTensor(grad.fromHost(this.gpu.runtime, x.toFloat32(), x.shape), v.requiresGrad);
     if (v.requiresGrad) {
-      const same = v.shape.length === x.shape.length && v.shape.every((d, i) => d === x.shape[i]);
-      r.leaf = same ? v : ops.reshape(v, x.shape);
+      r.leaf = v;
       this.tape.push(r);
     }
     return r;

@@ -9,7 +9,7 @@
  * weights and the gradient of the pre-softmax scores).
  */
 import type { Kernel } from "../executor.js";
-import { flatKernel } from "./elementwise.js";
+import { ROW_MAIN, flatKernel } from "./elementwise.js";
 import { workgroupReduce } from "./reduce.js";
 import { type WeightFormat, enables, weightDecl } from "./weights.js";
 
@@ -44,11 +44,7 @@ ${weightDecl("w", 1, wf, false)}
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<uniform> p: P;
-var<workgroup> red: array<f32, 256>;
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wg.y * nwg.x + wg.x;
-  let base = row * p.H;
+${ROW_MAIN}
   var s = 0.0;
   var t = 0.0;
   for (var h = li; h < p.H; h += 256u) { let v = x[base + h]; s += v * v; t += w_at(h) * g[base + h] * v; }

@@ -54,6 +54,17 @@ fn main(${FLAT}) {
 }
 
 /**
+ * The entry of a one-workgroup-per-row kernel over rows of p.H elements (RMSNorm
+ * and its backward): 256 threads, the reduction array `red`, and `row`/`base`
+ * (the row's first element) from a 1-D or 2-D grid.
+ */
+export const ROW_MAIN = `var<workgroup> red: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  let base = row * p.H;`;
+
+/**
  * RMSNorm over rows of H: y = x · rsqrt(mean(x²) + eps) · w (HF's LlamaRMSNorm, in f32).
  * Tiling: one 256-thread workgroup per row; each thread sums squares of a
  * strided slice, a workgroup-memory tree reduces them, then every thread
@@ -68,11 +79,7 @@ struct P { H: u32, eps: f32 }
 ${weightDecl("w", 1, wf, false)}
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
-var<workgroup> red: array<f32, 256>;
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wg.y * nwg.x + wg.x;
-  let base = row * p.H;
+${ROW_MAIN}
   var s = 0.0;
   for (var h = li; h < p.H; h += 256u) { let v = x[base + h]; s += v * v; }
   ${workgroupReduce("s", 256, "sum")}

@@ -23,6 +23,7 @@ import type { DType } from "../tensor/dtype.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend/backend.js";
 import { CpuBackend, CpuTensor } from "../backend/cpu/cpu-backend.js";
 import { Var } from "./var.js";
+import { VarViews } from "./var-views.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
 import { matmulABt, type LinearKernel } from "./matmul.js";
@@ -113,11 +114,8 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   readonly device = "cpu" as const;
   readonly differentiable = true as const;
   private readonly kernel: CpuLinearKernel;
-  /**
-   * Host tensors handed out by read()/asTensor(), back to the Var they show,
-   * keyed by their storage so a reshaped view (same array) still finds it.
-   */
-  private readonly views = new WeakMap<Float32Array, Var>();
+  /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
+  private readonly views = new VarViews();
 
   /** Attention's small products: the CPU backend's wasm kernel when it has one, else blocked JavaScript. */
   private readonly matmul: MatmulABt;
@@ -144,16 +142,14 @@ export class TapeBackend implements Backend, DifferentiableBackend {
    * (e.g. as a model's `inputsEmbeds`), carries `v`'s gradient links.
    */
   asTensor(v: Var): Tensor {
-    this.views.set(v.value, v);
-    return new Tensor(v.value, v.shape, "f32");
+    return this.views.show(v);
   }
 
   /** The Var behind a tensor returned by read() or asTensor() (e.g. a model output's logits). */
   varOf(t: Tensor): Var {
-    const v = t.data instanceof Float32Array ? this.views.get(t.data) : undefined;
+    const v = this.views.find(t);
     if (!v) throw new LlamaError("tape backend: this tensor was not produced by this backend's read() or asTensor()");
-    const same = v.shape.length === t.shape.length && v.shape.every((d, i) => d === t.shape[i]);
-    return same ? v : ops.reshape(v, t.shape);
+    return v;
   }
 
   /** The whole graph is host Vars: `backward(loss)` already did everything. */
@@ -161,9 +157,8 @@ export class TapeBackend implements Backend, DifferentiableBackend {
 
   // ------------------------------------------------------------ memory
   upload(t: Tensor): DeviceTensor {
-    const v = t.data instanceof Float32Array ? this.views.get(t.data) : undefined;
-    if (!v) return TapeTensor.ofTensor(t);
-    return TapeTensor.ofVar(v.shape.every((d, i) => d === t.shape[i]) && v.shape.length === t.shape.length ? v : ops.reshape(v, t.shape));
+    const v = this.views.find(t);
+    return v ? TapeTensor.ofVar(v) : TapeTensor.ofTensor(t);
   }
 
   async read(t: DeviceTensor): Promise<Tensor> {
