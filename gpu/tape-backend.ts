@@ -150,10 +150,14 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
         return g ? this.gpu.read(g) : Promise.resolve(undefined);
       });
       const values = await Promise.all(reads);
+      const inputs: Var[] = [], leafGrads: Float32Array[] = [];
       leaves.forEach((x, k) => {
         const g = values[k];
-        if (g) hostBackward(x.leaf!, g.toFloat32());
+        if (g) { inputs.push(x.leaf!); leafGrads.push(g.toFloat32()); }
       });
+      // One host sweep from a node joining every leaf, so leaves that share host ancestry
+      // (the same Var uploaded twice) accumulate before that ancestry is consumed.
+      if (inputs.length) hostBackward(new Var(new Float32Array(1), [1], true, { name: "webgpu leaves", inputs, backward: () => leafGrads }));
     } finally {
       for (const g of grads.values()) rt.release(g);
       this.discardTape();

@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { createDifferentiableBackend, backprop, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
 import { crossEntropy } from "../lib/autograd/loss.js";
-import { reshape } from "../lib/autograd/ops.js";
+import { reshape, scale } from "../lib/autograd/ops.js";
 import { Var } from "../lib/autograd/var.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { f32ToF16 } from "../lib/tensor/dtype.js";
@@ -30,7 +30,7 @@ function relErr(a: Float32Array, b: Float32Array): number {
   return ref === 0 ? (diff === 0 ? 0 : Infinity) : diff / ref;
 }
 
-type Op = (be: DifferentiableBackend, xs: DeviceTensor[]) => DeviceTensor;
+type Op = (be: DifferentiableBackend, xs: DeviceTensor[], leaves: Var[]) => DeviceTensor;
 
 describe("WebGPU backward kernels vs the CPU tape", () => {
   let gpu: DifferentiableBackend;
@@ -49,7 +49,7 @@ describe("WebGPU backward kernels vs the CPU tape", () => {
     const grads: Float32Array[][] = [];
     for (const be of [gpu, cpu] as DifferentiableBackend[]) {
       const leaves = shapes.map((s, i) => Var.param(noise(s.reduce((a, b) => a * b, 1), seed + i), s));
-      const out = op(be, leaves.map((v) => be.upload(be.asTensor(v))));
+      const out = op(be, leaves.map((v) => be.upload(be.asTensor(v))), leaves);
       const host = be.varOf(await be.read(out));
       const last = host.shape[host.shape.length - 1]!;
       const rows = host.size / last;
@@ -81,6 +81,14 @@ describe("WebGPU backward kernels vs the CPU tape", () => {
 
   it("add and scale (one gradient feeding two inputs)", async () => {
     expect(await compare([[2, 3, 10], [2, 3, 10]], (be, [a, b]) => be.scale(be.add(a!, be.add(a!, b!)), 0.7), 6)).toBeLessThan(1e-3);
+  });
+
+  it("a non-leaf host Var uploaded twice: both uses reach the parameter behind it", async () => {
+    const op: Op = (be, _xs, [v]) => {
+      const w = scale(v!, 2); // like the prompt + embeddings concat: a host node in front of the upload
+      return be.add(be.upload(be.asTensor(w)), be.upload(be.asTensor(w)));
+    };
+    expect(await compare([[2, 6]], op, 13)).toBeLessThan(1e-3);
   });
 
   it("splitHeads with RoPE (3 heads of 10) then mergeHeads", async () => {
