@@ -102,6 +102,8 @@ async function main(): Promise<void> {
       onStep: (s) => { if (s.step % 10 === 0) console.error(`  ${r.name} step ${s.step} loss ${s.loss.toFixed(4)} (${s.ms.toFixed(0)} ms)`); },
     });
     const acc = await classifyByLabelScores(pm, tokenizer, test);
+    const predicted = acc.labelTexts.map((l, i) => `${JSON.stringify(l)} ${acc.predictions.filter((p) => p === i).length}`);
+    console.log(`${r.name}: ${result.steps} steps in ${result.seconds.toFixed(1)} s; test predictions per label: ${predicted.join(", ")}`);
     const rss = process.resourceUsage().maxRSS / 1024;
     const curve = [0, 0.25, 0.5, 0.75, 1].map((q) => result.losses[Math.min(result.losses.length - 1, Math.floor(q * (result.losses.length - 1)))]!.toFixed(3));
     rows.push(`| ${r.name} | ${r.init.prompt_tuning_init} | ${r.init.num_virtual_tokens} | ${r.train.lr} | ${r.train.epochs ?? "-"} | ${r.train.steps ?? result.steps} | ${acc.accuracy.toFixed(3)} | ${r.peft ? r.peft.accuracy.toFixed(3) : "-"} | ${result.seconds.toFixed(0)} s | ${r.peft ? `${r.peft.seconds} s` : "-"} | ${(result.meanStepMs / 1000).toFixed(2)} s | ${(result.meanStepCpuMs / 1000).toFixed(2)} s | ${curve.join(" → ")} | ${rss.toFixed(0)} MiB |`);

@@ -274,11 +274,27 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
 
   linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
     const xi = t(x, "linear input"), w = t(weight, "linear weight"), b = bias && t(bias, "linear bias");
-    this.noGrad("linear (weight or bias gradient)", w, ...(b ? [b] : []));
-    return this.out(this.gpu.linear(xi.inner, w.inner, b?.inner) as GpuTensor, [xi], () => ({
-      name: "linear",
-      saved: [],
-      backward: (g) => [this.gpu.linear(g, this.weightT(w.inner)) as GpuTensor],
+    if (b) this.noGrad("linear (bias gradient)", b);
+    const y = this.gpu.linear(xi.inner, w.inner, b?.inner) as GpuTensor;
+    if (!w.requiresGrad) {
+      // A frozen weight: the input gradient only, against Wᵀ made once per weight.
+      return this.out(y, [xi], () => ({
+        name: "linear",
+        saved: [],
+        backward: (g) => [this.gpu.linear(g, this.weightT(w.inner)) as GpuTensor],
+      }));
+    }
+    // A trainable weight (the SEQ_CLS head): dX = g · W against a fresh Wᵀ, dW = gᵀ · x.
+    const rt = this.gpu.runtime;
+    return this.out(y, [xi, w], () => ({
+      name: "linear (trainable weight)",
+      saved: [xi, w],
+      backward: (g) => {
+        const wt = grad.transposeWeight(rt, w.inner);
+        const dx = this.gpu.linear(g, wt) as GpuTensor;
+        this.gpu.release(wt);
+        return [dx, grad.linearWeightBackward(rt, xi.inner, g, w.shape[0]!)];
+      },
     }));
   }
 

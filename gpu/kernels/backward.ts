@@ -211,3 +211,21 @@ export function scatterPositionsKernel(): Kernel {
   y[i] = acc;`,
   );
 }
+
+/**
+ * A trainable weight's gradient (the SEQ_CLS head trained with a soft prompt):
+ * dW[n, k] = Σ_m g[m, n] · x[m, k] for y = x · Wᵀ. One thread per weight element,
+ * a plain loop over the M rows (heads are small: num_labels × hidden, M = batch).
+ */
+export function linearWeightBackwardKernel(): Kernel {
+  return flatKernel(
+    "linear_weight_bwd",
+    "M: u32, N: u32, K: u32",
+    ["var<storage, read> g: array<f32>", "var<storage, read> x: array<f32>", "var<storage, read_write> dW: array<f32>"],
+    /* wgsl */ `let k = i % p.K;
+  let n = i / p.K;
+  var acc = 0.0;
+  for (var m = 0u; m < p.M; m++) { acc += g[m * p.N + n] * x[m * p.K + k]; }
+  dW[i] = acc;`,
+  );
+}

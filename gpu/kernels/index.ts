@@ -36,6 +36,7 @@ export const attentionScoresBackwardKernel = memoKernel(bwd.attentionScoresBackw
 export const attentionQueryBackwardKernel = memoKernel(bwd.attentionQueryBackwardKernel);
 export const attentionKeyValueBackwardKernel = memoKernel(bwd.attentionKeyValueBackwardKernel);
 export const scatterPositionsKernel = memoKernel(bwd.scatterPositionsKernel);
+export const linearWeightBackwardKernel = memoKernel(bwd.linearWeightBackwardKernel);
 
 export { GEMV_MAX_M } from "./matmul.js";
 export { flashBlocks, headDimBucket } from "./attention.js";

@@ -8,7 +8,7 @@ import { LlamaError } from "../../lib/errors.js";
 import type { GpuTensor } from "../buffers.js";
 import {
   attentionKeyValueBackwardKernel, attentionQueryBackwardKernel, attentionScoresBackwardKernel, flatGrid,
-  rmsNormBackwardKernel, scatterPositionsKernel, siluMulBackwardKernel, transposeToF32Kernel,
+  linearWeightBackwardKernel, rmsNormBackwardKernel, scatterPositionsKernel, siluMulBackwardKernel, transposeToF32Kernel,
 } from "../kernels/index.js";
 import { act, gpu, type GpuRuntime } from "../runtime.js";
 import { add, scale } from "./basic.js";
@@ -122,5 +122,16 @@ export function selectPositionsBackward(rt: GpuRuntime, g: GpuTensor, index: Int
   const n = B * T * H;
   rt.exec.dispatch(scatterPositionsKernel(), [{ buf: idx }, { buf: g.buf }, { buf: out.buf }], [n, T, H, K], grid(rt, n));
   rt.pool.release(idx);
+  return out;
+}
+
+/** The gradient of a trainable f32 weight W [N, K] of y = x · Wᵀ, from x [..., K] and g [..., N]. */
+export function linearWeightBackward(rt: GpuRuntime, x: GpuTensor, g: GpuTensor, N: number): GpuTensor {
+  const K = x.shape[x.shape.length - 1]!;
+  const M = x.size / K;
+  if (g.size !== M * N) throw new LlamaError(`webgpu linear weight backward: gradient [${g.shape.join(", ")}] does not match ${M} rows × ${N}`);
+  const out = rt.empty([N, K]);
+  const n = N * K;
+  rt.exec.dispatch(linearWeightBackwardKernel(), [{ buf: g.buf }, { buf: x.buf }, { buf: out.buf }], [n, M, N, K], grid(rt, n));
   return out;
 }

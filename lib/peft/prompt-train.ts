@@ -39,6 +39,14 @@ export interface TrainOptions {
   schedule?: ScheduleName;
   warmupSteps?: number;
   /**
+   * What the schedule's progress counts (default "steps"). "time" (needs
+   * `timeBudgetMs`) runs the schedule over the time budget instead of the step
+   * count: the multiplier at a step is that of the elapsed fraction of the
+   * budget, so a linear or cosine decay reaches 0 when the time runs out
+   * however fast the steps are (warmupSteps still counts steps).
+   */
+  scheduleBy?: "steps" | "time";
+  /**
    * Discriminative term (optional): the first token id of each class's label.
    * Adds cross-entropy over just these candidates at the position predicting a
    * row's first label token (see PromptTuningModel.loss), weighted by `choiceWeight`.
@@ -55,6 +63,13 @@ export interface TrainOptions {
   earlyStoppingPatience?: number;
   /** Put back the prompt of the best evaluation at the end (default true when `evaluate` is given). */
   restoreBest?: boolean;
+  /**
+   * Keep an exponential moving average of the prompt (ema ← d·ema + (1−d)·prompt
+   * after each step, starting from the initial prompt) and put it in place of
+   * the last prompt at the end, unless a best evaluation's prompt is restored.
+   * Off by default.
+   */
+  emaDecay?: number;
   /** Stop (after the current step) once training has run this long. */
   timeBudgetMs?: number;
   /** Called after every step (a notebook updates its live curve here). */
@@ -131,7 +146,13 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
   const total = o.steps ?? (o.epochs !== undefined ? Math.ceil(o.epochs * perEpoch) : undefined);
   if (!(total !== undefined && Number.isInteger(total) && total >= 1)) throw new ConfigError("prompt tuning: give a positive number of steps or epochs");
   const opt = makeOptimizer(pm, o);
+  if (o.scheduleBy === "time" && !(o.timeBudgetMs !== undefined && o.timeBudgetMs > 0)) throw new ConfigError("scheduleBy \"time\" needs a positive timeBudgetMs");
   const schedule = lrMultiplier({ name: o.schedule ?? "constant", warmupSteps: o.warmupSteps, totalSteps: total });
+  // Time-based progress: the decay part of the schedule over a grid of TIME_TICKS ticks of the budget.
+  const TIME_TICKS = 1_000_000;
+  const timeSchedule = o.scheduleBy === "time"
+    ? lrMultiplier({ name: o.schedule ?? "constant", warmupSteps: 0, totalSteps: TIME_TICKS })
+    : undefined;
   const pad = o.padTokenId ?? pm.base.config.pad_token_id ?? 0;
   const rand = seededUniform(o.seed ?? 0);
   const sink: ProgressSink | undefined =
@@ -161,6 +182,9 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
     return o.earlyStoppingPatience !== undefined && sinceBest >= o.earlyStoppingPatience;
   };
 
+  if (o.emaDecay !== undefined && !(o.emaDecay >= 0 && o.emaDecay < 1)) throw new ConfigError(`emaDecay ${o.emaDecay}: expected a number in [0, 1)`);
+  const ema = o.emaDecay !== undefined ? pm.prompt.value.slice() : undefined;
+
   let order: TokenExample[] = [];
   let step = 0;
   while (step < total) {
@@ -172,11 +196,18 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
     const batch: PromptBatch = collate(order.slice(within * o.batchSize, (within + 1) * o.batchSize), pad, o.paddingSide ?? "right");
     const s0 = performance.now();
     const c0 = process.cpuUsage();
-    opt.lr = o.lr * schedule(step);
+    opt.lr = o.lr * (timeSchedule
+      ? (step < (o.warmupSteps ?? 0) ? step / Math.max(1, o.warmupSteps ?? 0) : 1)
+        * timeSchedule(Math.min(TIME_TICKS, Math.floor(((performance.now() - t0) / o.timeBudgetMs!) * TIME_TICKS)))
+      : schedule(step));
     opt.zeroGrad();
     const loss = await pm.lossAndGrad(batch, { choices: o.choices, choiceWeight: o.choiceWeight });
     const gradNorm = o.maxGradNorm !== undefined ? clipGradNorm([pm.prompt], o.maxGradNorm) : undefined;
     opt.step();
+    if (ema) {
+      const d = o.emaDecay!, v = pm.prompt.value;
+      for (let i = 0; i < ema.length; i++) ema[i] = d * ema[i]! + (1 - d) * v[i]!;
+    }
     const ms = performance.now() - s0;
     const cpu = process.cpuUsage(c0);
     const cpuMs = (cpu.user + cpu.system) / 1000;
@@ -197,6 +228,7 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
     }
   }
   if (bestPrompt && restoreBest) pm.prompt.value.set(bestPrompt);
+  else if (ema) pm.prompt.value.set(ema);
   sink?.finish(`${step} steps, last loss ${losses[losses.length - 1]!.toFixed(4)}`);
   return {
     steps: step, losses, evals, bestMetric: o.evaluate ? best : undefined, bestStep, stoppedEarly,

@@ -12,7 +12,7 @@
  * lib/autograd/differentiable.ts) its forward is differentiable, so the loss
  * backpropagates to the prompt. On any other backend the same class runs inference.
  */
-import { InputError, LlamaError } from "../errors.js";
+import { FormatError, InputError, LlamaError } from "../errors.js";
 import { Tensor } from "../tensor/tensor.js";
 import { Var, backward } from "../autograd/var.js";
 import { add, concatSeq, expandBatch, reshape, scale, selectRows } from "../autograd/ops.js";
@@ -57,7 +57,48 @@ export class PromptTuningModel {
     readonly config: PromptTuningConfig,
     /** The soft prompt [num_virtual_tokens, hidden], trainable. */
     readonly prompt: Var,
+    /**
+     * SEQ_CLS: this adapter's own copy of the classification head [num_labels, hidden], trained with
+     * the prompt as PEFT does (modules_to_save "score"); the base model's head is left as it was.
+     */
+    private head?: Var,
   ) {}
+
+  /** SEQ_CLS: the trainable head (undefined for CAUSAL_LM, or until first used when built by fromValues). */
+  get score(): Var | undefined {
+    return this.head;
+  }
+
+  /** What training updates: the prompt, and for SEQ_CLS the classification head. */
+  async trainableParameters(): Promise<Var[]> {
+    const head = await this.ensureHead();
+    return head ? [this.prompt, head] : [this.prompt];
+  }
+
+  /** SEQ_CLS: the head, copied from the base model the first time it is needed. */
+  private async ensureHead(): Promise<Var | undefined> {
+    if (isCausalLM(this.base) || this.head) return this.head;
+    const w = await this.base.backend.read(this.base.score.weight);
+    this.head = Var.param(w.toFloat32().slice(), w.shape);
+    return this.head;
+  }
+
+  /** Runs `fn` with the base model's SEQ_CLS head replaced by this adapter's (tracked when `grad`). */
+  private async withHead<R>(grad: boolean, fn: () => Promise<R>): Promise<R> {
+    const head = await this.ensureHead();
+    if (!head || isCausalLM(this.base)) return fn();
+    const be = this.base.backend;
+    const linear = this.base.score;
+    const original = linear.weight;
+    const v = grad ? head : Var.constant(head.value, head.shape);
+    linear.weight = be.upload(isDifferentiable(be) ? be.asTensor(v) : new Tensor(v.value, v.shape, "f32"));
+    try {
+      return await fn();
+    } finally {
+      be.release(linear.weight);
+      linear.weight = original;
+    }
+  }
 
   /** Wraps `base` with a freshly initialized prompt (PEFT's get_peft_model). */
   static async create(base: PromptBaseModel, init: PromptTuningConfigInit, options: CreateOptions = {}): Promise<PromptTuningModel> {
@@ -78,29 +119,55 @@ export class PromptTuningModel {
       const ids = initialPromptIds(config, base.config.vocab_size, options);
       value = (await base.getInputEmbeddings([ids])).toFloat32().slice();
     }
-    return new PromptTuningModel(base, config, Var.param(value, [n, H]));
+    const pm = new PromptTuningModel(base, config, Var.param(value, [n, H]));
+    await pm.ensureHead();
+    return pm;
   }
 
-  /** Wraps `base` with a prompt given as values [n, hidden] (e.g. a fixture's init). */
-  static fromValues(base: PromptBaseModel, init: PromptTuningConfigInit, values: Float32Array): PromptTuningModel {
+  /**
+   * Wraps `base` with a prompt given as values [n, hidden] (e.g. a fixture's init); for SEQ_CLS the
+   * head starts as `options.score` [num_labels, hidden] or, when omitted, as the base model's.
+   */
+  static fromValues(base: PromptBaseModel, init: PromptTuningConfigInit, values: Float32Array, options: { score?: Float32Array } = {}): PromptTuningModel {
     const H = base.config.hidden_size;
     const config = new PromptTuningConfig({ ...init, token_dim: init.token_dim ?? H, num_transformer_submodules: init.num_transformer_submodules ?? 1 });
     checkDims(config, H, "PromptTuningConfig");
     const n = config.totalVirtualTokens;
     if (values.length !== n * H) throw new InputError(`prompt values: ${values.length} numbers, expected ${n} × ${H}`);
-    return new PromptTuningModel(base, config, Var.param(Float32Array.from(values), [n, H]));
+    let head: Var | undefined;
+    if (options.score && !isCausalLM(base)) {
+      const L = base.config.num_labels;
+      if (options.score.length !== L * H) throw new InputError(`score values: ${options.score.length} numbers, expected ${L} × ${H}`);
+      head = Var.param(Float32Array.from(options.score), [L, H]);
+    }
+    return new PromptTuningModel(base, config, Var.param(Float32Array.from(values), [n, H]), head);
   }
 
   /** Loads an adapter folder saved by PEFT or by `savePretrained`. */
   static async fromPretrained(base: PromptBaseModel, dir: string): Promise<PromptTuningModel> {
-    const { config, prompt } = loadPromptAdapter(dir);
-    checkDims(config, base.config.hidden_size, `${dir}/adapter_config.json`);
-    return new PromptTuningModel(base, config, Var.param(prompt, [config.totalVirtualTokens, base.config.hidden_size]));
+    const { config, prompt, score } = loadPromptAdapter(dir);
+    const H = base.config.hidden_size;
+    checkDims(config, H, `${dir}/adapter_config.json`);
+    let head: Var | undefined;
+    if (score && !isCausalLM(base)) {
+      const L = base.config.num_labels;
+      if (score.shape[0] !== L || score.shape[1] !== H) {
+        throw new FormatError(dir, `the adapter's score head is [${score.shape.join(", ")}], the model needs [${L}, ${H}] (num_labels, hidden_size)`);
+      }
+      head = Var.param(score.values, [L, H]);
+    }
+    const pm = new PromptTuningModel(base, config, Var.param(prompt, [config.totalVirtualTokens, H]), head);
+    await pm.ensureHead();
+    return pm;
   }
 
-  /** Writes adapter_config.json + adapter_model.safetensors (key `prompt_embeddings`) as PEFT does. */
+  /**
+   * Writes adapter_config.json + adapter_model.safetensors as PEFT does: key `prompt_embeddings`,
+   * and for SEQ_CLS the trained head `base_model.score.weight`.
+   */
   savePretrained(dir: string, options: { baseModelNameOrPath?: string } = {}): void {
-    savePromptAdapter(dir, this.config, this.prompt.value, this.prompt.shape, options.baseModelNameOrPath);
+    const score = this.head && { values: this.head.value, shape: this.head.shape };
+    savePromptAdapter(dir, this.config, this.prompt.value, this.prompt.shape, options.baseModelNameOrPath, score);
   }
 
   get numVirtualTokens(): number {
@@ -172,7 +239,7 @@ export class PromptTuningModel {
    */
   async forward(batch: PromptBatch): Promise<{ logits: Tensor; loss?: Var }> {
     const { embeds, attentionMask } = await this.embed(batch);
-    const out = await this.base.forward({ inputsEmbeds: embeds, attentionMask, useCache: false });
+    const out = await this.withHead(true, () => this.base.forward({ inputsEmbeds: embeds, attentionMask, useCache: false }));
     const be = this.base.backend;
     let loss: Var | undefined;
     if (isDifferentiable(be)) {
