@@ -45,8 +45,10 @@ export interface StepEvent {
 interface Prepared {
   cfg: ResolvedGeneration;
   V: number;
-  /** [B, T] prompts as given (not expanded). */
+  /** [B, T] prompts as given (not expanded); empty rows when only inputsEmbeds was given. */
   prompts: number[][];
+  /** The prompt embeddings fed to the prefill instead of the ids. */
+  embeds: Tensor | undefined;
   mask: number[][];
   positions: number[][];
   expand: number;
@@ -55,14 +57,32 @@ interface Prepared {
 
 function prepare(model: GenerationModel, opts: GenerateOptions): Prepared {
   const V = model.config.vocab_size;
-  checkPrompts(opts.inputIds, V);
-  const prompts = opts.inputIds.map((r) => [...r]);
+  const embeds = opts.inputsEmbeds;
+  if (!embeds || opts.inputIds !== undefined) checkPrompts(opts.inputIds, V);
+  let prompts: number[][];
+  let shape: number[][]; // [B][T] rows that give the attention mask its shape
+  if (embeds) {
+    const [B, T] = embeds.shape as [number, number];
+    if (embeds.shape.length !== 3 || !(B >= 1) || !(T >= 1)) {
+      throw new InputError(`generate: inputsEmbeds has shape [${embeds.shape.join(", ")}], expected [B, T, hidden] with B, T ≥ 1`);
+    }
+    if (opts.inputIds && (opts.inputIds.length !== B || opts.inputIds[0]!.length !== T)) {
+      throw new InputError(`generate: inputIds is [${opts.inputIds.length}, ${opts.inputIds[0]!.length}] but inputsEmbeds is [${B}, ${T}, …]`);
+    }
+    prompts = opts.inputIds ? opts.inputIds.map((r) => [...r]) : Array.from({ length: B }, () => []);
+    shape = opts.inputIds ?? Array.from({ length: B }, () => new Array<number>(T).fill(-1));
+  } else {
+    prompts = opts.inputIds!.map((r) => [...r]);
+    shape = prompts;
+  }
   const cfg = resolveGeneration(model, opts, prompts[0]!.length);
-  const mask = resolveAttentionMask(prompts, opts.attentionMask, cfg.padTokenId, cfg.eosTokenIds);
+  if (embeds && !cfg.useCache) throw new InputError("generate: inputsEmbeds needs the KV cache (useCache: false re-runs the whole sequence from token ids)");
+  // Only ids can reveal padding; with embeddings alone the mask is all ones unless given.
+  const mask = resolveAttentionMask(shape, opts.attentionMask, opts.inputIds ? cfg.padTokenId : null, cfg.eosTokenIds);
   const criteria: StoppingCriterion[] = [new MaxLengthCriterion(cfg.maxLength)];
   if (cfg.stopStrings.length) criteria.push(new StopStringCriterion(opts.tokenizer!, cfg.stopStrings));
   if (cfg.eosTokenIds.length) criteria.push(new EosTokenCriterion(cfg.eosTokenIds));
-  return { cfg, V, prompts, mask, positions: positionsFromMask(mask), expand: Math.max(cfg.numBeams, cfg.numReturnSequences), criteria };
+  return { cfg, V, prompts, embeds, mask, positions: positionsFromMask(mask), expand: Math.max(cfg.numBeams, cfg.numReturnSequences), criteria };
 }
 
 /**
@@ -72,7 +92,7 @@ function prepare(model: GenerationModel, opts: GenerateOptions): Prepared {
  */
 async function prefill(model: GenerationModel, p: Prepared, opts: GenerateOptions) {
   const out = await model.forward({
-    inputIds: p.prompts,
+    ...(p.embeds ? { inputsEmbeds: p.embeds } : { inputIds: p.prompts }),
     attentionMask: p.mask,
     positionIds: p.positions,
     useCache: p.cfg.useCache,

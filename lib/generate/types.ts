@@ -17,8 +17,10 @@ export interface GenerationCache {
 
 /** The forward arguments generation passes (a subset of the model's forward args). */
 export interface GenerationForwardArgs {
-  /** [B, T] (always given by generate; optional so that a model's wider forward args stay compatible). */
+  /** [B, T] (given by generate except on the prefill with inputsEmbeds). */
   inputIds?: number[][];
+  /** [B, T, hidden]: the prefill of a generate call given inputsEmbeds. */
+  inputsEmbeds?: Tensor;
   /** [B, past + T] — covers the cached tokens and the new ones, as HF's 2-D mask. */
   attentionMask?: number[][];
   /** [B, T] positions of the new tokens. */
@@ -76,9 +78,18 @@ export interface StreamChunk {
 export type Streamer = ((chunk: StreamChunk) => void) | { put(chunk: StreamChunk): void; end?(): void };
 
 export interface GenerateOptions {
-  /** [B, T] prompts; rows of a batch are left-padded to one length (see attentionMask). */
-  inputIds: number[][];
-  /** [B, T] 1 = token, 0 = padding. Default: inferred from padTokenId as HF does, else all ones. */
+  /**
+   * [B, T] prompts; rows of a batch are left-padded to one length (see attentionMask).
+   * Required unless `inputsEmbeds` is given.
+   */
+  inputIds?: number[][];
+  /**
+   * [B, T, hidden] prompt embeddings fed instead of looking up `inputIds` (HF's
+   * `inputs_embeds`; needs the KV cache). Without `inputIds` the result holds only
+   * the new tokens, as HF's; with both, `inputIds` start each returned row.
+   */
+  inputsEmbeds?: Tensor;
+  /** [B, T] 1 = token, 0 = padding. Default: inferred from padTokenId as HF does (all ones with only inputsEmbeds). */
   attentionMask?: number[][];
   /** New tokens to generate at most (default: generation_config max_new_tokens, else 20, as HF). */
   maxNewTokens?: number;

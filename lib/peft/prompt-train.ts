@@ -53,6 +53,14 @@ export interface TrainOptions {
    */
   choices?: readonly number[];
   choiceWeight?: number;
+  /**
+   * Class-balanced batches (needs `choices`): each epoch shuffles the examples
+   * of each class (the class of an example is its first label token's index in
+   * `choices`) and interleaves the classes round-robin, so a batch whose size
+   * is a multiple of the class count holds each class equally (with balanced
+   * data). Overrides `groupByLength`; off by default.
+   */
+  balancedBatches?: boolean;
   /** Pad id for batches (default: the model's pad_token_id, else 0; padding is masked anyway). */
   padTokenId?: number;
   paddingSide?: "right" | "left";
@@ -123,6 +131,22 @@ export function lengthGroupedOrder<T extends { inputIds: readonly number[] }>(it
   return shuffled(batches, rand).flat();
 }
 
+/** An epoch's order with the classes interleaved round-robin (see TrainOptions.balancedBatches). */
+export function classBalancedOrder<T extends { labels: readonly number[] }>(items: readonly T[], choices: readonly number[], rand: () => number): T[] {
+  const groups = new Map<number, T[]>();
+  for (const item of items) {
+    const first = item.labels.find((id) => id !== -100);
+    const c = first === undefined ? -1 : choices.indexOf(first);
+    let g = groups.get(c);
+    if (!g) groups.set(c, (g = []));
+    g.push(item);
+  }
+  const lists = [...groups.keys()].sort((a, b) => a - b).map((c) => shuffled(groups.get(c)!, rand));
+  const out: T[] = [];
+  for (let i = 0; out.length < items.length; i++) for (const l of lists) if (i < l.length) out.push(l[i]!);
+  return out;
+}
+
 /** Fisher–Yates shuffle with a seeded stream. */
 export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
   const a = items.slice();
@@ -159,6 +183,7 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
     o.progress === true || (o.progress === undefined && process.stderr.isTTY)
       ? new ProgressBar("prompt-tune", total, process.stderr, "items")
       : o.progress || undefined;
+  if (o.balancedBatches && !o.choices?.length) throw new ConfigError("balancedBatches needs choices (the first label token of each class)");
   const restoreBest = o.restoreBest ?? o.evaluate !== undefined;
   const evalEvery = o.evalEvery ?? perEpoch;
 
@@ -191,6 +216,7 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
     const within = step % perEpoch;
     if (within === 0) {
       order = o.shuffle === false ? examples.slice()
+        : o.balancedBatches ? classBalancedOrder(examples, o.choices!, rand)
         : o.groupByLength ? lengthGroupedOrder(examples, o.batchSize, rand) : shuffled(examples, rand);
     }
     const batch: PromptBatch = collate(order.slice(within * o.batchSize, (within + 1) * o.batchSize), pad, o.paddingSide ?? "right");
