@@ -29,6 +29,7 @@ export { readGgufTokenizer, tokenizerMetadata, syntheticSpmVocab, GgufTokenType,
 export { convertMetaToHf, type ConvertOptions, type ConvertResult } from "./convert/meta-to-hf.js";
 export { computeIntermediateSize, metaParamsToHfConfig, readMetaParams, type MetaParams, type LlamaVersion } from "./convert/params.js";
 export { loadLora, readLoraAdapter, activeLora, LoadedLora, type LoraAdapter, type LoraModuleWeights, type AdaptableModel } from "./peft/lora.js";
+export { LoraModel, linearModules, type LoraTrainConfigInit, type LoraBatch } from "./peft/lora-train.js";
 export { parseLoraConfig, readLoraConfig, type LoraConfig } from "./peft/lora-config.js";
 export * from "./tokenizer/index.js";
 export * as autograd from "./autograd/index.js";

@@ -13,7 +13,7 @@ import type { LlamaConfig } from "../config.js";
 import type { AttentionMask, Backend, DeviceTensor } from "../backend/backend.js";
 import { Tensor } from "../tensor/tensor.js";
 import { DynamicCache } from "./kv-cache.js";
-import { Embedding, LlamaDecoderLayer, RMSNorm, type ParameterRef, type WeightLoader } from "./modules.js";
+import { Embedding, Linear, LlamaDecoderLayer, RMSNorm, type ParameterRef, type WeightLoader } from "./modules.js";
 import { RotaryEmbedding } from "./rope.js";
 import { HookRunner } from "./hooks.js";
 import { prepareInputs, type PreparedInputs } from "./inputs.js";
@@ -150,9 +150,7 @@ export class LlamaModel {
     // --- attention block
     let x = layer.input_layernorm.forward(be, h); // [B, T, hidden]
     if (hooks) x = await hooks.run(`${p}.input_layernorm`, x);
-    const [qf, kf, vf] = be.linearMany(
-      x, [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight], [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias],
-    ) as [DeviceTensor, DeviceTensor, DeviceTensor];
+    const [qf, kf, vf] = Linear.forwardMany(be, x, [attn.q_proj, attn.k_proj, attn.v_proj]) as [DeviceTensor, DeviceTensor, DeviceTensor];
     be.release(x);
     let q = be.splitHeads(qf, c.num_attention_heads, rope); // [B, heads, T, head_dim]
     let k = be.splitHeads(kf, c.num_key_value_heads, rope); // [B, kv_heads, T, head_dim]
@@ -209,9 +207,7 @@ export class LlamaModel {
     let x2 = layer.post_attention_layernorm.forward(be, mid);
     if (hooks) x2 = await hooks.run(`${p}.post_attention_layernorm`, x2);
     const mlp = layer.mlp;
-    const [g, u] = be.linearMany(x2, [mlp.gate_proj.weight, mlp.up_proj.weight], [mlp.gate_proj.bias, mlp.up_proj.bias]) as [
-      DeviceTensor, DeviceTensor,
-    ];
+    const [g, u] = Linear.forwardMany(be, x2, [mlp.gate_proj, mlp.up_proj]) as [DeviceTensor, DeviceTensor];
     be.release(x2);
     let act = be.siluMul(g, u); // [B, T, intermediate]
     be.release(g); be.release(u);

@@ -18,7 +18,17 @@ export interface ParameterRef {
   set(t: DeviceTensor): void;
 }
 
+/** A LoRA path beside a Linear: y += scaling · (x · Aᵀ) · Bᵀ, A [r, in], B [out, r] (trained by lib/peft/lora-train.ts). */
+export interface LowRankPath {
+  readonly A: DeviceTensor;
+  readonly B: DeviceTensor;
+  readonly scaling: number;
+}
+
 export class Linear {
+  /** Set while a LoRA adapter is trained (lib/peft/lora-train.ts): the forward adds the low-rank path. */
+  lora?: LowRankPath;
+
   constructor(
     /** [out, in] */
     public weight: DeviceTensor,
@@ -38,7 +48,27 @@ export class Linear {
   }
 
   forward(be: Backend, x: DeviceTensor): DeviceTensor {
-    return be.linear(x, this.weight, this.bias);
+    const y = be.linear(x, this.weight, this.bias);
+    if (!this.lora) return y;
+    const { A, B, scaling } = this.lora;
+    const xa = be.linear(x, A);
+    const low = be.linear(xa, B);
+    be.release(xa);
+    const scaled = be.scale(low, scaling);
+    be.release(low);
+    const out = be.add(y, scaled);
+    be.release(y);
+    be.release(scaled);
+    return out;
+  }
+
+  /**
+   * Several Linears over one input (q/k/v, gate/up): one fused pass over the
+   * weights, unless one of them carries a LoRA path (then each on its own).
+   */
+  static forwardMany(be: Backend, x: DeviceTensor, linears: readonly Linear[]): DeviceTensor[] {
+    if (linears.some((l) => l.lora)) return linears.map((l) => l.forward(be, x));
+    return be.linearMany(x, linears.map((l) => l.weight), linears.map((l) => l.bias));
   }
 
   parameters(prefix: string): ParameterRef[] {

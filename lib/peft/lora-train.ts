@@ -1,0 +1,190 @@
+/**
+ * LoRA training as PEFT's LoraModel does it: each targeted Linear gets A
+ * [r, in] and B [out, r] beside its frozen weight, y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ with
+ * s = lora_alpha / r (lora_dropout 0), and only A and B are trained. PEFT's
+ * init: A kaiming-uniform (bound 1/√in), B zeros. The base model runs on a
+ * differentiable backend (the CPU tape or WebGPU), unchanged: during a forward
+ * the targeted Linears carry the low-rank path (lib/model/modules.ts).
+ *
+ * Saved in PEFT's format (adapter_config.json with peft_type LORA +
+ * adapter_model.safetensors, keys `base_model.model.<module>.lora_A.weight`),
+ * which `readLoraAdapter`/`loadLora` and PEFT's `PeftModel.from_pretrained` read.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { InputError, LlamaError } from "../errors.js";
+import { Tensor } from "../tensor/tensor.js";
+import { saveSafetensors } from "../io/safetensors.js";
+import { writeTextAtomic } from "../io/atomic.js";
+import { Var } from "../autograd/var.js";
+import { causalLMLoss } from "../autograd/loss.js";
+import { backprop, isDifferentiable } from "../autograd/differentiable.js";
+import type { LlamaForCausalLM } from "../model/causal-lm.js";
+import type { Linear } from "../model/modules.js";
+import { SeededRng } from "../generate/rng.js";
+import { type LoraConfig, isTargeted, loraScaling, parseLoraConfig } from "./lora-config.js";
+import type { LoraAdapter, LoraModuleWeights } from "./lora.js";
+
+/** The fields of PEFT's LoraConfig this trainer uses (the rest take PEFT's defaults). */
+export interface LoraTrainConfigInit {
+  r: number;
+  lora_alpha: number;
+  /** Module-name suffixes (e.g. ["q_proj", "v_proj"]) or one regex for the whole name. */
+  target_modules: string[] | string;
+  use_rslora?: boolean;
+  layers_to_transform?: number[] | null;
+}
+
+/** One trainable pair: module name, its Linear, A and B as Vars, the scaling. */
+interface Pair {
+  readonly module: string;
+  readonly linear: Linear;
+  readonly A: Var;
+  readonly B: Var;
+  readonly scaling: number;
+}
+
+export interface LoraBatch {
+  inputIds: number[][];
+  attentionMask?: number[][];
+  /** [B][T] target ids (-100 = no loss), as HF's labels (shifted inside the loss). */
+  labels?: number[][];
+}
+
+/** Every Linear of a causal LM by PEFT module name (`model.layers.0.self_attn.q_proj`, …, `lm_head`). */
+export function linearModules(model: LlamaForCausalLM): Map<string, Linear> {
+  const out = new Map<string, Linear>();
+  model.model.layers.forEach((layer, i) => {
+    const a = layer.self_attn, m = layer.mlp;
+    for (const [n, l] of [["q_proj", a.q_proj], ["k_proj", a.k_proj], ["v_proj", a.v_proj], ["o_proj", a.o_proj]] as const) out.set(`model.layers.${i}.self_attn.${n}`, l);
+    for (const [n, l] of [["gate_proj", m.gate_proj], ["up_proj", m.up_proj], ["down_proj", m.down_proj]] as const) out.set(`model.layers.${i}.mlp.${n}`, l);
+  });
+  out.set("lm_head", model.lm_head);
+  return out;
+}
+
+export class LoraModel {
+  private constructor(
+    readonly base: LlamaForCausalLM,
+    readonly config: LoraConfig,
+    private readonly pairs: readonly Pair[],
+  ) {}
+
+  /**
+   * Adds fresh LoRA pairs to `base` as PEFT's get_peft_model: A kaiming-uniform
+   * (seeded), B zeros — so the model's output is unchanged until the first step.
+   */
+  static create(base: LlamaForCausalLM, init: LoraTrainConfigInit, options: { seed?: number } = {}): LoraModel {
+    const config = parseLoraConfig({ ...init, task_type: "CAUSAL_LM", peft_type: "LORA" }, "LoraModel.create");
+    const rng = new SeededRng(options.seed ?? 0);
+    return LoraModel.build(base, config, (module, r, inF, outF) => {
+      const bound = 1 / Math.sqrt(inF); // kaiming_uniform_(a=√5): √(6 / ((1 + 5)·fan_in))
+      const A = Float32Array.from({ length: r * inF }, () => (rng.nextFloat() * 2 - 1) * bound);
+      return { A, B: new Float32Array(outF * r) };
+    });
+  }
+
+  /** Adds LoRA pairs with given starting values (e.g. a PEFT run's), keyed by module name. */
+  static fromValues(base: LlamaForCausalLM, init: LoraTrainConfigInit, values: ReadonlyMap<string, { A: Float32Array; B: Float32Array }>): LoraModel {
+    const config = parseLoraConfig({ ...init, task_type: "CAUSAL_LM", peft_type: "LORA" }, "LoraModel.fromValues");
+    return LoraModel.build(base, config, (module) => {
+      const v = values.get(module);
+      if (!v) throw new InputError(`LoraModel.fromValues: no values for targeted module ${module}`);
+      return v;
+    });
+  }
+
+  private static build(base: LlamaForCausalLM, config: LoraConfig,
+    make: (module: string, r: number, inF: number, outF: number) => { A: Float32Array; B: Float32Array }): LoraModel {
+    const pairs: Pair[] = [];
+    for (const [module, linear] of linearModules(base)) {
+      if (!isTargeted(config, module)) continue;
+      const [outF, inF] = linear.weight.shape as [number, number];
+      const { r, scaling } = loraScaling(config, module);
+      const { A, B } = make(module, r, inF, outF);
+      if (A.length !== r * inF || B.length !== outF * r) {
+        throw new InputError(`LoRA ${module}: A has ${A.length} values, B ${B.length}; expected [${r}, ${inF}] and [${outF}, ${r}]`);
+      }
+      pairs.push({ module, linear, A: Var.param(Float32Array.from(A), [r, inF]), B: Var.param(Float32Array.from(B), [outF, r]), scaling });
+    }
+    if (pairs.length === 0) throw new InputError(`LoRA: target_modules ${JSON.stringify(config.target_modules)} match no Linear of the model`);
+    return new LoraModel(base, config, pairs);
+  }
+
+  /** The trainable matrices, A then B for each module in model order. */
+  parameters(): Var[] {
+    return this.pairs.flatMap((p) => [p.A, p.B]);
+  }
+
+  /** Module name → its current A and B. */
+  get modules(): ReadonlyMap<string, { A: Var; B: Var; scaling: number }> {
+    return new Map(this.pairs.map((p) => [p.module, { A: p.A, B: p.B, scaling: p.scaling }]));
+  }
+
+  /** Runs `fn` with every targeted Linear carrying its low-rank path (tracked when `grad`). */
+  private async withLora<R>(grad: boolean, fn: () => Promise<R>): Promise<R> {
+    const be = this.base.backend;
+    const diff = isDifferentiable(be);
+    const upload = (v: Var) => be.upload(diff && grad ? be.asTensor(v) : new Tensor(v.value, v.shape, "f32"));
+    for (const p of this.pairs) p.linear.lora = { A: upload(p.A), B: upload(p.B), scaling: p.scaling };
+    try {
+      return await fn();
+    } finally {
+      for (const p of this.pairs) {
+        be.release(p.linear.lora!.A);
+        be.release(p.linear.lora!.B);
+        p.linear.lora = undefined;
+      }
+    }
+  }
+
+  /** The forward with the adapter: logits [B, T, V], and the loss as a Var when labels are given on a differentiable backend. */
+  async forward(batch: LoraBatch, options: { grad?: boolean } = {}): Promise<{ logits: Tensor; loss?: Var }> {
+    const be = this.base.backend;
+    const grad = options.grad !== false;
+    const out = await this.withLora(grad, () => this.base.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask, useCache: false }));
+    if (!isDifferentiable(be) || !grad) return { logits: out.logits };
+    const loss = batch.labels ? causalLMLoss(be.varOf(out.logits), batch.labels) : undefined;
+    if (!loss) be.discardTape?.();
+    return { logits: out.logits, loss };
+  }
+
+  /** One forward + backward; gradients accumulate into each A and B. Returns the loss. */
+  async lossAndGrad(batch: LoraBatch): Promise<number> {
+    const be = this.base.backend;
+    if (!isDifferentiable(be)) {
+      throw new LlamaError("LoRA training needs the base model on a differentiable backend (createDifferentiableBackend(\"cpu\" | \"webgpu\"))");
+    }
+    if (!batch.labels) throw new InputError("LoRA training: the batch has no labels");
+    const { loss } = await this.forward(batch);
+    await backprop(be, loss!);
+    return loss!.item();
+  }
+
+  /** The adapter as `loadLora` takes it (for inference with the merged weights). */
+  toAdapter(): LoraAdapter {
+    const modules = new Map<string, LoraModuleWeights>(this.pairs.map((p) => [p.module, {
+      module: p.module, A: new Tensor(p.A.value.slice(), p.A.shape, "f32"), B: new Tensor(p.B.value.slice(), p.B.shape, "f32"), scaling: p.scaling,
+    }]));
+    return { source: "LoraModel", config: this.config, modules };
+  }
+
+  /** PEFT's adapter folder: adapter_model.safetensors (written first) and adapter_config.json. */
+  savePretrained(dir: string, options: { baseModelNameOrPath?: string } = {}): void {
+    fs.mkdirSync(dir, { recursive: true });
+    const tensors: Record<string, Tensor> = {};
+    for (const p of this.pairs) {
+      tensors[`base_model.model.${p.module}.lora_A.weight`] = new Tensor(p.A.value.slice(), p.A.shape, "f32");
+      tensors[`base_model.model.${p.module}.lora_B.weight`] = new Tensor(p.B.value.slice(), p.B.shape, "f32");
+    }
+    saveSafetensors(path.join(dir, "adapter_model.safetensors"), tensors, { metadata: { format: "pt" } });
+    const c = this.config;
+    const json = {
+      peft_type: "LORA", task_type: "CAUSAL_LM", base_model_name_or_path: options.baseModelNameOrPath ?? c.base_model_name_or_path,
+      r: c.r, lora_alpha: c.lora_alpha, target_modules: c.target_modules, lora_dropout: 0.0, bias: "none", fan_in_fan_out: false,
+      use_rslora: c.use_rslora, use_dora: false, init_lora_weights: true, layers_to_transform: c.layers_to_transform,
+      rank_pattern: c.rank_pattern, alpha_pattern: c.alpha_pattern, modules_to_save: null, inference_mode: true, revision: null,
+    };
+    writeTextAtomic(path.join(dir, "adapter_config.json"), JSON.stringify(json, null, 2) + "\n");
+  }
+}
