@@ -22,6 +22,7 @@ const BENCHES: Record<string, { file: string; what: string }> = {
   interp: { file: "interp-bench.ts", what: "runWithCache with all hooks on 512 tokens; attention grid build/render" },
   convert: { file: "convert-bench.ts", what: "Meta → HF conversion of a ~1 GB random checkpoint: wall time, peak RSS" },
   "prompt-tune": { file: "prompt-tune-bench.ts", what: "prompt tuning on the topic task: accuracy, s/step, peak RSS" },
+  lora: { file: "lora-bench.ts", what: "LoRA (r 8, q/v) on the topic task for a time budget: accuracy, s/step" },
 };
 
 const names = process.argv.slice(2);
