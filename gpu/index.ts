@@ -15,4 +15,5 @@ export function createWebGpuBackend(options?: WebGpuBackendOptions): Promise<Web
   return WebGpuBackend.create(options);
 }
 
-export { WebGpuTapeBackend, GradTensor, createWebGpuTapeBackend } from "./tape-backend.js";
+export { WebGpuTapeBackend, createWebGpuTapeBackend } from "./tape-backend.js";
+export { GradTensor } from "./grad-tape.js";

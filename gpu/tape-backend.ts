@@ -21,44 +21,13 @@
 import { LlamaError } from "../lib/errors.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../lib/backend/backend.js";
 import type { DifferentiableBackend } from "../lib/autograd/differentiable.js";
-import { Var, backward as hostBackward, type GradFn } from "../lib/autograd/var.js";
+import { Var, type GradFn } from "../lib/autograd/var.js";
 import { VarViews } from "../lib/autograd/var-views.js";
 import { Tensor } from "../lib/tensor/tensor.js";
-import type { DType } from "../lib/tensor/dtype.js";
 import type { GpuTensor } from "./buffers.js";
 import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
 import * as grad from "./ops/backward.js";
-
-/** One recorded op: which tape tensors it read, and how to turn its output gradient into theirs. */
-interface Node {
-  readonly name: string;
-  readonly inputs: readonly GradTensor[];
-  /** Tensors kept for backward (released when this node has run). */
-  readonly saved: readonly GradTensor[];
-  backward(gOut: GpuTensor): (GpuTensor | null)[];
-}
-
-/** A device tensor of the differentiable WebGPU backend: a GPU tensor plus its place in the graph. */
-export class GradTensor implements DeviceTensor {
-  /** The recorded op that made it (tracked tensors that are not leaves). */
-  node?: Node;
-  /** For a differentiable upload: the host Var whose gradient this tensor's gradient is. */
-  leaf?: Var;
-  /** Recorded ops that still need this tensor's values for their backward. */
-  holds = 0;
-  /** The model called release(): give the buffer back once `holds` drops to 0. */
-  releaseAsked = false;
-
-  constructor(readonly inner: GpuTensor, readonly requiresGrad: boolean) {}
-
-  get shape(): readonly number[] {
-    return this.inner.shape;
-  }
-
-  get dtype(): DType {
-    return this.inner.dtype;
-  }
-}
+import { GradTape, GradTensor, type Node } from "./grad-tape.js";
 
 function t(x: DeviceTensor, what: string): GradTensor {
   if (!(x instanceof GradTensor)) throw new LlamaError(`webgpu autograd: ${what} is not a tensor of this backend (mixing backends?)`);
@@ -68,16 +37,16 @@ function t(x: DeviceTensor, what: string): GradTensor {
 export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
   readonly device = "webgpu" as const;
   readonly differentiable = true as const;
-  /** Tracked tensors in creation order (a topological order of the graph), for the backward sweep. */
-  private tape: GradTensor[] = [];
-  /** Output gradients handed over by the host's backward (logits' gradient), waiting for completeBackward. */
-  private seeds: { at: GradTensor; grad: Float32Array }[] = [];
+  /** What the forward recorded for the backward sweep. */
+  private readonly graph: GradTape;
   /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
   private readonly views = new VarViews();
   /** Wᵀ in f32 per frozen weight, made on first backward use. */
   private readonly transposed = new WeakMap<GpuTensor, GpuTensor>();
 
-  private constructor(readonly gpu: WebGpuBackend) {}
+  private constructor(readonly gpu: WebGpuBackend) {
+    this.graph = new GradTape(gpu);
+  }
 
   static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuTapeBackend> {
     return new WebGpuTapeBackend(await WebGpuBackend.create(options));
@@ -100,7 +69,7 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
 
   /** Recorded ops awaiting a backward pass (0 after completeBackward or discardTape). */
   get recordedOps(): number {
-    return this.tape.length;
+    return this.graph.size;
   }
 
   /**
@@ -109,89 +78,18 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
    * every recorded op to the differentiable uploads, whose gradients then
    * continue on the host (into e.g. the soft prompt's `.grad`).
    */
-  async completeBackward(): Promise<void> {
-    const rt = this.gpu.runtime;
-    const grads = new Map<GradTensor, GpuTensor>();
-    const accumulate = (x: GradTensor, g: GpuTensor) => {
-      const prev = grads.get(x);
-      if (!prev) return void grads.set(x, g);
-      grads.set(x, grad.addInto(rt, prev, g));
-    };
-    try {
-      for (const { at, grad: g } of this.seeds) accumulate(at, grad.fromHost(rt, g, at.shape));
-      this.seeds = [];
-      const leaves: GradTensor[] = [];
-      for (let i = this.tape.length - 1; i >= 0; i--) {
-        const x = this.tape[i]!;
-        if (x.leaf) leaves.push(x);
-        const node = x.node;
-        const gOut = grads.get(x);
-        if (!node || !gOut) continue;
-        grads.delete(x);
-        const ins = node.backward(gOut);
-        // Assign before accumulating: accumulation gives tensors back to the pool, and one
-        // gradient tensor may go to two inputs (add), the second getting its own copy.
-        const handed = new Set<GpuTensor>();
-        const assigned: [GradTensor, GpuTensor][] = [];
-        node.inputs.forEach((inp, k) => {
-          const g = ins[k];
-          if (!g || !inp.requiresGrad) return;
-          assigned.push([inp, handed.has(g) ? grad.copy(rt, g) : g]);
-          handed.add(g);
-        });
-        for (const g of new Set([...ins, gOut])) if (g && !handed.has(g)) rt.release(g);
-        for (const [inp, g] of assigned) accumulate(inp, g);
-        x.node = undefined;
-        this.unhold(node);
-      }
-      // Read every leaf's gradient in one submit, then continue on the host.
-      const reads = leaves.map((x) => {
-        const g = grads.get(x);
-        return g ? this.gpu.read(g) : Promise.resolve(undefined);
-      });
-      const values = await Promise.all(reads);
-      const inputs: Var[] = [], leafGrads: Float32Array[] = [];
-      leaves.forEach((x, k) => {
-        const g = values[k];
-        if (g) { inputs.push(x.leaf!); leafGrads.push(g.toFloat32()); }
-      });
-      // One host sweep from a node joining every leaf, so leaves that share host ancestry
-      // (the same Var uploaded twice) accumulate before that ancestry is consumed.
-      if (inputs.length) hostBackward(new Var(new Float32Array(1), [1], true, { name: "webgpu leaves", inputs, backward: () => leafGrads }));
-    } finally {
-      for (const g of grads.values()) rt.release(g);
-      this.discardTape();
-    }
+  completeBackward(): Promise<void> {
+    return this.graph.backward();
   }
 
   /** Drops what was recorded (a forward whose loss will not be backpropagated) and frees what it kept. */
   discardTape(): void {
-    for (const x of this.tape) {
-      if (x.node) this.unhold(x.node);
-      x.node = undefined;
-    }
-    this.tape = [];
-    this.seeds = [];
+    this.graph.discard();
   }
 
-  private unhold(node: Node): void {
-    for (const s of node.saved) {
-      s.holds--;
-      if (s.holds === 0 && s.releaseAsked) this.gpu.release(s.inner);
-    }
-  }
-
-  /** Wraps an op's output; records `node` when an input needs a gradient. */
+  /** Wraps an op's output; records its node when an input needs a gradient. */
   private out(inner: GpuTensor, inputs: readonly GradTensor[], makeNode: () => Omit<Node, "inputs">): GradTensor {
-    const tracked = inputs.some((x) => x.requiresGrad);
-    const r = new GradTensor(inner, tracked);
-    if (tracked) {
-      const node = { ...makeNode(), inputs };
-      for (const s of node.saved) s.holds++;
-      r.node = node;
-      this.tape.push(r);
-    }
-    return r;
+    return this.graph.record(inner, inputs, makeNode);
   }
 
   private plain(inner: GpuTensor): GradTensor {
@@ -217,12 +115,7 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
   upload(x: Tensor): DeviceTensor {
     const v = this.views.find(x);
     if (!v) return this.plain(this.gpu.upload(x) as GpuTensor);
-    const r = new GradTensor(grad.fromHost(this.gpu.runtime, x.toFloat32(), x.shape), v.requiresGrad);
-    if (v.requiresGrad) {
-      r.leaf = v;
-      this.tape.push(r);
-    }
-    return r;
+    return this.graph.leaf(grad.fromHost(this.gpu.runtime, x.toFloat32(), x.shape), v);
   }
 
   async read(x: DeviceTensor): Promise<Tensor> {
@@ -235,7 +128,7 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
       name: "webgpu",
       inputs: [],
       backward: (g) => {
-        this.seeds.push({ at: h, grad: g });
+        this.graph.seed(h, g);
         return [];
       },
     };

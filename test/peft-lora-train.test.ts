@@ -9,6 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
+import { closeTo, diffStats, intRows } from "./peft-helpers.js";
 import { LoraModel } from "../lib/peft/lora-train.js";
 import { loadLora, readLoraAdapter } from "../lib/peft/lora.js";
 import { Adam } from "../lib/peft/optim.js";
@@ -20,32 +21,19 @@ const golden = SafetensorsFile.open(path.join(FIX, "golden.safetensors"));
 const gjson = JSON.parse(fs.readFileSync(path.join(FIX, "golden.json"), "utf8")) as {
   modules: string[]; loss_at_init: number; losses_per_step: number[]; adam: { lr: number; betas: [number, number]; eps: number };
 };
-const rows = (name: string) => {
-  const x = golden.readInts(name);
-  return Array.from({ length: x.shape[0]! }, (_, b) => x.values.slice(b * x.shape[1]!, (b + 1) * x.shape[1]!));
-};
+const rows = (name: string) => intRows(golden, name);
 const batch = { inputIds: rows("input_ids"), attentionMask: rows("attention_mask"), labels: rows("labels") };
 const ref = (name: string) => golden.read(name).toFloat32();
 const CONFIG = { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] };
 const initValues = () => new Map(gjson.modules.map((m) => [m, { A: ref(`init.${m}.lora_A`), B: ref(`init.${m}.lora_B`) }]));
 
-function diff(a: ArrayLike<number>, b: ArrayLike<number>): { abs: number; rel: number } {
-  expect(a.length).toBe(b.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return { abs: d, rel: d / m };
-}
 
 describe("LoRA training matches PEFT", () => {
   const backends: DifferentiableBackend[] = [];
   afterAll(() => backends.forEach((b) => b.dispose()));
 
   for (const device of ["cpu", "webgpu"] as const) {
-    // CPU: PEFT's absolute tolerances; WebGPU: 1e-3 relative (the failure message shows the number).
-    const close = (d: { abs: number; rel: number }, cpuAbs: number) => expect(device === "cpu" ? d.abs : d.rel).toBeLessThan(device === "cpu" ? cpuAbs : 1e-3);
+    const close = (d: { abs: number; rel: number }, cpuAbs: number) => closeTo(device, d, cpuAbs);
 
     it(`${device}: logits, loss and every A/B gradient at init; 5 Adam steps; final matrices`, async () => {
       const be = await createDifferentiableBackend(device);
@@ -55,16 +43,16 @@ describe("LoRA training matches PEFT", () => {
       expect([...lora.modules.keys()].sort()).toEqual([...gjson.modules].sort());
 
       const out = await lora.forward(batch);
-      close(diff(out.logits.toFloat32(), ref("logits_at_init")), 1e-4);
-      close(diff([out.loss!.item()], [gjson.loss_at_init]), 1e-5);
+      close(diffStats(out.logits.toFloat32(), ref("logits_at_init")), 1e-4);
+      close(diffStats([out.loss!.item()], [gjson.loss_at_init]), 1e-5);
       await backprop(be, out.loss!);
       for (const [m, { A, B }] of lora.modules) {
-        close(diff(A.grad!, ref(`grad.${m}.lora_A`)), 1e-5);
-        close(diff(B.grad!, ref(`grad.${m}.lora_B`)), 1e-5);
+        close(diffStats(A.grad!, ref(`grad.${m}.lora_A`)), 1e-5);
+        close(diffStats(B.grad!, ref(`grad.${m}.lora_B`)), 1e-5);
       }
       // Without the adapter the base model's logits are different (the low-rank path is really used) …
       const plain = await base.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask });
-      expect(diff(plain.logits.toFloat32(), ref("logits_at_init")).abs).toBeGreaterThan(1e-3);
+      expect(diffStats(plain.logits.toFloat32(), ref("logits_at_init")).abs).toBeGreaterThan(1e-3);
 
       const trained = LoraModel.fromValues(base, CONFIG, initValues());
       const opt = new Adam(trained.parameters(), gjson.adam);
@@ -74,10 +62,10 @@ describe("LoRA training matches PEFT", () => {
         losses.push(await trained.lossAndGrad(batch));
         opt.step();
       }
-      close(diff(losses, gjson.losses_per_step), 1e-5);
+      close(diffStats(losses, gjson.losses_per_step), 1e-5);
       for (const [m, { A, B }] of trained.modules) {
-        close(diff(A.value, ref(`final.${m}.lora_A`)), 1e-4);
-        close(diff(B.value, ref(`final.${m}.lora_B`)), 1e-4);
+        close(diffStats(A.value, ref(`final.${m}.lora_A`)), 1e-4);
+        close(diffStats(B.value, ref(`final.${m}.lora_B`)), 1e-4);
       }
       // … and the Linears are plain again after each forward.
       expect(base.model.layers[0]!.self_attn.q_proj.lora).toBeUndefined();
@@ -90,7 +78,7 @@ describe("LoRA training matches PEFT", () => {
     const base = await LlamaForCausalLM.fromPretrained(BASE, { backend: be });
     const fresh = LoraModel.create(base, CONFIG, { seed: 1 });
     const [withLora, plain] = [await fresh.forward(batch, { grad: false }), await base.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask })];
-    expect(diff(withLora.logits.toFloat32(), plain.logits.toFloat32()).abs).toBe(0);
+    expect(diffStats(withLora.logits.toFloat32(), plain.logits.toFloat32()).abs).toBe(0);
     const bound = 1 / Math.sqrt(base.config.hidden_size);
     const A0 = fresh.modules.get("model.layers.0.self_attn.q_proj")!.A.value;
     expect(Math.max(...Array.from(A0, Math.abs))).toBeLessThanOrEqual(bound);
@@ -103,7 +91,7 @@ describe("LoRA training matches PEFT", () => {
       const ours = SafetensorsFile.open(path.join(dir, "adapter_model.safetensors"));
       const peft = SafetensorsFile.open(path.join(FIX, "adapter_model.safetensors"));
       expect(ours.names().sort()).toEqual(peft.names().sort());
-      for (const n of peft.names()) expect(diff(ours.read(n).toFloat32(), peft.read(n).toFloat32()).abs).toBe(0);
+      for (const n of peft.names()) expect(diffStats(ours.read(n).toFloat32(), peft.read(n).toFloat32()).abs).toBe(0);
       ours.close();
       peft.close();
       // Our adapter in the merged inference path gives the trained LoRA forward's logits.
@@ -112,7 +100,7 @@ describe("LoRA training matches PEFT", () => {
       const loaded = await loadLora(base, adapter);
       const merged = (await base.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask })).logits.toFloat32();
       loaded.unload();
-      expect(diff(merged, live).abs).toBeLessThan(1e-4);
+      expect(diffStats(merged, live).abs).toBeLessThan(1e-4);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -9,6 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { LlamaForSequenceClassification, setWarningSink } from "../lib/model/seq-cls.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
+import { closeTo, diffStats, intRows } from "./peft-helpers.js";
 import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
 import { Adam } from "../lib/peft/optim.js";
 import { createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
@@ -19,23 +20,11 @@ const golden = SafetensorsFile.open(path.join(FIX, "golden.safetensors"));
 const gjson = JSON.parse(fs.readFileSync(path.join(FIX, "golden.json"), "utf8")) as {
   loss_at_init: number; losses_per_step: number[]; adam: { lr: number; betas: [number, number]; eps: number };
 };
-const rows = (name: string) => {
-  const x = golden.readInts(name);
-  return Array.from({ length: x.shape[0]! }, (_, b) => x.values.slice(b * x.shape[1]!, (b + 1) * x.shape[1]!));
-};
+const rows = (name: string) => intRows(golden, name);
 const batch = { inputIds: rows("input_ids"), attentionMask: rows("attention_mask"), classLabels: golden.readInts("labels").values };
 const ref = (name: string) => golden.read(name).toFloat32();
 
 /** max |a − b|, and relative to max |b|. */
-function diff(a: ArrayLike<number>, b: ArrayLike<number>): { abs: number; rel: number } {
-  expect(a.length).toBe(b.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return { abs: d, rel: d / m };
-}
 
 describe("SEQ_CLS prompt tuning (prompt + score head) matches PEFT", () => {
   setWarningSink(() => {}); // inputs_embeds + padding: the pooled-position warning is expected here
@@ -43,8 +32,7 @@ describe("SEQ_CLS prompt tuning (prompt + score head) matches PEFT", () => {
   afterAll(() => backends.forEach((b) => b.dispose()));
 
   for (const device of ["cpu", "webgpu"] as const) {
-    // CPU: PEFT's absolute tolerances; WebGPU: 1e-3 relative (the failure message shows the number).
-    const close = (d: { abs: number; rel: number }, cpuAbs: number) => expect(device === "cpu" ? d.abs : d.rel).toBeLessThan(device === "cpu" ? cpuAbs : 1e-3);
+    const close = (d: { abs: number; rel: number }, cpuAbs: number) => closeTo(device, d, cpuAbs);
 
     it(`${device}: logits, loss, prompt and head gradients at init; 5 Adam steps; final prompt and head`, async () => {
       const be = await createDifferentiableBackend(device);
@@ -56,11 +44,11 @@ describe("SEQ_CLS prompt tuning (prompt + score head) matches PEFT", () => {
       const pm = fresh();
       const out = await pm.forward(batch);
       expect(out.logits.shape).toEqual([3, 3]);
-      close(diff(out.logits.toFloat32(), ref("logits_at_init")), 1e-4);
-      close(diff([out.loss!.item()], [gjson.loss_at_init]), 1e-5);
+      close(diffStats(out.logits.toFloat32(), ref("logits_at_init")), 1e-4);
+      close(diffStats([out.loss!.item()], [gjson.loss_at_init]), 1e-5);
       await pm.backward(out.loss!);
-      close(diff(pm.prompt.grad!, ref("grad_prompt_at_init")), 1e-5);
-      close(diff(pm.score!.grad!, ref("grad_score_at_init")), 1e-5);
+      close(diffStats(pm.prompt.grad!, ref("grad_prompt_at_init")), 1e-5);
+      close(diffStats(pm.score!.grad!, ref("grad_score_at_init")), 1e-5);
       expect(Math.max(...Array.from(ref("grad_score_at_init"), Math.abs))).toBeGreaterThan(1e-2); // not vacuous
 
       const trained = fresh();
@@ -73,9 +61,9 @@ describe("SEQ_CLS prompt tuning (prompt + score head) matches PEFT", () => {
         losses.push(await trained.lossAndGrad(batch));
         opt.step();
       }
-      close(diff(losses, gjson.losses_per_step), 1e-5);
-      close(diff(trained.prompt.value, ref("final_prompt_embeddings")), 1e-4);
-      close(diff(trained.score!.value, ref("final_score_weight")), 1e-4);
+      close(diffStats(losses, gjson.losses_per_step), 1e-5);
+      close(diffStats(trained.prompt.value, ref("final_prompt_embeddings")), 1e-4);
+      close(diffStats(trained.score!.value, ref("final_score_weight")), 1e-4);
       // The base model's own head is untouched (the adapter trains its copy, as PEFT's modules_to_save).
       expect(Array.from((await be.read(base.score.weight)).toFloat32())).toEqual(Array.from(ref("init_score_weight")));
     });
@@ -92,7 +80,7 @@ describe("SEQ_CLS prompt tuning (prompt + score head) matches PEFT", () => {
     // The loaded head is what the forward uses: the logits differ from those with the base head.
     const withHead = (await pm.forward(batch)).logits.toFloat32();
     const baseHead = PromptTuningModel.fromValues(base, { task_type: "SEQ_CLS", num_virtual_tokens: 4 }, pm.prompt.value);
-    expect(diff((await baseHead.forward(batch)).logits.toFloat32(), withHead).abs).toBeGreaterThan(1e-2);
+    expect(diffStats((await baseHead.forward(batch)).logits.toFloat32(), withHead).abs).toBeGreaterThan(1e-2);
 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "seqcls-prompt-"));
     try {
