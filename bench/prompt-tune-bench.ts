@@ -48,6 +48,22 @@ const RECIPES: Recipe[] = [
     init: { task_type: "CAUSAL_LM", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT, tokenizer_name_or_path: MODEL },
     train: { optimizer: "adamw", lr: 0.3, steps: 400, batchSize: 16, seed: 0, groupByLength: true, choices: [275, 931, 612], choiceWeight: 1, timeBudgetMs: 300_000 },
   },
+  // Issue 8's target (>= 0.60 in 5 minutes): the same TEXT init and choice term, but many small
+  // class-balanced batches (3 rows, one per label: each step's update carries no label-frequency
+  // bias) and lr 0.1 with 10 warmup steps then a linear decay to 0 over the time budget (scheduleBy
+  // "time": it ends at 0 however many steps the machine manages). Measured on the 2-core EPYC box,
+  // all 300 test rows, 300 s of training: seed 0 954 steps 0.660, seed 1 972 steps 0.680 (machine
+  // otherwise idle, 0.31 s/step); seed 0 with another job running: 750 steps 0.603, and 414 steps
+  // 0.457 while a full test suite took both cores. Accuracy follows the step count, so measure on
+  // an idle machine. steps is only a cap here; the time budget ends the run.
+  {
+    name: "ours-text20-balanced3-lindecay-5min",
+    init: { task_type: "CAUSAL_LM", num_virtual_tokens: 20, prompt_tuning_init: "TEXT", prompt_tuning_init_text: INIT_TEXT, tokenizer_name_or_path: MODEL },
+    train: {
+      optimizer: "adamw", lr: 0.1, steps: 5000, batchSize: 3, seed: 0, balancedBatches: true, choices: [275, 931, 612], choiceWeight: 1,
+      schedule: "linear", scheduleBy: "time", warmupSteps: 10, timeBudgetMs: 300_000,
+    },
+  },
 ];
 
 async function main(): Promise<void> {
