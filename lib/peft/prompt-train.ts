@@ -9,6 +9,7 @@
 import { ConfigError } from "../errors.js";
 import { ProgressBar, type ProgressSink } from "../convert/progress.js";
 import { Adam, AdamW, clipGradNorm, type Optimizer } from "./optim.js";
+import type { Var } from "../autograd/var.js";
 import { lrMultiplier, type ScheduleName } from "./optim-schedule.js";
 import { collate, type TokenExample } from "./prompt-data.js";
 import { seededUniform } from "./prompt-init.js";
@@ -157,19 +158,20 @@ export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
   return a;
 }
 
-export function makeOptimizer(pm: PromptTuningModel, o: Pick<TrainOptions, "optimizer" | "lr" | "betas" | "eps" | "weightDecay">): Optimizer {
+export function makeOptimizer(params: Var[], o: Pick<TrainOptions, "optimizer" | "lr" | "betas" | "eps" | "weightDecay">): Optimizer {
   const opts = { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weightDecay };
-  return (o.optimizer ?? "adamw") === "adam" ? new Adam([pm.prompt], opts) : new AdamW([pm.prompt], opts);
+  return (o.optimizer ?? "adamw") === "adam" ? new Adam(params, opts) : new AdamW(params, opts);
 }
 
-/** Trains `pm.prompt` in place on `examples`. */
+/** Trains `pm.prompt` (and, for SEQ_CLS, its classification head, as PEFT does) in place on `examples`. */
 export async function trainPrompt(pm: PromptTuningModel, examples: readonly TokenExample[], o: TrainOptions): Promise<TrainResult> {
   if (examples.length === 0) throw new ConfigError("prompt tuning: no training examples");
   if (!(Number.isInteger(o.batchSize) && o.batchSize >= 1)) throw new ConfigError(`batch size ${o.batchSize}: expected a positive integer`);
   const perEpoch = Math.ceil(examples.length / o.batchSize);
   const total = o.steps ?? (o.epochs !== undefined ? Math.ceil(o.epochs * perEpoch) : undefined);
   if (!(total !== undefined && Number.isInteger(total) && total >= 1)) throw new ConfigError("prompt tuning: give a positive number of steps or epochs");
-  const opt = makeOptimizer(pm, o);
+  const params = await pm.trainableParameters();
+  const opt = makeOptimizer(params, o);
   if (o.scheduleBy === "time" && !(o.timeBudgetMs !== undefined && o.timeBudgetMs > 0)) throw new ConfigError("scheduleBy \"time\" needs a positive timeBudgetMs");
   const schedule = lrMultiplier({ name: o.schedule ?? "constant", warmupSteps: o.warmupSteps, totalSteps: total });
   // Time-based progress: the decay part of the schedule over a grid of TIME_TICKS ticks of the budget.
@@ -189,7 +191,7 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
 
   const losses: number[] = [];
   const evals: EvalLog[] = [];
-  let best = -Infinity, bestStep: number | undefined, bestPrompt: Float32Array | undefined, sinceBest = 0;
+  let best = -Infinity, bestStep: number | undefined, bestValues: Float32Array[] | undefined, sinceBest = 0;
   let stoppedEarly = false;
   const t0 = performance.now();
   let stepMs = 0, stepCpuMs = 0;
@@ -199,7 +201,7 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
     const metric = await o.evaluate(step);
     if (metric > best) {
       best = metric; bestStep = step; sinceBest = 0;
-      if (restoreBest) bestPrompt = pm.prompt.value.slice();
+      if (restoreBest) bestValues = params.map((p) => p.value.slice());
     } else sinceBest++;
     const log = { step, metric, best };
     evals.push(log);
@@ -208,7 +210,7 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
   };
 
   if (o.emaDecay !== undefined && !(o.emaDecay >= 0 && o.emaDecay < 1)) throw new ConfigError(`emaDecay ${o.emaDecay}: expected a number in [0, 1)`);
-  const ema = o.emaDecay !== undefined ? pm.prompt.value.slice() : undefined;
+  const ema = o.emaDecay !== undefined ? params.map((p) => p.value.slice()) : undefined;
 
   let order: TokenExample[] = [];
   let step = 0;
@@ -228,11 +230,14 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
       : schedule(step));
     opt.zeroGrad();
     const loss = await pm.lossAndGrad(batch, { choices: o.choices, choiceWeight: o.choiceWeight });
-    const gradNorm = o.maxGradNorm !== undefined ? clipGradNorm([pm.prompt], o.maxGradNorm) : undefined;
+    const gradNorm = o.maxGradNorm !== undefined ? clipGradNorm(params, o.maxGradNorm) : undefined;
     opt.step();
     if (ema) {
-      const d = o.emaDecay!, v = pm.prompt.value;
-      for (let i = 0; i < ema.length; i++) ema[i] = d * ema[i]! + (1 - d) * v[i]!;
+      const d = o.emaDecay!;
+      params.forEach((p, k) => {
+        const e = ema[k]!, v = p.value;
+        for (let i = 0; i < e.length; i++) e[i] = d * e[i]! + (1 - d) * v[i]!;
+      });
     }
     const ms = performance.now() - s0;
     const cpu = process.cpuUsage(c0);
@@ -253,8 +258,8 @@ export async function trainPrompt(pm: PromptTuningModel, examples: readonly Toke
       break;
     }
   }
-  if (bestPrompt && restoreBest) pm.prompt.value.set(bestPrompt);
-  else if (ema) pm.prompt.value.set(ema);
+  if (bestValues && restoreBest) params.forEach((p, k) => p.value.set(bestValues![k]!));
+  else if (ema) params.forEach((p, k) => p.value.set(ema[k]!));
   sink?.finish(`${step} steps, last loss ${losses[losses.length - 1]!.toFixed(4)}`);
   return {
     steps: step, losses, evals, bestMetric: o.evaluate ? best : undefined, bestStep, stoppedEarly,
