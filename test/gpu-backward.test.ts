@@ -5,12 +5,14 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { createDifferentiableBackend, backprop, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
-import { crossEntropy } from "../lib/autograd/loss.js";
+import { causalLMLoss, crossEntropy } from "../lib/autograd/loss.js";
+import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { reshape, scale } from "../lib/autograd/ops.js";
 import { Var } from "../lib/autograd/var.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { f32ToF16 } from "../lib/tensor/dtype.js";
 import type { DeviceTensor } from "../lib/backend/backend.js";
+import type { WebGpuTapeBackend } from "../gpu/tape-backend.js";
 
 function noise(n: number, seed: number, a = 1): Float32Array {
   let s = seed >>> 0;
@@ -115,6 +117,30 @@ describe("WebGPU backward kernels vs the CPU tape", () => {
       const err = await compare([[B, n, T, D], [B, k, T, D], [B, k, T, D]], (be, [q, kk, v]) =>
         be.attention(q!, kk!, v!, mask, { scale: Math.fround(1 / Math.sqrt(D)) }).out, T + D);
       expect(err).toBeLessThan(1e-3);
+    });
+  }
+
+  // The default model's weights are f16: on adapters without shader-f16 (the H100 through Dawn) they are
+  // bound packed in u32. Both modes must give the CPU tape's gradient through every layer.
+  for (const f16 of ["native", "packed"] as const) {
+    it(`default model (f16 weights, ${f16} in the shaders): d loss / d inputs_embeds equals the CPU tape's`, async () => {
+      const be = await createDifferentiableBackend("webgpu", { f16 });
+      try {
+        expect((be as WebGpuTapeBackend).gpu.f16Mode).toBe(f16);
+        const grads: Float32Array[] = [];
+        for (const b of [be, cpu] as DifferentiableBackend[]) {
+          const model = await LlamaForCausalLM.fromPretrained("models/tiny-stories", { backend: b });
+          const H = model.config.hidden_size, T = 6;
+          const x = Var.param(noise(T * H, 21, 0.05), [1, T, H]);
+          const out = await model.forward({ inputsEmbeds: b.asTensor(x), useCache: false });
+          await backprop(b, causalLMLoss(b.varOf(out.logits), [[-100, 9, 17, 4, 300, 2]]));
+          grads.push(x.grad!);
+        }
+        expect(relErr(grads[0]!, grads[1]!)).toBeLessThan(1e-3);
+        expect(Math.max(...Array.from(grads[1]!, Math.abs))).toBeGreaterThan(1e-4);
+      } finally {
+        be.dispose();
+      }
     });
   }
 
