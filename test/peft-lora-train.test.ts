@@ -72,6 +72,40 @@ describe("LoRA training matches PEFT", () => {
     });
   }
 
+  it("every Linear of a GQA model (k/v with fewer heads; its lm_head is tied, so not a target): the live low-rank path equals the merged adapter", async () => {
+    const be = await createDifferentiableBackend("cpu");
+    backends.push(be);
+    const base = await LlamaForCausalLM.fromPretrained("test/fixtures/hf/tiny-llama-gqa-llama3rope", { backend: be });
+    const targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"];
+    let seed = 7;
+    const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 0.2);
+    const probe = LoraModel.create(base, { r: 2, lora_alpha: 6, target_modules: targets });
+    const values = new Map([...probe.modules].map(([m, p]) => [m, { A: rand(p.A.size), B: rand(p.B.size) }]));
+    const lora = LoraModel.fromValues(base, { r: 2, lora_alpha: 6, target_modules: targets }, values);
+    expect(base.config.tie_word_embeddings).toBe(true);
+    expect(lora.modules.size).toBe(base.config.num_hidden_layers * 7);
+    const ids = [[1, 40, 77, 3, 250, 9]];
+    const live = (await lora.forward({ inputIds: ids }, { grad: false })).logits.toFloat32();
+    const loaded = await loadLora(base, lora.toAdapter());
+    const merged = (await base.forward({ inputIds: ids })).logits.toFloat32();
+    loaded.unload();
+    const plain = (await base.forward({ inputIds: ids })).logits.toFloat32();
+    expect(diffStats(live, merged).abs).toBeLessThan(1e-4);
+    expect(diffStats(live, plain).abs).toBeGreaterThan(1e-2); // the adapter changes the function
+
+    // An untied lm_head is a target like any other Linear.
+    const untied = await LlamaForCausalLM.fromPretrained(BASE, { backend: be });
+    const head = LoraModel.create(untied, { r: 2, lora_alpha: 4, target_modules: ["lm_head", "up_proj"] });
+    expect([...head.modules.keys()]).toContain("lm_head");
+    const headValues = new Map([...head.modules].map(([m, p]) => [m, { A: rand(p.A.size), B: rand(p.B.size) }]));
+    const headLora = LoraModel.fromValues(untied, { r: 2, lora_alpha: 4, target_modules: ["lm_head", "up_proj"] }, headValues);
+    const headLive = (await headLora.forward({ inputIds: ids }, { grad: false })).logits.toFloat32();
+    const headLoaded = await loadLora(untied, headLora.toAdapter());
+    const headMerged = (await untied.forward({ inputIds: ids })).logits.toFloat32();
+    headLoaded.unload();
+    expect(diffStats(headLive, headMerged).abs).toBeLessThan(1e-4);
+  });
+
   it("create() starts as PEFT does (B = 0: the output is the base model's); saved adapters have PEFT's keys and load back", async () => {
     const be = await createDifferentiableBackend("cpu");
     backends.push(be);

@@ -51,7 +51,11 @@ export interface LoraBatch {
   labels?: number[][];
 }
 
-/** Every Linear of a causal LM by PEFT module name (`model.layers.0.self_attn.q_proj`, …, `lm_head`). */
+/**
+ * Every Linear of a causal LM by PEFT module name (`model.layers.0.self_attn.q_proj`, …, `lm_head`).
+ * A tied `lm_head` (it is the embedding table) is left out: an adapter on it could not be merged
+ * into a weight of its own.
+ */
 export function linearModules(model: LlamaForCausalLM): Map<string, Linear> {
   const out = new Map<string, Linear>();
   model.model.layers.forEach((layer, i) => {
@@ -59,7 +63,7 @@ export function linearModules(model: LlamaForCausalLM): Map<string, Linear> {
     for (const [n, l] of [["q_proj", a.q_proj], ["k_proj", a.k_proj], ["v_proj", a.v_proj], ["o_proj", a.o_proj]] as const) out.set(`model.layers.${i}.self_attn.${n}`, l);
     for (const [n, l] of [["gate_proj", m.gate_proj], ["up_proj", m.up_proj], ["down_proj", m.down_proj]] as const) out.set(`model.layers.${i}.mlp.${n}`, l);
   });
-  out.set("lm_head", model.lm_head);
+  if (!model.config.tie_word_embeddings) out.set("lm_head", model.lm_head);
   return out;
 }
 
