@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   convert: () => import("./commands/convert.js"),
   forward: () => import("./commands/forward.js"),
   "prompt-tune": () => import("./commands/prompt-tune.js"),
+  "lora-train": () => import("./commands/lora-train.js"),
   classify: () => import("./commands/classify.js"),
   generate: () => import("./commands/generate.js"),
   kernel: () => import("./commands/kernel.js"),

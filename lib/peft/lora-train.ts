@@ -98,6 +98,18 @@ export class LoraModel {
     });
   }
 
+  /** Continues training a saved adapter (ours or PEFT's): its config, its A and B as the starting values. */
+  static fromAdapter(base: LlamaForCausalLM, adapter: LoraAdapter): LoraModel {
+    return LoraModel.build(base, adapter.config, (module, r, inF, outF) => {
+      const m = adapter.modules.get(module);
+      if (!m) throw new InputError(`LoRA adapter ${adapter.source}: no A/B for targeted module ${module}`);
+      if (m.A.shape[0] !== r || m.A.shape[1] !== inF || m.B.shape[0] !== outF || m.B.shape[1] !== r) {
+        throw new InputError(`LoRA adapter ${adapter.source}: ${module} has A [${m.A.shape.join(", ")}] and B [${m.B.shape.join(", ")}], the model needs [${r}, ${inF}] and [${outF}, ${r}]`);
+      }
+      return { A: m.A.toFloat32(), B: m.B.toFloat32() };
+    });
+  }
+
   private static build(base: LlamaForCausalLM, config: LoraConfig,
     make: (module: string, r: number, inF: number, outF: number) => { A: Float32Array; B: Float32Array }): LoraModel {
     const pairs: Pair[] = [];
