@@ -50,6 +50,31 @@ export function intFlag(flag: string, value: string | undefined, fallback?: numb
   return n;
 }
 
+/** A number flag that, when given, must be > 0. */
+export function positive(flag: string, n: number | undefined): number | undefined {
+  if (n !== undefined && !(n > 0)) throw new UsageError(`${flag}: expected a positive number, got ${n}`);
+  return n;
+}
+
+/**
+ * The flags every training command shares, checked: --lr, --batch, exactly one of --steps / --epochs,
+ * --optimizer adam|adamw, --device cpu|webgpu, --seed.
+ */
+export function trainingFlags(f: {
+  lr?: string; batch?: string; steps?: string; epochs?: string; optimizer?: string; device?: string; seed?: string;
+}): { lr: number; batchSize: number; steps?: number; epochs?: number; optimizer: "adam" | "adamw"; device: "cpu" | "webgpu"; seed: number } {
+  const lr = positive("--lr", numberFlag("--lr", required("--lr", f.lr)))!;
+  const batchSize = positive("--batch", intFlag("--batch", required("--batch", f.batch)))!;
+  const steps = positive("--steps", intFlag("--steps", f.steps));
+  const epochs = positive("--epochs", numberFlag("--epochs", f.epochs));
+  if ((steps === undefined) === (epochs === undefined)) throw new UsageError("give exactly one of --steps N or --epochs E");
+  const optimizer = f.optimizer ?? "adamw";
+  if (optimizer !== "adam" && optimizer !== "adamw") throw new UsageError(`--optimizer: expected adam or adamw, got "${optimizer}"`);
+  const device = f.device ?? "cpu";
+  if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
+  return { lr, batchSize, steps, epochs, optimizer, device, seed: intFlag("--seed", f.seed, 0)! };
+}
+
 /** A path that must exist. */
 export function existingPath(flag: string, p: string): string {
   if (!fs.existsSync(p)) throw new UsageError(`${flag}: no such file or folder: ${p}`);

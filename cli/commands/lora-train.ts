@@ -24,14 +24,9 @@ import { seededUniform } from "../../lib/peft/prompt-init.js";
 import { shuffled } from "../../lib/peft/prompt-train.js";
 import { Adam, AdamW } from "../../lib/peft/optim.js";
 import { ProgressBar } from "../../lib/convert/progress.js";
-import { existingPath, intFlag, numberFlag, parseFlags, required } from "../args.js";
+import { existingPath, intFlag, numberFlag, parseFlags, positive, required, trainingFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import type { Command } from "../main.js";
-
-function positive(flag: string, n: number | undefined): number | undefined {
-  if (n !== undefined && !(n > 0)) throw new UsageError(`${flag}: expected a positive number, got ${n}`);
-  return n;
-}
 
 export const command: Command = {
   summary: "train a LoRA adapter on a frozen model; writes a PEFT adapter",
@@ -56,20 +51,11 @@ export const command: Command = {
     const modelDir = existingPath("--model", required("--model", f.model));
     const dataFile = existingPath("--data", required("--data", f.data));
     const out = required("--out", f.out);
-    const lr = positive("--lr", numberFlag("--lr", required("--lr", f.lr)))!;
-    const batchSize = positive("--batch", intFlag("--batch", required("--batch", f.batch)))!;
-    const steps = positive("--steps", intFlag("--steps", f.steps));
-    const epochs = positive("--epochs", numberFlag("--epochs", f.epochs));
-    if ((steps === undefined) === (epochs === undefined)) throw new UsageError("give exactly one of --steps N or --epochs E");
+    const { lr, batchSize, steps, epochs, optimizer, device, seed } = trainingFlags(f);
     const r = positive("--r", intFlag("--r", f.r))!;
     const alpha = positive("--lora-alpha", numberFlag("--lora-alpha", f["lora-alpha"])) ?? 2 * r;
     const targets = f["target-modules"]!.split(",").map((t) => t.trim()).filter(Boolean);
     if (targets.length === 0) throw new UsageError("--target-modules: expected a comma-separated list of module names");
-    const optimizer = f.optimizer;
-    if (optimizer !== "adam" && optimizer !== "adamw") throw new UsageError(`--optimizer: expected adam or adamw, got "${optimizer}"`);
-    const device = f.device;
-    if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
-    const seed = intFlag("--seed", f.seed, 0)!;
 
     let loaded: ReturnType<typeof AutoTokenizer.fromPretrained> | undefined;
     const tokenizer = { encode: (text: string, o?: { addSpecialTokens?: boolean }) => (loaded ??= AutoTokenizer.fromPretrained(modelDir)).encode(text, o) };

@@ -22,16 +22,11 @@ import { readTrainingFile } from "../../lib/peft/prompt-data.js";
 import { trainPrompt } from "../../lib/peft/prompt-train.js";
 import { SCHEDULES, type ScheduleName } from "../../lib/peft/optim-schedule.js";
 import type { PromptTuningInit } from "../../lib/peft/prompt-config.js";
-import { existingPath, intFlag, numberFlag, parseFlags, required } from "../args.js";
+import { existingPath, intFlag, numberFlag, parseFlags, positive, required, trainingFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import type { Command } from "../main.js";
 
 const INITS: Record<string, PromptTuningInit> = { random: "RANDOM", text: "TEXT", sample_vocab: "SAMPLE_VOCAB" };
-
-function positive(flag: string, n: number | undefined): number | undefined {
-  if (n !== undefined && !(n > 0)) throw new UsageError(`${flag}: expected a positive number, got ${n}`);
-  return n;
-}
 
 export const command: Command = {
   summary: "train a soft prompt (prompt tuning) on a frozen model; writes a PEFT adapter",
@@ -56,24 +51,16 @@ export const command: Command = {
       "warmup-steps": { type: "string" },
       device: { type: "string", default: "cpu" },
     });
-    const device = f.device;
-    if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
+
     const modelDir = existingPath("--model", required("--model", f.model));
     const dataFile = existingPath("--data", required("--data", f.data));
     const out = required("--out", f.out);
-    const lr = positive("--lr", numberFlag("--lr", required("--lr", f.lr)))!;
-    const batch = positive("--batch", intFlag("--batch", required("--batch", f.batch)))!;
-    const steps = positive("--steps", intFlag("--steps", f.steps));
-    const epochs = positive("--epochs", numberFlag("--epochs", f.epochs));
-    if ((steps === undefined) === (epochs === undefined)) throw new UsageError("give exactly one of --steps N or --epochs E");
-    const optimizer = f.optimizer;
-    if (optimizer !== "adam" && optimizer !== "adamw") throw new UsageError(`--optimizer: expected adam or adamw, got "${optimizer}"`);
+    const { lr, batchSize: batch, steps, epochs, optimizer, device, seed } = trainingFlags(f);
     const init = INITS[f.init!];
     if (!init) throw new UsageError(`--init: expected random, text or sample_vocab, got "${f.init}"`);
     if (init === "TEXT" && f["init-text"] === undefined && f["init-adapter"] === undefined) throw new UsageError("--init text needs --init-text T");
     const schedule = f.schedule as ScheduleName | undefined;
     if (schedule !== undefined && !SCHEDULES.includes(schedule)) throw new UsageError(`--schedule: expected ${SCHEDULES.join(", ")}, got "${schedule}"`);
-    const seed = intFlag("--seed", f.seed, 0)!;
     const nvt = f["init-adapter"] === undefined
       ? positive("--num-virtual-tokens", intFlag("--num-virtual-tokens", required("--num-virtual-tokens", f["num-virtual-tokens"])))!
       : intFlag("--num-virtual-tokens", f["num-virtual-tokens"]);
