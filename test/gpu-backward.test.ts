@@ -11,6 +11,7 @@ import { reshape, scale } from "../lib/autograd/ops.js";
 import { Var } from "../lib/autograd/var.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { f32ToF16 } from "../lib/tensor/dtype.js";
+import { diffStats } from "./peft-helpers.js";
 import type { DeviceTensor } from "../lib/backend/backend.js";
 import type { WebGpuTapeBackend } from "../gpu/tape-backend.js";
 
@@ -24,12 +25,8 @@ function noise(n: number, seed: number, a = 1): Float32Array {
 
 /** Relative error; an exactly-zero reference gradient must be matched exactly. */
 function relErr(a: Float32Array, b: Float32Array): number {
-  let diff = 0, ref = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    ref = Math.max(ref, Math.abs(b[i]!));
-  }
-  return ref === 0 ? (diff === 0 ? 0 : Infinity) : diff / ref;
+  const d = diffStats(a, b);
+  return d.abs === 0 ? 0 : d.rel; // d.rel is ∞ when the reference is zero and a is not
 }
 
 type Op = (be: DifferentiableBackend, xs: DeviceTensor[], leaves: Var[]) => DeviceTensor;

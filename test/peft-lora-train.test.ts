@@ -9,10 +9,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
-import { closeTo, diffStats, intRows } from "./peft-helpers.js";
+import { adamRun, closeTo, diffStats, intRows } from "./peft-helpers.js";
 import { LoraModel } from "../lib/peft/lora-train.js";
 import { loadLora, readLoraAdapter } from "../lib/peft/lora.js";
-import { Adam } from "../lib/peft/optim.js";
 import { backprop, createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
 
 const FIX = "test/fixtures/peft/tiny-llama-lora-train";
@@ -55,13 +54,7 @@ describe("LoRA training matches PEFT", () => {
       expect(diffStats(plain.logits.toFloat32(), ref("logits_at_init")).abs).toBeGreaterThan(1e-3);
 
       const trained = LoraModel.fromValues(base, CONFIG, initValues());
-      const opt = new Adam(trained.parameters(), gjson.adam);
-      const losses: number[] = [];
-      for (let s = 0; s < 5; s++) {
-        opt.zeroGrad();
-        losses.push(await trained.lossAndGrad(batch));
-        opt.step();
-      }
+      const losses = await adamRun(trained.parameters(), gjson.adam, 5, () => trained.lossAndGrad(batch));
       close(diffStats(losses, gjson.losses_per_step), 1e-5);
       for (const [m, { A, B }] of trained.modules) {
         close(diffStats(A.value, ref(`final.${m}.lora_A`)), 1e-4);

@@ -9,7 +9,7 @@ import { backward } from "../lib/autograd/var.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
-import { Adam } from "../lib/peft/optim.js";
+import { adamRun } from "./peft-helpers.js";
 import { loadPromptAdapter } from "../lib/peft/prompt-io.js";
 
 const FIX = "test/fixtures/peft/tiny-llama-prompt-tuning";
@@ -67,13 +67,7 @@ describe("prompt tuning matches PEFT on tiny-llama", () => {
   it("10 Adam steps: every loss and the final prompt", async () => {
     const pm = fresh();
     const { lr, betas, eps } = gjson.adam;
-    const opt = new Adam([pm.prompt], { lr, betas, eps });
-    const losses: number[] = [];
-    for (let s = 0; s < 10; s++) {
-      opt.zeroGrad();
-      losses.push(await pm.lossAndGrad(batch));
-      opt.step();
-    }
+    const losses = await adamRun([pm.prompt], { lr, betas, eps }, 10, () => pm.lossAndGrad(batch));
     expect(maxAbsDiff(losses, gjson.losses_per_step)).toBeLessThan(1e-5);
     const final = golden.read("final_prompt_embeddings").toFloat32();
     expect(maxAbsDiff(pm.prompt.value, final)).toBeLessThan(1e-4);

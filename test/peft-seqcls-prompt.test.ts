@@ -9,9 +9,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { LlamaForSequenceClassification, setWarningSink } from "../lib/model/seq-cls.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
-import { closeTo, diffStats, intRows } from "./peft-helpers.js";
+import { adamRun, closeTo, diffStats, intRows } from "./peft-helpers.js";
 import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
-import { Adam } from "../lib/peft/optim.js";
 import { createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
 
 const FIX = "test/fixtures/peft/tiny-llama-seqcls-prompt";
@@ -54,13 +53,7 @@ describe("SEQ_CLS prompt tuning (prompt + score head) matches PEFT", () => {
       const trained = fresh();
       const params = await trained.trainableParameters();
       expect(params).toHaveLength(2);
-      const opt = new Adam(params, gjson.adam);
-      const losses: number[] = [];
-      for (let s = 0; s < 5; s++) {
-        opt.zeroGrad();
-        losses.push(await trained.lossAndGrad(batch));
-        opt.step();
-      }
+      const losses = await adamRun(params, gjson.adam, 5, () => trained.lossAndGrad(batch));
       close(diffStats(losses, gjson.losses_per_step), 1e-5);
       close(diffStats(trained.prompt.value, ref("final_prompt_embeddings")), 1e-4);
       close(diffStats(trained.score!.value, ref("final_score_weight")), 1e-4);
