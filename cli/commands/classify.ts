@@ -3,11 +3,12 @@
  * each row's `{"prompt", "label_text"}` against the set of label texts in the
  * file (summed log-prob of the label's tokens after the prompt's) and prints
  * one line per row ({"prediction", "label_text"}) then, last, `accuracy: 0.xxx`.
+ * --adapter DIR: a PEFT LoRA or prompt-tuning adapter applied for the run.
  */
 import { LlamaForCausalLM } from "../../lib/model/causal-lm.js";
 import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
 import { FormatError } from "../../lib/errors.js";
-import { PromptTuningModel } from "../../lib/peft/prompt-tuning.js";
+import { applyAdapter } from "../../lib/peft/adapter-load.js";
 import { readJsonl } from "../../lib/peft/prompt-data.js";
 import { classifyByLabelScores } from "../../lib/peft/prompt-classify.js";
 import { ProgressBar } from "../../lib/convert/progress.js";
@@ -15,11 +16,11 @@ import { existingPath, parseFlags, required } from "../args.js";
 import type { Command } from "../main.js";
 
 export const command: Command = {
-  summary: "classify {prompt, label_text} rows by label log-prob (optionally with a prompt-tuning adapter); prints accuracy",
+  summary: "classify {prompt, label_text} rows by label log-prob (optionally with a LoRA or prompt-tuning adapter); prints accuracy",
   async run(argv) {
     const f = parseFlags(argv, {
       model: { type: "string" },
-      adapter: { type: "string" },
+      adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
       data: { type: "string" },
     });
     const modelDir = existingPath("--model", required("--model", f.model));
@@ -33,7 +34,9 @@ export const command: Command = {
     const tokenizer = AutoTokenizer.fromPretrained(modelDir);
     const model = await LlamaForCausalLM.fromPretrained(modelDir);
     try {
-      const target = f.adapter !== undefined ? await PromptTuningModel.fromPretrained(model, existingPath("--adapter", f.adapter)) : model;
+      const adapter = f.adapter !== undefined ? await applyAdapter(model, existingPath("--adapter", f.adapter), modelDir) : undefined;
+      for (const w of adapter?.warnings ?? []) process.stderr.write(`llama-ts classify: warning: ${w}\n`);
+      const target = adapter?.prompt ?? model;
       let bar: ProgressBar | undefined;
       const result = await classifyByLabelScores(target, tokenizer, rows, undefined, {
         onProgress: process.stderr.isTTY

@@ -4,16 +4,19 @@
  *   logits [B,T,V] (or [B,num_labels] for sequence classification),
  *   hidden_states.{0..L} [B,T,H], attentions.{i} [B,heads,T,T],
  *   past_key.{i} / past_value.{i} [B,kv_heads,T,head_dim].
+ * --adapter DIR applies a PEFT LoRA or prompt-tuning adapter for the run; with a prompt-tuning
+ * adapter T counts the virtual tokens too, as PEFT's forward returns them.
  */
 import { InputError } from "../../lib/errors.js";
 import { loadPretrained } from "../../lib/model/auto.js";
 import { saveSafetensors } from "../../lib/io/safetensors.js";
 import type { Tensor } from "../../lib/tensor/tensor.js";
 import type { Device } from "../../lib/backend/backend.js";
-import { jsonFlag, parseFlags, required } from "../args.js";
+import { existingPath, jsonFlag, parseFlags, required } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import type { Command } from "../main.js";
 import { loadProgressBar } from "../load-progress.js";
+import { applyAdapter } from "../../lib/peft/adapter-load.js";
 
 /** A [B][T] integer matrix from JSON; a flat list is one row. */
 function idMatrix(flag: string, value: unknown): number[][] {
@@ -31,6 +34,7 @@ export const command: Command = {
       model: { type: "string" },
       "input-ids": { type: "string" },
       "attention-mask": { type: "string" },
+      adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
       device: { type: "string", default: "cpu" },
       out: { type: "string" },
     });
@@ -44,10 +48,23 @@ export const command: Command = {
     if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
     if (ids.length === 0 || ids[0]!.length === 0) throw new InputError("--input-ids is empty: expected at least one token");
 
+    if (flags.adapter !== undefined) existingPath("--adapter", flags.adapter);
+
     const model = await loadPretrained(modelDir, { device: device as Device, onProgress: loadProgressBar("loading") });
-    const res = await model.forward({
-      inputIds: ids, attentionMask: mask, outputHiddenStates: true, outputAttentions: true, useCache: true,
-    });
+    const adapter = flags.adapter !== undefined ? await applyAdapter(model, flags.adapter, modelDir) : undefined;
+    for (const w of adapter?.warnings ?? []) process.stderr.write(`llama-ts forward: warning: ${w}\n`);
+    const outputs = { outputHiddenStates: true, outputAttentions: true, useCache: true };
+    let res: Awaited<ReturnType<typeof model.forward>>;
+    if (adapter?.prompt && "lm_head" in model) {
+      // PEFT's prompt-tuning forward: the soft prompt's embeddings in front, positions 0..n+T-1.
+      const { embeds, attentionMask } = await adapter.prompt.embed({ inputIds: ids, attentionMask: mask }, { grad: false });
+      res = await model.forward({ inputsEmbeds: embeds, attentionMask, ...outputs });
+    } else if (adapter?.prompt) {
+      // SEQ_CLS: the adapter carries its own score head; PEFT's forward gives the logits.
+      res = { logits: (await adapter.prompt.forward({ inputIds: ids, attentionMask: mask })).logits };
+    } else {
+      res = await model.forward({ inputIds: ids, attentionMask: mask, ...outputs });
+    }
     const tensors = new Map<string, Tensor>([["logits", res.logits]]);
     res.hiddenStates?.forEach((t, i) => tensors.set(`hidden_states.${i}`, t));
     res.attentions?.forEach((t, i) => tensors.set(`attentions.${i}`, t));

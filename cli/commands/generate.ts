@@ -4,7 +4,9 @@
  *   llama-ts generate --model DIR (--prompt TEXT | --input-ids JSON) [--max-new-tokens N]
  *     [--repetition-penalty X] [--do-sample --temperature T --top-k K --top-p P --min-p M --seed S]
  *     [--num-beams N --num-return-sequences N --length-penalty X --early-stopping true|false|never]
- *     [--min-new-tokens N] [--eos-token-id JSON] [--stop STR]... [--device cpu|webgpu] [--json]
+ *     [--min-new-tokens N] [--eos-token-id JSON] [--stop STR]... [--adapter DIR] [--device cpu|webgpu] [--json]
+ *
+ * --adapter applies a PEFT LoRA or prompt-tuning adapter folder for the run (lib/peft/adapter-load.ts).
  *
  * --json prints one object per generated sequence and line:
  *   {"input_ids": [...prompt], "output_ids": [...prompt + new], "text": "decoded output_ids" | null}
@@ -24,10 +26,11 @@ import { existingPath, intFlag, jsonFlag, numberFlag, parseFlags, required } fro
 import { UsageError } from "../cli-error.js";
 import type { Command } from "../main.js";
 import { loadProgressBar } from "../load-progress.js";
+import { applyAdapter } from "../../lib/peft/adapter-load.js";
 
 const USAGE =
   "usage: llama-ts generate --model DIR (--prompt TEXT | --input-ids JSON) [--max-new-tokens N] [--repetition-penalty X] " +
-  "[--do-sample --temperature T --top-k K --top-p P --min-p M --seed S] [--num-beams N] [--num-return-sequences N] [--json]";
+  "[--do-sample --temperature T --top-k K --top-p P --min-p M --seed S] [--num-beams N] [--num-return-sequences N] [--adapter DIR] [--json]";
 
 /** `[1,5,6]` is one prompt; `[[..],[..]]` a batch (rows of one length; pass --attention-mask for left padding). */
 function idRows(flag: string, value: unknown): number[][] {
@@ -83,10 +86,12 @@ export const command: Command = {
       "early-stopping": { type: "string" },
       "eos-token-id": { type: "string" },
       stop: { type: "string", multiple: true },
+      adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
       device: { type: "string", default: "cpu" },
       json: { type: "boolean" },
     });
     const dir = existingPath("--model", required("--model", f.model));
+    if (f.adapter !== undefined) existingPath("--adapter", f.adapter);
     const device = f.device as string;
     if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
     const prompts = f.prompt ?? [];
@@ -139,13 +144,15 @@ export const command: Command = {
       if (!(model instanceof LlamaForCausalLM)) {
         throw new ConfigError(`${dir}: config.json architectures is LlamaForSequenceClassification; generate needs a LlamaForCausalLM checkpoint`);
       }
+      const adapter = f.adapter !== undefined ? await applyAdapter(model, f.adapter, dir) : undefined;
+      for (const w of adapter?.warnings ?? []) process.stderr.write(`llama-ts generate: warning: ${w}\n`);
       // Text mode streams one sequence as it is generated; batches print when done.
       const streaming = !f.json && tokenizer !== undefined && inputIds.length === 1 && (opts.numBeams ?? 1) === 1 && (opts.numReturnSequences ?? 1) === 1;
       if (streaming) {
         process.stdout.write(tokenizer.decode(inputIds[0]!, { skipSpecialTokens: true }));
         opts.streamer = (c: StreamChunk) => process.stdout.write(c.text);
       }
-      const sequences = await generate(model, { ...opts, returnDictInGenerate: false });
+      const sequences = await generate(adapter?.generationModel() ?? model, { ...opts, returnDictInGenerate: false });
       const perPrompt = sequences.length / inputIds.length;
       if (streaming) {
         process.stdout.write("\n");
