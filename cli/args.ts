@@ -1,24 +1,147 @@
-import { parseArgs, type ParseArgsConfig } from "node:util";
+/**
+ * Flags of the `llama-ts` commands. Each command declares ONE flag table;
+ * the same table parses its argv (strict: an unknown flag is an error naming
+ * it) and writes its `--help` (every flag with its value type, default and a
+ * one-line description), so the usage cannot drift from what is parsed.
+ *
+ *   export const command = defineCommand({
+ *     summary: "…",
+ *     flags: { model: MODEL_FLAG, out: { type: "string", arg: "FILE", required: true, help: "where to write" } },
+ *     async run(f) { … f.model … f.out … },
+ *   });
+ */
+import { parseArgs } from "node:util";
 import * as fs from "node:fs";
 import { UsageError } from "./cli-error.js";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
-
-/** The parsed values of a flag table: booleans for boolean flags, strings otherwise (arrays when `multiple`). */
-export type FlagValues<O extends Options> = {
-  [K in keyof O]?: O[K] extends { type: "boolean" }
-    ? O[K] extends { multiple: true } ? boolean[] : boolean
-    : O[K] extends { multiple: true } ? string[] : string;
-};
-
-/** Parses flags strictly; an unknown flag or missing value is a UsageError naming it. */
-export function parseFlags<O extends Options>(argv: string[], options: O): FlagValues<O> {
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as FlagValues<O>;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+/** One flag: how it parses and the line `--help` prints for it. */
+export interface Flag {
+  readonly type: "string" | "boolean";
+  /** May be given several times (the value is then a list). */
+  readonly multiple?: boolean;
+  readonly short?: string;
+  /** Used when the flag is absent; --help shows it. */
+  readonly default?: string;
+  /** What the value is, as --help shows it: "N", "X", "DIR", "FILE", "JSON", "TEXT", "cpu|webgpu" (string flags). */
+  readonly arg?: string;
+  /** One line for --help. */
+  readonly help: string;
+  /** A default the command works out itself (e.g. "2*r"), shown by --help. */
+  readonly shownDefault?: string;
+  /** Absent → "missing required flag --name" (exit 2). */
+  readonly required?: boolean;
 }
+
+export type FlagTable = Readonly<Record<string, Flag>>;
+
+/** What parseFlags accepts: a flag table, or (commands not yet given --help lines) the same without `help`. */
+type ParseTable = Readonly<Record<string, Omit<Flag, "help" | "default"> & { readonly help?: string; readonly default?: string | boolean }>>;
+
+/** The parsed values of a flag table: booleans for boolean flags, strings otherwise (lists when `multiple`). */
+export type FlagValues<T extends ParseTable> = {
+  -readonly [K in keyof T]: T[K] extends { required: true } | { default: string | boolean }
+    ? FlagValue<T[K]>
+    : FlagValue<T[K]> | undefined;
+};
+type FlagValue<F> = F extends { type: "boolean" }
+  ? F extends { multiple: true } ? boolean[] : boolean
+  : F extends { multiple: true } ? string[] : string;
+
+/** A subcommand: its one-line summary, its flag table, and `run`, which parses its own argv and returns the exit code. */
+export interface Command {
+  readonly summary: string;
+  /** What follows `llama-ts <name>` in the usage line (default: "[options]"). */
+  readonly usage?: string;
+  /** The flags; `--help` is generated from them. */
+  readonly flags?: FlagTable;
+  run(argv: string[]): Promise<number>;
+}
+
+/** A command whose argv is parsed with its flag table before `run` sees it. */
+export function defineCommand<const T extends FlagTable>(spec: {
+  summary: string;
+  usage?: string;
+  flags: T;
+  run(flags: FlagValues<T>): Promise<number>;
+}): Command {
+  return {
+    summary: spec.summary,
+    usage: spec.usage,
+    flags: spec.flags,
+    run: (argv) => spec.run(parseFlags(argv, spec.flags)),
+  };
+}
+
+/** Parses flags strictly with a flag table; an unknown flag, a missing value or a missing required flag is a one-line UsageError naming it. */
+export function parseFlags<const T extends ParseTable>(argv: string[], table: T): FlagValues<T> {
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string; default?: string | boolean }> = {};
+  for (const [name, f] of Object.entries(table)) {
+    const o: (typeof options)[string] = { type: f.type };
+    if (f.multiple) o.multiple = true;
+    if (f.short) o.short = f.short;
+    if (f.default !== undefined) o.default = f.default;
+    options[name] = o;
+  }
+  let values: Record<string, unknown>;
+  try {
+    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const unknown = /Unknown option '([^']+)'/.exec(e.message);
+    if (unknown) throw new UsageError(`unknown flag ${unknown[1]} (--help lists the flags)`);
+    throw new UsageError(e.message.split("\n")[0]!);
+  }
+  for (const [name, f] of Object.entries(table)) if (f.required && values[name] === undefined) required(`--${name}`, undefined);
+  return values as FlagValues<T>;
+}
+
+/** The `--help` text of a command, from its flag table. */
+export function formatHelp(name: string, command: Command): string {
+  const lines = [`usage: llama-ts ${name} ${command.usage ?? "[options]"}`, "", command.summary];
+  const rows: [string, string][] = [];
+  for (const [flag, f] of Object.entries(command.flags ?? {})) {
+    const short = f.short ? `-${f.short}, ` : "";
+    const left = `${short}--${flag}${f.type === "string" ? ` ${f.arg ?? "VALUE"}` : ""}`;
+    const notes: string[] = [];
+    if (f.required) notes.push("required");
+    if (f.multiple) notes.push("repeatable");
+    const def = f.default ?? f.shownDefault;
+    if (def !== undefined) notes.push(`default: ${def}`);
+    rows.push([left, `${f.help}${notes.length ? ` (${notes.join("; ")})` : ""}`]);
+  }
+  rows.push(["-h, --help", "show this help"]);
+  const width = Math.min(30, Math.max(...rows.map(([l]) => l.length)) + 2);
+  lines.push("", "flags:");
+  for (const [left, right] of rows) {
+    lines.push(left.length + 2 > width ? `  ${left}\n  ${" ".repeat(width)}${right}` : `  ${left.padEnd(width)}${right}`);
+  }
+  return lines.join("\n");
+}
+
+/** The model every command uses without --model: a folder name in the package's models/. */
+export const DEFAULT_MODEL = "tiny-stories";
+
+/** --model as every model-loading command takes it (optional: the package's default model). */
+export const MODEL_FLAG = {
+  type: "string",
+  arg: "DIR|NAME",
+  default: DEFAULT_MODEL,
+  help: "model folder, .gguf file, a model name in the package's models/, or an org/name in the local HF cache",
+} as const satisfies Flag;
+
+/** --device for commands that run on either backend. */
+export const DEVICE_FLAG = { type: "string", arg: "cpu|webgpu", default: "cpu", help: "where the model runs" } as const satisfies Flag;
+
+/** The flags every training command shares (checked by trainingFlags). */
+export const TRAINING_FLAGS = {
+  optimizer: { type: "string", arg: "adam|adamw", default: "adamw", help: "torch's Adam or AdamW" },
+  lr: { type: "string", arg: "X", required: true, help: "learning rate" },
+  steps: { type: "string", arg: "N", help: "optimizer steps (give exactly one of --steps and --epochs)" },
+  epochs: { type: "string", arg: "E", help: "passes over the data, may be fractional (instead of --steps)" },
+  batch: { type: "string", arg: "B", required: true, help: "examples per step" },
+  seed: { type: "string", arg: "N", default: "0", help: "seed for initialization and shuffling" },
+  device: { type: "string", arg: "cpu|webgpu", default: "cpu", help: "where forward and backward run" },
+} as const satisfies FlagTable;
 
 /** Parses a JSON flag value, naming the flag on failure. */
 export function jsonFlag(flag: string, text: string): unknown {
@@ -56,6 +179,12 @@ export function positive(flag: string, n: number | undefined): number | undefine
   return n;
 }
 
+/** One of a fixed set of words. */
+export function choiceFlag<C extends string>(flag: string, value: string, choices: readonly C[]): C {
+  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`${flag}: expected ${choices.join(" or ")}, got "${value}"`);
+  return value as C;
+}
+
 /**
  * The flags every training command shares, checked: --lr, --batch, exactly one of --steps / --epochs,
  * --optimizer adam|adamw, --device cpu|webgpu, --seed.
@@ -68,10 +197,8 @@ export function trainingFlags(f: {
   const steps = positive("--steps", intFlag("--steps", f.steps));
   const epochs = positive("--epochs", numberFlag("--epochs", f.epochs));
   if ((steps === undefined) === (epochs === undefined)) throw new UsageError("give exactly one of --steps N or --epochs E");
-  const optimizer = f.optimizer ?? "adamw";
-  if (optimizer !== "adam" && optimizer !== "adamw") throw new UsageError(`--optimizer: expected adam or adamw, got "${optimizer}"`);
-  const device = f.device ?? "cpu";
-  if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
+  const optimizer = choiceFlag("--optimizer", f.optimizer ?? "adamw", ["adam", "adamw"] as const);
+  const device = choiceFlag("--device", f.device ?? "cpu", ["cpu", "webgpu"] as const);
   return { lr, batchSize, steps, epochs, optimizer, device, seed: intFlag("--seed", f.seed, 0)! };
 }
 

@@ -5,12 +5,9 @@
  */
 import { LlamaError } from "../lib/errors.js";
 import { UsageError } from "./cli-error.js";
+import { formatHelp, type Command } from "./args.js";
 
-/** A subcommand: parses its own argv, returns the exit code. */
-export interface Command {
-  readonly summary: string;
-  run(argv: string[]): Promise<number>;
-}
+export type { Command } from "./args.js";
 
 // Each command lives in its own module, loaded only when asked for, so that
 // `llama-ts tokenize` never pays for loading Dawn or the Jupyter kernel.
@@ -61,7 +58,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const { command } = await load();
-    return await command.run(args.slice(1));
+    const rest = args.slice(1);
+    // Every command answers --help / -h from its flag table (a flag's value is never a bare "-h":
+    // parseArgs refuses values that start with a dash unless written --flag=-h).
+    if (rest.includes("--help") || rest.includes("-h")) {
+      process.stdout.write(formatHelp(name, command) + "\n");
+      return 0;
+    }
+    return await command.run(rest);
   } catch (err) {
     if (debug) {
       process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
