@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { FormatError, LlamaError } from "../errors.js";
 import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
+import { packageModel, packageModelNames } from "./package-models.js";
 import type { Tensor } from "../tensor/tensor.js";
 
 export const SAFETENSORS_FILE = "model.safetensors";
@@ -45,18 +46,17 @@ function snapshotIn(cache: string, repoId: string, revision: string): string | u
 }
 
 /**
- * Resolves a model folder: an existing directory as is; otherwise an
- * `org/name` (optionally `org/name@revision`) id looked up in the local hub cache.
+ * Resolves a model path, in order: an existing file or folder as is; a bare
+ * name of a folder in the package's models/ ("tiny-stories", found from the
+ * installed module, whatever the working directory); an `org/name` (optionally
+ * `org/name@revision`) id in the local hub cache. Never downloads.
  */
-export function resolveModelDir(pathOrHubId: string): string {
-  if (fs.existsSync(pathOrHubId)) {
-    if (!fs.statSync(pathOrHubId).isDirectory()) {
-      throw new LlamaError(`${pathOrHubId}: expected a model folder (with config.json and model.safetensors), got a file`);
-    }
-    return pathOrHubId;
-  }
-  const m = /^([\w.-]+\/[\w.-]+)(?:@([\w.-]+))?$/.exec(pathOrHubId);
-  if (m && !pathOrHubId.startsWith(".")) {
+export function resolveModelPath(nameOrPath: string): string {
+  if (fs.existsSync(nameOrPath)) return nameOrPath;
+  const shipped = packageModel(nameOrPath);
+  if (shipped) return shipped;
+  const m = /^([\w.-]+\/[\w.-]+)(?:@([\w.-]+))?$/.exec(nameOrPath);
+  if (m && !nameOrPath.startsWith(".")) {
     const [, repoId, revision = "main"] = m;
     const caches = hubCacheDirs();
     for (const cache of caches) {
@@ -64,11 +64,23 @@ export function resolveModelDir(pathOrHubId: string): string {
       if (dir) return dir;
     }
     throw new LlamaError(
-      `model "${pathOrHubId}": no such folder, and not in the local Hugging Face cache ` +
+      `model "${nameOrPath}": no such folder, and not in the local Hugging Face cache ` +
         `(looked in ${caches.join(", ")}); llama-ts never downloads — fetch it with \`huggingface-cli download ${repoId}\``,
     );
   }
-  throw new LlamaError(`model folder not found: ${pathOrHubId}`);
+  const names = packageModelNames();
+  throw new LlamaError(
+    `model folder not found: ${nameOrPath}` + (names.length ? ` (nor a model of the package: ${names.join(", ")})` : ""),
+  );
+}
+
+/** resolveModelPath for a model folder (a file is an error naming it). */
+export function resolveModelDir(pathOrHubId: string): string {
+  const dir = resolveModelPath(pathOrHubId);
+  if (!fs.statSync(dir).isDirectory()) {
+    throw new LlamaError(`${pathOrHubId}: expected a model folder (with config.json and model.safetensors), got a file`);
+  }
+  return dir;
 }
 
 /** The tensors of a checkpoint folder, across shards, read one at a time. */

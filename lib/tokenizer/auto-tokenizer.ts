@@ -13,7 +13,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { FormatError } from "../errors.js";
+import { FormatError, LlamaError } from "../errors.js";
+import { resolveModelPath } from "../io/checkpoint.js";
 import { LlamaTokenizer, SentencePieceCore } from "./llama-tokenizer.js";
 import { LlamaTokenizerFast, loadTokenizerJsonCore } from "./llama-tokenizer-fast.js";
 import { isTiktokenText } from "./tiktoken.js";
@@ -76,12 +77,16 @@ function loadFile(file: string, config: TokenizerConfig, opts: AutoTokenizerOpti
 
 export class AutoTokenizer {
   /** Loads a tokenizer from a model folder, a tokenizer.json, or a tokenizer.model (protobuf or tiktoken). */
-  static fromPretrained(pathOrDir: string, opts: AutoTokenizerOptions = {}): LlamaAnyTokenizer {
+  static fromPretrained(nameOrPath: string, opts: AutoTokenizerOptions = {}): LlamaAnyTokenizer {
+    // A path as is; a model name of the package ("tiny-stories") or of the local HF cache as fromPretrained finds it.
+    let pathOrDir = nameOrPath;
     let st: fs.Stats;
     try {
+      if (!fs.existsSync(nameOrPath)) pathOrDir = resolveModelPath(nameOrPath);
       st = fs.statSync(pathOrDir);
-    } catch {
-      throw new FormatError(pathOrDir, "no such tokenizer file or model folder (expected a folder with tokenizer.model or tokenizer.json, or one of those files)");
+    } catch (err) {
+      const why = err instanceof LlamaError ? ` (${err.message})` : "";
+      throw new FormatError(nameOrPath, `no such tokenizer file or model folder (expected a folder with tokenizer.model or tokenizer.json, or one of those files)${why}`);
     }
     if (st.isFile()) {
       const sibling = readTokenizerConfig(path.dirname(pathOrDir));
