@@ -6,13 +6,16 @@
  * claimed by creating its file exclusively, so two kernels never share one.
  *
  * Serves history_request: `tail` (last n), `range` (session, start, stop;
- * session ≤ 0 counts back from the current one), `search` (glob pattern with
- * * and ?, last n matches, `unique` keeps the latest of each input), with
- * `output: true` returning [input, output] pairs.
+ * session ≤ 0 counts back from the current one), `search`, with
+ * `output: true` returning [input, output] pairs. Search answers as ipykernel
+ * does (IPython's HistoryAccessor.search): the pattern is SQLite GLOB
+ * (glob.ts), `n` keeps the last n matches, `unique` keeps one row per
+ * distinct input (its latest), rows oldest first; no pattern matches nothing.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { sqliteGlob } from "./glob.js";
 
 export interface HistoryEntry {
   session: number;
@@ -81,12 +84,13 @@ export class History {
         rows = this.last(n ?? 10, () => true);
         break;
       case "search": {
-        const re = globToRegExp(typeof q.pattern === "string" ? q.pattern : "*");
+        // ipykernel passes a missing pattern on as None: `GLOB NULL` matches no row.
+        const pattern = typeof q.pattern === "string" ? q.pattern : undefined;
         const seen = new Set<string>();
         const unique = q.unique === true;
         // Walk newest first so `unique` keeps the latest occurrence of each input.
         rows = this.last(n ?? Infinity, (e) => {
-          if (!re.test(e.input)) return false;
+          if (pattern === undefined || !sqliteGlob(pattern, e.input)) return false;
           if (unique) {
             if (seen.has(e.input)) return false;
             seen.add(e.input);
@@ -149,11 +153,4 @@ export class History {
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => Number(m[1]));
   }
-}
-
-/** IPython's history glob: `*` any run, `?` one character, anchored at both ends. */
-export function globToRegExp(glob: string): RegExp {
-  let re = "";
-  for (const ch of glob) re += ch === "*" ? "[\\s\\S]*" : ch === "?" ? "[\\s\\S]" : ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  return new RegExp(`^${re}$`);
 }
