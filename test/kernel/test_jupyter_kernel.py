@@ -55,7 +55,8 @@ class LlamaTsKernelTests(jkt.KernelTests):
         {"code": "display({ toMimeBundle: () => ({ 'text/html': '<i>table</i>' }) })", "mime": "text/html"},
     ]
 
-    code_history_pattern = "6 * ?"
+    # IPython searches history with SQLite's GLOB: "[*]" is a literal star (ipykernel passes this pattern)
+    code_history_pattern = "6 [*] 7"
     supported_history_operations = ("tail", "range", "search")
 
     code_inspect_sample = "Math.max"
