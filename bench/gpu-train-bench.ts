@@ -16,6 +16,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
+import "../gpu/register.js"; // device "webgpu" for lib
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { AutoTokenizer } from "../lib/tokenizer/auto-tokenizer.js";
 import { PromptTuningModel, type PromptBatch } from "../lib/peft/prompt-tuning.js";

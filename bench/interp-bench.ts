@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
+import "../gpu/register.js"; // device "webgpu" for lib
 import { runWithCache } from "../lib/interp/run.js";
 import { hookPointNames } from "../lib/interp/hook-points.js";
 import { attentionGrid } from "../lib/viz/attention-grid.js";

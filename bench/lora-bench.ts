@@ -11,6 +11,7 @@
 import * as os from "node:os";
 import { parseArgs } from "node:util";
 import { createDifferentiableBackend } from "../lib/autograd/differentiable.js";
+import "../gpu/register.js"; // device "webgpu" for lib
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { AutoTokenizer } from "../lib/tokenizer/auto-tokenizer.js";
 import { completionExample, readJsonl, collate } from "../lib/peft/prompt-data.js";

@@ -4,6 +4,7 @@
  * (no stack trace unless --debug).
  */
 import { LlamaError } from "../lib/errors.js";
+import "../gpu/register.js"; // `--device webgpu`: registers the factory; Dawn loads only when a command asks for it
 import { UsageError } from "./cli-error.js";
 import { formatHelp, type Command } from "./args.js";
 

@@ -1,6 +1,7 @@
 /**
- * The WebGPU backend (Dawn through npm `webgpu`). lib loads this module on
- * demand (lib/backend/registry.ts) when a model asks for `device: "webgpu"`.
+ * The WebGPU backend (Dawn through npm `webgpu`). Importing this module loads
+ * Dawn; gpu/register.ts imports it on demand, when a model first asks for
+ * `device: "webgpu"`.
  */
 import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
 

@@ -1,28 +1,15 @@
-// Builds dist/: tsc emits ESM + .d.ts for lib/, gpu/, cli/, kernel/ (one tree, so
-// relative imports between them keep working), and esbuild bundles lib/ as one
-// CommonJS file for `require("llama-ts")` (the notebook kernel compiles cells to CJS).
+// Builds dist/: tsc emits ESM + .d.ts for the package entry (index.ts), lib/, gpu/,
+// cli/, kernel/ (one tree, so relative imports between them keep working).
+// No CommonJS bundle: `require("llama-ts")` loads the same ESM files (require(esm),
+// node >= 20.19), so a CommonJS user and gpu/ share one Tensor class.
 // Type errors fail the build, but only after everything has been emitted.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, rmSync } from "node:fs";
 import { build } from "esbuild";
 
 const t0 = Date.now();
 const tsc = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
-await build({
-  entryPoints: ["lib/index.ts"],
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  packages: "external",
-  outfile: "dist/cjs/index.cjs",
-  sourcemap: true,
-  logLevel: "warning",
-  // lib/backend/registry.ts reads import.meta.url only in ESM and falls back to __dirname in this CJS bundle.
-  logOverride: { "empty-import-meta": "silent" },
-});
-mkdirSync("dist/cjs", { recursive: true });
-writeFileSync("dist/cjs/package.json", JSON.stringify({ type: "commonjs" }) + "\n");
+rmSync("dist/cjs", { recursive: true, force: true }); // the old CommonJS bundle (its own copy of every class)
 
 // The workbench page: a browser bundle (with @jupyterlab/services) plus its
 // static files. Type-checked on its own (DOM types, no node types).

@@ -75,7 +75,10 @@ export class CellCompiler {
       lib: ["lib.es2023.d.ts"],
       types: ["node"],
       typeRoots,
-      paths: { "llama-ts": llamaTypes },
+      paths: {
+        "llama-ts": llamaTypes,
+        "llama-ts/internals": [path.join(opts.root, "dist", "lib", "internals.d.ts"), path.join(opts.root, "lib", "internals.ts")],
+      },
       strict: true,
       esModuleInterop: true,
       allowSyntheticDefaultImports: true,

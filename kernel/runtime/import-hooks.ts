@@ -11,7 +11,7 @@ interface HookData {
   importer: string;
   /** A (non-existent) file URL inside the notebook folder. */
   base: string;
-  /** Bare specifier → URL (e.g. "llama-ts" → file:///…/dist/lib/index.js). */
+  /** Bare specifier → URL (e.g. "llama-ts" → file:///…/dist/index.js). */
   aliases: Record<string, string>;
 }
 

@@ -1,9 +1,11 @@
 /**
  * How cells load code. `import` statements and `import()` go through Node's
  * ESM loader (so ESM-only packages work), resolved from the notebook's folder;
- * `llama-ts` always means this checkout's build (dist/lib, ESM). Local `.ts`
- * files load through tsx when it is installed (see importLocal). `require()`
- * in a cell is Node's CommonJS require from the notebook's folder.
+ * `llama-ts` always means this checkout's build (dist/index.js, ESM: lib with
+ * the WebGPU backend registered). Local `.ts` files load through tsx when it is
+ * installed (see importLocal). `require()` in a cell is Node's CommonJS require
+ * from the notebook's folder; `require("llama-ts")` loads the same ESM modules
+ * (require(esm), node ≥ 20.19), so there is one Tensor class, not two.
  */
 import { createRequire, register } from "node:module";
 import * as fs from "node:fs";
@@ -23,15 +25,15 @@ export interface CellModules {
 let hooksRegistered = false;
 
 export async function createCellModules(cwd: string, root: string): Promise<CellModules> {
-  const esmEntry = path.join(root, "dist", "lib", "index.js");
-  const cjsEntry = path.join(root, "dist", "cjs", "index.cjs");
+  const esmEntry = path.join(root, "dist", "index.js");
+  const internals = path.join(root, "dist", "lib", "internals.js");
   if (!hooksRegistered) {
     hooksRegistered = true;
     register(new URL("./import-hooks.js", import.meta.url), {
       data: {
         importer: new URL("./cell-import.js", import.meta.url).href,
         base: pathToFileURL(path.join(cwd, "__llama_ts_cell__.js")).href,
-        aliases: fs.existsSync(esmEntry) ? { "llama-ts": pathToFileURL(esmEntry).href } : {},
+        aliases: fs.existsSync(esmEntry) ? { "llama-ts": pathToFileURL(esmEntry).href, "llama-ts/internals": pathToFileURL(internals).href } : {},
       },
     });
   }
@@ -58,7 +60,8 @@ export async function createCellModules(cwd: string, root: string): Promise<Cell
     },
     require(spec) {
       if (loaded.has(spec)) return loaded.get(spec);
-      if (spec === "llama-ts") return cjsRequire(cjsEntry);
+      if (spec === "llama-ts") return cjsRequire(esmEntry);
+      if (spec === "llama-ts/internals") return cjsRequire(internals);
       return cjsRequire(spec);
     },
   };

@@ -13,7 +13,7 @@
  */
 import { LlamaError } from "../errors.js";
 import type { Backend } from "../backend/backend.js";
-import { loadGpuModule } from "../backend/registry.js";
+import { deviceFactory, type WebGpuOptions } from "../backend/registry.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { TapeBackend } from "./tape-backend.js";
 import { type Var, backward } from "./var.js";
@@ -43,13 +43,10 @@ export async function backprop(be: DifferentiableBackend, loss: Var): Promise<vo
 /**
  * A differentiable backend for a device: the CPU tape, or the WebGPU one
  * (gradients computed by WGSL kernels, only the loss's inputs and the
- * parameter's gradient cross to the host).
+ * parameter's gradient cross to the host), made by the factory gpu/ registered.
  */
-export async function createDifferentiableBackend(device: "cpu" | "webgpu" = "cpu", options: Record<string, unknown> = {}): Promise<DifferentiableBackend> {
+export async function createDifferentiableBackend(device: "cpu" | "webgpu" = "cpu", options: WebGpuOptions = {}): Promise<DifferentiableBackend> {
   if (device === "cpu") return TapeBackend.create();
   if (device !== "webgpu") throw new LlamaError(`createDifferentiableBackend: unknown device "${String(device)}" (expected "cpu" or "webgpu")`);
-  const mod = await loadGpuModule();
-  const make = mod.createWebGpuTapeBackend;
-  if (typeof make !== "function") throw new LlamaError("device \"webgpu\": gpu/index.js does not export createWebGpuTapeBackend");
-  return (await make(options)) as DifferentiableBackend;
+  return deviceFactory(device).differentiable(options);
 }

@@ -1,78 +1,68 @@
 /**
  * Backend registry: `getBackend("cpu" | "webgpu")`. The CPU backend is part of
- * lib; the WebGPU backend lives in gpu/ and is imported on demand through a
- * computed path, so lib never imports Dawn and bundlers leave it external.
+ * lib. Other devices plug in from outside with `registerDevice`: gpu/register.ts
+ * registers "webgpu" when the package entry ("llama-ts") or the CLI loads, and
+ * its factory imports Dawn only when the first webgpu backend is asked for.
+ * lib never imports gpu/: it only knows the typed factory below.
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import { LlamaError } from "../errors.js";
+import type { DifferentiableBackend } from "../autograd/differentiable.js";
 import type { Backend, Device } from "./backend.js";
-import { CpuBackend, type CpuBackendOptions } from "./cpu/cpu-backend.js";
+import { CpuBackend } from "./cpu/cpu-backend.js";
+
+/** Options of the WebGPU backend (gpu/ implements them; declared here so lib code can pass them typed). */
+export interface WebGpuOptions {
+  /** How f16 weights are bound: "native" `array<f16>` (needs `shader-f16`) or "packed" in `array<u32>` (default: env LLAMA_TS_WEBGPU_F16, else native when the adapter has it). */
+  f16?: "native" | "packed";
+  /** Use `subgroups` for reductions when the adapter has it (default true; env LLAMA_TS_WEBGPU_SUBGROUPS=0 turns it off). */
+  subgroups?: boolean;
+  /** Adapter power preference (default "high-performance"). */
+  powerPreference?: "high-performance" | "low-power";
+  /** Extra Dawn toggles (e.g. "backend=vulkan"). */
+  dawnFlags?: string[];
+}
 
 export interface BackendOptions {
-  /** CPU: worker threads to use (default: all cores, at most 2 extra workers are useful here). */
+  /** CPU: total threads including the calling one (default: CPU cores, at most 4). */
   threads?: number;
   /** CPU: use the WebAssembly SIMD kernels when the runtime supports them (default true). */
   wasm?: boolean;
-  /** WebGPU: options passed to `createWebGpuBackend`. */
-  webgpu?: Record<string, unknown>;
+  /** WebGPU: adapter and shader options. */
+  webgpu?: WebGpuOptions;
+}
+
+/** A device that lives outside lib (only "webgpu" today). */
+export type PluggableDevice = Exclude<Device, "cpu">;
+
+/** How a device outside lib makes its backends (gpu/register.ts registers one for "webgpu"). */
+export interface DeviceFactory {
+  /** A backend for inference. */
+  backend(options?: WebGpuOptions): Promise<Backend>;
+  /** A differentiable backend for training (gradients computed on the device). */
+  differentiable(options?: WebGpuOptions): Promise<DifferentiableBackend>;
+}
+
+const factories = new Map<PluggableDevice, DeviceFactory>();
+
+/** Makes `device` available to getBackend and createDifferentiableBackend (a later registration replaces an earlier one). */
+export function registerDevice(device: PluggableDevice, factory: DeviceFactory): void {
+  factories.set(device, factory);
+}
+
+/** The registered factory for `device`, or a one-line error saying how to register it. */
+export function deviceFactory(device: PluggableDevice): DeviceFactory {
+  const f = factories.get(device);
+  if (!f) {
+    throw new LlamaError(
+      `device "${device}" is not registered: import "llama-ts" (its entry registers the WebGPU backend), ` +
+        `or import gpu/register.js before using lib/ files directly`,
+    );
+  }
+  return f;
 }
 
 let defaultCpu: Promise<Backend> | undefined;
 let defaultGpu: Promise<Backend> | undefined;
-
-/**
- * Where gpu/index.js is: next to lib/ in the ESM tree (dist/lib → dist/gpu),
- * or one folder up from the CommonJS bundle (dist/cjs → dist/gpu). The path
- * is computed at run time so bundlers never follow it.
- */
-function gpuEntryCandidates(): string[] {
-  const rel = ["..", "..", "gpu", "index"].join("/");
-  const metaUrl = (import.meta as { url?: string }).url;
-  if (typeof metaUrl === "string" && metaUrl) {
-    // From TypeScript sources (vitest, tsx) the module is gpu/index.ts.
-    return [new URL(`${rel}.js`, metaUrl).href, new URL(`${rel}.ts`, metaUrl).href];
-  }
-  return [pathToFileURL(path.join(__dirname, "..", "gpu", "index.js")).href];
-}
-
-/** What gpu/index.js exports that lib uses (typed loosely: lib never imports gpu/ statically). */
-export interface GpuModule {
-  createWebGpuBackend?: (o?: Record<string, unknown>) => Promise<Backend>;
-  createWebGpuTapeBackend?: (o?: Record<string, unknown>) => Promise<Backend>;
-}
-
-let gpuModule: Promise<GpuModule> | undefined;
-
-/** Imports the WebGPU backend module (once per process). */
-export function loadGpuModule(): Promise<GpuModule> {
-  gpuModule ??= (async () => {
-    let lastError: unknown;
-    for (const url of gpuEntryCandidates()) {
-      if (url.startsWith("file:") && !fs.existsSync(fileURLToPath(url))) continue;
-      try {
-        return (await import(url)) as GpuModule;
-      } catch (err) {
-        lastError = err;
-      }
-    }
-    const why = lastError ? (lastError as Error).message : "gpu/index.js not found (is the project built?)";
-    throw new LlamaError(`device "webgpu": cannot load the WebGPU backend (${why})`, { cause: lastError });
-  })().catch((err: unknown) => {
-    gpuModule = undefined; // let a later call retry
-    throw err;
-  });
-  return gpuModule;
-}
-
-async function loadWebGpu(options?: Record<string, unknown>): Promise<Backend> {
-  const mod = await loadGpuModule();
-  if (typeof mod.createWebGpuBackend !== "function") {
-    throw new LlamaError(`device "webgpu": gpu/index.js does not export createWebGpuBackend`);
-  }
-  return mod.createWebGpuBackend(options);
-}
 
 /**
  * Makes disposing a shared backend also forget it, so the next getBackend()
@@ -96,14 +86,15 @@ function forgetOnDispose(backend: Promise<Backend>, forget: () => void): Promise
  */
 export function getBackend(device: Device = "cpu", options?: BackendOptions): Promise<Backend> {
   if (device === "cpu") {
-    if (options) return CpuBackend.create(options as CpuBackendOptions);
+    if (options) return CpuBackend.create({ threads: options.threads, wasm: options.wasm });
     defaultCpu ??= forgetOnDispose(CpuBackend.create(), () => (defaultCpu = undefined));
     return defaultCpu;
   }
   if (device === "webgpu") {
-    if (options?.webgpu) return loadWebGpu(options.webgpu);
+    const factory = deviceFactory(device);
+    if (options?.webgpu) return factory.backend(options.webgpu);
     defaultGpu ??= forgetOnDispose(
-      loadWebGpu().catch((err: unknown) => {
+      factory.backend().catch((err: unknown) => {
         defaultGpu = undefined; // let a later call retry
         throw err;
       }),

@@ -8,6 +8,7 @@
 import type { DType } from "../../tensor/dtype.js";
 import { matmulTransposedInto } from "../../tensor/matmul.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
+import { addBias } from "./bias.js";
 import { WasmLinearEngine } from "./wasm-engine.js";
 
 export interface LinearEngineOptions {
@@ -52,12 +53,6 @@ export interface LinearEngine {
   gemm?(a: Float32Array, b: Float32Array, out: Float32Array, M: number, N: number, K: number,
     accumulate: boolean, aOff: number, bOff: number, outOff: number): boolean;
   dispose(): void;
-}
-
-/** Adds bias [N] to every row of y [M, N]. */
-export function addBias(y: Float32Array, bias: Float32Array | undefined, M: number, N: number): void {
-  if (!bias) return;
-  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) y[m * N + n] += bias[n]!;
 }
 
 export class JsLinearEngine implements LinearEngine {
