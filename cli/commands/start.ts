@@ -6,7 +6,7 @@
  * the server answers:
  *
  *   JupyterLab: http://127.0.0.1:PORT/lab?token=…
- *   Workbench: http://127.0.0.1:PORT/…          (once kernel/workbench exists)
+ *   Workbench: http://127.0.0.1:PORT/?token=…   (its own secret; see kernel/workbench/access.ts)
  *
  * (With only Debian's Notebook 6 available the first line reads `Notebook: …`.)
  * Stays up until Ctrl-C / SIGTERM, then stops everything it started.
@@ -17,13 +17,14 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { Command } from "../main.js";
 import { UsageError } from "../cli-error.js";
 import { checkoutRoot } from "./kernel.js";
 import { installKernelSpec, type KernelSpecTarget } from "../../kernel/kernelspec.js";
-import { startJupyter, type JupyterServer } from "../../kernel/server/jupyter-server.js";
+import { startJupyter } from "../../kernel/server/jupyter-server.js";
+import type { RunningService, ServiceContext } from "../../kernel/server/service.js";
+import { startWorkbench } from "../../kernel/workbench/server.js";
 
 const USAGE = `usage: llama-ts start [--port N] [--notebook-dir DIR] [--model PATH] [--workbench-only]
   --port N           Jupyter's port (default: a free one)
@@ -32,37 +33,8 @@ const USAGE = `usage: llama-ts start [--port N] [--notebook-dir DIR] [--model PA
                      exported to kernels as LLAMA_TS_MODEL
   --workbench-only   serve the workbench only (Jupyter runs for its kernels, its URL is not printed)`;
 
-/** What a service beside Jupyter gets, and what it gives back. */
-export interface ServiceContext {
-  root: string;
-  jupyter: JupyterServer;
-  model: string;
-  log: (line: string) => void;
-}
-export interface RunningService {
-  /** The label printed before the URL ("Workbench"). */
-  name: string;
-  url: string;
-  stop(): Promise<void>;
-}
-
-/**
- * Services started after Jupyter. The workbench (issue 9) lives in
- * kernel/workbench/ and exports `startWorkbench(ctx): Promise<RunningService>`
- * from server.ts; it is loaded by path so this file builds before it exists.
- */
-const SERVICES: { name: string; module: string; export: string }[] = [
-  { name: "Workbench", module: "kernel/workbench/server.js", export: "startWorkbench" },
-];
-
-async function loadService(root: string, s: (typeof SERVICES)[number]) {
-  const file = path.join(root, "dist", s.module);
-  if (!fs.existsSync(file)) return undefined;
-  const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-  const fn = mod[s.export];
-  if (typeof fn !== "function") throw new Error(`${file} does not export ${s.export}()`);
-  return fn as (ctx: ServiceContext) => Promise<RunningService>;
-}
+/** Services started after Jupyter, each printed as `NAME: URL` (the workbench's URL carries its secret). */
+const SERVICES: ((ctx: ServiceContext) => Promise<RunningService>)[] = [startWorkbench];
 
 export const command: Command = {
   summary: "start JupyterLab (and the workbench) on 127.0.0.1 with the llama-ts kernel",
@@ -117,17 +89,10 @@ export const command: Command = {
       if (!v["workbench-only"]) {
         process.stdout.write(`${jupyter.flavor === "jupyterlab" ? "JupyterLab" : "Notebook"}: ${jupyter.url}\n`);
       }
-      let started = 0;
-      for (const s of SERVICES) {
-        const start = await loadService(root, s);
-        if (!start) continue;
+      for (const start of SERVICES) {
         const svc = await start({ root, jupyter, model, log });
         running.push(svc);
-        started++;
         process.stdout.write(`${svc.name}: ${svc.url}\n`);
-      }
-      if (v["workbench-only"] && started === 0) {
-        throw new UsageError("--workbench-only: the workbench is not built (no dist/kernel/workbench/server.js)");
       }
     } catch (err) {
       await shutdown().catch(() => {});

@@ -5,16 +5,24 @@
  * scripts/build.mjs), a local plotly.js, and a small config endpoint, and it
  * reverse-proxies Jupyter's REST API and kernel websockets under /api/ so the
  * page talks to the Jupyter server through @jupyterlab/services from the same
- * origin. The proxy adds Jupyter's token itself: the page never sees it, and
- * nothing in the page reaches beyond 127.0.0.1.
+ * origin (proxy.ts adds Jupyter's token: the page never sees it).
+ *
+ * Access works as Jupyter's own: the server listens on 127.0.0.1 only and
+ * prints `http://127.0.0.1:PORT/?token=SECRET` (a fresh random secret); that
+ * URL answers with an HttpOnly, SameSite=Strict cookie and a 302 to `/`, so
+ * the secret leaves the address bar. Every other request passes the gate in
+ * access.ts (Host, Origin, the secret) before it is routed or proxied; only
+ * plotly.js and the favicon, public files, skip the secret.
  */
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import * as path from "node:path";
 import { createRequire } from "node:module";
-import type { RunningService, ServiceContext } from "../../cli/commands/start.js";
+import type { RunningService, ServiceContext } from "../server/service.js";
 import { freePort } from "../server/jupyter-server.js";
+import { checkHost, checkOrigin, checkSecret, newGate, sessionCookie, type Verdict } from "./access.js";
+import { proxyHttp, proxyUpgrade, type Upstream } from "./proxy.js";
 
 /** What the page learns from /wb/config. */
 export interface WorkbenchConfig {
@@ -45,13 +53,21 @@ export interface WorkbenchServerOptions {
   port?: number;
 }
 
+/** Headers on everything the workbench itself answers: never framed, never cached, no Referer. */
+const OWN_HEADERS = { "x-frame-options": "DENY", "referrer-policy": "no-referrer", "x-content-type-options": "nosniff" };
+
+/** What a refused browser navigation shows: how to get in, nothing else. */
+const LOCKED_PAGE = `<!doctype html><meta charset="utf-8"><title>llama-ts workbench</title>
+<p>This is the llama-ts workbench. Open it with the URL that <code>npm start</code> printed
+(<code>Workbench: http://127.0.0.1:PORT/?token=…</code>): it sets a cookie for this browser and brings you here.</p>
+`;
+
 export async function startWorkbench(ctx: ServiceContext, opts: WorkbenchServerOptions = {}): Promise<RunningService> {
   const staticDir = path.join(ctx.root, "dist", "workbench");
   if (!fs.existsSync(path.join(staticDir, "app.js"))) {
     throw new Error(`workbench page not built: ${staticDir}/app.js is missing (run \`npm run build\`)`);
   }
   const plotlyFile = createRequire(import.meta.url).resolve("plotly.js-dist-min");
-  const jupyter = new URL(ctx.jupyter.baseUrl);
   const modelsDir = path.join(ctx.root, "models");
   const config: WorkbenchConfig = {
     model: ctx.model,
@@ -64,36 +80,55 @@ export async function startWorkbench(ctx: ServiceContext, opts: WorkbenchServerO
     root: ctx.root,
   };
 
+  const port = opts.port ?? (await freePort());
+  const gate = newGate(port);
+  const upstream: Upstream = { target: new URL(ctx.jupyter.baseUrl), token: ctx.jupyter.token, gate };
+
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    if (url.pathname.startsWith("/api/")) return proxyHttp(req, res, jupyter, ctx.jupyter.token);
+    const host = checkHost(req, gate);
+    if (!host.ok) return refuse(res, host, url);
+    // Public files: plotly.js is also loaded by sandboxed result frames (opaque origin, no cookie).
+    if (req.method === "GET" || req.method === "HEAD") {
+      if (url.pathname === "/vendor/plotly.min.js") return sendFile(res, plotlyFile, ".js");
+      if (url.pathname === "/favicon.ico") return void res.writeHead(204).end();
+    }
+    const verdict = [checkOrigin(req), checkSecret(req, gate, url)].find((v) => !v.ok);
+    if (verdict && !verdict.ok) return refuse(res, verdict, url);
+    if (url.pathname.startsWith("/api/")) return proxyHttp(req, res, upstream);
     if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { "content-type": "text/plain" }).end("method not allowed");
+      res.writeHead(405, { "content-type": "text/plain", ...OWN_HEADERS }).end("method not allowed");
+      return;
+    }
+    if (url.pathname === "/" && url.searchParams.has("token")) {
+      // The printed URL: trade the secret in the address bar for the cookie.
+      res.writeHead(302, { location: "/", "set-cookie": sessionCookie(gate), "cache-control": "no-store", ...OWN_HEADERS }).end();
       return;
     }
     if (url.pathname === "/wb/config") {
-      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(config));
-      return;
-    }
-    if (url.pathname === "/vendor/plotly.min.js") return sendFile(res, plotlyFile, ".js");
-    if (url.pathname === "/favicon.ico") {
-      res.writeHead(204).end();
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store", ...OWN_HEADERS }).end(JSON.stringify(config));
       return;
     }
     const rel = url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname.slice(1));
     const file = path.resolve(staticDir, rel);
     // Only files inside the built page folder are served.
     if (!file.startsWith(staticDir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      res.writeHead(404, { "content-type": "text/plain" }).end(`not found: ${url.pathname}`);
+      res.writeHead(404, { "content-type": "text/plain", ...OWN_HEADERS }).end(`not found: ${url.pathname}`);
       return;
     }
     sendFile(res, file, path.extname(file));
   });
-  server.on("upgrade", (req, socket, head) => proxyUpgrade(req, socket as net.Socket, head, jupyter, ctx.jupyter.token));
+  server.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const verdict = [checkHost(req, gate), checkOrigin(req), checkSecret(req, gate, url)].find((v) => !v.ok);
+    if (verdict && !verdict.ok) return refuseUpgrade(socket, verdict);
+    if (!url.pathname.startsWith("/api/")) return refuseUpgrade(socket, { status: 404, reason: "not found" });
+    proxyUpgrade(req, socket, head, upstream);
+  });
 
-  const port = opts.port ?? (await freePort());
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
+    // Loopback only: the gate's Host rule assumes nothing else can reach this port.
     server.listen(port, "127.0.0.1", () => resolve());
   });
   const sockets = new Set<net.Socket>();
@@ -101,10 +136,10 @@ export async function startWorkbench(ctx: ServiceContext, opts: WorkbenchServerO
     sockets.add(s);
     s.once("close", () => sockets.delete(s));
   });
-  ctx.log(`workbench serving ${staticDir} on 127.0.0.1:${port}, proxying /api/ to ${jupyter.origin}`);
+  ctx.log(`workbench serving ${staticDir} on 127.0.0.1:${port}, proxying /api/ to ${upstream.target.origin}`);
   return {
     name: "Workbench",
-    url: `http://127.0.0.1:${port}/`,
+    url: `http://127.0.0.1:${port}/?token=${gate.secret}`,
     async stop() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -112,54 +147,22 @@ export async function startWorkbench(ctx: ServiceContext, opts: WorkbenchServerO
   };
 }
 
-function sendFile(res: http.ServerResponse, file: string, ext: string): void {
-  res.writeHead(200, { "content-type": CONTENT_TYPES[ext] ?? "application/octet-stream", "cache-control": "no-cache" });
-  fs.createReadStream(file).pipe(res);
-}
-
-/** Forwards one REST call to Jupyter with the token as an Authorization header. */
-function proxyHttp(req: http.IncomingMessage, res: http.ServerResponse, target: URL, token: string): void {
-  const headers = { ...req.headers, authorization: `token ${token}` };
-  const upstream = http.request(
-    { host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
-    (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    },
-  );
-  upstream.on("error", (err) => {
-    if (!res.headersSent) res.writeHead(502, { "content-type": "application/json" });
-    res.end(JSON.stringify({ message: `Jupyter server did not answer: ${err.message}` }));
-  });
-  req.pipe(upstream);
-}
-
-/**
- * Forwards a websocket upgrade (kernel channels) as raw bytes: the request line
- * and headers are replayed with the token added to the query; the Host and
- * Origin headers are kept, so Jupyter's same-origin check sees the page's origin.
- */
-function proxyUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, target: URL, token: string): void {
-  const url = new URL(req.url ?? "/", "http://127.0.0.1");
-  if (!url.pathname.startsWith("/api/")) {
-    socket.destroy();
-    return;
+/** 401/403: JSON for the API (as Jupyter answers), the locked page for a browser navigation. */
+function refuse(res: http.ServerResponse, v: Exclude<Verdict, { ok: true }>, url: URL): void {
+  if (url.pathname.startsWith("/api/") || url.pathname.startsWith("/wb/")) {
+    res.writeHead(v.status, { "content-type": "application/json", ...OWN_HEADERS }).end(JSON.stringify({ message: v.reason }));
+  } else {
+    res.writeHead(v.status, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", ...OWN_HEADERS }).end(LOCKED_PAGE);
   }
-  url.searchParams.set("token", token);
-  const upstream = net.connect(Number(target.port), target.hostname, () => {
-    const lines = [`${req.method} ${url.pathname}${url.search} HTTP/${req.httpVersion}`];
-    for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-    upstream.write(lines.join("\r\n") + "\r\n\r\n");
-    if (head.length) upstream.write(head);
-    upstream.pipe(socket);
-    socket.pipe(upstream);
-  });
-  const close = () => {
-    socket.destroy();
-    upstream.destroy();
-  };
-  upstream.on("error", close);
-  socket.on("error", close);
-  upstream.on("close", close);
-  socket.on("close", close);
+}
+
+function refuseUpgrade(socket: net.Socket, v: { status: number; reason: string }): void {
+  const text = http.STATUS_CODES[v.status] ?? "Error";
+  const body = JSON.stringify({ message: v.reason });
+  socket.end(`HTTP/1.1 ${v.status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
+function sendFile(res: http.ServerResponse, file: string, ext: string): void {
+  res.writeHead(200, { "content-type": CONTENT_TYPES[ext] ?? "application/octet-stream", "cache-control": "no-cache", ...OWN_HEADERS });
+  fs.createReadStream(file).pipe(res);
 }

@@ -1,7 +1,7 @@
 /**
  * Draws kernel outputs into the page: plotly figures with the local plotly.js
  * (window.Plotly, loaded from /vendor/plotly.min.js), HTML in a sandboxed
- * iframe (so a figure's inline script runs without touching the page),
+ * iframe (so a figure's inline script runs without touching the page or its cookie),
  * text as <pre>. Displays with an id are replaced in place on update.
  */
 import type { Output } from "./kernel-client.js";
@@ -17,6 +17,31 @@ declare global {
 }
 
 const PLOTLY = "application/vnd.plotly.v1+json";
+
+/** Runs inside a result frame: tells the page how tall the content is, now and on every resize. */
+const REPORT_HEIGHT = `<script>(function(){
+  function report(){ parent.postMessage({ llamaTsFrameHeight: document.body.scrollHeight + 8 }, "*"); }
+  addEventListener("load", report);
+  if (window.ResizeObserver) new ResizeObserver(report).observe(document.body);
+})();</script>`;
+
+/**
+ * A plotly HTML fallback that does not inline plotly.js (the kernel inlines it once per
+ * session) waits for window.Plotly: a frame is a page of its own, so it gets the local copy.
+ * The served copy is public (no cookie needed), and an inlined one skips itself when it finds it.
+ */
+function plotlyFor(html: string): string {
+  return /Plotly\.newPlot/.test(html) ? `<script src="${location.origin}/vendor/plotly.min.js"></script>` : "";
+}
+
+/** Result frames report their content height (REPORT_HEIGHT); only a message from a frame of ours is used. */
+window.addEventListener("message", (e: MessageEvent) => {
+  const height = Number((e.data as { llamaTsFrameHeight?: unknown } | null)?.llamaTsFrameHeight);
+  if (!Number.isFinite(height)) return;
+  for (const frame of document.querySelectorAll<HTMLIFrameElement>("iframe.html-output")) {
+    if (frame.contentWindow === e.source) frame.style.height = `${Math.min(1200, Math.max(24, Math.ceil(height)))}px`;
+  }
+});
 
 /** Renders a MIME bundle into `el` (replacing its content). */
 export function renderBundle(el: HTMLElement, data: Record<string, unknown>): void {
@@ -44,16 +69,11 @@ export function renderBundle(el: HTMLElement, data: Record<string, unknown>): vo
       return;
     }
     // HTML with its own script (head view, plotly fallback): an iframe, sized to its content.
-    const frame = h("iframe", { class: "html-output", sandbox: "allow-scripts allow-same-origin" }) as HTMLIFrameElement;
-    frame.srcdoc = `<!doctype html><meta charset="utf-8"><style>body{font:13px system-ui,sans-serif;margin:4px}</style>${html}`;
-    const fit = () => {
-      const doc = frame.contentDocument;
-      if (doc?.documentElement) frame.style.height = `${Math.min(1200, doc.documentElement.scrollHeight + 8)}px`;
-    };
-    frame.addEventListener("load", () => {
-      fit();
-      setTimeout(fit, 300);
-    });
+    // Sandboxed without allow-same-origin: the frame's origin is opaque, so its script can
+    // neither reach this page nor call /api/ with the page's cookie (the server refuses
+    // `Origin: null`). It reports its height by postMessage instead (see frameHeights below).
+    const frame = h("iframe", { class: "html-output", sandbox: "allow-scripts" }) as HTMLIFrameElement;
+    frame.srcdoc = `<!doctype html><meta charset="utf-8"><style>body{font:13px system-ui,sans-serif;margin:4px}</style>${plotlyFor(html)}${html}${REPORT_HEIGHT}`;
     frame.style.height = "420px";
     el.replaceChildren(frame);
     return;
