@@ -4,6 +4,8 @@
  * a time" on the default model, clicks a token, sees the attention grid and
  * the logit lens render, switches the tokenizer view, compares two prompts,
  * runs a short prompt-tuning job, and survives the kernel being killed mid-generation. No request may leave 127.0.0.1.
+ * The browser gets in through the printed URL (its secret becomes a cookie); the same
+ * origin without it is refused (workbench-security.test.ts has every case).
  * Screenshots go to test-artifacts/workbench-*.png.
  */
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
@@ -89,7 +91,10 @@ describe("workbench end to end (npm start + chromium)", () => {
     page.on("websocket", (ws) => {
       if (!isLocal(ws.url())) offMachine.push(ws.url());
     });
-    await page.goto(workbenchUrl);
+    // The printed URL carries the secret: it answers with the cookie and a redirect to "/".
+    const landing = await page.goto(workbenchUrl);
+    expect(landing?.url()).toBe(new URL("/", workbenchUrl).href);
+    expect((await context.cookies()).map((c) => [c.name, c.httpOnly, c.sameSite])).toEqual([[`llama-ts-workbench-${new URL(workbenchUrl).port}`, true, "Strict"]]);
     // The page loads the default model at start; the model card fills in once it is loaded.
     await page.waitForSelector("#model-card h3", { state: "attached", timeout: 90_000 });
     await page.waitForFunction(`document.body.dataset.ready === "true"`, undefined, { timeout: 30_000 });
@@ -106,7 +111,16 @@ describe("workbench end to end (npm start + chromium)", () => {
 
   it("prints both URLs on 127.0.0.1", () => {
     expect(jupyterUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/(lab|tree)\?token=\w+/);
-    expect(workbenchUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(workbenchUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{64}$/);
+  });
+
+  it("refuses the API and the page to a client without the secret", async () => {
+    const origin = new URL(workbenchUrl).origin;
+    expect((await fetch(`${origin}/api/contents`)).status).toBe(401);
+    expect((await fetch(`${origin}/api/kernels`, { method: "POST", body: '{"name":"llama-ts"}' })).status).toBe(401);
+    const pageWithout = await fetch(`${origin}/`);
+    expect(pageWithout.status).toBe(401);
+    expect(await pageWithout.text()).toMatch(/\?token=/);
   });
 
   it("shows the default model's card", async () => {
@@ -140,6 +154,12 @@ describe("workbench end to end (npm start + chromium)", () => {
     await token.click();
     await page.waitForSelector("#attention-out .plotly-host .main-svg", { timeout: 90_000 });
     await page.waitForSelector("#attention-out iframe", { timeout: 30_000 }); // head view
+    // The head view runs its script in a frame with an opaque origin: it draws, and it reports
+    // its height to the page by postMessage (the frame's document is out of the page's reach).
+    const frame = page.locator("#attention-out iframe.html-output").first();
+    expect(await frame.getAttribute("sandbox")).toBe("allow-scripts");
+    await page.frameLocator("#attention-out iframe.html-output").first().locator("svg.lines line").first().waitFor({ state: "attached", timeout: 30_000 });
+    await page.waitForFunction(`(() => { const f = document.querySelector("#attention-out iframe.html-output"); return f && f.style.height !== "420px" && f.contentDocument === null; })()`, undefined, { timeout: 10_000 });
     await shot("attention");
     await page.click("nav button[data-tab=lens]");
     await page.waitForSelector("#lens-out .plotly-host .main-svg", { timeout: 90_000 });
