@@ -97,6 +97,12 @@ export { nearestTokens } from "./peft/prompt-inspect.js";
 export { LoraModel, type LoraTrainConfigInit, type LoraBatch } from "./peft/lora-train.js";
 export { loadLora, readLoraAdapter, type LoraAdapter } from "./peft/lora.js";
 export { readLoraConfig, type LoraConfig } from "./peft/lora-config.js";
+export { trainLora, type LoraTrainOptions } from "./peft/lora-train.js";
+// Preference tuning as TRL computes it: reward model, DPO, best-of-n.
+export { readPreferenceFile, tokenizeDpoRows, tokenizeRewardRows, type PreferenceRow, type DpoExample, type RewardExample } from "./peft/preference-data.js";
+export { RewardModel, loadRewardBase, trainReward, type RewardTrainOptions } from "./peft/reward.js";
+export { trainDpo, dpoEvaluate, type DpoTrainOptions, type DpoTrainResult, type DpoLossType } from "./peft/dpo.js";
+export { bestOfN, type BestOfNOptions, type BestOfNResult } from "./peft/best-of-n.js";
 export { Adam, AdamW, clipGradNorm, type AdamOptions } from "./peft/optim.js";
 export { lrMultiplier, type ScheduleName } from "./peft/optim-schedule.js";
 

@@ -20,6 +20,8 @@ export interface LoraConfig {
   readonly layers_to_transform: readonly number[] | null;
   readonly base_model_name_or_path: string | null;
   readonly task_type: string | null;
+  /** Modules trained whole beside the LoRA pairs: only a SEQ_CLS head (["classifier", "score"], PEFT's default for that task) is supported. */
+  readonly modules_to_save: readonly string[] | null;
 }
 
 export function readLoraConfig(file: string): LoraConfig {
@@ -51,7 +53,17 @@ export function parseLoraConfig(raw: unknown, source = "adapter_config.json"): L
   if (o.bias !== undefined && o.bias !== "none") bad("bias", `"none" (LoRA bias training is not supported)`);
   if (o.lora_bias === true) bad("lora_bias", "false (LoRA biases are not supported)");
   if (o.fan_in_fan_out === true) bad("fan_in_fan_out", "false (LLaMA layers are nn.Linear)");
-  if (Array.isArray(o.modules_to_save) && o.modules_to_save.length > 0) bad("modules_to_save", "null (fully trained extra modules are not supported)");
+  let modulesToSave: string[] | null = null;
+  if (Array.isArray(o.modules_to_save) && o.modules_to_save.length > 0) {
+    // A SEQ_CLS adapter saves its classification head whole; PEFT names it "classifier" or "score" depending on the model.
+    const heads = ["classifier", "score"];
+    if (o.task_type !== "SEQ_CLS" || !o.modules_to_save.every((m) => typeof m === "string" && heads.includes(m))) {
+      bad("modules_to_save", `null, or ["classifier", "score"] with task_type "SEQ_CLS" (other fully trained modules are not supported)`);
+    }
+    modulesToSave = o.modules_to_save as string[];
+  } else if (o.modules_to_save !== undefined && o.modules_to_save !== null && !(Array.isArray(o.modules_to_save))) {
+    bad("modules_to_save", "a list of module names or null");
+  }
   const numMap = (field: string): Record<string, number> => {
     const v = o[field];
     if (v === undefined || v === null) return {};
@@ -74,6 +86,7 @@ export function parseLoraConfig(raw: unknown, source = "adapter_config.json"): L
     layers_to_transform: layers,
     base_model_name_or_path: typeof o.base_model_name_or_path === "string" ? o.base_model_name_or_path : null,
     task_type: typeof o.task_type === "string" ? o.task_type : null,
+    modules_to_save: modulesToSave,
   };
 }
 

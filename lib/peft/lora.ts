@@ -11,6 +11,10 @@
  * adapter is on) and keeps the base tensor untouched; `unload` puts the base
  * weights back bit for bit; `merge` makes it permanent, rounded to the base
  * weight's dtype (PEFT's merge_and_unload), and frees the base copies.
+ *
+ * A SEQ_CLS adapter also carries its classification head whole (PEFT's
+ * modules_to_save, key `base_model.model.score.weight`); loading it swaps the
+ * model's `score.weight` the same way.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -36,6 +40,8 @@ export interface LoraAdapter {
   readonly config: LoraConfig;
   /** Keyed by module name, e.g. `model.layers.0.self_attn.q_proj`. */
   readonly modules: ReadonlyMap<string, LoraModuleWeights>;
+  /** SEQ_CLS: the trained classification head [num_labels, hidden] (modules_to_save), float32. */
+  readonly head?: Tensor;
 }
 
 /** What a model must offer to take an adapter (LlamaForCausalLM, LlamaModel, LlamaForSequenceClassification). */
@@ -45,6 +51,8 @@ export interface AdaptableModel {
 }
 
 const KEY = /^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$/;
+/** A modules_to_save head as PEFT saves it (the wrapper's copy under the module's own name). */
+const HEAD_KEY = /^(?:base_model\.model\.)?(?:score|classifier)(?:\.modules_to_save\.[^.]+)?\.weight$/;
 
 /** Reads an adapter folder (adapter_model.safetensors, or a torch-zip adapter_model.bin). */
 export function readLoraAdapter(dir: string): LoraAdapter {
@@ -66,7 +74,12 @@ export function readLoraAdapter(dir: string): LoraAdapter {
   }
   try {
     const parts = new Map<string, { A?: string; B?: string }>();
+    let headName: string | undefined;
     for (const n of names) {
+      if (config.modules_to_save && HEAD_KEY.test(n)) {
+        headName = n;
+        continue;
+      }
       const m = KEY.exec(n);
       if (!m) {
         if (/lora_embedding_/.test(n)) throw new FormatError(file, `tensor "${n}": LoRA on embeddings is not supported`);
@@ -89,7 +102,10 @@ export function readLoraAdapter(dir: string): LoraAdapter {
       modules.set(module, { module, A: a, B: b, scaling });
     }
     if (modules.size === 0) throw new FormatError(file, "the adapter holds no LoRA weights");
-    return { source: dir, config, modules };
+    if (config.modules_to_save && !headName) throw new FormatError(file, `modules_to_save ${JSON.stringify(config.modules_to_save)} but no base_model.model.score.weight tensor`);
+    const head = headName ? read(headName).float() : undefined;
+    if (head && head.rank !== 2) throw new FormatError(file, `tensor "${headName}" has shape [${head.shape}], expected [num_labels, hidden]`);
+    return { source: dir, config, modules, head };
   } finally {
     close();
   }
@@ -199,6 +215,16 @@ export async function loadLora(model: AdaptableModel, adapterOrDir: LoraAdapter 
     }
     plan.push({ ref, w });
   }
+  let headPlan: { ref: ParameterRef; head: Tensor } | undefined;
+  if (adapter.head) {
+    const ref = params.get("score.weight");
+    if (!ref) throw new FormatError(adapter.source, "the adapter carries a classification head (SEQ_CLS) but the model has no score head (load it as LlamaForSequenceClassification)");
+    const shape = ref.get().shape;
+    if (adapter.head.shape[0] !== shape[0] || adapter.head.shape[1] !== shape[1]) {
+      throw new FormatError(adapter.source, `score head [${adapter.head.shape}] does not fit the model's score.weight [${shape}]`);
+    }
+    headPlan = { ref, head: adapter.head };
+  }
   const swapped: Swapped[] = [];
   for (const { ref, w } of plan) {
     const base = ref.get();
@@ -208,6 +234,14 @@ export async function loadLora(model: AdaptableModel, adapterOrDir: LoraAdapter 
     if (base.dtype !== "f32") activeHost.set(active, eff);
     ref.set(active);
     swapped.push({ ref, base, active });
+  }
+  if (headPlan) {
+    const base = headPlan.ref.get();
+    const host = headPlan.head.toFloat32();
+    const active = be.upload(new Tensor(host.slice(), base.shape, "f32"));
+    if (base.dtype !== "f32") activeHost.set(active, host);
+    headPlan.ref.set(active);
+    swapped.push({ ref: headPlan.ref, base, active });
   }
   const loaded = new LoadedLora(model, adapter, swapped);
   ACTIVE.set(model, loaded);

@@ -1,0 +1,203 @@
+/**
+ * The math of TRL's DPOTrainer._compute_loss (trl 1.13), on host Vars with
+ * analytic backwards. Inputs are the logits at the positions that predict a
+ * completion token (the rest of TRL's shifted, masked [2B, T-1, V] tensor is
+ * zeroed out of every sum anyway):
+ *
+ *   logps        per sequence: Σ over completion tokens of log softmax(logits)[token]
+ *   Δ            (π_c − ref_c) − (π_r − ref_r)         (log-ratio difference)
+ *   sigmoid      −log σ(β·Δ)                              (TRL's default; no label smoothing)
+ *   ipo          (Δ' − 1/(2β))², Δ' with each log-ratio divided by its completion's
+ *                token count (TRL's length normalization)
+ *   robust       (−(1−ε)·log σ(βΔ) + ε·log σ(−βΔ)) / (1 − 2ε)   (TRL's use of label_smoothing ε)
+ *   loss         mean over pairs
+ *
+ * and the metrics TRL logs, under its names.
+ */
+import { ConfigError, LlamaError } from "../errors.js";
+import { Var, result } from "../autograd/var.js";
+import { IGNORE_INDEX } from "../autograd/loss.js";
+import { softplus } from "./reward.js";
+
+const f = Math.fround;
+
+export type DpoLossType = "sigmoid" | "ipo" | "robust";
+export const DPO_LOSS_TYPES: readonly DpoLossType[] = ["sigmoid", "ipo", "robust"];
+
+export interface DpoLossConfig {
+  /** β (TRL's default 0.1); for ipo the regularization τ. */
+  beta: number;
+  lossType: DpoLossType;
+  /** ε of the robust loss, in [0, 0.5) (TRL applies label_smoothing only there and in exo_pair). */
+  labelSmoothing: number;
+}
+
+export function checkDpoLossConfig(c: DpoLossConfig): void {
+  if (!DPO_LOSS_TYPES.includes(c.lossType)) throw new ConfigError(`DPO loss type "${c.lossType}": expected one of ${DPO_LOSS_TYPES.join(", ")}`);
+  if (!(c.beta > 0 && Number.isFinite(c.beta))) throw new ConfigError(`DPO beta ${c.beta}: expected a positive number`);
+  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 0.5)) throw new ConfigError(`DPO label_smoothing ${c.labelSmoothing}: expected a number in [0, 0.5)`);
+  if (c.labelSmoothing > 0 && c.lossType !== "robust") {
+    throw new ConfigError(`DPO label_smoothing ${c.labelSmoothing} with loss "${c.lossType}": TRL uses label smoothing only in the "robust" loss`);
+  }
+}
+
+/** Per-token statistics TRL logs, gathered in the same pass as the log-probs. */
+export interface TokenStats {
+  /** Σ per-token entropy over completion tokens (chosen and rejected). */
+  entropySum: number;
+  /** Completion tokens (chosen and rejected). */
+  tokens: number;
+  /** Σ over chosen / rejected completion tokens of the mean logit over the vocabulary. */
+  logitMeanChosen: number;
+  logitMeanRejected: number;
+  chosenTokens: number;
+  rejectedTokens: number;
+  /** Chosen completion tokens the policy's argmax predicts. */
+  correctChosen: number;
+}
+
+/**
+ * Sequence log-probabilities [N] from logits [N, K, V] and targets [N·K]
+ * (IGNORE_INDEX where a slot predicts nothing); rows 0..N/2−1 are chosen.
+ * Backward: g_n · (onehot(target) − softmax) at each counted slot.
+ */
+export function sequenceLogps(logits: Var, targets: Int32Array): { logps: Var; stats: TokenStats } {
+  const [N, K, V] = logits.shape as [number, number, number];
+  if (logits.shape.length !== 3 || targets.length !== N * K) throw new LlamaError(`sequenceLogps: logits [${logits.shape}] and ${targets.length} targets`);
+  const x = logits.value;
+  const lse = new Float64Array(N * K);
+  const sums = new Float64Array(N);
+  const stats: TokenStats = { entropySum: 0, tokens: 0, logitMeanChosen: 0, logitMeanRejected: 0, chosenTokens: 0, rejectedTokens: 0, correctChosen: 0 };
+  for (let n = 0; n < N; n++) {
+    const chosen = n < N / 2;
+    for (let k = 0; k < K; k++) {
+      const t = targets[n * K + k]!;
+      if (t === IGNORE_INDEX) continue;
+      const o = (n * K + k) * V;
+      let max = -Infinity, arg = 0, sumLogit = 0;
+      for (let v = 0; v < V; v++) {
+        const xv = x[o + v]!;
+        sumLogit += xv;
+        if (xv > max) { max = xv; arg = v; }
+      }
+      let z = 0, wsum = 0;
+      for (let v = 0; v < V; v++) {
+        const e = Math.exp(x[o + v]! - max);
+        z += e;
+        wsum += e * (x[o + v]! - max);
+      }
+      const l = max + Math.log(z);
+      lse[n * K + k] = l;
+      sums[n] += x[o + t]! - l;
+      // H = log z − Σ p·(x − max)
+      stats.entropySum += Math.log(z) - wsum / z;
+      stats.tokens++;
+      if (chosen) {
+        stats.logitMeanChosen += sumLogit / V;
+        stats.chosenTokens++;
+        if (arg === t) stats.correctChosen++;
+      } else {
+        stats.logitMeanRejected += sumLogit / V;
+        stats.rejectedTokens++;
+      }
+    }
+  }
+  const logps = result(Float32Array.from(sums), [N], [logits], () => ({
+    name: "sequenceLogps",
+    inputs: [logits],
+    backward: (g) => {
+      const dx = new Float32Array(logits.size);
+      for (let n = 0; n < N; n++) {
+        const gn = g[n]!;
+        if (gn === 0) continue;
+        for (let k = 0; k < K; k++) {
+          const t = targets[n * K + k]!;
+          if (t === IGNORE_INDEX) continue;
+          const o = (n * K + k) * V, l = lse[n * K + k]!;
+          for (let v = 0; v < V; v++) dx[o + v] = -Math.exp(x[o + v]! - l) * gn;
+          dx[o + t] += gn;
+        }
+      }
+      return [dx];
+    },
+  }));
+  return { logps, stats };
+}
+
+/**
+ * The DPO loss over B pairs from the policy's logps [2B] (chosen first, a Var),
+ * the reference's [2B] (numbers) and each sequence's completion length [2B]
+ * (ipo's normalization; TRL clamps it to ≥ 1).
+ */
+export function dpoLoss(policy: Var, ref: ArrayLike<number>, completionLengths: ArrayLike<number>, c: DpoLossConfig): Var {
+  const B = policy.size / 2;
+  if (!Number.isInteger(B) || B < 1 || ref.length !== 2 * B || completionLengths.length !== 2 * B) {
+    throw new LlamaError(`dpoLoss: ${policy.size} policy logps, ${ref.length} reference, ${completionLengths.length} lengths (expected 2B each)`);
+  }
+  const p = policy.value, beta = c.beta, eps = c.labelSmoothing;
+  const dc = new Float64Array(B), dr = new Float64Array(B); // ∂loss/∂π_c, ∂loss/∂π_r per pair
+  let total = 0;
+  for (let i = 0; i < B; i++) {
+    const lc = p[i]! - ref[i]!, lr = p[B + i]! - ref[B + i]!;
+    if (c.lossType === "ipo") {
+      const nc = Math.max(1, completionLengths[i]!), nr = Math.max(1, completionLengths[B + i]!);
+      const u = lc / nc - lr / nr - 1 / (2 * beta);
+      total += u * u;
+      dc[i] = (2 * u) / nc / B;
+      dr[i] = (-2 * u) / nr / B;
+      continue;
+    }
+    const z = beta * (lc - lr);
+    const sNeg = 1 / (1 + Math.exp(z)); // σ(−z) = d/dz log σ(z)
+    if (c.lossType === "sigmoid") {
+      total += softplus(-z);
+      dc[i] = (-beta * sNeg) / B;
+    } else {
+      const sPos = 1 - sNeg;
+      total += ((1 - eps) * softplus(-z) - eps * softplus(z)) / (1 - 2 * eps);
+      dc[i] = (-beta * ((1 - eps) * sNeg + eps * sPos)) / (1 - 2 * eps) / B;
+    }
+    dr[i] = -dc[i]!;
+  }
+  return result(new Float32Array([total / B]), [], [policy], () => ({
+    name: `dpoLoss(${c.lossType})`,
+    inputs: [policy],
+    backward: (g) => {
+      const out = new Float32Array(2 * B);
+      for (let i = 0; i < B; i++) {
+        out[i] = f(g[0]! * dc[i]!);
+        out[B + i] = f(g[0]! * dr[i]!);
+      }
+      return [out];
+    },
+  }));
+}
+
+/** TRL's DPO metrics of one batch (its names), plus the reference's logps beside the policy's. */
+export function dpoMetrics(policy: ArrayLike<number>, ref: ArrayLike<number>, stats: TokenStats, beta: number): Record<string, number> {
+  const B = policy.length / 2;
+  let rc = 0, rr = 0, acc = 0, margin = 0, pc = 0, pr = 0, refc = 0, refr = 0;
+  for (let i = 0; i < B; i++) {
+    // As torch: rewards are β·(log-ratio) in float32.
+    const cr = f(beta * f(policy[i]! - ref[i]!)), rj = f(beta * f(policy[B + i]! - ref[B + i]!));
+    rc += cr; rr += rj;
+    if (cr > rj) acc++;
+    margin += cr - rj;
+    pc += policy[i]!; pr += policy[B + i]!;
+    refc += ref[i]!; refr += ref[B + i]!;
+  }
+  return {
+    entropy: stats.tokens ? stats.entropySum / stats.tokens : 0,
+    "logits/chosen": stats.chosenTokens ? stats.logitMeanChosen / stats.chosenTokens : 0,
+    "logits/rejected": stats.rejectedTokens ? stats.logitMeanRejected / stats.rejectedTokens : 0,
+    mean_token_accuracy: stats.chosenTokens ? stats.correctChosen / stats.chosenTokens : 0,
+    "rewards/chosen": rc / B,
+    "rewards/rejected": rr / B,
+    "rewards/accuracies": acc / B,
+    "rewards/margins": margin / B,
+    "logps/chosen": pc / B,
+    "logps/rejected": pr / B,
+    "ref_logps/chosen": refc / B,
+    "ref_logps/rejected": refr / B,
+  };
+}
