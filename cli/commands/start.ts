@@ -17,8 +17,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
-import type { Command } from "../main.js";
+import { defineCommand } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { checkoutRoot } from "./kernel.js";
 import { installKernelSpec, type KernelSpecTarget } from "../../kernel/kernelspec.js";
@@ -26,29 +25,21 @@ import { startJupyter } from "../../kernel/server/jupyter-server.js";
 import type { RunningService, ServiceContext } from "../../kernel/server/service.js";
 import { startWorkbench } from "../../kernel/workbench/server.js";
 
-const USAGE = `usage: llama-ts start [--port N] [--notebook-dir DIR] [--model PATH] [--workbench-only]
-  --port N           Jupyter's port (default: a free one)
-  --notebook-dir DIR folder JupyterLab opens (default: the checkout's notebooks/)
-  --model PATH       model folder/file the notebooks and workbench load (default: models/tiny-stories);
-                     exported to kernels as LLAMA_TS_MODEL
-  --workbench-only   serve the workbench only (Jupyter runs for its kernels, its URL is not printed)`;
-
 /** Services started after Jupyter, each printed as `NAME: URL` (the workbench's URL carries its secret). */
 const SERVICES: ((ctx: ServiceContext) => Promise<RunningService>)[] = [startWorkbench];
 
-export const command: Command = {
+export const command = defineCommand({
   summary: "start JupyterLab (and the workbench) on 127.0.0.1 with the llama-ts kernel",
-  async run(argv) {
-    let v: { port?: string; "notebook-dir"?: string; model?: string; "workbench-only"?: boolean };
-    try {
-      v = parseArgs({
-        args: argv,
-        options: { port: { type: "string" }, "notebook-dir": { type: "string" }, model: { type: "string" }, "workbench-only": { type: "boolean" } },
-        strict: true,
-      }).values;
-    } catch (err) {
-      throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-    }
+  flags: {
+    port: { type: "string", arg: "N", shownDefault: "a free one", help: "Jupyter's port" },
+    "notebook-dir": { type: "string", arg: "DIR", shownDefault: "the checkout's notebooks/", help: "folder JupyterLab opens" },
+    model: {
+      type: "string", arg: "PATH", shownDefault: "models/tiny-stories",
+      help: "model folder/file the notebooks and workbench load (exported to kernels as LLAMA_TS_MODEL)",
+    },
+    "workbench-only": { type: "boolean", help: "serve the workbench only (Jupyter runs for its kernels, its URL is not printed)" },
+  },
+  async run(v) {
     const port = v.port === undefined ? undefined : Number(v.port);
     if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError(`--port: expected a port number, got "${v.port}"`);
     const root = checkoutRoot();
@@ -102,4 +93,4 @@ export const command: Command = {
     await new Promise<never>(() => {});
     return 0;
   },
-};
+});
