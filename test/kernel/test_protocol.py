@@ -213,6 +213,9 @@ class FeatureTests(KernelCase):
         # "llama-ts" is this checkout's build, the same module instance as a direct import of dist/lib.
         same = self.value('import * as L from "llama-ts";\nconst direct = await import("../dist/lib/index.js");\nL.LlamaError === direct.LlamaError')
         self.assertEqual(same, "true")
+        # require("llama-ts") in a cell loads the same ES modules (no CommonJS copy of the classes).
+        same = self.value('const R = require("llama-ts");\nconst direct = await import("../dist/lib/index.js");\nR.Tensor === direct.Tensor && typeof R.LlamaForCausalLM')
+        self.assertEqual(same, "'function'")
 
     def test_local_typescript_module(self):
         same = self.value('import { FormatError } from "../lib/errors.js";\nnew FormatError("f.bin", "bad").message.includes("f.bin")')
