@@ -13,6 +13,8 @@
 import { parseArgs } from "node:util";
 import * as fs from "node:fs";
 import { UsageError } from "./cli-error.js";
+import { resolveModelPath } from "../lib/io/checkpoint.js";
+import { packageModelNames } from "../lib/io/package-models.js";
 
 /** One flag: how it parses and the line `--help` prints for it. */
 export interface Flag {
@@ -200,6 +202,22 @@ export function trainingFlags(f: {
   const optimizer = choiceFlag("--optimizer", f.optimizer ?? "adamw", ["adam", "adamw"] as const);
   const device = choiceFlag("--device", f.device ?? "cpu", ["cpu", "webgpu"] as const);
   return { lr, batchSize, steps, epochs, optimizer, device, seed: intFlag("--seed", f.seed, 0)! };
+}
+
+/**
+ * A model (or tokenizer) flag's path: an existing path, a model of the package
+ * by name, or an org/name in the local HF cache (lib's resolveModelPath order).
+ */
+export function modelPath(flag: string, value: string): string {
+  try {
+    return resolveModelPath(value);
+  } catch {
+    const names = packageModelNames();
+    throw new UsageError(
+      `${flag}: no such file or folder: ${value}` +
+        `${names.length ? `; not a model of the package (${names.join(", ")})` : ""}${value.includes("/") ? " nor in the local HF cache" : ""}`,
+    );
+  }
 }
 
 /** A path that must exist. */

@@ -17,3 +17,52 @@ export interface ProgressInfo {
 }
 
 export type OnProgress = (done: number, total: number, info?: ProgressInfo) => void;
+
+/** Where a run stands: fraction done, rate (units per second) and seconds left, from the counts and the time since it started. */
+export interface ProgressStats {
+  fraction: number;
+  rate: number;
+  /** undefined until the rate is known. */
+  secondsLeft: number | undefined;
+}
+
+export function progressStats(done: number, total: number, elapsedMs: number): ProgressStats {
+  const fraction = total > 0 ? Math.min(1, Math.max(0, done / total)) : 1;
+  const rate = elapsedMs > 0 ? (1000 * done) / elapsedMs : 0;
+  const secondsLeft = rate > 0 ? Math.max(0, total - done) / rate : undefined;
+  return { fraction, rate, secondsLeft };
+}
+
+/** 75 → "1:15", 3725 → "1:02:05". */
+export function formatDuration(seconds: number): string {
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  const mm = h ? String(m).padStart(2, "0") : String(m);
+  return `${h ? `${h}:` : ""}${mm}:${String(r).padStart(2, "0")}`;
+}
+
+/** A metric as a short number: 4 significant digits. */
+function formatMetric(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toPrecision(4);
+}
+
+/**
+ * The words of a progress display after the bar, shared by the CLI renderer and
+ * `display.progress`: "45/100 steps · 3.2 steps/s · 0:17 left · loss 0.1234".
+ * Bytes show as MiB. A total ≤ 0 means "not known" (a run bounded by time only).
+ */
+export function progressText(done: number, total: number, elapsedMs: number, info?: ProgressInfo): string {
+  const unit = info?.unit ?? "steps";
+  const known = total > 0;
+  const { rate, secondsLeft } = progressStats(done, total, elapsedMs);
+  const mib = (x: number) => (x / 1048576).toFixed(x < 10 * 1048576 ? 2 : 0);
+  const parts = unit === "bytes"
+    ? [known ? `${mib(done)}/${mib(total)} MiB` : `${mib(done)} MiB`, `${(rate / 1048576).toFixed(1)} MiB/s`]
+    : [known ? `${done}/${total} ${unit}` : `${done} ${unit}`, `${rate >= 10 ? rate.toFixed(0) : rate.toFixed(2)} ${unit}/s`];
+  if (!known) parts.push(`${formatDuration(elapsedMs / 1000)} so far`);
+  else if (done >= total) parts.push(`${formatDuration(elapsedMs / 1000)} total`);
+  else if (secondsLeft !== undefined) parts.push(`${formatDuration(secondsLeft)} left`);
+  for (const [k, v] of Object.entries(info?.metrics ?? {})) parts.push(`${k} ${formatMetric(v)}`);
+  if (info?.label) parts.push(info.label);
+  return parts.join(" · ");
+}

@@ -9,26 +9,25 @@
 import * as fs from "node:fs";
 import { convertMetaToHf } from "../../lib/convert/meta-to-hf.js";
 import { LLAMA_VERSIONS, type LlamaVersion } from "../../lib/convert/params.js";
-import { ProgressBar } from "../../lib/convert/progress.js";
-import { parseFlags, required } from "../args.js";
+import { defineCommand } from "../args.js";
 import { UsageError } from "../cli-error.js";
-import type { Command } from "../main.js";
+import { cliProgress } from "../progress.js";
 
-export const command: Command = {
+export const command = defineCommand({
   summary: "convert Meta's consolidated.*.pth checkpoint to an HF folder (safetensors), like convert_llama_weights_to_hf.py",
-  async run(argv) {
-    const flags = parseFlags(argv, {
-      input_dir: { type: "string" },
-      model_size: { type: "string" },
-      output_dir: { type: "string" },
-      llama_version: { type: "string", default: "2" },
-      // Accepted for compatibility with HF's script: output is always safetensors.
-      safe_serialization: { type: "string" },
-    });
-    const inputDir = required("--input_dir", flags.input_dir);
-    const modelSize = required("--model_size", flags.model_size);
-    const outputDir = required("--output_dir", flags.output_dir);
-    const version = flags.llama_version as string;
+  flags: {
+    input_dir: { type: "string", arg: "DIR", required: true, help: "Meta's checkpoint: params.json + consolidated.NN.pth (here or in DIR/<model_size>/)" },
+    model_size: { type: "string", arg: "SIZE", required: true, help: "7B, 13B, …: accepted as HF's script does; also names the DIR/<size>/ layout" },
+    output_dir: { type: "string", arg: "DIR", required: true, help: "the HF folder to write (staged, moved into place when complete)" },
+    llama_version: { type: "string", arg: LLAMA_VERSIONS.join("|"), default: "2", help: "LLaMA generation (sets rope_theta, context and tokenizer handling)" },
+    // Accepted for compatibility with HF's script: output is always safetensors.
+    safe_serialization: { type: "string", arg: "true", shownDefault: "true", help: "accepted for compatibility: output is always safetensors" },
+  },
+  async run(flags) {
+    const inputDir = flags.input_dir;
+    const modelSize = flags.model_size;
+    const outputDir = flags.output_dir;
+    const version = flags.llama_version;
     if (!(LLAMA_VERSIONS as readonly string[]).includes(version)) {
       throw new UsageError(`--llama_version: expected one of ${LLAMA_VERSIONS.join(", ")}, got "${version}"`);
     }
@@ -41,10 +40,10 @@ export const command: Command = {
       modelSize,
       outputDir,
       llamaVersion: version as LlamaVersion,
-      progress: (total) => new ProgressBar("converting", total),
+      onProgress: cliProgress("converting"),
       onWarning: (m) => process.stderr.write(`llama-ts convert: warning: ${m}\n`),
     });
     for (const f of result.files) process.stdout.write(`${outputDir}/${f}\n`);
     return 0;
   },
-};
+});

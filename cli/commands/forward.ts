@@ -12,10 +12,9 @@ import { loadPretrained } from "../../lib/model/auto.js";
 import { saveSafetensors } from "../../lib/io/safetensors.js";
 import type { Tensor } from "../../lib/tensor/tensor.js";
 import type { Device } from "../../lib/backend/backend.js";
-import { existingPath, jsonFlag, parseFlags, required } from "../args.js";
+import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, jsonFlag, modelPath } from "../args.js";
 import { UsageError } from "../cli-error.js";
-import type { Command } from "../main.js";
-import { loadProgressBar } from "../load-progress.js";
+import { terminalProgress } from "../progress.js";
 import { applyAdapter } from "../../lib/peft/adapter-load.js";
 
 /** A [B][T] integer matrix from JSON; a flat list is one row. */
@@ -27,30 +26,29 @@ function idMatrix(flag: string, value: unknown): number[][] {
   return rows as number[][];
 }
 
-export const command: Command = {
+export const command = defineCommand({
   summary: "run one forward pass and save logits, hidden states, attentions and the KV cache (safetensors)",
-  async run(argv) {
-    const flags = parseFlags(argv, {
-      model: { type: "string" },
-      "input-ids": { type: "string" },
-      "attention-mask": { type: "string" },
-      adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
-      device: { type: "string", default: "cpu" },
-      out: { type: "string" },
-    });
-    const modelDir = required("--model", flags.model);
-    const ids = idMatrix("--input-ids", jsonFlag("--input-ids", required("--input-ids", flags["input-ids"])));
+  flags: {
+    model: MODEL_FLAG,
+    "input-ids": { type: "string", arg: "JSON", required: true, help: "token ids: one list, or a list of equal-length lists (a batch)" },
+    "attention-mask": { type: "string", arg: "JSON", help: "0/1 mask of the same shape (left padding)" },
+    adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
+    device: DEVICE_FLAG,
+    out: { type: "string", arg: "FILE", required: true, help: "the .safetensors file to write" },
+  },
+  async run(flags) {
+    const modelDir = modelPath("--model", flags.model);
+    const ids = idMatrix("--input-ids", jsonFlag("--input-ids", flags["input-ids"]));
     const mask = flags["attention-mask"] === undefined
       ? undefined
       : idMatrix("--attention-mask", jsonFlag("--attention-mask", flags["attention-mask"]));
-    const out = required("--out", flags.out);
-    const device = flags.device as string;
-    if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
+    const out = flags.out;
+    const device = choiceFlag("--device", flags.device, ["cpu", "webgpu"] as const);
     if (ids.length === 0 || ids[0]!.length === 0) throw new InputError("--input-ids is empty: expected at least one token");
 
     if (flags.adapter !== undefined) existingPath("--adapter", flags.adapter);
 
-    const model = await loadPretrained(modelDir, { device: device as Device, onProgress: loadProgressBar("loading") });
+    const model = await loadPretrained(modelDir, { device: device as Device, onProgress: terminalProgress("loading") });
     const adapter = flags.adapter !== undefined ? await applyAdapter(model, flags.adapter, modelDir) : undefined;
     for (const w of adapter?.warnings ?? []) process.stderr.write(`llama-ts forward: warning: ${w}\n`);
     const outputs = { outputHiddenStates: true, outputAttentions: true, useCache: true };
@@ -78,4 +76,4 @@ export const command: Command = {
     process.stderr.write(`wrote ${tensors.size} tensors to ${out}\n`);
     return 0;
   },
-};
+});

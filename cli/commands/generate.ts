@@ -1,7 +1,7 @@
 /**
  * `llama-ts generate`: text generation from a model folder.
  *
- *   llama-ts generate --model DIR (--prompt TEXT | --input-ids JSON) [--max-new-tokens N]
+ *   llama-ts generate [--model DIR] (--prompt TEXT | --input-ids JSON) [--max-new-tokens N]
  *     [--repetition-penalty X] [--do-sample --temperature T --top-k K --top-p P --min-p M --seed S]
  *     [--num-beams N --num-return-sequences N --length-penalty X --early-stopping true|false|never]
  *     [--min-new-tokens N] [--eos-token-id JSON] [--stop STR]... [--adapter DIR] [--device cpu|webgpu] [--json]
@@ -22,15 +22,10 @@ import { LlamaForCausalLM } from "../../lib/model/causal-lm.js";
 import { AutoTokenizer, type LlamaAnyTokenizer } from "../../lib/tokenizer/index.js";
 import { generate, type GenerateOptions, type StreamChunk } from "../../lib/generate/index.js";
 import type { Device } from "../../lib/backend/backend.js";
-import { existingPath, intFlag, jsonFlag, numberFlag, parseFlags, required } from "../args.js";
+import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, intFlag, jsonFlag, modelPath, numberFlag } from "../args.js";
 import { UsageError } from "../cli-error.js";
-import type { Command } from "../main.js";
-import { loadProgressBar } from "../load-progress.js";
+import { terminalProgress } from "../progress.js";
 import { applyAdapter } from "../../lib/peft/adapter-load.js";
-
-const USAGE =
-  "usage: llama-ts generate --model DIR (--prompt TEXT | --input-ids JSON) [--max-new-tokens N] [--repetition-penalty X] " +
-  "[--do-sample --temperature T --top-k K --top-p P --min-p M --seed S] [--num-beams N] [--num-return-sequences N] [--adapter DIR] [--json]";
 
 /** `[1,5,6]` is one prompt; `[[..],[..]]` a batch (rows of one length; pass --attention-mask for left padding). */
 function idRows(flag: string, value: unknown): number[][] {
@@ -59,41 +54,39 @@ function hasTokenizer(dir: string): boolean {
   return fs.existsSync(path.join(dir, "tokenizer.model")) || fs.existsSync(path.join(dir, "tokenizer.json"));
 }
 
-export const command: Command = {
+const HF = "generation_config.json, else HF's";
+
+export const command = defineCommand({
   summary: "generate text (greedy, sampling or beam search) from a model folder",
-  async run(argv) {
-    if (argv.includes("--help") || argv.includes("-h")) {
-      process.stdout.write(USAGE + "\n");
-      return 0;
-    }
-    const f = parseFlags(argv, {
-      model: { type: "string" },
-      prompt: { type: "string", multiple: true },
-      "input-ids": { type: "string" },
-      "attention-mask": { type: "string" },
-      "max-new-tokens": { type: "string" },
-      "min-new-tokens": { type: "string" },
-      "repetition-penalty": { type: "string" },
-      "do-sample": { type: "boolean" },
-      temperature: { type: "string" },
-      "top-k": { type: "string" },
-      "top-p": { type: "string" },
-      "min-p": { type: "string" },
-      seed: { type: "string" },
-      "num-beams": { type: "string" },
-      "num-return-sequences": { type: "string" },
-      "length-penalty": { type: "string" },
-      "early-stopping": { type: "string" },
-      "eos-token-id": { type: "string" },
-      stop: { type: "string", multiple: true },
-      adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
-      device: { type: "string", default: "cpu" },
-      json: { type: "boolean" },
-    });
-    const dir = existingPath("--model", required("--model", f.model));
+  usage: "(--prompt TEXT | --input-ids JSON) [options]",
+  flags: {
+    model: MODEL_FLAG,
+    prompt: { type: "string", arg: "TEXT", multiple: true, help: "the prompt; several make a left-padded batch (or give --input-ids)" },
+    "input-ids": { type: "string", arg: "JSON", help: "token ids: [1,5,6] or a batch [[..],[..]] (instead of --prompt)" },
+    "attention-mask": { type: "string", arg: "JSON", help: "0/1 mask for --input-ids (left padding)" },
+    "max-new-tokens": { type: "string", arg: "N", shownDefault: "generation_config.json, else HF's max_length 20 (prompt included)", help: "tokens to generate at most" },
+    "min-new-tokens": { type: "string", arg: "N", shownDefault: "0", help: "no EOS before this many new tokens" },
+    "repetition-penalty": { type: "string", arg: "X", shownDefault: "1", help: "CTRL's penalty on tokens already present" },
+    "do-sample": { type: "boolean", help: "sample instead of greedy / beam search" },
+    temperature: { type: "string", arg: "T", shownDefault: `${HF} 1`, help: "softmax temperature (with --do-sample)" },
+    "top-k": { type: "string", arg: "K", shownDefault: `${HF} 50`, help: "keep the K most likely tokens (with --do-sample)" },
+    "top-p": { type: "string", arg: "P", shownDefault: `${HF} 1`, help: "nucleus sampling mass (with --do-sample)" },
+    "min-p": { type: "string", arg: "M", shownDefault: "off", help: "drop tokens below M × the top probability (with --do-sample)" },
+    seed: { type: "string", arg: "S", shownDefault: "random", help: "sampling seed (with --do-sample)" },
+    "num-beams": { type: "string", arg: "N", shownDefault: "1", help: "beam search width" },
+    "num-return-sequences": { type: "string", arg: "N", shownDefault: "1", help: "sequences per prompt (sampling or beams)" },
+    "length-penalty": { type: "string", arg: "X", shownDefault: "1", help: "beam score exponent on length" },
+    "early-stopping": { type: "string", arg: "true|false|never", shownDefault: "false", help: "when beam search stops" },
+    "eos-token-id": { type: "string", arg: "JSON", shownDefault: "the model's", help: "an id or a list of ids that end a sequence" },
+    stop: { type: "string", arg: "STR", multiple: true, help: "stop when the text ends with STR" },
+    adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
+    device: DEVICE_FLAG,
+    json: { type: "boolean", help: "one JSON line per sequence: {input_ids, output_ids, text}" },
+  },
+  async run(f) {
+    const dir = modelPath("--model", f.model);
     if (f.adapter !== undefined) existingPath("--adapter", f.adapter);
-    const device = f.device as string;
-    if (device !== "cpu" && device !== "webgpu") throw new UsageError(`--device: expected cpu or webgpu, got "${device}"`);
+    const device = choiceFlag("--device", f.device, ["cpu", "webgpu"] as const);
     const prompts = f.prompt ?? [];
     if ((prompts.length > 0) === (f["input-ids"] !== undefined)) {
       throw new UsageError("give exactly one of --prompt TEXT or --input-ids JSON (see llama-ts generate --help)");
@@ -139,7 +132,7 @@ export const command: Command = {
     };
     for (const k of Object.keys(opts) as (keyof GenerateOptions)[]) if (opts[k] === undefined) delete opts[k];
 
-    const model = await loadPretrained(dir, { device: device as Device, onProgress: loadProgressBar() });
+    const model = await loadPretrained(dir, { device: device as Device, onProgress: terminalProgress("loading") });
     try {
       if (!(model instanceof LlamaForCausalLM)) {
         throw new ConfigError(`${dir}: config.json architectures is LlamaForSequenceClassification; generate needs a LlamaForCausalLM checkpoint`);
@@ -169,4 +162,4 @@ export const command: Command = {
     }
     return 0;
   },
-};
+});

@@ -3,14 +3,16 @@
  * is a software fallback), how f16 weights will be read, the device features
  * and the limits we raised. `--json` prints one JSON object instead.
  */
-import type { Command } from "../main.js";
-import { parseFlags } from "../args.js";
+import { defineCommand } from "../args.js";
 import { UsageError } from "../cli-error.js";
 
-export const command: Command = {
+export const command = defineCommand({
   summary: "show the WebGPU adapter (Dawn), its features, limits and the f16 mode the backend will use",
-  async run(argv) {
-    const flags = parseFlags(argv, { json: { type: "boolean", default: false }, f16: { type: "string" } });
+  flags: {
+    json: { type: "boolean", help: "print one JSON object instead of the table" },
+    f16: { type: "string", arg: "native|packed", shownDefault: "native when the adapter has shader-f16", help: "how f16 weights are read in shaders" },
+  },
+  async run(flags) {
     const f16 = flags.f16;
     if (f16 !== undefined && f16 !== "native" && f16 !== "packed") throw new UsageError(`--f16: expected native or packed, got "${f16}"`);
     const { createWebGpuBackend, classifyAdapter } = await import("../../gpu/index.js");
@@ -44,4 +46,4 @@ export const command: Command = {
       be.dispose();
     }
   },
-};
+});

@@ -7,7 +7,7 @@
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "../main.js";
-import { parseArgs } from "node:util";
+import { parseFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { installKernelSpec, kernelSpecDir, type KernelSpecTarget } from "../../kernel/kernelspec.js";
 
@@ -18,13 +18,13 @@ export function checkoutRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 }
 
+const FLAGS = {
+  user: { type: "boolean", help: "install for this user (~/.local/share/jupyter/kernels); the default" },
+  prefix: { type: "string", arg: "DIR", help: "install into DIR/share/jupyter/kernels (e.g. .venv for a venv's JupyterLab)" },
+} as const;
+
 export function parseTarget(argv: string[]): KernelSpecTarget {
-  let values: { user?: boolean; prefix?: string };
-  try {
-    values = parseArgs({ args: argv, options: { user: { type: "boolean" }, prefix: { type: "string" } }, strict: true }).values;
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
+  const values = parseFlags(argv, FLAGS);
   if (values.user && values.prefix !== undefined) throw new UsageError(`--user and --prefix exclude each other\n${USAGE}`);
   if (values.prefix !== undefined) {
     if (values.prefix === "") throw new UsageError("--prefix: expected a folder");
@@ -35,6 +35,8 @@ export function parseTarget(argv: string[]): KernelSpecTarget {
 
 export const command: Command = {
   summary: "install the Jupyter kernelspec (llama-ts kernel install [--user|--prefix P])",
+  usage: "install [--user | --prefix DIR]",
+  flags: FLAGS,
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub !== "install") throw new UsageError(sub ? `unknown subcommand "${sub}"\n${USAGE}` : USAGE);

@@ -2,7 +2,7 @@
  * `llama-ts lora-train`: trains a LoRA adapter on a frozen model and writes it
  * in PEFT's adapter format (the counterpart of `prompt-tune`).
  *
- *   llama-ts lora-train --model DIR --data FILE.jsonl [--r 8] [--lora-alpha 16] [--target-modules q_proj,v_proj]
+ *   llama-ts lora-train [--model DIR] --data FILE.jsonl [--r 8] [--lora-alpha 16] [--target-modules q_proj,v_proj]
  *     [--init-adapter DIR] --optimizer adam|adamw --lr X (--steps N | --epochs E) --batch B [--seed S]
  *     [--weight-decay W] [--device cpu|webgpu] --out DIR
  *
@@ -23,34 +23,27 @@ import { collate, readTrainingFile } from "../../lib/peft/prompt-data.js";
 import { seededUniform } from "../../lib/peft/prompt-init.js";
 import { shuffled } from "../../lib/peft/prompt-train.js";
 import { Adam, AdamW } from "../../lib/peft/optim.js";
-import { ProgressBar } from "../../lib/convert/progress.js";
-import { existingPath, intFlag, numberFlag, parseFlags, positive, required, trainingFlags } from "../args.js";
+import { MODEL_FLAG, TRAINING_FLAGS, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive, trainingFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
-import type { Command } from "../main.js";
+import { cliProgress, terminalProgress } from "../progress.js";
 
-export const command: Command = {
+export const command = defineCommand({
   summary: "train a LoRA adapter on a frozen model; writes a PEFT adapter",
-  async run(argv) {
-    const f = parseFlags(argv, {
-      model: { type: "string" },
-      data: { type: "string" },
-      r: { type: "string", default: "8" },
-      "lora-alpha": { type: "string" },
-      "target-modules": { type: "string", default: "q_proj,v_proj" },
-      "init-adapter": { type: "string" },
-      optimizer: { type: "string", default: "adamw" },
-      lr: { type: "string" },
-      steps: { type: "string" },
-      epochs: { type: "string" },
-      batch: { type: "string" },
-      seed: { type: "string" },
-      "weight-decay": { type: "string" },
-      device: { type: "string", default: "cpu" },
-      out: { type: "string" },
-    });
-    const modelDir = existingPath("--model", required("--model", f.model));
-    const dataFile = existingPath("--data", required("--data", f.data));
-    const out = required("--out", f.out);
+  flags: {
+    model: MODEL_FLAG,
+    data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"input_ids\", \"labels\"} or {\"prompt\", \"completion\"}" },
+    r: { type: "string", arg: "N", default: "8", help: "LoRA rank" },
+    "lora-alpha": { type: "string", arg: "X", shownDefault: "2*r", help: "LoRA alpha (scaling = alpha / r)" },
+    "target-modules": { type: "string", arg: "LIST", default: "q_proj,v_proj", help: "comma-separated Linear module names to adapt" },
+    "init-adapter": { type: "string", arg: "DIR", help: "continue from this adapter (its r, alpha and targets replace the flags)" },
+    ...TRAINING_FLAGS,
+    "weight-decay": { type: "string", arg: "W", shownDefault: "torch's (0 for adam, 0.01 for adamw)", help: "weight decay" },
+    out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write" },
+  },
+  async run(f) {
+    const modelDir = modelPath("--model", f.model);
+    const dataFile = existingPath("--data", f.data);
+    const out = f.out;
     const { lr, batchSize, steps, epochs, optimizer, device, seed } = trainingFlags(f);
     const r = positive("--r", intFlag("--r", f.r))!;
     const alpha = positive("--lora-alpha", numberFlag("--lora-alpha", f["lora-alpha"])) ?? 2 * r;
@@ -61,7 +54,7 @@ export const command: Command = {
     const tokenizer = { encode: (text: string, o?: { addSpecialTokens?: boolean }) => (loaded ??= AutoTokenizer.fromPretrained(modelDir)).encode(text, o) };
     const backend = await createDifferentiableBackend(device);
     try {
-      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend });
+      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend, onProgress: terminalProgress("loading") });
       const lora = f["init-adapter"] !== undefined
         ? LoraModel.fromAdapter(model, readLoraAdapter(existingPath("--init-adapter", f["init-adapter"])))
         : LoraModel.create(model, { r, lora_alpha: alpha, target_modules: targets }, { seed });
@@ -72,7 +65,7 @@ export const command: Command = {
       const opt = optimizer === "adam" ? new Adam(lora.parameters(), opts) : new AdamW(lora.parameters(), opts);
       const rand = seededUniform(seed);
       const pad = model.config.pad_token_id ?? 0;
-      const bar = new ProgressBar("lora-train", total, process.stderr, "items");
+      const progress = cliProgress("lora-train");
       const t0 = performance.now();
       let order = examples;
       for (let step = 0; step < total; step++) {
@@ -83,9 +76,8 @@ export const command: Command = {
         const loss = await lora.lossAndGrad({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels! });
         opt.step();
         process.stdout.write(JSON.stringify({ step: step + 1, loss }) + "\n");
-        bar.update(step + 1, `loss ${loss.toFixed(4)}`);
+        progress(step + 1, total, { unit: "steps", metrics: { loss } });
       }
-      bar.finish(`${total} steps`);
       lora.savePretrained(out, { baseModelNameOrPath: path.resolve(modelDir) });
       process.stderr.write(`lora-train: ${total} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
       process.stdout.write(`adapter: ${out}\n`);
@@ -94,4 +86,4 @@ export const command: Command = {
       backend.dispose();
     }
   },
-};
+});

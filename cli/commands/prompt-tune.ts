@@ -2,7 +2,7 @@
  * `llama-ts prompt-tune`: trains a soft prompt on a frozen model and writes it
  * in PEFT's adapter format.
  *
- *   llama-ts prompt-tune --model DIR --data FILE.jsonl --num-virtual-tokens N
+ *   llama-ts prompt-tune [--model DIR] --data FILE.jsonl --num-virtual-tokens N
  *     --init random|text|sample_vocab [--init-text T] [--init-adapter DIR]
  *     --optimizer adam|adamw --lr X (--steps N | --epochs E) --batch B [--seed S] --out DIR
  *     [--weight-decay W] [--max-grad-norm G] [--schedule constant|linear|cosine] [--warmup-steps K]
@@ -22,39 +22,32 @@ import { readTrainingFile } from "../../lib/peft/prompt-data.js";
 import { trainPrompt } from "../../lib/peft/prompt-train.js";
 import { SCHEDULES, type ScheduleName } from "../../lib/peft/optim-schedule.js";
 import type { PromptTuningInit } from "../../lib/peft/prompt-config.js";
-import { existingPath, intFlag, numberFlag, parseFlags, positive, required, trainingFlags } from "../args.js";
+import { MODEL_FLAG, TRAINING_FLAGS, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive, required, trainingFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
-import type { Command } from "../main.js";
+import { cliProgress, terminalProgress } from "../progress.js";
 
 const INITS: Record<string, PromptTuningInit> = { random: "RANDOM", text: "TEXT", sample_vocab: "SAMPLE_VOCAB" };
 
-export const command: Command = {
+export const command = defineCommand({
   summary: "train a soft prompt (prompt tuning) on a frozen model; writes a PEFT adapter",
-  async run(argv) {
-    const f = parseFlags(argv, {
-      model: { type: "string" },
-      data: { type: "string" },
-      "num-virtual-tokens": { type: "string" },
-      init: { type: "string", default: "random" },
-      "init-text": { type: "string" },
-      "init-adapter": { type: "string" },
-      optimizer: { type: "string", default: "adamw" },
-      lr: { type: "string" },
-      steps: { type: "string" },
-      epochs: { type: "string" },
-      batch: { type: "string" },
-      seed: { type: "string" },
-      out: { type: "string" },
-      "weight-decay": { type: "string" },
-      "max-grad-norm": { type: "string" },
-      schedule: { type: "string" },
-      "warmup-steps": { type: "string" },
-      device: { type: "string", default: "cpu" },
-    });
-
-    const modelDir = existingPath("--model", required("--model", f.model));
-    const dataFile = existingPath("--data", required("--data", f.data));
-    const out = required("--out", f.out);
+  flags: {
+    model: MODEL_FLAG,
+    data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"input_ids\", \"labels\"} or {\"prompt\", \"completion\"}" },
+    "num-virtual-tokens": { type: "string", arg: "N", help: "soft prompt length (required unless --init-adapter)" },
+    init: { type: "string", arg: "random|text|sample_vocab", default: "random", help: "how the prompt starts (PEFT's prompt_tuning_init)" },
+    "init-text": { type: "string", arg: "TEXT", help: "the text whose token embeddings start the prompt (--init text)" },
+    "init-adapter": { type: "string", arg: "DIR", help: "continue from this adapter's prompt (overrides --init)" },
+    ...TRAINING_FLAGS,
+    out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write" },
+    "weight-decay": { type: "string", arg: "W", shownDefault: "torch's (0 for adam, 0.01 for adamw)", help: "weight decay" },
+    "max-grad-norm": { type: "string", arg: "G", shownDefault: "no clipping", help: "clip the gradient's global norm to G" },
+    schedule: { type: "string", arg: SCHEDULES.join("|"), shownDefault: "constant", help: "learning-rate schedule" },
+    "warmup-steps": { type: "string", arg: "K", shownDefault: "0", help: "linear warmup steps before the schedule" },
+  },
+  async run(f) {
+    const modelDir = modelPath("--model", f.model);
+    const dataFile = existingPath("--data", f.data);
+    const out = f.out;
     const { lr, batchSize: batch, steps, epochs, optimizer, device, seed } = trainingFlags(f);
     const init = INITS[f.init!];
     if (!init) throw new UsageError(`--init: expected random, text or sample_vocab, got "${f.init}"`);
@@ -72,7 +65,7 @@ export const command: Command = {
     // Forward and backward both run on the device (WGSL backward kernels on webgpu).
     const backend = await createDifferentiableBackend(device);
     try {
-      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend });
+      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend, onProgress: terminalProgress("loading") });
       let pm: PromptTuningModel;
       if (f["init-adapter"] !== undefined) {
         // --init-adapter starts from that adapter's prompt and overrides --init.
@@ -94,6 +87,7 @@ export const command: Command = {
         maxGradNorm: positive("--max-grad-norm", numberFlag("--max-grad-norm", f["max-grad-norm"])),
         schedule, warmupSteps: intFlag("--warmup-steps", f["warmup-steps"]),
         onStep: (s) => { process.stdout.write(JSON.stringify({ step: s.step, loss: s.loss }) + "\n"); },
+        onProgress: cliProgress("prompt-tune"),
       });
       pm.savePretrained(out, { baseModelNameOrPath: path.resolve(modelDir) });
       process.stderr.write(`prompt-tune: ${result.steps} steps in ${result.seconds.toFixed(1)} s (${result.meanStepMs.toFixed(0)} ms/step)\n`);
@@ -103,4 +97,4 @@ export const command: Command = {
       backend.dispose();
     }
   },
-};
+});

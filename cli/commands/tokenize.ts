@@ -1,5 +1,5 @@
 /**
- * `llama-ts tokenize --tokenizer PATH (--text TEXT | --text-file F | --jsonl F) [--no-bos] [--json]`
+ * `llama-ts tokenize [--tokenizer PATH|NAME] (--text TEXT | --text-file F | --jsonl F) [--no-bos] [--json]`
  * PATH is a tokenizer.model (sentencepiece or tiktoken), a tokenizer.json or a
  * model folder. With --json prints `{"ids": [...], "tokens": [...]}`; without,
  * one `index id token` line per token. --jsonl FILE reads one JSON string per
@@ -9,9 +9,8 @@
 import * as fs from "node:fs";
 import { FormatError } from "../../lib/errors.js";
 import { AutoTokenizer, type LlamaAnyTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
-import { existingPath, parseFlags, required } from "../args.js";
+import { DEFAULT_MODEL, defineCommand, existingPath, modelPath } from "../args.js";
 import { UsageError } from "../cli-error.js";
-import type { Command } from "../main.js";
 
 /** JSONL inputs beyond this are refused (bounds memory on a wrong file). */
 const MAX_JSONL_BYTES = 1 << 30;
@@ -21,18 +20,18 @@ function encodeOne(tok: LlamaAnyTokenizer, text: string, addBos: boolean): { ids
   return { ids, tokens: tok.convertIdsToTokens(ids) };
 }
 
-export const command: Command = {
-  summary: "encode text to token ids and tokens (--tokenizer PATH --text T | --text-file F | --jsonl F [--no-bos] [--json])",
-  async run(argv) {
-    const f = parseFlags(argv, {
-      tokenizer: { type: "string" },
-      text: { type: "string" },
-      "text-file": { type: "string" },
-      jsonl: { type: "string" },
-      "no-bos": { type: "boolean" },
-      json: { type: "boolean" },
-    });
-    const tokPath = existingPath("--tokenizer", required("--tokenizer", f.tokenizer));
+export const command = defineCommand({
+  summary: "encode text to token ids and tokens (--text T | --text-file F | --jsonl F [--tokenizer PATH] [--no-bos] [--json])",
+  flags: {
+    tokenizer: { type: "string", arg: "PATH|NAME", default: DEFAULT_MODEL, help: "tokenizer.model, tokenizer.json, a model folder or a model name" },
+    text: { type: "string", arg: "TEXT", help: "the text to encode (give one of --text, --text-file, --jsonl)" },
+    "text-file": { type: "string", arg: "FILE", help: "encode this file's whole text" },
+    jsonl: { type: "string", arg: "FILE", help: "one JSON string per line; prints one {\"ids\", \"tokens\"} line each" },
+    "no-bos": { type: "boolean", help: "do not add the tokenizer's special tokens (BOS)" },
+    json: { type: "boolean", help: "print {\"ids\": [...], \"tokens\": [...]} instead of index/id/token lines" },
+  },
+  async run(f) {
+    const tokPath = modelPath("--tokenizer", f.tokenizer);
     const sources = [f.text !== undefined, f["text-file"] !== undefined, f.jsonl !== undefined].filter(Boolean).length;
     if (sources !== 1) throw new UsageError("give exactly one of --text, --text-file or --jsonl");
     const tok = AutoTokenizer.fromPretrained(tokPath);
@@ -63,4 +62,4 @@ export const command: Command = {
     else process.stdout.write(ids.map((id, i) => `${i}\t${id}\t${JSON.stringify(tokens[i])}`).join("\n") + (ids.length ? "\n" : ""));
     return 0;
   },
-};
+});

@@ -5,6 +5,7 @@
  *   h.update("<b>step 2</b>");                 // update_display_data, same output area
  *   display(fig)                               // any value, rich repr (plotly, tables…)
  *   await LlamaForCausalLM.fromPretrained(dir, { onProgress: display.progress("loading") })
+ *   await trainPrompt(pm, rows, { …, onProgress: display.progress("training") })  // any onProgress(done, total, info?)
  *   clearOutput(true)                          // clear when the next output arrives
  *   const name = await input("name? ")         // stdin input_request
  */
@@ -12,6 +13,7 @@ import { randomUUID } from "node:crypto";
 import type { Comms } from "../comm.js";
 import { plotlyBundle, richRepr, withFallbacks, type MimeBundle } from "./mime.js";
 import type { PlotlyFigure } from "./plotly-html.js";
+import { progressStats, progressText, type ProgressInfo } from "../../lib/progress.js";
 
 export type { MimeBundle } from "./mime.js";
 export type { PlotlyFigure } from "./plotly-html.js";
@@ -30,9 +32,14 @@ export interface DisplayHandle<T> {
   update(value: T): void;
 }
 
-/** A progress bar shown as one updating output; callable as an `onProgress(done, total)` callback. */
+/**
+ * A progress bar shown as one updating output (a bar, done/total, rate, time
+ * left, and the metrics of `info`); callable as the library's
+ * `onProgress(done, total, info?)` (lib/progress.ts) for loading, converting,
+ * scoring, patching and training.
+ */
 export interface ProgressBar {
-  (done: number, total?: number): void;
+  (done: number, total?: number, info?: ProgressInfo): void;
   /** Marks it finished (draws 100% if the total was reached) and stops updating. */
   close(): void;
 }
@@ -115,32 +122,41 @@ function progressBar(
   interface State {
     done: number;
     total: number | undefined;
+    info: ProgressInfo | undefined;
+    elapsedMs: number;
   }
-  const started = Date.now();
-  const render: Render<State> = ({ done, total }) => {
-    const frac = total ? Math.min(1, done / total) : 0;
-    const pct = total ? `${(frac * 100).toFixed(0)}%` : "";
-    const secs = ((Date.now() - started) / 1000).toFixed(1);
+  const render: Render<State> = ({ done, total, info, elapsedMs }) => {
+    if (total === undefined || total <= 0) {
+      // No total (yet, or a run bounded by time only): an indeterminate bar, counts and rate.
+      const words = progressText(done, 0, elapsedMs, info);
+      const html = `<div class="llama-ts-progress"><span>${escapeHtml(label)}</span> <progress style="width:20em"></progress> <code>${escapeHtml(words)}</code></div>`;
+      return { data: { "text/html": html, "text/plain": `${label ? `${label} ` : ""}${words}` } };
+    }
+    const { fraction } = progressStats(done, total, elapsedMs);
+    const pct = `${Math.floor(fraction * 100)}%`;
+    const words = progressText(done, total, elapsedMs, info);
     const width = 30;
-    const filled = Math.round(frac * width);
-    const count = total ? `${done}/${total}` : `${done}`;
-    const text = `${label ? `${label} ` : ""}${pct.padStart(4)} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${count} ${secs}s`;
-    const bar = total
-      ? `<progress value="${done}" max="${total}" style="width:20em"></progress>`
-      : `<progress style="width:20em"></progress>`;
-    const html = `<div class="llama-ts-progress"><span>${escapeHtml(label)}</span> ${bar} <code>${pct} ${count} · ${secs}s</code></div>`;
+    const filled = Math.round(fraction * width);
+    const text = `${label ? `${label} ` : ""}${pct.padStart(4)} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${words}`;
+    const html = `<div class="llama-ts-progress"><span>${escapeHtml(label)}</span> ` +
+      `<progress value="${Math.min(done, total)}" max="${total}" style="width:20em"></progress> <code>${pct} ${escapeHtml(words)}</code></div>`;
     return { data: { "text/html": html, "text/plain": text } };
   };
-  const state: State = { done: 0, total: initialTotal };
-  const handle = show(state, render);
+  let started = Date.now();
+  const state: State = { done: 0, total: initialTotal, info: undefined, elapsedMs: 0 };
+  const handle = show({ ...state }, render);
   let last = 0;
   let closed = false;
   // Throttled: a training loop may report thousands of steps; the frontend needs ~10 updates a second.
-  const bar = ((done: number, total?: number) => {
+  const bar = ((done: number, total?: number, info?: ProgressInfo) => {
     if (closed) return;
+    // One bar reused for a second run (done going back) measures its rate afresh.
+    if (done < state.done) started = Date.now();
     state.done = done;
     if (total !== undefined) state.total = total;
+    if (info !== undefined) state.info = info;
     const now = Date.now();
+    state.elapsedMs = now - started;
     const finished = state.total !== undefined && done >= state.total;
     if (finished || now - last >= 100) {
       last = now;
@@ -150,6 +166,7 @@ function progressBar(
   (bar as unknown as Record<symbol, boolean>)[DISPLAY_HANDLE] = true;
   bar.close = () => {
     if (closed) return;
+    state.elapsedMs = Date.now() - started;
     handle.update({ ...state });
     closed = true;
   };

@@ -18,7 +18,7 @@ import { TorchCheckpoint, type TorchDType } from "../io/pth.js";
 import { numel } from "../tensor/tensor.js";
 import { IGNORED_META_KEYS, type MergeRule, mergeRules } from "./meta-layout.js";
 import { type HfDtypeName, type LlamaVersion, LLAMA_VERSIONS, computeIntermediateSize, metaParamsToHfConfig, readMetaParams } from "./params.js";
-import { type ProgressSink, SILENT_PROGRESS } from "./progress.js";
+import type { OnProgress } from "../progress.js";
 import { interleavedToHalfSplit } from "./rotary-permute.js";
 import { type PlannedTensor, type StreamDType, planShards, writeShards } from "./safetensors-writer.js";
 import { convertTokenizerFiles } from "./tokenizer-files.js";
@@ -31,8 +31,11 @@ export interface ConvertOptions {
   llamaVersion?: LlamaVersion;
   /** Shard size limit for the safetensors output (HF's default: 5 GB). */
   maxShardBytes?: number;
-  /** Makes the progress display for `total` bytes (the CLI passes a ProgressBar on stderr); silent when absent. */
-  progress?: (total: number) => ProgressSink;
+  /**
+   * Called as tensors are written: (bytes written, bytes in all, { unit: "bytes", label: tensor name }),
+   * from (0, total) to (total, total).
+   */
+  onProgress?: OnProgress;
   /** Non-fatal notes (ignored keys, tokenizer absent). */
   onWarning?: (message: string) => void;
 }
@@ -107,19 +110,19 @@ export async function convertMetaToHf(opts: ConvertOptions): Promise<ConvertResu
     const total = planned.reduce((a, t) => a + numel(t.shape) * dtypeOf.get(t.name)!.bytes, 0);
 
     fs.mkdirSync(staging, { recursive: true });
-    const bar = opts.progress?.(total) ?? SILENT_PROGRESS;
     let written = 0;
+    opts.onProgress?.(0, total, { unit: "bytes" });
     const assembler = new Assembler(shards);
     const index = writeShards(
       staging,
       plan,
       (t) => assembler.assemble(ruleByName.get(t.name)!, dtypeOf.get(t.name)!.bytes),
       (bytes, name) => {
-        written += bytes;
-        bar.update(written, name);
+        written = Math.min(total, written + bytes);
+        opts.onProgress?.(written, total, { unit: "bytes", label: name });
       },
     );
-    bar.finish(`${plan.length} shard${plan.length > 1 ? "s" : ""} written`);
+    if (written < total) opts.onProgress?.(total, total, { unit: "bytes" });
     const config = metaParamsToHfConfig(params, version, { vocabSize, tied: !hasOutput, dtype: dtypeOf.get("model.embed_tokens.weight")!.hf });
     const files = plan.map((s) => s.file);
     if (index) {

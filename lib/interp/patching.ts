@@ -15,6 +15,7 @@ import { actName, residPreName } from "./hook-points.js";
 import { patchActivation } from "./interventions.js";
 import { positionRow } from "./math.js";
 import { runWithCache, runWithHooks, type HookableModel } from "./run.js";
+import type { OnProgress } from "../progress.js";
 
 /** Where to patch: residual stream points, a block's output, or per-head outputs (z). */
 export type PatchSite = "resid_pre" | "resid_mid" | "resid_post" | "attn_out" | "mlp_out" | "z";
@@ -41,8 +42,8 @@ export interface PatchingOptions {
   positions?: readonly number[];
   /** For site "z": sweep positions too (rows stay heads). Default false. */
   perPosition?: boolean;
-  /** Called after each patched run: (done, total). */
-  onProgress?: (done: number, total: number) => void;
+  /** Called after each patched run: (runs done, runs in all, { unit: "items", label: the patched site }). */
+  onProgress?: OnProgress;
   /** Display strings of the clean tokens (column labels; default the ids). */
   tokens?: readonly string[];
   /** Name of the metric for the figure (default "metric"). */
@@ -109,7 +110,7 @@ export async function activationPatching(model: HookableModel, options: Patching
         ...(row.head >= 0 ? { heads: [row.head] } : {}),
       });
       out.push(metric((await runWithHooks(model, [corrupted], [spec])).logits));
-      options.onProgress?.(++done, total);
+      options.onProgress?.(++done, total, { unit: "items", label: row.head >= 0 ? `L${row.layer} H${row.head}` : `L${row.layer}` });
     }
     raw.push(out);
   }

@@ -15,6 +15,7 @@ export async function loadPretrained(pathOrHubId: string, opts: FromPretrainedOp
     const m = ck.config.architecture === "LlamaForSequenceClassification"
       ? new LlamaForSequenceClassification(ck.config, ck.backend, load)
       : new LlamaForCausalLM(ck.config, ck.backend, load);
+    load.finish();
     m.generationConfig = ck.generationConfig;
     return m;
   } finally {

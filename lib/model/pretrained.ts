@@ -16,13 +16,17 @@ import { Tensor } from "../tensor/tensor.js";
 import { f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
 import type { ParameterRef, WeightLoader } from "./modules.js";
 import { isGgufPath, openGgufCheckpoint } from "../io/gguf-pretrained.js";
+import type { OnProgress } from "../progress.js";
 
 export interface FromPretrainedOptions {
   device?: Device;
   /** Use this backend instead of the shared one for `device`. */
   backend?: Backend;
-  /** Called as weights load: (bytes done, bytes total). */
-  onProgress?: (done: number, total: number) => void;
+  /**
+   * Called as weights load: (bytes done, bytes total, { unit: "bytes", label: tensor name }),
+   * from (0, total) to (total, total), never going back.
+   */
+  onProgress?: OnProgress;
 }
 
 /** Parsed generation_config.json (HF GenerationConfig fields, snake_case); {} when absent. */
@@ -87,7 +91,9 @@ export async function buildFromCheckpoint<M extends { generationConfig: Generati
 ): Promise<M> {
   const ck = await openPretrained(pathOrHubId, opts);
   try {
-    const m = build(ck.config, ck.backend, checkpointLoader(ck, opts.onProgress));
+    const load = checkpointLoader(ck, opts.onProgress);
+    const m = build(ck.config, ck.backend, load);
+    load.finish();
     m.generationConfig = ck.generationConfig;
     return m;
   } finally {
@@ -100,12 +106,15 @@ const WEIGHT_DTYPES = new Set(["F32", "F16", "BF16"]);
 /**
  * A WeightLoader over a checkpoint: finds `name` (or the same name without the
  * leading "model." — a base-model checkpoint), checks dtype and shape, uploads.
+ * Progress counts the bytes of every tensor in the files; `finish()` reports
+ * the end (a checkpoint may hold tensors the model never asks for).
  */
-export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: (done: number, total: number) => void): WeightLoader {
+export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: OnProgress): WeightLoader & { finish(): void } {
   const { reader, backend, config } = ck;
   const total = reader.bytes(reader.names());
   let done = 0;
-  return (name, shape) => {
+  onProgress?.(0, total, { unit: "bytes" });
+  const load: WeightLoader = (name, shape) => {
     const candidates = name.startsWith("model.") ? [name, name.slice(6)] : [name, `model.${name}`];
     const found = candidates.find((n) => reader.has(n));
     if (!found) {
@@ -124,10 +133,15 @@ export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: (done: numbe
       );
     }
     const t = backend.upload(reader.read(found));
-    done += info.end - info.begin;
-    onProgress?.(Math.min(done, total), total);
+    done = Math.min(total, done + info.end - info.begin);
+    onProgress?.(done, total, { unit: "bytes", label: found });
     return t;
   };
+  return Object.assign(load, {
+    finish() {
+      if (done < total) onProgress?.((done = total), total, { unit: "bytes" });
+    },
+  });
 }
 
 /** The host tensor of a parameter in its storage dtype (f16 stays f16). */

@@ -15,11 +15,13 @@ import type { LlamaForCausalLM } from "../model/causal-lm.js";
 import type { DeviceTensor } from "../backend/backend.js";
 import { splitContinuation, type TextTokenizer } from "./prompt-data.js";
 import { PromptTuningModel } from "./prompt-tuning.js";
+import type { OnProgress } from "../progress.js";
 
 export interface ScoringOptions {
   /** Sequences per forward pass (default 16). */
   batchSize?: number;
-  onProgress?: (done: number, total: number) => void;
+  /** Called after each forward pass: (sequences scored, sequences to score, { unit: "items" }). */
+  onProgress?: OnProgress;
 }
 
 interface Request {
@@ -112,7 +114,7 @@ export async function scoreLabelContinuations(
     wanted.forEach((w, b) => w.forEach((q, j) => {
       dist.set(`${chunk[b]![0]}@${q}`, logSoftmax(logits.subarray((b * K + j) * V, (b * K + j + 1) * V)));
     }));
-    options.onProgress?.(Math.min(i + bs, unique.length), unique.length);
+    options.onProgress?.(Math.min(i + bs, unique.length), unique.length, { unit: "items" });
   }
   // 3. Sum each label's token log-probs.
   return requests.map((row) => row.map((r) => r.positions.reduce((s, q, j) => s + dist.get(`${r.key}@${q}`)![r.targets[j]!]!, 0)));
