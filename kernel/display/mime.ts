@@ -9,7 +9,8 @@
  * fallback drawing with local plotly.js.
  */
 import { inspect } from "node:util";
-import { PLOTLY_MIME, plotlyHtml, takeLibrary, type PlotlyFigure } from "./plotly-html.js";
+import { takePlotlyInline } from "../../lib/viz/html.js";
+import { PLOTLY_MIME, plotlyHtml, type PlotlyFigure } from "./plotly-html.js";
 
 export type MimeBundle = Record<string, unknown>;
 
@@ -44,7 +45,7 @@ export function richRepr(value: unknown): RichOutput {
 /** Adds the HTML fallback to a plotly bundle that lacks one. */
 export function withFallbacks(data: MimeBundle): MimeBundle {
   const fig = data[PLOTLY_MIME] as PlotlyFigure | undefined;
-  if (fig && data["text/html"] === undefined) data["text/html"] = plotlyHtml(fig, takeLibrary());
+  if (fig && data["text/html"] === undefined) data["text/html"] = plotlyHtml(fig, takePlotlyInline());
   return data;
 }
 

@@ -4,13 +4,12 @@
  * draws the figure with plotly.js. There is no internet here, so plotly.js is
  * never fetched from a CDN: the first figure of a kernel session carries the
  * local `plotly.js-dist-min` bundle inline (it defines window.Plotly once);
- * later figures wait for it. The bundle runs with `module`/`exports`/`define`
- * hidden, so whatever module loader a frontend has (Notebook 6 ships
- * require.js), it always installs window.Plotly.
+ * later figures wait for it. The script and the "first figure" flag are
+ * lib/viz/html.ts's (`plotlyInlineScript`, `takePlotlyInline`), shared with
+ * the library's own figures, so a session inlines plotly.js once in all.
  */
-import { createRequire } from "node:module";
 import { randomUUID } from "node:crypto";
-import * as fs from "node:fs";
+import { plotlyInlineScript } from "../../lib/viz/html.js";
 import { jsonSafe } from "../protocol/wire.js";
 
 export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
@@ -22,36 +21,16 @@ export interface PlotlyFigure {
   frames?: unknown[];
 }
 
-let librarySent = false;
-let librarySource: string | undefined;
-
-function plotlyLibrary(): string {
-  if (librarySource === undefined) {
-    const file = createRequire(import.meta.url).resolve("plotly.js-dist-min");
-    // "</script" inside the inline bundle would end the script element early.
-    librarySource = fs.readFileSync(file, "utf8").replace(/<\/script/gi, "<\\/script");
-  }
-  return librarySource;
-}
-
-/** Whether the next figure must carry the library (first one in this kernel session). */
-export function takeLibrary(): boolean {
-  if (librarySent) return false;
-  librarySent = true;
-  return true;
-}
-
 /** Script-safe JSON: "<" escaped so figure text cannot close the script element. */
 function scriptJson(value: unknown): string {
   return JSON.stringify(value, jsonSafe).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
 }
 
+/** The HTML drawing `fig`; `includeLibrary` (from `takePlotlyInline()`) puts plotly.js itself in front. */
 export function plotlyHtml(fig: PlotlyFigure, includeLibrary: boolean): string {
   const id = `llama-ts-plot-${randomUUID()}`;
   const height = typeof fig.layout?.height === "number" ? fig.layout.height : 450;
-  const lib = includeLibrary
-    ? `<script type="text/javascript">if (!window.Plotly) { (function () { var define = undefined; var module = undefined; var exports = undefined;\n${plotlyLibrary()}\n}).call(window); }</script>\n`
-    : "";
+  const lib = includeLibrary ? `${plotlyInlineScript()}\n` : "";
   const draw = `<script type="text/javascript">(function () {
   var fig = ${scriptJson({ data: fig.data, layout: fig.layout ?? {}, config: { responsive: true, ...(fig.config ?? {}) } })};
   function draw() { window.Plotly.newPlot(${JSON.stringify(id)}, fig.data, fig.layout, fig.config); }

@@ -2,9 +2,16 @@
  * HTML string builders for figures. Everything here works offline: plotly.js
  * comes either inline (read from the local node_modules/plotly.js-dist-min)
  * or from a URL the caller serves locally (the kernel decides). No CDN, ever.
+ *
+ * This is the one module that inlines plotly.js (~4.8 MB): figures built
+ * here and the kernel's `display.plotly` fallback (kernel/display/plotly-html.ts)
+ * both take the script from `plotlyInlineScript()` and claim the single
+ * per-process "once" with `takePlotlyInline()`, so a notebook session's
+ * outputs carry the script once, whichever path shows the first figure.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
 import { LlamaError } from "../errors.js";
 import type { PlotlyFigureJSON } from "./figure.js";
 
@@ -43,21 +50,40 @@ export function resetPlotlyInlining(): void {
   inlinedOnce = false;
 }
 
+/**
+ * Claims this process's one inline copy of plotly.js: true the first time
+ * (the caller must then include `plotlyInlineScript()`), false afterwards
+ * (later outputs wait for `window.Plotly`).
+ */
+export function takePlotlyInline(): boolean {
+  if (inlinedOnce) return false;
+  inlinedOnce = true;
+  return true;
+}
+
+/**
+ * The `<script>` element that defines `window.Plotly` from the local bundle,
+ * unless the page has it already. module/exports/define are hidden: under
+ * require.js (classic Notebook) the UMD bundle must still set window.Plotly.
+ */
+export function plotlyInlineScript(): string {
+  return `<script>if (!window.Plotly) { (function(define, module, exports){
+${scriptText(plotlyScriptSource())}
+}).call(window); }</script>`;
+}
+
 let cachedPlotlySource: string | undefined;
 let cachedPlotlyPath: string | undefined;
 
 /**
- * Path of the local plotly.min.js. Looked up from this module's folder and
- * from the working directory upwards, so it works from lib/ (tsx), dist/
- * (ESM) and the CJS bundle alike. Throws a clear error if it is missing.
+ * Path of the local plotly.min.js: node_modules/ above this module's folder
+ * (lib/ or dist/lib/ in a checkout, the installed package's own or hoisted
+ * dependency), then above the working directory. Throws a clear error if it is missing.
  */
 export function plotlyScriptPath(): string {
   if (cachedPlotlyPath) return cachedPlotlyPath;
   const rel = path.join("node_modules", "plotly.js-dist-min", "plotly.min.js");
-  const starts = [process.cwd()];
-  // __dirname exists in the CJS bundle; import.meta.url would not survive esbuild's CJS output.
-  if (typeof __dirname === "string") starts.unshift(__dirname);
-  else if (process.argv[1]) starts.push(path.dirname(process.argv[1]));
+  const starts = [path.dirname(fileURLToPath(import.meta.url)), process.cwd()];
   for (const start of starts) {
     let dir = path.resolve(start);
     for (;;) {
@@ -170,18 +196,12 @@ function plotlyLoader(options: PlotlyHtmlOptions): string {
 </script>`;
   }
   let inline = options.inlinePlotly ?? true;
-  if (inline === "once") {
-    inline = !inlinedOnce;
-    inlinedOnce = true;
-  }
+  if (inline === "once") inline = takePlotlyInline();
   if (!inline) {
     // The caller promises plotly.js is already on the page; still flush the queue when it appears.
     return `<script>(function(){${flush} if (window.Plotly) setTimeout(__llamaTsFlush, 0);})();</script>`;
   }
-  // module/exports/define hidden: under require.js (classic Notebook) the UMD bundle must still set window.Plotly.
-  return `<script>if (!window.Plotly) { (function(define, module, exports){
-${scriptText(plotlyScriptSource())}
-}).call(window); }</script>
+  return `${plotlyInlineScript()}
 <script>(function(){${flush} setTimeout(__llamaTsFlush, 0);})();</script>`;
 }
 
