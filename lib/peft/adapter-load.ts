@@ -72,15 +72,7 @@ function sameBase(recorded: string, modelDir: string): boolean {
 export async function applyAdapter(model: PretrainedLlama, dir: string, modelDir?: string): Promise<AppliedAdapter> {
   const { kind, baseModel } = readAdapterKind(dir);
   const warnings: string[] = [];
-  const madeFor = baseModel ? ` (the adapter was made for base_model_name_or_path "${baseModel}"${modelDir ? `, not ${modelDir}` : ""})` : "";
-  const fit = async <T>(apply: () => Promise<T>): Promise<T> => {
-    try {
-      return await apply();
-    } catch (err) {
-      if (err instanceof LlamaError && madeFor) throw new LlamaError(`${err.message}${madeFor}`, { cause: err });
-      throw err;
-    }
-  };
+  const fit = <T>(apply: () => Promise<T>) => namingBase(baseModel, modelDir, apply);
   if (baseModel && modelDir && !sameBase(baseModel, modelDir)) {
     warnings.push(`${dir}: adapter_config.json names base model "${baseModel}", the model is ${modelDir}; the shapes fit, applying it`);
   }
@@ -94,6 +86,21 @@ export async function applyAdapter(model: PretrainedLlama, dir: string, modelDir
     generationModel: () => promptGenerationModel(prompt, asCausal(model, dir)),
     remove: () => undefined,
   };
+}
+
+/**
+ * Runs `apply` (which fits an adapter to a model); a LlamaError it throws gets
+ * the adapter's recorded base model appended, the likely reason for a misfit.
+ */
+export async function namingBase<T>(baseModel: string | null, modelDir: string | undefined, apply: () => Promise<T> | T): Promise<T> {
+  try {
+    return await apply();
+  } catch (err) {
+    if (err instanceof LlamaError && baseModel) {
+      throw new LlamaError(`${err.message} (the adapter was made for base_model_name_or_path "${baseModel}"${modelDir ? `, not ${modelDir}` : ""})`, { cause: err });
+    }
+    throw err;
+  }
 }
 
 function asCausal(model: PretrainedLlama, dir: string) {

@@ -1,0 +1,98 @@
+/**
+ * `llama-ts dpo`: preference tuning as TRL's DPOTrainer with PEFT (the policy
+ * is the model with a LoRA adapter, the reference the same model with the
+ * adapter off); writes the adapter in PEFT's format.
+ *
+ *   llama-ts dpo [--model DIR] --data pairs.jsonl --out DIR [--beta B] [--loss sigmoid|ipo] [--r R]
+ *     [--target-modules all-linear|LIST] [--lr X] [--epochs N | --max-steps N | --time-budget S]
+ *     [--batch-size N] [--device cpu|webgpu] [--seed S]
+ *
+ * The defaults are the recipe that works on the shared preference task
+ * without tuning (bench/dpo-bench.ts has the experiments that chose them).
+ * stdout: one JSON line per step (loss and TRL's metrics), then the adapter
+ * folder; progress and warnings on stderr. Bad input (a bad row, an empty
+ * completion, a prompt that fills the context) fails before training, and
+ * the adapter folder is written all at once at the end, so a failed run
+ * writes nothing.
+ */
+import * as path from "node:path";
+import { createDifferentiableBackend } from "../../lib/autograd/differentiable.js";
+import { LlamaForCausalLM } from "../../lib/model/causal-lm.js";
+import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
+import { LoraModel } from "../../lib/peft/lora-train.js";
+import { tokenizeDpoRows } from "../../lib/peft/preference-data.js";
+import { trainDpo } from "../../lib/peft/dpo.js";
+import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive } from "../args.js";
+import { cliProgress } from "../progress.js";
+import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
+
+/** The defaults (see bench/dpo-bench.ts for the experiment table behind them). */
+export const DPO_DEFAULTS = {
+  beta: "0.1", r: "8", targets: "all-linear", lr: "2e-3", epochs: "3", batch: "8",
+} as const;
+
+export const command = defineCommand({
+  summary: "preference-tune a LoRA adapter with DPO (TRL's DPOTrainer) on {prompt, chosen, rejected} pairs; writes a PEFT adapter",
+  usage: "--data FILE --out DIR [options]",
+  flags: {
+    model: MODEL_FLAG,
+    data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"chosen\", \"rejected\"} (TRL's format)" },
+    out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write (PEFT LoRA)" },
+    beta: { type: "string", arg: "B", default: DPO_DEFAULTS.beta, help: "DPO beta: how far the policy may move from the reference" },
+    loss: { type: "string", arg: "sigmoid|ipo", default: "sigmoid", help: "TRL's loss_type" },
+    r: { type: "string", arg: "N", default: DPO_DEFAULTS.r, help: "LoRA rank" },
+    "lora-alpha": { type: "string", arg: "X", shownDefault: "2*r", help: "LoRA alpha (scaling = alpha / r)" },
+    "target-modules": { type: "string", arg: "LIST", default: DPO_DEFAULTS.targets, help: "all-linear, or comma-separated Linear names (q_proj,v_proj)" },
+    lr: { type: "string", arg: "X", default: DPO_DEFAULTS.lr, help: "AdamW learning rate, decayed linearly to 0 over the run" },
+    epochs: { type: "string", arg: "N", shownDefault: DPO_DEFAULTS.epochs, help: "passes over the pairs" },
+    "max-steps": { type: "string", arg: "N", help: "optimizer steps (instead of --epochs)" },
+    "time-budget": { type: "string", arg: "S", help: "train for this many seconds, the lr decaying over them (instead of --epochs)" },
+    "batch-size": { type: "string", arg: "N", default: DPO_DEFAULTS.batch, help: "pairs per step" },
+    device: DEVICE_FLAG,
+    seed: { type: "string", arg: "N", default: "0", help: "seed of LoRA's init and of the shuffling" },
+  },
+  async run(f) {
+    const modelDir = modelPath("--model", f.model);
+    const dataFile = existingPath("--data", f.data);
+    const beta = positive("--beta", numberFlag("--beta", f.beta))!;
+    const lossType = choiceFlag("--loss", f.loss, ["sigmoid", "ipo"] as const);
+    const r = positive("--r", intFlag("--r", f.r))!;
+    const alpha = positive("--lora-alpha", numberFlag("--lora-alpha", f["lora-alpha"])) ?? 2 * r;
+    const targets = targetModules("--target-modules", f["target-modules"]);
+    const lr = positive("--lr", numberFlag("--lr", f.lr))!;
+    const length = runLength(f, DPO_DEFAULTS.epochs);
+    const batchSize = positive("--batch-size", intFlag("--batch-size", f["batch-size"]))!;
+    const device = choiceFlag("--device", f.device, ["cpu", "webgpu"] as const);
+    const seed = intFlag("--seed", f.seed)!;
+    const warn = (m: string) => process.stderr.write(`llama-ts dpo: warning: ${m}\n`);
+
+    const tok = AutoTokenizer.fromPretrained(modelDir);
+    const backend = await createDifferentiableBackend(device);
+    try {
+      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend });
+      const context = model.config.max_position_embeddings;
+      const rows = readPairs(dataFile, tok, context, warn);
+      // TRL keeps the first max_length tokens of prompt + completion; the model's context bounds it here.
+      const maxLength = Math.min(1024, context);
+      const { examples } = tokenizeDpoRows(tok, rows, { maxLength });
+      const lora = LoraModel.create(model, { r, lora_alpha: alpha, target_modules: targets }, { seed });
+      const progress = cliProgress("dpo");
+      const result = await trainDpo(lora, examples, {
+        beta, lossType, maxLength, lr, batchSize, seed, ...length,
+        optimizer: "adamw", schedule: "linear", scheduleBy: length.timeBudgetMs !== undefined ? "time" : "steps",
+        progress: false, onProgress: progress, onWarning: warn,
+        onStep: (log) => {
+          process.stdout.write(JSON.stringify({ step: log.step, loss: log.loss, lr: log.lr, ...log.metrics, step_s: log.ms / 1000, step_cpu_s: log.cpuMs / 1000 }) + "\n");
+        },
+      });
+      await writeFolderAtomic(f.out, (dir) => lora.savePretrained(dir, { baseModelNameOrPath: path.resolve(modelDir) }));
+      const last = result.logs[result.logs.length - 1]?.metrics ?? {};
+      process.stderr.write(`dpo: ${result.steps} steps in ${result.seconds.toFixed(1)} s (${(result.meanStepMs / 1000).toFixed(2)} s/step, ${(result.meanStepCpuMs / 1000).toFixed(2)} CPU s/step)` +
+        `, rewards/accuracies ${(last["rewards/accuracies"] ?? NaN).toFixed(2)}, rewards/margins ${(last["rewards/margins"] ?? NaN).toFixed(3)}\n`);
+      process.stdout.write(`adapter: ${f.out}\n`);
+      return 0;
+    } finally {
+      backend.dispose();
+    }
+  },
+});

@@ -1,0 +1,84 @@
+/**
+ * `llama-ts reward-train`: a reward model as TRL's RewardTrainer trains one
+ * (LlamaForSequenceClassification, one label, loss −log σ(r_chosen − r_rejected)
+ * [− margin from the data], optional center_rewards_coefficient) on
+ * `{"prompt", "chosen", "rejected"}` pairs.
+ *
+ *   llama-ts reward-train [--model DIR] --data pairs.jsonl --out DIR [--head-only] [--r R]
+ *     [--target-modules all-linear|LIST] [--lr X] [--epochs N | --max-steps N | --time-budget S]
+ *     [--batch-size N] [--center-rewards-coefficient C] [--device cpu|webgpu] [--seed S]
+ *
+ * With LoRA (the default) --out is PEFT's SEQ_CLS adapter (the pairs plus the
+ * `score` head in modules_to_save); with --head-only it is a full HF
+ * LlamaForSequenceClassification folder, as TRL saves a model trained without
+ * PEFT. `llama-ts score` reads either. stdout: one JSON line per step (loss,
+ * accuracy, margin, …), then the output folder; progress on stderr.
+ */
+import * as path from "node:path";
+import { createDifferentiableBackend } from "../../lib/autograd/differentiable.js";
+import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
+import { RewardModel, loadRewardBase, trainReward } from "../../lib/peft/reward.js";
+import { tokenizeRewardRows } from "../../lib/peft/preference-data.js";
+import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive } from "../args.js";
+import { cliProgress } from "../progress.js";
+import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
+
+export const command = defineCommand({
+  summary: "train a reward model (TRL's RewardTrainer) on {prompt, chosen, rejected} pairs; writes a PEFT SEQ_CLS adapter",
+  usage: "--data FILE --out DIR [options]",
+  flags: {
+    model: MODEL_FLAG,
+    data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"chosen\", \"rejected\"[, \"margin\"]}" },
+    out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write (a full model folder with --head-only)" },
+    "head-only": { type: "boolean", help: "train only the score head (no LoRA)" },
+    r: { type: "string", arg: "N", default: "8", help: "LoRA rank" },
+    "lora-alpha": { type: "string", arg: "X", shownDefault: "2*r", help: "LoRA alpha (scaling = alpha / r)" },
+    "target-modules": { type: "string", arg: "LIST", default: "all-linear", help: "all-linear, or comma-separated Linear names" },
+    lr: { type: "string", arg: "X", default: "1e-3", help: "AdamW learning rate, decayed linearly to 0 over the run" },
+    epochs: { type: "string", arg: "N", shownDefault: "1", help: "passes over the pairs" },
+    "max-steps": { type: "string", arg: "N", help: "optimizer steps (instead of --epochs)" },
+    "time-budget": { type: "string", arg: "S", help: "train for this many seconds (instead of --epochs)" },
+    "batch-size": { type: "string", arg: "N", default: "8", help: "pairs per step" },
+    "center-rewards-coefficient": { type: "string", arg: "C", help: "TRL's center_rewards_coefficient (keeps rewards near 0)" },
+    device: DEVICE_FLAG,
+    seed: { type: "string", arg: "N", default: "0", help: "seed of the head's and LoRA's init and of the shuffling" },
+  },
+  async run(f) {
+    const modelDir = modelPath("--model", f.model);
+    const dataFile = existingPath("--data", f.data);
+    const r = positive("--r", intFlag("--r", f.r))!;
+    const alpha = positive("--lora-alpha", numberFlag("--lora-alpha", f["lora-alpha"])) ?? 2 * r;
+    const targets = targetModules("--target-modules", f["target-modules"]);
+    const lr = positive("--lr", numberFlag("--lr", f.lr))!;
+    const length = runLength(f, "1");
+    const batchSize = positive("--batch-size", intFlag("--batch-size", f["batch-size"]))!;
+    const center = numberFlag("--center-rewards-coefficient", f["center-rewards-coefficient"]);
+    const device = choiceFlag("--device", f.device, ["cpu", "webgpu"] as const);
+    const seed = intFlag("--seed", f.seed)!;
+    const warn = (m: string) => process.stderr.write(`llama-ts reward-train: warning: ${m}\n`);
+
+    const tok = AutoTokenizer.fromPretrained(modelDir);
+    const backend = await createDifferentiableBackend(device);
+    try {
+      const base = await loadRewardBase(modelDir, { backend, seed });
+      const context = base.config.max_position_embeddings;
+      const rows = readPairs(dataFile, tok, context, warn);
+      const { examples, dropped } = tokenizeRewardRows(tok, rows, { maxLength: Math.min(1024, context) });
+      if (dropped > 0) warn(`${dataFile}: ${dropped} pairs are longer than the model's context (${context} tokens) and are left out, as TRL drops them`);
+      const rm = await RewardModel.create(base, { lora: f["head-only"] ? null : { r, lora_alpha: alpha, target_modules: targets }, seed });
+      const result = await trainReward(rm, examples, {
+        lr, batchSize, seed, ...length, centerRewardsCoefficient: center,
+        optimizer: "adamw", schedule: "linear", scheduleBy: length.timeBudgetMs !== undefined ? "time" : "steps",
+        progress: false, onProgress: cliProgress("reward-train"),
+        onStep: (log) => { process.stdout.write(JSON.stringify({ step: log.step, loss: log.loss, lr: log.lr, ...log.metrics, step_s: log.ms / 1000, step_cpu_s: log.cpuMs / 1000 }) + "\n"); },
+      });
+      await writeFolderAtomic(f.out, (dir) => rm.savePretrained(dir, { baseModelNameOrPath: path.resolve(modelDir) }));
+      const last = result.logs[result.logs.length - 1]?.metrics ?? {};
+      process.stderr.write(`reward-train: ${result.steps} steps in ${result.seconds.toFixed(1)} s, last batch accuracy ${(last.accuracy ?? NaN).toFixed(2)}, margin ${(last.margin ?? NaN).toFixed(3)}\n`);
+      process.stdout.write(`${f["head-only"] ? "model" : "adapter"}: ${f.out}\n`);
+      return 0;
+    } finally {
+      backend.dispose();
+    }
+  },
+});
