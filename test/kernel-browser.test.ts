@@ -6,6 +6,11 @@
  * must be in the DOM with no error output. Every request the page makes must
  * stay on 127.0.0.1. Then 03-attention and 04-logit-lens run the same way and
  * must draw their plotly figures. Screenshots: test-artifacts/browser-*.png.
+ *
+ * JupyterLab writes into the folder it serves (checkpoints, autosaves), so
+ * the server gets a copy of notebooks/ in a temporary mirror of the checkout
+ * (every other top-level entry a symlink, so `../models/…` paths resolve);
+ * the last test checks the checkout's notebooks/ was left as it was.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
@@ -25,9 +30,10 @@ interface Started {
   url: URL;
 }
 
-/** Runs `llama-ts start` and waits for its `JupyterLab: <url>` (or `Notebook: <url>`) line. */
-function startServer(env: NodeJS.ProcessEnv): Promise<Started> {
-  const child = spawn(process.execPath, [path.join(ROOT, "bin", "llama-ts.js"), "start"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+/** Runs `llama-ts start --notebook-dir DIR` and waits for its `JupyterLab: <url>` (or `Notebook: <url>`) line. */
+function startServer(env: NodeJS.ProcessEnv, notebookDir: string): Promise<Started> {
+  const args = [path.join(ROOT, "bin", "llama-ts.js"), "start", "--notebook-dir", notebookDir];
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   return new Promise((resolve, reject) => {
@@ -96,8 +102,39 @@ async function runAllNotebook6(page: Page, base: string, token: string, notebook
   );
 }
 
+/**
+ * `<tmp>/checkout`: notebooks/ copied, every other top-level entry of the checkout
+ * (models/, datasets/, test/…) a symlink, so the notebooks' relative paths work.
+ */
+function mirrorCheckout(tmp: string): string {
+  const mirror = path.join(tmp, "checkout");
+  fs.mkdirSync(mirror);
+  for (const name of fs.readdirSync(ROOT)) {
+    if (name === "notebooks" || name.startsWith(".")) continue;
+    fs.symlinkSync(path.join(ROOT, name), path.join(mirror, name));
+  }
+  const notebooks = path.join(mirror, "notebooks");
+  fs.mkdirSync(notebooks);
+  for (const f of fs.readdirSync(path.join(ROOT, "notebooks"))) {
+    if (f.endsWith(".ipynb")) fs.copyFileSync(path.join(ROOT, "notebooks", f), path.join(notebooks, f));
+  }
+  return notebooks;
+}
+
+/** Every entry under dir (recursively) with its size and mtime: what "left untouched" compares. */
+function snapshot(dir: string): string[] {
+  return (fs.readdirSync(dir, { recursive: true }) as string[])
+    .sort()
+    .map((f) => {
+      const st = fs.statSync(path.join(dir, f));
+      return `${f} ${st.size} ${st.mtimeMs}`;
+    });
+}
+
 describe("JupyterLab in a browser runs the notebooks", () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-ts-browser-"));
+  const notebookDir = mirrorCheckout(tmp);
+  const before = snapshot(path.join(ROOT, "notebooks"));
   let started: Started | undefined;
   let browser: Browser | undefined;
 
@@ -131,7 +168,7 @@ describe("JupyterLab in a browser runs the notebooks", () => {
       JUPYTER_RUNTIME_DIR: path.join(tmp, "runtime"),
       LLAMA_TS_HISTORY_DIR: path.join(tmp, "history"),
     };
-    started = await startServer(env);
+    started = await startServer(env, notebookDir);
     const base = started.url.origin;
     const token = started.url.searchParams.get("token") ?? "";
     expect(token.length).toBeGreaterThanOrEqual(32);
@@ -196,4 +233,9 @@ describe("JupyterLab in a browser runs the notebooks", () => {
       await context.close();
     }, 300_000);
   }
+
+  it("left the checkout's notebooks/ untouched (JupyterLab wrote into the copy)", () => {
+    expect(started, "the first test starts the server").toBeTruthy();
+    expect(snapshot(path.join(ROOT, "notebooks"))).toEqual(before);
+  });
 });
