@@ -17,7 +17,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { defineCommand } from "../args.js";
+import { MODEL_FLAG, defineCommand, modelPath } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { checkoutRoot } from "./kernel.js";
 import { installKernelSpec, type KernelSpecTarget } from "../../kernel/kernelspec.js";
@@ -33,10 +33,7 @@ export const command = defineCommand({
   flags: {
     port: { type: "string", arg: "N", shownDefault: "a free one", help: "Jupyter's port" },
     "notebook-dir": { type: "string", arg: "DIR", shownDefault: "the checkout's notebooks/", help: "folder JupyterLab opens" },
-    model: {
-      type: "string", arg: "PATH", shownDefault: "models/tiny-stories",
-      help: "model folder/file the notebooks and workbench load (exported to kernels as LLAMA_TS_MODEL)",
-    },
+    model: { ...MODEL_FLAG, help: "model the notebooks and workbench load (exported to kernels as LLAMA_TS_MODEL): a folder, .gguf file or model name" },
     "workbench-only": { type: "boolean", help: "serve the workbench only (Jupyter runs for its kernels, its URL is not printed)" },
   },
   async run(v) {
@@ -45,8 +42,7 @@ export const command = defineCommand({
     const root = checkoutRoot();
     const notebookDir = path.resolve(v["notebook-dir"] ?? path.join(root, "notebooks"));
     if (!fs.existsSync(notebookDir)) throw new UsageError(`--notebook-dir: no such folder: ${notebookDir}`);
-    const model = path.resolve(v.model ?? path.join(root, "models", "tiny-stories"));
-    if (!fs.existsSync(model)) throw new UsageError(`--model: no such file or folder: ${model}`);
+    const model = path.resolve(modelPath("--model", v.model));
     const log = (line: string) => void process.stderr.write(`[start] ${line}\n`);
 
     // The venv's Jupyter reads kernelspecs from its own prefix; Debian's Notebook from the user dir.
