@@ -145,11 +145,17 @@ function gaussian(rng: SeededRng): number {
 }
 
 export interface RewardModelOptions {
-  /** LoRA settings (PEFT SEQ_CLS); omit or null for head-only training. */
-  lora?: LoraTrainConfigInit | null;
+  /** LoRA settings (PEFT SEQ_CLS), or a LoraModel made on `base` (e.g. fromValues); omit or null for head-only training. */
+  lora?: LoraTrainConfigInit | LoraModel | null;
+  /** Head-only: the head's starting values [hidden] (default: the model's score head). */
+  head?: Float32Array;
   /** Seed of LoRA's A init (default 0). */
   seed?: number;
-  /** The pad id TRL pads and pools with: the tokenizer's pad token, else EOS (default: config pad_token_id, else eos_token_id). */
+  /**
+   * The pad id TRL pads and pools with: the tokenizer's pad token, else EOS — pass
+   * `tokenizer.padTokenId` (default: the config's pad_token_id, else eos_token_id, which
+   * differs from TRL's when the config names a pad the tokenizer lacks).
+   */
   padTokenId?: number;
 }
 
@@ -166,10 +172,15 @@ export class RewardModel {
   /** A reward model to train: LoRA + head (PEFT SEQ_CLS) or the head alone. */
   static async create(base: LlamaForSequenceClassification, options: RewardModelOptions = {}): Promise<RewardModel> {
     if (base.config.num_labels !== 1) throw new ConfigError(`reward model: the model has num_labels ${base.config.num_labels}; expected 1 (loadRewardBase makes one)`);
-    const head = await scoreHeadValues(base);
     const pad = options.padTokenId ?? defaultPad(base);
+    if (options.lora instanceof LoraModel) {
+      if (options.lora.base !== base || !options.lora.head) throw new ConfigError("reward model: the LoraModel must be a SEQ_CLS adapter made on this model");
+      return new RewardModel(base, options.lora, undefined, pad);
+    }
+    const head = options.head ?? await scoreHeadValues(base);
+    if (head.length !== base.config.hidden_size) throw new ConfigError(`reward model: head has ${head.length} values, expected hidden_size ${base.config.hidden_size}`);
     if (options.lora) return new RewardModel(base, LoraModel.create(base, options.lora, { seed: options.seed, head }), undefined, pad);
-    return new RewardModel(base, undefined, Var.param(head, base.score.weight.shape), pad);
+    return new RewardModel(base, undefined, Var.param(Float32Array.from(head), base.score.weight.shape), pad);
   }
 
   /** A trained reward model: a SEQ_CLS LoRA adapter folder on `base` (or no adapter: the model's own head). */
