@@ -5,7 +5,13 @@
  * the test setup import this module; lib itself never imports gpu/.
  */
 import { LlamaError } from "../lib/errors.js";
-import { registerDevice } from "../lib/backend/registry.js";
+import { registerDevice, type WebGpuOptions } from "../lib/backend/registry.js";
+import type { GpuOptions } from "./device.js";
+
+// lib declares the WebGPU options (it cannot import gpu/); this fails to compile if gpu's drift from them.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const optionsAgree: Same<WebGpuOptions, GpuOptions> & Same<keyof WebGpuOptions, keyof GpuOptions> = true;
+void optionsAgree;
 
 type GpuModule = typeof import("./index.js");
 let gpu: Promise<GpuModule> | undefined;
