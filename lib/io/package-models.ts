@@ -10,18 +10,10 @@ import { fileURLToPath } from "node:url";
 const PACKAGE_NAME = "llama-ts";
 let cachedRoot: string | null | undefined;
 
-/** The folder of this module: lib/io (sources), dist/lib/io (ESM) or dist/cjs (the CommonJS bundle). */
-function moduleDir(): string | undefined {
-  // esbuild's CJS output empties import.meta; __dirname exists there instead.
-  const metaUrl = (import.meta as { url?: string }).url;
-  if (typeof metaUrl === "string" && metaUrl.startsWith("file:")) return path.dirname(fileURLToPath(metaUrl));
-  return typeof __dirname === "string" ? __dirname : undefined;
-}
-
-/** The package root: the nearest folder above this module whose package.json is named "llama-ts". */
+/** The package root: the nearest folder above this module (lib/io or dist/lib/io) whose package.json is named "llama-ts". */
 export function packageRoot(): string | undefined {
   if (cachedRoot !== undefined) return cachedRoot ?? undefined;
-  let dir = moduleDir();
+  let dir: string | undefined = path.dirname(fileURLToPath(import.meta.url));
   cachedRoot = null;
   while (dir) {
     const pj = path.join(dir, "package.json");
