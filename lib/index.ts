@@ -103,6 +103,7 @@ export { readPreferenceFile, tokenizeDpoRows, tokenizeRewardRows, type Preferenc
 export { RewardModel, loadRewardBase, trainReward, type RewardTrainOptions } from "./peft/reward.js";
 export { trainDpo, dpoEvaluate, type DpoTrainOptions, type DpoTrainResult, type DpoLossType } from "./peft/dpo.js";
 export { bestOfN, type BestOfNOptions, type BestOfNResult } from "./peft/best-of-n.js";
+export { sampleContinuations, preferenceMetrics, mentionsFriend, type PreferenceMetrics, type SampleOptions } from "./peft/preference-eval.js";
 export { Adam, AdamW, clipGradNorm, type AdamOptions } from "./peft/optim.js";
 export { lrMultiplier, type ScheduleName } from "./peft/optim-schedule.js";
 
