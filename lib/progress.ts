@@ -41,9 +41,9 @@ export function formatDuration(seconds: number): string {
   return `${h ? `${h}:` : ""}${mm}:${String(r).padStart(2, "0")}`;
 }
 
-/** A metric as a short number: 4 significant digits. */
+/** A metric as a short number: at most 4 significant digits, no trailing zeros. */
 function formatMetric(v: number): string {
-  return Number.isInteger(v) ? String(v) : v.toPrecision(4);
+  return String(Number(v.toPrecision(4)));
 }
 
 /**
