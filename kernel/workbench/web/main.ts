@@ -8,6 +8,7 @@ import { h, byId } from "./dom.js";
 import type { OutputArea } from "./render.js";
 import { asNotebook, type Snippet } from "./snippets.js";
 import { modelPanel, tokenizerPanel, generatePanel, inspectPanels, comparePanel, tuningPanel, type Runner } from "./panels.js";
+import { dpoPanel } from "./dpo-panel.js";
 
 interface Config { model: string; models: string[]; root: string; jupyterUrl: string; flavor: string; notebookFolder: string }
 
@@ -15,7 +16,7 @@ interface HistoryEntry { snippet: Snippet; status: "running" | "ok" | "error"; m
 
 const TABS = [
   ["model", "Model"], ["tokenizer", "Tokenizer"], ["generate", "Generate"], ["attention", "Attention"],
-  ["lens", "Logit lens"], ["compare", "Compare prompts"], ["tuning", "Prompt tuning"], ["history", "History"],
+  ["lens", "Logit lens"], ["compare", "Compare prompts"], ["tuning", "Prompt tuning"], ["dpo", "DPO"], ["history", "History"],
 ] as const;
 
 async function main(): Promise<void> {
@@ -141,6 +142,7 @@ async function main(): Promise<void> {
     lens: inspect.lens,
     compare: comparePanel(runner),
     tuning: tuningPanel(runner),
+    dpo: dpoPanel(runner),
     history: h("section", { id: "panel-history" }, h("p", { class: "hint" }, "Every action above ran as a kernel cell; here they are."), historyList),
   };
   const nav = byId("tabs");

@@ -177,6 +177,86 @@ display.json({ steps: result.steps, losses: result.losses, seconds: result.secon
   };
 }
 
+export interface DpoSettings {
+  dataFile: string;
+  steps: number;
+  beta: number;
+  lr: number;
+  batchSize: number;
+  rank: number;
+  outDir: string;
+}
+
+/**
+ * DPO on a pairs file: a LoRA adapter trained with TRL's loss on a
+ * differentiable copy of the model, live curves, the adapter saved, and a few
+ * of the file's prompts sampled before and after (same seeds) on the loaded model.
+ */
+export function dpo(s: DpoSettings): Snippet {
+  return {
+    title: `DPO on ${s.dataFile.split("/").pop()}`,
+    code: `import { LlamaForCausalLM, LoraModel, createDifferentiableBackend, readPreferenceFile, tokenizeDpoRows, trainDpo, loadLora, sampleContinuations } from "llama-ts";
+
+// DPO as TRL's DPOTrainer with PEFT: the policy is the model plus a LoRA adapter, the reference is the
+// same model with the adapter off. Training records the forward pass, so it runs on a differentiable copy.
+const dpoBackend = await createDifferentiableBackend("cpu");
+const dpoBase = await LlamaForCausalLM.fromPretrained(modelPath, { backend: dpoBackend });
+const pairs = readPreferenceFile(${lit(s.dataFile)}); // rows {"prompt", "chosen", "rejected"}
+const { examples: dpoExamples } = tokenizeDpoRows(tokenizer, pairs);
+const policy = LoraModel.create(dpoBase, {
+  r: ${s.rank}, lora_alpha: ${2 * s.rank}, target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}, { seed: 0 });
+
+// A few of the file's prompts, sampled before and after training with the same seeds.
+const samplePrompts = [...new Set(pairs.map((p) => p.prompt))].slice(0, 3);
+const sampling = { perPrompt: 2, maxNewTokens: 48, seed: 0 };
+const before = await sampleContinuations(model, tokenizer, samplePrompts, sampling);
+
+// Live curves: the loss, TRL's reward margin and accuracy, and the chosen completions' log-prob per
+// token under the policy next to the reference's (if it falls far below, the text is degrading).
+const curves = { step: [] as number[], loss: [] as number[], margin: [] as number[], accuracy: [] as number[], policyLogp: [] as number[], refLogp: [] as number[] };
+const line = (y: number[], name: string, axis: number, dash = "solid") =>
+  ({ type: "scatter", mode: "lines", x: curves.step, y, name, xaxis: \`x\${axis > 1 ? axis : ""}\`, yaxis: \`y\${axis > 1 ? axis : ""}\`, line: { dash } });
+const dpoFigure = () => ({
+  data: [line(curves.loss, "loss", 1), line(curves.margin, "reward margin", 2), line(curves.accuracy, "reward accuracy", 2, "dot"),
+    line(curves.policyLogp, "policy", 3), line(curves.refLogp, "reference", 3, "dash")],
+  layout: { height: 320, grid: { rows: 1, columns: 3, pattern: "independent" }, title: { text: \`DPO, step \${curves.step.at(-1) ?? 0}\` },
+    yaxis: { title: { text: "loss" } }, yaxis2: { title: { text: "margin · accuracy" } }, yaxis3: { title: { text: "chosen log-prob / token" } },
+    xaxis: { title: { text: "step" } }, xaxis2: { title: { text: "step" } }, xaxis3: { title: { text: "step" } } },
+});
+const dpoCurve = display.plotly(dpoFigure());
+// The progress bar shows three of TRL's metrics (the library reports them all).
+const bar = display.progress("DPO");
+const shown = ["loss", "rewards/margins", "rewards/accuracies"];
+const dpoResult = await trainDpo(policy, dpoExamples, {
+  beta: ${s.beta}, lr: ${s.lr}, batchSize: ${s.batchSize}, steps: ${s.steps}, optimizer: "adamw", schedule: "linear", seed: 0,
+  onProgress: (done, total, info) => bar(done, total, { metrics: Object.fromEntries(shown.map((k) => [k, info?.metrics?.[k] ?? NaN])) }),
+  onStep: (log) => {
+    curves.step.push(log.step);
+    curves.loss.push(log.loss);
+    curves.margin.push(log.metrics["rewards/margins"]!);
+    curves.accuracy.push(log.metrics["rewards/accuracies"]!);
+    curves.policyLogp.push(log.metrics["guard/chosen_logp_per_token"]!);
+    curves.refLogp.push(log.metrics["guard/ref_chosen_logp_per_token"]!);
+    dpoCurve.update(dpoFigure());
+  },
+});
+policy.savePretrained(${lit(s.outDir)}, { baseModelNameOrPath: modelPath }); // PEFT's adapter folder
+dpoBackend.dispose();
+
+// The same prompts and seeds on the loaded model with the adapter merged in, then unloaded again.
+const tunedLora = await loadLora(model, ${lit(s.outDir)});
+const after = await sampleContinuations(model, tokenizer, samplePrompts, sampling);
+tunedLora.unload();
+const esc = (t: string) => t.replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"));
+display.html(\`<style>td { vertical-align: top; padding: 4px 8px; border-top: 1px solid #ddd }</style><table class="dpo-samples"><tr><th>prompt</th><th>before</th><th>after \${dpoResult.steps} DPO steps</th></tr>\` +
+  samplePrompts.flatMap((p, i) => before[i]!.map((b, j) => \`<tr><td>\${esc(p)}</td><td>\${esc(b)}</td><td>\${esc(after[i]![j]!)}</td></tr>\`)).join("") +
+  "</table>");
+display.json({ steps: dpoResult.steps, seconds: dpoResult.seconds, losses: dpoResult.losses, margin: curves.margin.at(-1), accuracy: curves.accuracy.at(-1),
+  guardTrips: dpoResult.guardTrips.length, saved: ${lit(s.outDir)} });`,
+  };
+}
+
 /** A notebook (nbformat 4) made of the given cells, for "open as notebook". */
 export function asNotebook(snippets: readonly Snippet[]): object {
   return {
