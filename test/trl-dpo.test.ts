@@ -14,6 +14,8 @@ import { LoraModel } from "../lib/peft/lora-train.js";
 import { dpoEvaluate, dpoLossAndGrad, precomputeReferenceLogps, trainDpo } from "../lib/peft/dpo.js";
 import type { DpoExample } from "../lib/peft/preference-data.js";
 import { createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
+import { dpoLoss } from "../lib/peft/dpo-loss.js";
+import { Var, backward } from "../lib/autograd/var.js";
 import { adamRun, closeTo, diffStats } from "./peft-helpers.js";
 import { expectMetrics, expectNear } from "./trl-helpers.js";
 
@@ -134,5 +136,29 @@ describe("DPO matches TRL's DPOTrainer", () => {
     expect(stopped.stopReason).toBe("objective");
     expect(stopped.steps).toBe(1);
     expect(warnings.at(-1)).toMatch(/; stopping$/);
+  });
+
+  it("dpoLoss: robust (TRL's label_smoothing) equals sigmoid at ε = 0; every loss type's gradient matches finite differences", () => {
+    const policy = [-30.5, -21.25, -40.0, -18.5, -35.75, -12.0];
+    const refLp = [-31.0, -20.0, -41.5, -18.0, -33.0, -12.5];
+    const lengths = [5, 3, 7, 3, 6, 2];
+    const at = (v: number[]) => Var.param(Float32Array.from(v), [6]);
+    const sig = dpoLoss(at(policy), refLp, lengths, { beta: 0.1, lossType: "sigmoid", labelSmoothing: 0 }).item();
+    expect(dpoLoss(at(policy), refLp, lengths, { beta: 0.1, lossType: "robust", labelSmoothing: 0 }).item()).toBe(sig);
+    for (const c of [
+      { beta: 0.1, lossType: "sigmoid" as const, labelSmoothing: 0 },
+      { beta: 0.5, lossType: "ipo" as const, labelSmoothing: 0 },
+      { beta: 0.3, lossType: "robust" as const, labelSmoothing: 0.2 },
+    ]) {
+      const p = at(policy);
+      backward(dpoLoss(p, refLp, lengths, c));
+      const h = 1e-3;
+      for (let i = 0; i < 6; i++) {
+        const plus = policy.slice(), minus = policy.slice();
+        plus[i]! += h; minus[i]! -= h;
+        const fd = (dpoLoss(at(plus), refLp, lengths, c).item() - dpoLoss(at(minus), refLp, lengths, c).item()) / (2 * h);
+        expect(Math.abs(p.grad![i]! - fd), `${c.lossType} d/dlogp[${i}]`).toBeLessThan(2e-4);
+      }
+    }
   });
 });
