@@ -63,6 +63,7 @@ export function progressText(done: number, total: number, elapsedMs: number, inf
   else if (done >= total) parts.push(`${formatDuration(elapsedMs / 1000)} total`);
   else if (secondsLeft !== undefined) parts.push(`${formatDuration(secondsLeft)} left`);
   for (const [k, v] of Object.entries(info?.metrics ?? {})) parts.push(`${k} ${formatMetric(v)}`);
-  if (info?.label) parts.push(info.label);
+  // The piece in hand (a tensor name) says nothing once the run is complete.
+  if (info?.label && !(known && done >= total)) parts.push(info.label);
   return parts.join(" · ");
 }
