@@ -79,6 +79,9 @@ export const command = defineCommand({
       const progress = cliProgress("dpo");
       const result = await trainDpo(lora, examples, {
         beta, lossType, maxLength, lr, batchSize, seed, ...length,
+        // The reference is the frozen base: its log-probs are computed once up front (TRL's
+        // precompute_ref_log_probs, the same numbers) instead of one extra forward per step.
+        precomputeRefLogProbs: true,
         optimizer: "adamw", schedule: "linear", scheduleBy: length.timeBudgetMs !== undefined ? "time" : "steps",
         progress: false, onProgress: progress, onWarning: warn,
         onStep: (log) => {
