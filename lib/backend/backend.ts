@@ -18,6 +18,7 @@
  */
 import type { DType } from "../tensor/dtype.js";
 import type { Tensor } from "../tensor/tensor.js";
+import type { QuantizedTensor, QuantType } from "../tensor/quantized.js";
 
 export type Device = "cpu" | "webgpu";
 
@@ -26,6 +27,11 @@ export interface DeviceTensor {
   readonly shape: readonly number[];
   /** Storage dtype: "f32" for every activation; weights may be "f16" / "bf16". */
   readonly dtype: DType;
+  /**
+   * Set on a weight kept in a ggml block encoding (uploadQuantized): its storage
+   * is those blocks and `dtype` is "f32", the dtype it computes and reads back as.
+   */
+  readonly quant?: QuantType;
 }
 
 /** Which keys each query may attend to, for `attention`. */
@@ -67,6 +73,14 @@ export interface Backend {
   // ---------------------------------------------------------------- memory
   /** Copies a host tensor to the device. f16/bf16 stay 16-bit (weights); f32 stays f32. */
   upload(t: Tensor): DeviceTensor;
+  /**
+   * Keeps a weight matrix [out, in] in its ggml block encoding on the device
+   * (lib/tensor/quantized.ts): `linear`/`linearMany` and `embedding` take the
+   * result like any weight and dequantize inside their kernels; `read` gives
+   * the dequantized values. Absent on a backend without such kernels: the
+   * loader then dequantizes to float32 itself.
+   */
+  uploadQuantized?(q: QuantizedTensor): DeviceTensor;
   /** Reads a tensor back as a dense host float32 Tensor (flushes pending work on a GPU). */
   read(t: DeviceTensor): Promise<Tensor>;
   /** Frees device memory early (optional to call; a released tensor must not be used again). */

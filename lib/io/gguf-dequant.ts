@@ -46,6 +46,17 @@ export function dequantize(raw: Uint8Array, type: GgmlType, shape: readonly numb
 
 type BlockDequant = (src: Uint8Array, dst: Float32Array, blocks: number) => void;
 
+/**
+ * Dequantizes `blocks` whole blocks of a quantized ggml type from `src` (starting
+ * at its first byte) into `dst` (from index 0): the per-weight reference the
+ * CPU kernels match bit for bit.
+ */
+export function dequantizeBlocks(type: GgmlType, src: Uint8Array, dst: Float32Array, blocks: number): void {
+  const fn = DEQUANT[type];
+  if (!fn) throw new FormatError("dequantize", `ggml type ${ggmlTypeName(type)} is not a supported quantized type`);
+  fn(src, dst, blocks);
+}
+
 const h = (src: Uint8Array, at: number, t: Float32Array) => t[src[at]! | (src[at + 1]! << 8)]!;
 
 function q8_0(src: Uint8Array, dst: Float32Array, blocks: number): void {

@@ -8,6 +8,7 @@
  */
 import { ConfigError, FormatError } from "../errors.js";
 import { Tensor } from "../tensor/tensor.js";
+import { QuantizedTensor, quantTypeOfGgml } from "../tensor/quantized.js";
 import { interleavedToHalfSplit } from "../convert/rotary-permute.js";
 import { GgufFile, type GgufTensorInfo } from "./gguf.js";
 import { fitRopeFreqs, ggufToHfName, rotaryHeadsFor } from "./gguf-llama.js";
@@ -173,6 +174,21 @@ export class GgufHfWeights {
     }
     if (DTYPE_NAME[tensor.dtype] !== this.info(name).dtype) throw new FormatError(this.gguf.path, `internal: dtype of "${name}"`);
     return tensor;
+  }
+
+  /**
+   * The tensor as stored: a matrix in Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or
+   * Q6_K stays in its blocks (one positioned read, no float32 at any point; q/k
+   * rows permuted as whole rows of blocks); anything else is `read(name)`.
+   */
+  readStored(name: string): Tensor | QuantizedTensor {
+    const t = this.raw(name);
+    const type = quantTypeOfGgml(t.type);
+    if (!type || t.shape.length !== 2) return this.read(name);
+    let bytes = this.gguf.readRaw(t.name);
+    const heads = rotaryHeadsFor(name, this.heads, this.kvHeads);
+    if (heads !== undefined) bytes = interleavedToHalfSplit(bytes, t.shape[0]!, bytes.length / t.shape[0]!, heads);
+    return new QuantizedTensor(type, bytes, t.shape, `${this.gguf.path}: tensor "${t.name}"`);
   }
 
   bytes(names: readonly string[]): number {

@@ -13,6 +13,7 @@ import { CheckpointReader, SAFETENSORS_FILE, resolveModelDir } from "../io/check
 import { saveSafetensors } from "../io/safetensors.js";
 import { writeTextAtomic } from "../io/atomic.js";
 import { Tensor } from "../tensor/tensor.js";
+import { QuantizedTensor } from "../tensor/quantized.js";
 import { f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
 import type { ParameterRef, WeightLoader } from "./modules.js";
 import { isGgufPath, openGgufCheckpoint } from "../io/gguf-pretrained.js";
@@ -38,7 +39,10 @@ export interface OpenedCheckpoint {
   generationConfig: GenerationConfig;
   backend: Backend;
   /** A safetensors folder, or a .gguf file read as one (lib/io/gguf-hf.ts). */
-  reader: Pick<CheckpointReader, "names" | "has" | "info" | "read" | "bytes" | "close">;
+  reader: Pick<CheckpointReader, "names" | "has" | "info" | "read" | "bytes" | "close"> & {
+    /** Quantized GGUF matrices as stored (lib/tensor/quantized.ts), for a backend with uploadQuantized. */
+    readStored?(name: string): Tensor | QuantizedTensor;
+  };
 }
 
 /** Reads a JSON file of the model folder, naming the file on failure; undefined when it does not exist. */
@@ -132,7 +136,9 @@ export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: OnProgress):
           `heads ${config.num_attention_heads}/${config.num_key_value_heads}, head_dim ${config.head_dim})`,
       );
     }
-    const t = backend.upload(reader.read(found));
+    // Quantized matrices stay in their blocks on a backend with kernels for them.
+    const stored = backend.uploadQuantized && reader.readStored ? reader.readStored(found) : reader.read(found);
+    const t = stored instanceof QuantizedTensor ? backend.uploadQuantized!(stored) : backend.upload(stored);
     done = Math.min(total, done + info.end - info.begin);
     onProgress?.(done, total, { unit: "bytes", label: found });
     return t;

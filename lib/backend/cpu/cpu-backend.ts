@@ -13,15 +13,22 @@ import {
 } from "../../tensor/ops.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend.js";
 import { createLinearEngine, type LinearEngine, type LinearEngineOptions } from "./linear-engine.js";
+import type { QuantizedTensor, QuantType } from "../../tensor/quantized.js";
+import { dequantizeRows } from "./quant-js.js";
 
-/** A CPU tensor: a typed array plus shape. KV-cache tensors may have spare capacity along dim 2. */
+/**
+ * A CPU tensor: a typed array plus shape. KV-cache tensors may have spare
+ * capacity along dim 2. A quantized weight (`quant` set) holds its ggml blocks
+ * as bytes in `data` (dtype "f32": what it computes and reads back as).
+ */
 export class CpuTensor implements DeviceTensor {
   constructor(
-    readonly data: Float32Array | Uint16Array,
+    readonly data: Float32Array | Uint16Array | Uint8Array,
     readonly shape: readonly number[],
     readonly dtype: DType,
     /** For 4-D [B, heads, S, D] cache tensors: allocated rows per head (>= S). */
     readonly capacity: number = shape.length === 4 ? shape[2]! : 0,
+    readonly quant?: QuantType,
   ) {}
 
   get dense(): boolean {
@@ -38,12 +45,14 @@ function cpu(t: DeviceTensor, what: string): CpuTensor {
 
 function f32(t: DeviceTensor, what: string): Float32Array {
   const c = cpu(t, what);
+  if (c.quant) throw new LlamaError(`cpu backend: ${what} must be float32, got a ${c.quant} weight`);
   if (c.dtype !== "f32") throw new LlamaError(`cpu backend: ${what} must be float32, got ${c.dtype}`);
   if (!c.dense) throw new LlamaError(`cpu backend: ${what} must be dense (a KV-cache view is not)`);
   return c.data as Float32Array;
 }
 
 function asF32(c: CpuTensor): Float32Array {
+  if (c.quant) return dequantizeRows(c.quant, c.data as Uint8Array, c.shape[1]!, 0, c.shape[0]!, new Float32Array(numel(c.shape)));
   if (c.dtype === "f32") return c.data as Float32Array;
   return c.dtype === "f16" ? f16ToF32(c.data as Uint16Array) : bf16ToF32(c.data as Uint16Array);
 }
@@ -74,6 +83,10 @@ export class CpuBackend implements Backend {
     return new CpuTensor(this.engine.adopt(t.data, t.dtype), t.shape, t.dtype);
   }
 
+  uploadQuantized(q: QuantizedTensor): DeviceTensor {
+    return new CpuTensor(this.engine.adopt(q.data, "f32"), q.shape, "f32", 0, q.type);
+  }
+
   async read(t: DeviceTensor): Promise<Tensor> {
     return this.readSync(t);
   }
@@ -88,7 +101,7 @@ export class CpuBackend implements Backend {
       for (let bh = 0; bh < B * H; bh++) out.set(src.subarray(bh * c.capacity * D, bh * c.capacity * D + S * D), bh * S * D);
       return new Tensor(out, c.shape, "f32");
     }
-    const data = c.dtype === "f32" ? (c.data as Float32Array).slice() : asF32(c);
+    const data = c.dtype === "f32" && !c.quant ? (c.data as Float32Array).slice() : asF32(c);
     return new Tensor(data, c.shape, "f32");
   }
 
@@ -105,7 +118,7 @@ export class CpuBackend implements Backend {
   /** f32 view of a small vector weight (norm weight, bias), widened once. */
   private vector(t: DeviceTensor, what: string): Float32Array {
     const c = cpu(t, what);
-    if (c.dtype === "f32") return c.data as Float32Array;
+    if (c.dtype === "f32" && !c.quant) return c.data as Float32Array;
     let w = this.widened.get(c);
     if (!w) {
       w = asF32(c);
@@ -122,8 +135,12 @@ export class CpuBackend implements Backend {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
       if (!(id >= 0 && id < V)) throw new LlamaError(`embedding: token id ${id} out of range [0, ${V})`);
-      const row = t.data.subarray(id * H, (id + 1) * H);
       const dst = out.subarray(i * H, (i + 1) * H);
+      if (t.quant) {
+        dequantizeRows(t.quant, t.data as Uint8Array, H, id, id + 1, dst);
+        continue;
+      }
+      const row = t.data.subarray(id * H, (id + 1) * H);
       if (t.dtype === "f32") dst.set(row as Float32Array);
       else if (t.dtype === "f16") f16ToF32(row as Uint16Array, dst);
       else bf16ToF32(row as Uint16Array, dst);
@@ -156,7 +173,7 @@ export class CpuBackend implements Backend {
       }
       const b = biases?.[i];
       return {
-        w: c.data, dtype: c.dtype, N,
+        w: c.data, dtype: c.dtype, quant: c.quant, N,
         bias: b ? this.vector(b, "linear bias") : undefined,
         y: new Float32Array(M * N),
       };

@@ -6,7 +6,8 @@
  * rows across worker threads sharing that memory (wasm-engine.ts).
  */
 import type { DType } from "../../tensor/dtype.js";
-import { matmulTransposedInto } from "../../tensor/matmul.js";
+import type { QuantType } from "../../tensor/quantized.js";
+import { runJobJs } from "./quant-js.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
 import { addBias } from "./bias.js";
 import { WasmLinearEngine } from "./wasm-engine.js";
@@ -21,9 +22,11 @@ export interface LinearEngineOptions {
 
 /** One weight matrix applied to the shared input. */
 export interface LinearJob {
-  /** [N, K] */
-  w: Float32Array | Uint16Array;
+  /** [N, K]: float words, or ggml blocks (bytes) when `quant` is set. */
+  w: Float32Array | Uint16Array | Uint8Array;
   dtype: DType;
+  /** The block encoding of `w` (lib/tensor/quantized.ts); absent for f32/f16/bf16. */
+  quant?: QuantType;
   N: number;
   /** [N] */
   bias?: Float32Array;
@@ -34,7 +37,7 @@ export interface LinearJob {
 export interface LinearEngine {
   readonly description: string;
   /** Takes a weight's storage; may move it into the kernels' memory and return the new view. */
-  adopt<T extends Float32Array | Uint16Array>(data: T, dtype: DType): T;
+  adopt<T extends Float32Array | Uint16Array | Uint8Array>(data: T, dtype: DType): T;
   /** y_j = x [M, K] @ W_j^T + b_j for every job. */
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void;
   /** A float32 buffer the engine's kernels can read in place (KV caches). */
@@ -58,12 +61,12 @@ export interface LinearEngine {
 export class JsLinearEngine implements LinearEngine {
   readonly description = "javascript kernels, 1 thread";
 
-  adopt<T extends Float32Array | Uint16Array>(data: T, _dtype?: DType): T {
+  adopt<T extends Float32Array | Uint16Array | Uint8Array>(data: T, _dtype?: DType): T {
     return data;
   }
 
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void {
-    for (const j of jobs) matmulTransposedInto(x, M, K, j.w, j.dtype, j.N, j.bias, j.y);
+    for (const j of jobs) runJobJs(x, M, K, j);
   }
 
   allocF32(length: number): Float32Array {

@@ -148,6 +148,28 @@ export class Code {
     return this.simd(0x0c, ...buf);
   }
 
+  // Byte-level ops for the quantized-block kernels (wasm-quant.ts).
+  i32load(offset = 0): this { return this.op(0x28, 0, ...uleb(offset)); }
+  i32load8u(offset = 0): this { return this.op(0x2d, 0, ...uleb(offset)); }
+  i32load16u(offset = 0): this { return this.op(0x2f, 0, ...uleb(offset)); }
+  shrU(): this { return this.op(0x76); }
+  shrS(): this { return this.op(0x75); }
+  or32(): this { return this.op(0x72); }
+  f32mul(): this { return this.op(0x94); }
+  f32convertI32(): this { return this.op(0xb2); }
+  /** v128.const from 16 bytes. */
+  bytes16(b: readonly number[]): this { return this.simd(0x0c, ...b.map((v) => v & 0xff)); }
+  i8x16splat(): this { return this.simd(0x0f); }
+  i32x4splat(): this { return this.simd(0x11); }
+  i8x16swizzle(): this { return this.simd(0x0e); }
+  i8x16shl(): this { return this.simd(0x6b); }
+  i8x16shrU(): this { return this.simd(0x6d); }
+  i8x16sub(): this { return this.simd(0x71); }
+  i8x16minU(): this { return this.simd(0x77); }
+  i16x8extendLowS(): this { return this.simd(0x87); }
+  i16x8extendHighS(): this { return this.simd(0x88); }
+  f32x4convertI32(): this { return this.simd(0xfa); }
+
   /** Pops a v128 and pushes the f32 sum of its four lanes (((l0 + l1) + l2) + l3). */
   hsum(tmp: number): this {
     this.set(tmp);

@@ -9,8 +9,11 @@
 import * as os from "node:os";
 import { Worker } from "node:worker_threads";
 import type { DType } from "../../tensor/dtype.js";
-import { matmulTransposedInto } from "../../tensor/matmul.js";
+import { f16ToF32Table } from "../../tensor/dtype.js";
+import { QUANT_LAYOUT } from "../../tensor/quantized.js";
 import type { LinearEngine, LinearJob } from "./linear-engine.js";
+import { runJobJs } from "./quant-js.js";
+import { FIRST_QUANT_KIND, QUANT_KINDS } from "./wasm-quant.js";
 import { addBias } from "./bias.js";
 import { MAX_PAGES, kernelModule, type KernelExports } from "./wasm-kernels.js";
 import { WasmHeap } from "./wasm-heap.js";
@@ -30,16 +33,18 @@ const CHUNKS_PER_THREAD = 4;
 // Control block (Int32Array over a SharedArrayBuffer):
 //   [0] generation (bumped to start work)  [1] quit flag  [2] finished-worker count
 //   [3] jobs  [4] M  [5] K  [6] x pointer  [7] scratch base (each thread: 16·K bytes)
-//   [8] next chunk to take (Atomics.add)  [9] chunk count
+//   [8] next chunk to take (Atomics.add)  [9] chunk count  [10] f16 → f32 table (quantized kinds' scales)
 //   [16 + t] worker t's seat for this call: 2·gen open, 2·gen+1 taken by the worker, -1 closed
-//   per job j at HEADER + j·JOB_STRIDE: kind (0 f32, 1 f16, 2 bf16), w, N, y, rows (multiple of 4),
+//   per job j at HEADER + j·JOB_STRIDE: kind (0 f32, 1 f16, 2 bf16, 3.. QUANT_KINDS), w, N, y, rows (multiple of 4),
 //   rows per chunk, first chunk index, end chunk index. Pointers are wasm addresses stored as int32 bits.
 // Work is shared by stealing chunks of output rows: whichever thread is running takes
 // the next chunk, so a worker the OS schedules late (the machine is shared) does not
 // hold up the caller; the caller closes the seats of workers that never started.
 // Each output element is computed by the same kernel whatever the split, so results
 // do not depend on the thread count or on timing.
+const QUANT_ROW = QUANT_KINDS.map((q) => [`gemm_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes]);
 const RUN_SHARE = `
+const QUANT_ROW = ${JSON.stringify(QUANT_ROW)};
 function runShare(k, c, t) {
   const M = c[4], K = c[5], x = c[6] >>> 0, scratch = (c[7] >>> 0) + t * K * 16, total = c[9];
   let b = ${HEADER};
@@ -49,7 +54,10 @@ function runShare(k, c, t) {
     while (idx >= c[b + 7]) b += ${JOB_STRIDE};
     const kind = c[b], w = c[b + 1] >>> 0, N = c[b + 2], y = c[b + 3] >>> 0, chunk = c[b + 5];
     const r0 = (idx - c[b + 6]) * chunk, r1 = Math.min(c[b + 4], r0 + chunk);
-    if (kind === 0) k.gemm_f32(x, M, w + r0 * K * 4, K, y + r0 * 4, N, r1 - r0);
+    if (kind >= ${FIRST_QUANT_KIND}) {
+      const [fn, elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
+      k[fn](x, M, w + r0 * (K / elems) * bytes, K, y + r0 * 4, N, r1 - r0, scratch, c[10] >>> 0);
+    } else if (kind === 0) k.gemm_f32(x, M, w + r0 * K * 4, K, y + r0 * 4, N, r1 - r0);
     else if (M === 1) (kind === 1 ? k.gemv_f16 : k.gemv_bf16)(x, w + r0 * K * 2, K, y + r0 * 4, r1 - r0);
     else (kind === 1 ? k.gemm_f16 : k.gemm_bf16)(x, M, w + r0 * K * 2, K, y + r0 * 4, N, r1 - r0, scratch);
   }
@@ -80,6 +88,7 @@ type RunShare = (k: KernelExports, c: Int32Array, t: number) => void;
 const runShare = new Function(`${RUN_SHARE}; return runShare;`)() as RunShare;
 
 const KIND: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
+const kindOf = (j: LinearJob): number => (j.quant ? FIRST_QUANT_KIND + QUANT_KINDS.indexOf(j.quant) : KIND[j.dtype]);
 
 export class WasmLinearEngine implements LinearEngine {
   private readonly ptrs = new WeakMap<ArrayBufferView, number>();
@@ -132,7 +141,12 @@ export class WasmLinearEngine implements LinearEngine {
       for (const w of workers) void w.terminate();
       workers.length = 0;
     }
-    return new WasmLinearEngine(memory, new WasmHeap(memory, 1024), kernels, workers, ctrl);
+    const heap = new WasmHeap(memory, 1024);
+    // The f16 → f32 table the quantized kernels read block scales through (256 KiB, once).
+    const table = heap.alloc(65536 * 4);
+    new Float32Array(memory.buffer, table, 65536).set(f16ToF32Table());
+    new Int32Array(ctrl)[10] = table;
+    return new WasmLinearEngine(memory, heap, kernels, workers, ctrl);
   }
 
   get description(): string {
@@ -158,12 +172,13 @@ export class WasmLinearEngine implements LinearEngine {
 
   private warnedFull = false;
 
-  adopt<T extends Float32Array | Uint16Array>(data: T, dtype?: DType): T {
+  adopt<T extends Float32Array | Uint16Array | Uint8Array>(data: T, dtype?: DType): T {
     const bytes = data.byteLength;
     const ptr = this.tryAlloc(bytes);
     if (ptr === undefined) return data;
     const view = (data instanceof Float32Array
       ? new Float32Array(this.memory.buffer, ptr, data.length)
+      : data instanceof Uint8Array ? new Uint8Array(this.memory.buffer, ptr, data.length)
       : new Uint16Array(this.memory.buffer, ptr, data.length)) as T;
     view.set(data as never);
     this.finalizer.register(view, [ptr, bytes]);
@@ -268,7 +283,7 @@ export class WasmLinearEngine implements LinearEngine {
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void {
     const usable = K % 8 === 0 && jobs.length <= MAX_JOBS && jobs.every((j) => this.ptrs.has(j.w));
     if (!usable) {
-      for (const j of jobs) matmulTransposedInto(x, M, K, j.w, j.dtype, j.N, j.bias, j.y);
+      for (const j of jobs) runJobJs(x, M, K, j);
       return;
     }
     let weightBytes = 0;
@@ -293,7 +308,7 @@ export class WasmLinearEngine implements LinearEngine {
       const rows4 = j.N - (j.N % 4);
       const chunkRows = Math.max(4, Math.ceil(rows4 / (T * (T > 1 ? CHUNKS_PER_THREAD : 1)) / 4) * 4);
       const count = Math.ceil(rows4 / chunkRows);
-      c[b] = KIND[j.dtype]; c[b + 1] = this.ptrs.get(j.w)!; c[b + 2] = j.N; c[b + 3] = yPtr;
+      c[b] = kindOf(j); c[b + 1] = this.ptrs.get(j.w)!; c[b + 2] = j.N; c[b + 3] = yPtr;
       c[b + 4] = rows4; c[b + 5] = chunkRows; c[b + 6] = chunks; c[b + 7] = chunks + count;
       chunks += count;
       yPtrs.push(yPtr);
@@ -324,7 +339,7 @@ export class WasmLinearEngine implements LinearEngine {
       // The last N % 4 rows (never more than 3) in JavaScript.
       if (rows4 < j.N) {
         const tail = new Float32Array(M * j.N);
-        matmulTransposedInto(x, M, K, j.w, j.dtype, j.N, undefined, tail, rows4, j.N);
+        runJobJs(x, M, K, { ...j, bias: undefined, y: tail }, rows4, j.N);
         for (let m = 0; m < M; m++) for (let n = rows4; n < j.N; n++) j.y[m * j.N + n] = tail[m * j.N + n]!;
       }
       addBias(j.y, j.bias, M, j.N);

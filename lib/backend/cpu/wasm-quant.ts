@@ -1,0 +1,221 @@
+/**
+ * WebAssembly SIMD kernels for weights in ggml block encodings
+ * (lib/tensor/quantized.ts describes the layouts).
+ *
+ *  - deq_<type>(src, dst, blocks, table): `blocks` consecutive blocks → float32,
+ *    each weight computed with exactly ggml's dequantize_row_* expression in
+ *    float32 (integer codes are unpacked with byte ops, converted exactly, then
+ *    d·q [± min]); the f16 scales are read through `table`, the 65536-entry
+ *    f16 → f32 table in the kernels' memory, so even inf/NaN scales are exact.
+ *  - gemm_<type>(x, M, w, K, y, N, rows, scratch, table): y = x · Wᵀ for `rows`
+ *    rows (a multiple of 4): four rows at a time are dequantized into the
+ *    thread's scratch block (4·K floats, stays in L1/L2) and multiplied by
+ *    gemm_f32, the float32 kernel. So each output equals, bit for bit, what the
+ *    float32 kernel gives on the dequantized matrix (same products, same
+ *    accumulation order), for decode (M = 1) and prefill alike.
+ */
+import { Code, F32, I32, V128, type FunctionDef } from "./wasm-asm.js";
+import { QUANT_LAYOUT, QUANT_TYPES, type QuantType } from "../../tensor/quantized.js";
+
+/** Kernel kinds as the engine numbers them: 0 f32, 1 f16, 2 bf16, then the quantized types in this order. */
+export const QUANT_KINDS: readonly QuantType[] = QUANT_TYPES;
+export const FIRST_QUANT_KIND = 3;
+
+interface Emit {
+  c: Code;
+  src: number;
+  dst: number;
+  table: number;
+}
+
+/** Pushes the f32 value of the f16 at src + off (via the table). */
+function f16At(e: Emit, off: number): void {
+  e.c.get(e.table).get(e.src).i32load16u(off).i32(2).shl().add().f32load();
+}
+
+/**
+ * Pops nothing; reads the i8x16 in local `v` (small signed integers) and stores
+ * 16 floats `v[i]·scale (+|- min)` at dst + off.
+ */
+function store16(e: Emit, v: number, off: number, scale: number, min?: { local: number; sub: boolean }): void {
+  const { c } = e;
+  for (let q = 0; q < 4; q++) {
+    c.get(e.dst).get(v);
+    if (q < 2) c.i16x8extendLowS(); else c.i16x8extendHighS();
+    if (q % 2 === 0) c.extendLowS(); else c.extendHighS();
+    c.f32x4convertI32().get(scale).f32x4mul();
+    if (min) { c.get(min.local); if (min.sub) c.f32x4sub(); else c.f32x4add(); }
+    c.v128store(off + 16 * q);
+  }
+}
+
+/** local = 16 bytes at src + off with each byte masked to its low nibble (hi: shifted down instead). */
+function nibbles(e: Emit, off: number, hi: boolean, into: number): void {
+  e.c.get(e.src).v128load(off);
+  if (hi) e.c.i32(4).i8x16shrU();
+  else e.c.i32(0x0f).i8x16splat().and();
+  e.c.set(into);
+}
+
+/**
+ * local = 16 lanes of 0 or 16: bit `bitBase + lane` of the u32 at src + off
+ * (q5_0/q5_1's qh), spread one bit per lane.
+ */
+function highBits32(e: Emit, off: number, bitBase: 0 | 16, into: number): void {
+  const { c } = e;
+  const b0 = bitBase / 8;
+  c.get(e.src).i32load(off).i32x4splat();
+  c.bytes16([...new Array(8).fill(b0), ...new Array(8).fill(b0 + 1)]).i8x16swizzle();
+  c.bytes16([1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128]).and();
+  c.i32(1).i8x16splat().i8x16minU().i32(4).i8x16shl().set(into);
+}
+
+type BlockBody = (e: Emit, tmp: { v: number; h: number; s: number; s2: number; m: number; m2: number; ds: number; dm: number }) => void;
+
+function q8_0(e: Emit, t: Parameters<BlockBody>[1]): void {
+  f16At(e, 0); e.c.f32x4splat().set(t.s);
+  for (let h = 0; h < 2; h++) {
+    e.c.get(e.src).v128load(2 + 16 * h).set(t.v);
+    store16(e, t.v, 64 * h, t.s);
+  }
+}
+
+function q4_0(e: Emit, t: Parameters<BlockBody>[1]): void {
+  const { c } = e;
+  f16At(e, 0); c.f32x4splat().set(t.s);
+  for (let h = 0; h < 2; h++) {
+    nibbles(e, 2, h === 1, t.v);
+    c.get(t.v).i32(8).i8x16splat().i8x16sub().set(t.v);
+    store16(e, t.v, 64 * h, t.s);
+  }
+}
+
+function q4_1(e: Emit, t: Parameters<BlockBody>[1]): void {
+  const { c } = e;
+  f16At(e, 0); c.f32x4splat().set(t.s);
+  f16At(e, 2); c.f32x4splat().set(t.m);
+  for (let h = 0; h < 2; h++) {
+    nibbles(e, 4, h === 1, t.v);
+    store16(e, t.v, 64 * h, t.s, { local: t.m, sub: false });
+  }
+}
+
+function q5(withMin: boolean): BlockBody {
+  return (e, t) => {
+    const { c } = e;
+    const qh = withMin ? 4 : 2;
+    f16At(e, 0); c.f32x4splat().set(t.s);
+    if (withMin) { f16At(e, 2); c.f32x4splat().set(t.m); }
+    for (let h = 0; h < 2; h++) {
+      nibbles(e, qh + 4, h === 1, t.v);
+      highBits32(e, qh, h === 0 ? 0 : 16, t.h);
+      c.get(t.v).get(t.h).or();
+      if (!withMin) c.i32(16).i8x16splat().i8x16sub();
+      c.set(t.v);
+      store16(e, t.v, 64 * h, t.s, withMin ? { local: t.m, sub: false } : undefined);
+    }
+  };
+}
+
+/** Pushes the 6-bit scale (which = 0) or min (which = 1) of sub-block j from the 12 bytes at src + at (get_scale_min_k4). */
+function scaleMinK4(e: Emit, at: number, j: number, which: 0 | 1): void {
+  const { c } = e;
+  const byte = (o: number) => c.get(e.src).i32load8u(at + o);
+  if (j < 4) {
+    byte(j + 4 * which).i32(63).and32();
+  } else if (which === 0) {
+    byte(j + 4).i32(0x0f).and32();
+    byte(j - 4).i32(6).shrU().i32(4).shl().or32();
+  } else {
+    byte(j + 4).i32(4).shrU();
+    byte(j).i32(6).shrU().i32(4).shl().or32();
+  }
+}
+
+/** q4_k / q5_k: 4 chunks of 64 weights, each two 32-weight sub-blocks (low then high nibbles). */
+function qk(five: boolean): BlockBody {
+  return (e, t) => {
+    const { c } = e;
+    f16At(e, 0); c.set(t.ds);
+    f16At(e, 2); c.set(t.dm);
+    const qs = five ? 48 : 16, qh = 16;
+    for (let j = 0; j < 4; j++) {
+      for (const [half, scale, min] of [[0, t.s, t.m], [1, t.s2, t.m2]] as const) {
+        // d1 = d·sc, m1 = dmin·m in float32 (exact: 11-bit × 6-bit), splat
+        c.get(t.ds); scaleMinK4(e, 4, 2 * j + half, 0); c.f32convertI32().f32mul().f32x4splat().set(scale);
+        c.get(t.dm); scaleMinK4(e, 4, 2 * j + half, 1); c.f32convertI32().f32mul().f32x4splat().set(min);
+      }
+      for (let l = 0; l < 2; l++) {
+        for (let half = 0; half < 2; half++) {
+          nibbles(e, qs + 32 * j + 16 * l, half === 1, t.v);
+          if (five) {
+            // bit (2j + half) of qh[l·16 + lane] → 16
+            c.get(t.v).get(e.src).v128load(qh + 16 * l).i32(1 << (2 * j + half)).i8x16splat().and()
+              .i32(1).i8x16splat().i8x16minU().i32(4).i8x16shl().or().set(t.v);
+          }
+          store16(e, t.v, 4 * (64 * j + 32 * half + 16 * l), half ? t.s2 : t.s, { local: half ? t.m2 : t.m, sub: true });
+        }
+      }
+    }
+  };
+}
+
+function q6_k(e: Emit, t: Parameters<BlockBody>[1]): void {
+  const { c } = e;
+  f16At(e, 208); c.set(t.ds);
+  for (let n = 0; n < 2; n++) {
+    const ql = 64 * n, qh = 128 + 32 * n, sc = 192 + 8 * n, y = 128 * n;
+    for (let l = 0; l < 2; l++) { // lanes l·16 .. l·16+15, sub-block scale index is = l
+      for (let k = 0; k < 4; k++) { // q1..q4
+        // low 4 bits: ql[l·16 + lane (+32 for q2, q4)], low (q1, q2) or high (q3, q4) nibble
+        nibbles(e, ql + 16 * l + (k % 2 ? 32 : 0), k >= 2, t.v);
+        // high 2 bits: (qh[l·16 + lane] >> 2k) & 3, to bits 4..5
+        c.get(t.v).get(e.src).v128load(qh + 16 * l);
+        if (k) c.i32(2 * k).i8x16shrU();
+        c.i32(3).i8x16splat().and().i32(4).i8x16shl().or().i32(32).i8x16splat().i8x16sub().set(t.v);
+        // scale d·sc[is + 2k], sc int8
+        c.get(t.ds).get(e.src).i32load8u(sc + l + 2 * k).i32(24).shl().i32(24).shrS();
+        c.f32convertI32().f32mul().f32x4splat().set(t.s);
+        store16(e, t.v, 4 * (y + 32 * k + 16 * l), t.s);
+      }
+    }
+  }
+}
+
+const BODIES: Record<QuantType, BlockBody> = {
+  q8_0, q4_0, q4_1, q5_0: q5(false), q5_1: q5(true), q4_k: qk(false), q5_k: qk(true), q6_k,
+};
+
+/** deq_<type>(src, dst, blocks, table). */
+export function dequantFn(type: QuantType): FunctionDef {
+  const [src, dst, blocks, table] = [0, 1, 2, 3];
+  const c = new Code(4);
+  const { elems, bytes } = QUANT_LAYOUT[type];
+  const end = c.local(I32);
+  const tmp = {
+    v: c.local(V128), h: c.local(V128), s: c.local(V128), s2: c.local(V128), m: c.local(V128), m2: c.local(V128),
+    ds: c.local(F32), dm: c.local(F32),
+  };
+  c.get(src).get(blocks).i32(bytes).mul().add().set(end);
+  const e: Emit = { c, src, dst, table };
+  c.loop(src, end, () => { c.inc(src, bytes).inc(dst, 4 * elems); }, () => BODIES[type](e, tmp));
+  return { name: `deq_${type}`, params: [I32, I32, I32, I32], results: [], code: c };
+}
+
+/** gemm_<type>(x, M, w, K, y, N, rows, scratch, table): dequantize 4 rows into scratch, then gemm_f32 (function `gemmF32`). */
+export function gemmQuantFn(type: QuantType, deqIndex: number, gemmF32: number): FunctionDef {
+  const [x, M, w, K, y, N, rows, scratch, table] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const c = new Code(9);
+  const { elems, bytes } = QUANT_LAYOUT[type];
+  const shift = Math.log2(elems);
+  const r = c.local(I32), blocks4 = c.local(I32), wp = c.local(I32), step = c.local(I32);
+  c.get(K).i32(shift).shrU().i32(2).shl().set(blocks4); // blocks in 4 rows
+  c.get(blocks4).i32(bytes).mul().set(step);
+  c.get(w).set(wp);
+  c.i32(0).set(r);
+  c.loop(r, rows, () => { c.inc(r, 4); c.get(wp).get(step).add().set(wp); }, () => {
+    c.get(wp).get(scratch).get(blocks4).get(table).call(deqIndex);
+    c.get(x).get(M).get(scratch).get(K).get(y).get(r).i32(2).shl().add().get(N).i32(4).call(gemmF32);
+  });
+  return { name: `gemm_${type}`, params: [I32, I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
