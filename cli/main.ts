@@ -44,12 +44,14 @@ async function usage(): Promise<string> {
       lines.push(`  ${name}`);
     }
   }
+  lines.push("", "llama-ts <command> --help (or llama-ts help <command>) lists the command's flags");
   return lines.join("\n");
 }
 
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes("--debug");
-  const args = argv.filter((a) => a !== "--debug");
+  let args = argv.filter((a) => a !== "--debug");
+  if (args[0] === "help" && args[1] !== undefined) args = [args[1], "--help"]; // `llama-ts help generate`
   const name = args[0];
   if (!name || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write((await usage()) + "\n");

@@ -52,8 +52,9 @@ describe("llama-ts --help", () => {
         if (f.required) expect(text).toContain("required");
       }
       expect(r.stdout).toMatch(/-h, --help/);
-      // -h is the same page.
+      // -h and `llama-ts help <name>` give the same page.
       expect(runCli([name, "-h"]).stdout).toBe(r.stdout);
+      expect(runCli(["help", name]).stdout).toBe(r.stdout);
     });
   }
 
