@@ -3,7 +3,7 @@
  * workbench; headless Chromium opens the workbench, generates from "Once upon
  * a time" on the default model, clicks a token, sees the attention grid and
  * the logit lens render, switches the tokenizer view, compares two prompts,
- * runs a short prompt-tuning job, and survives the kernel being killed mid-generation. No request may leave 127.0.0.1.
+ * runs a short prompt-tuning job and a 2-step DPO job, and survives the kernel being killed mid-generation. No request may leave 127.0.0.1.
  * The browser gets in through the printed URL (its secret becomes a cookie); the same
  * origin without it is refused (workbench-security.test.ts has every case).
  * Screenshots go to test-artifacts/workbench-*.png.
@@ -11,6 +11,7 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 
@@ -200,6 +201,29 @@ describe("workbench end to end (npm start + chromium)", () => {
     await page.waitForFunction(`/2 steps in/.test(document.querySelector("#tune-summary")?.textContent ?? "")`, undefined, { timeout: 180_000 });
     expect(await page.textContent("#tune-summary")).toMatch(/adapter saved to/);
     await shot("tuning");
+  });
+
+  it("runs a 2-step DPO job on the preference pairs: live curves, the adapter written, samples before and after", async () => {
+    const adapterDir = fs.mkdtempSync(path.join(os.tmpdir(), "llama-ts-workbench-dpo-"));
+    await page.click("nav button[data-tab=dpo]");
+    expect(await page.inputValue("#dpo-data")).toBe(path.join(ROOT, "datasets/preference/train.jsonl"));
+    await page.fill("#dpo-steps", "2");
+    await page.fill("#dpo-out-dir", adapterDir);
+    await page.click("#dpo-start");
+    await page.waitForSelector("#dpo-out .plotly-host .main-svg", { timeout: 120_000 });
+    await page.waitForFunction(`/2 steps in/.test(document.querySelector("#dpo-summary")?.textContent ?? "")`, undefined, { timeout: 240_000 });
+    // At step 1 the policy is the reference (LoRA's B starts at 0): TRL's sigmoid loss is log 2 exactly.
+    expect(await page.textContent("#dpo-summary")).toMatch(/loss 0\.693 → \d\.\d{3}; reward margin -?\d\.\d{3}, accuracy \d\.\d{2}.*adapter saved to /);
+    // Five curves (loss, margin, accuracy, policy and reference log-prob), two points each.
+    const points = await page.evaluate(`[...document.querySelector("#dpo-out .plotly-host").data].map((t) => t.y.length)`);
+    expect(points).toEqual([2, 2, 2, 2, 2]);
+    // Three prompts × two samples, before and after, side by side.
+    expect(await page.locator("#dpo-out table.dpo-samples tr").count()).toBe(7);
+    const config = JSON.parse(fs.readFileSync(path.join(adapterDir, "adapter_config.json"), "utf8")) as { peft_type: string; r: number; target_modules: string[] };
+    expect([config.peft_type, config.r, [...config.target_modules].sort()]).toEqual(["LORA", 8, ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]]);
+    expect(fs.statSync(path.join(adapterDir, "adapter_model.safetensors")).size).toBeGreaterThan(100_000);
+    await shot("dpo");
+    fs.rmSync(adapterDir, { recursive: true, force: true });
   });
 
   it("shows an error and a restart button when the kernel is killed mid-generation, then works again", async () => {

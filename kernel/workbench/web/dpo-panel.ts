@@ -51,7 +51,7 @@ export function dpoPanel(r: Runner): HTMLElement {
   };
   return h("section", { id: "panel-dpo" },
     h("p", { class: "hint" }, "DPO (TRL's DPOTrainer with a LoRA adapter) on preference pairs {\"prompt\", \"chosen\", \"rejected\"}. " +
-      "The full recipe is three passes (`llama-ts dpo`, `npm run bench -- dpo`); the samples below compare the model before and after."),
+      "30 steps is one pass over the repo's 240 pairs; the full recipe is three (llama-ts dpo, npm run bench -- dpo). The samples below compare the model before and after."),
     h("div", { class: "row" }, field("pairs (JSONL)", data)),
     h("div", { class: "row controls" }, field("steps", steps), field("beta", beta), field("lr", lr), field("batch", batch), field("LoRA rank", rank)),
     h("div", { class: "row" }, field("save adapter to", out), h("button", { id: "dpo-start", onclick: () => void go() }, "Start DPO")),
