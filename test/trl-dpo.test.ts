@@ -26,7 +26,7 @@ interface Golden {
   lora: { r: number; lora_alpha: number; target_modules: string[] };
   pairs: { prompt_ids: number[]; chosen_ids: number[]; rejected_ids: number[] }[];
   modules: string[];
-  init: { loss: number; metrics: Record<string, number> };
+  init: { loss: number; metrics: Record<string, number>; kl_to_ref: number };
   ref_logps: { chosen: number[]; rejected: number[] };
   adam: { lr: number; betas: [number, number]; eps: number };
   steps: { loss: number; metrics: Record<string, number> }[];
@@ -55,6 +55,8 @@ describe("DPO matches TRL's DPOTrainer", () => {
         const r0 = await dpoLossAndGrad(lora, examples, opts);
         expectNear(device, "loss at init", r0.loss, g.init.loss);
         expectMetrics(device, "init", { ...r0.metrics, num_tokens: r0.tokens }, g.init.metrics);
+        // Ours beside TRL's: the per-token KL to the reference at the completion positions (torch-computed in the script).
+        expectNear(device, "kl_to_ref", r0.metrics.kl_to_ref!, g.init.kl_to_ref);
         for (const [m, { A, B }] of lora.modules) {
           closeTo(device, diffStats(A.grad!, ref(`grad.${m}.lora_A`)), 1e-5);
           closeTo(device, diffStats(B.grad!, ref(`grad.${m}.lora_B`)), 1e-5);
@@ -113,6 +115,8 @@ describe("DPO matches TRL's DPOTrainer", () => {
       expect(progress.at(-1)!.metrics![k], k).toBeTypeOf("number");
     }
     expect(r.logs[0]!.metrics["rewards/margins"]).toBeCloseTo(0, 6); // B = 0: the policy starts as the reference
+    expect(Math.abs(r.logs[0]!.metrics.kl_to_ref!)).toBeLessThan(1e-6);
+    expect(r.logs.at(-1)!.metrics.kl_to_ref!).toBeGreaterThan(1e-3);
     expect(r.losses.at(-1)!).toBeLessThan(r.losses[0]! - 0.2);
     expect(r.logs.at(-1)!.metrics["rewards/accuracies"]).toBe(1);
     expect(r.logs.at(-1)!.metrics.num_tokens).toBe(6 * 54); // cumulative attention-mask tokens, as TRL counts them

@@ -201,3 +201,35 @@ export function dpoMetrics(policy: ArrayLike<number>, ref: ArrayLike<number>, st
     "ref_logps/rejected": refr / B,
   };
 }
+
+/**
+ * The mean per-token KL(π ‖ ref) of the next-token distributions at the
+ * counted slots (the completion positions of the batch): Σ_v p·(log p − log q),
+ * averaged over slots. Not a TRL metric: the "KL to the reference" curve,
+ * measured on the data's own prefixes; needs the reference's logits (not
+ * available with precomputed reference log-probs).
+ */
+export function completionKl(policyLogits: Float32Array, refLogits: Float32Array, targets: Int32Array, V: number): number {
+  let total = 0, count = 0;
+  for (let s = 0; s < targets.length; s++) {
+    if (targets[s] === IGNORE_INDEX) continue;
+    const o = s * V;
+    let mp = -Infinity, mq = -Infinity;
+    for (let v = 0; v < V; v++) {
+      if (policyLogits[o + v]! > mp) mp = policyLogits[o + v]!;
+      if (refLogits[o + v]! > mq) mq = refLogits[o + v]!;
+    }
+    let zp = 0, zq = 0, w = 0;
+    for (let v = 0; v < V; v++) {
+      const ep = Math.exp(policyLogits[o + v]! - mp);
+      zp += ep;
+      zq += Math.exp(refLogits[o + v]! - mq);
+      w += ep * (policyLogits[o + v]! - mp - (refLogits[o + v]! - mq));
+    }
+    // Σ p (x_p − x_q) − log z_p + log z_q, with p = e^{x_p}/z_p (both shifted by their max)
+    total += w / zp - Math.log(zp) + Math.log(zq);
+    count++;
+  }
+  return count ? total / count : 0;
+}
+

@@ -16,7 +16,9 @@
  * chosen completions' mean log-prob per token under the policy next to the
  * reference's ("guard/chosen_logp_per_token", "guard/ref_chosen_logp_per_token")
  * and warns (or stops) when the policy's falls more than `guard.maxDropPerToken`
- * nats below the reference's.
+ * nats below the reference's. With the reference's logits at hand (not
+ * precomputed) a step also reports "kl_to_ref": the mean per-token KL(π ‖ ref)
+ * of the next-token distributions at the batch's completion positions.
  */
 import { ConfigError, InputError, LlamaError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
@@ -26,7 +28,7 @@ import { backprop, isDifferentiable } from "../autograd/differentiable.js";
 import type { LlamaForCausalLM } from "../model/causal-lm.js";
 import type { LoraModel } from "./lora-train.js";
 import { collateDpo, type DpoExample } from "./preference-data.js";
-import { checkDpoLossConfig, dpoLoss, dpoMetrics, sequenceLogps, type DpoLossType } from "./dpo-loss.js";
+import { checkDpoLossConfig, completionKl, dpoLoss, dpoMetrics, sequenceLogps, type DpoLossType } from "./dpo-loss.js";
 import { trainLoop, type StepLog, type TrainLoopOptions, type TrainResult } from "./train-loop.js";
 
 export type { DpoLossType } from "./dpo-loss.js";
@@ -142,16 +144,28 @@ async function completionLogits(policy: LoraModel, b: Prepared, mode: "policy" |
   return policy.withAdapter(mode === "policy", run);
 }
 
-/** Reference log-probs [2B] of a batch: precomputed when every example has them, else a forward with the adapter disabled. */
-async function referenceLogps(policy: LoraModel, examples: readonly DpoExample[], b: Prepared): Promise<Float64Array> {
+/**
+ * Reference log-probs [2B] of a batch: precomputed when every example has them, else a
+ * forward with the adapter disabled (then also its logits, for the KL metric).
+ */
+async function referenceLogps(policy: LoraModel, examples: readonly DpoExample[], b: Prepared): Promise<{ logps: Float64Array; logits?: Float32Array }> {
   const B = examples.length;
   if (examples.every((e) => e.refChosenLogp !== undefined && e.refRejectedLogp !== undefined)) {
-    return Float64Array.from([...examples.map((e) => e.refChosenLogp!), ...examples.map((e) => e.refRejectedLogp!)]);
+    return { logps: Float64Array.from([...examples.map((e) => e.refChosenLogp!), ...examples.map((e) => e.refRejectedLogp!)]) };
   }
-  const logits = await completionLogits(policy, b, "reference");
-  const { logps } = sequenceLogps(Var.constant(logits.toFloat32(), logits.shape), b.targets);
+  const t = await completionLogits(policy, b, "reference");
+  const logits = t.toFloat32();
+  const { logps } = sequenceLogps(Var.constant(logits, t.shape), b.targets);
   if (logps.size !== 2 * B) throw new LlamaError("DPO: reference logps have the wrong size");
-  return Float64Array.from(logps.value);
+  return { logps: Float64Array.from(logps.value), logits };
+}
+
+/** The metrics beside TRL's: the guard's two numbers, and the KL to the reference when its logits were computed. */
+function extraMetrics(policyLogps: ArrayLike<number>, ref: { logps: Float64Array; logits?: Float32Array }, policyLogits: Float32Array, b: Prepared, V: number): Record<string, number> {
+  const g = guardMetrics(policyLogps, ref.logps, b.lengths);
+  const out: Record<string, number> = { "guard/chosen_logp_per_token": g.policy, "guard/ref_chosen_logp_per_token": g.ref };
+  if (ref.logits) out.kl_to_ref = completionKl(policyLogits, ref.logits, b.targets, V);
+  return out;
 }
 
 /** The guard's two numbers: mean chosen log-prob per completion token under the policy and under the reference. */
@@ -179,15 +193,12 @@ export async function dpoLossAndGrad(policy: LoraModel, examples: readonly DpoEx
   const b = prepare(examples, r);
   const ref = await referenceLogps(policy, examples, b);
   const logits = await completionLogits(policy, b, "policy");
-  const { logps, stats } = sequenceLogps(be.varOf(logits), b.targets);
-  const loss = dpoLoss(logps, ref, b.lengths, r);
+  const lv = be.varOf(logits);
+  const { logps, stats } = sequenceLogps(lv, b.targets);
+  const loss = dpoLoss(logps, ref.logps, b.lengths, r);
+  const values = lv.value; // read before the backward frees the graph
   await backprop(be, loss);
-  const g = guardMetrics(logps.value, ref, b.lengths);
-  const metrics = {
-    ...dpoMetrics(logps.value, ref, stats, r.beta),
-    "guard/chosen_logp_per_token": g.policy,
-    "guard/ref_chosen_logp_per_token": g.ref,
-  };
+  const metrics = { ...dpoMetrics(logps.value, ref.logps, stats, r.beta), ...extraMetrics(logps.value, ref, values, b, logits.shape[2]!) };
   return { loss: loss.item(), metrics, tokens: b.tokens };
 }
 
@@ -202,10 +213,10 @@ export async function dpoEvaluate(policy: LoraModel, examples: readonly DpoExamp
     const b = prepare(batch, r);
     const ref = await referenceLogps(policy, batch, b);
     const logits = await completionLogits(policy, b, "policy-nograd");
-    const { logps, stats } = sequenceLogps(Var.constant(logits.toFloat32(), logits.shape), b.targets);
-    const loss = dpoLoss(logps, ref, b.lengths, r).item();
-    const g = guardMetrics(logps.value, ref, b.lengths);
-    const m = { loss, ...dpoMetrics(logps.value, ref, stats, r.beta), "guard/chosen_logp_per_token": g.policy, "guard/ref_chosen_logp_per_token": g.ref };
+    const values = logits.toFloat32();
+    const { logps, stats } = sequenceLogps(Var.constant(values, logits.shape), b.targets);
+    const loss = dpoLoss(logps, ref.logps, b.lengths, r).item();
+    const m = { loss, ...dpoMetrics(logps.value, ref.logps, stats, r.beta), ...extraMetrics(logps.value, ref, values, b, logits.shape[2]!) };
     for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v * batch.length;
     weight += batch.length;
   }
@@ -223,8 +234,8 @@ export async function precomputeReferenceLogps(policy: LoraModel, examples: read
   const out: DpoExample[] = [];
   for (let i = 0; i < examples.length; i += bs) {
     const batch = examples.slice(i, i + bs).map((e) => ({ ...e, refChosenLogp: undefined, refRejectedLogp: undefined }));
-    const ref = await referenceLogps(policy, batch, prepare(batch, r));
-    batch.forEach((e, k) => out.push({ ...e, refChosenLogp: ref[k]!, refRejectedLogp: ref[batch.length + k]! }));
+    const { logps } = await referenceLogps(policy, batch, prepare(batch, r));
+    batch.forEach((e, k) => out.push({ ...e, refChosenLogp: logps[k]!, refRejectedLogp: logps[batch.length + k]! }));
   }
   return out;
 }
