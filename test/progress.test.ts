@@ -20,6 +20,7 @@ import { loadPretrained } from "../lib/model/auto.js";
 import { convertMetaToHf } from "../lib/convert/meta-to-hf.js";
 import { AutoTokenizer } from "../lib/tokenizer/index.js";
 import { classifyByLabelScores } from "../lib/peft/prompt-classify.js";
+import { activationPatching, logitDiffMetric } from "../lib/interp/patching.js";
 import { createCellGlobals, type OutputSink } from "../kernel/display/api.js";
 import type { Comms } from "../kernel/comm.js";
 
@@ -137,6 +138,20 @@ describe("the library calls onProgress(done, total, info) from 0 to total", () =
     expect(total).toBeGreaterThan(2);
     expect(calls.at(-1)!.slice(0, 2)).toEqual([total, total]);
     expect(calls.map(([d]) => d)).toEqual(Array.from({ length: Math.ceil(total / 2) }, (_, i) => Math.min(total, 2 * (i + 1))));
+    model.backend.dispose?.();
+  });
+});
+
+describe("activation patching calls onProgress once per patched run", () => {
+  it("layers × positions runs, each labelled with its site", async () => {
+    const model = await LlamaForCausalLM.fromPretrained("test/fixtures/hf/tiny-llama");
+    const clean = [1, 5, 9, 17, 33, 65];
+    const corrupted = [1, 5, 200, 17, 33, 65];
+    const { calls, onProgress } = collect();
+    await activationPatching(model, { clean, corrupted, metric: logitDiffMetric(65, 42), site: "resid_post", positions: [4, 5], onProgress });
+    const L = model.config.num_hidden_layers;
+    expect(calls.map(([d, t]) => [d, t])).toEqual(Array.from({ length: 2 * L }, (_, i) => [i + 1, 2 * L]));
+    expect(calls.slice(0, 2).map(([, , info]) => info?.label)).toEqual(["L0 resid_post @4", "L0 resid_post @5"]);
     model.backend.dispose?.();
   });
 });

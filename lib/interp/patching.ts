@@ -42,7 +42,7 @@ export interface PatchingOptions {
   positions?: readonly number[];
   /** For site "z": sweep positions too (rows stay heads). Default false. */
   perPosition?: boolean;
-  /** Called after each patched run: (runs done, runs in all, { unit: "items", label: the patched site }). */
+  /** Called after each patched run: (runs done, runs in all, { unit: "items", label: the patched site, e.g. "L1 resid_post @9" }). */
   onProgress?: OnProgress;
   /** Display strings of the clean tokens (column labels; default the ids). */
   tokens?: readonly string[];
@@ -110,7 +110,8 @@ export async function activationPatching(model: HookableModel, options: Patching
         ...(row.head >= 0 ? { heads: [row.head] } : {}),
       });
       out.push(metric((await runWithHooks(model, [corrupted], [spec])).logits));
-      options.onProgress?.(++done, total, { unit: "items", label: row.head >= 0 ? `L${row.layer} H${row.head}` : `L${row.layer}` });
+      const where = row.head >= 0 ? `L${row.layer} H${row.head}` : `L${row.layer} ${site}`;
+      options.onProgress?.(++done, total, { unit: "items", label: col === undefined ? where : `${where} @${col}` });
     }
     raw.push(out);
   }
