@@ -14,6 +14,8 @@ import * as attn from "./ops/attention.js";
 import * as basic from "./ops/basic.js";
 import { linear, type LinearOptions } from "./ops/linear.js";
 import * as sampling from "./ops/sampling.js";
+import { createTokenSelector } from "./ops/select.js";
+import type { TokenSelectSettings, TokenSelector } from "../lib/backend/token-select.js";
 import { GpuRuntime, act, gpu } from "./runtime.js";
 
 export type WebGpuBackendOptions = GpuOptions;
@@ -153,6 +155,12 @@ export class WebGpuBackend implements Backend {
   selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor {
     this.runtime.ctx.assertAlive();
     return basic.selectBatch(this.runtime, gpu(x, "selectBatch input"), rows);
+  }
+
+  /** generate's next-token step on the GPU (gpu/ops/select.ts); undefined for top_k 0 or > 256 when sampling. */
+  tokenSelector(settings: TokenSelectSettings): TokenSelector | undefined {
+    this.runtime.ctx.assertAlive();
+    return createTokenSelector(this.runtime, settings);
   }
 
   // ---------------------------------------------------------------- next token (GPU-side, beyond the Backend interface)

@@ -19,6 +19,7 @@
 import type { DType } from "../tensor/dtype.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { QuantizedTensor, QuantType } from "../tensor/quantized.js";
+import type { TokenSelectSettings, TokenSelector } from "./token-select.js";
 
 export type Device = "cpu" | "webgpu";
 
@@ -167,4 +168,11 @@ export interface Backend {
    * entries in 0..B-1 → [B', ...]. Used to reorder / expand KV caches for beam search.
    */
   selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor;
+
+  /**
+   * Next-token selection on the device for generate (lib/backend/token-select.ts):
+   * a selector for these settings, or undefined when this backend cannot do
+   * them (generate then reads the logits and selects on the host). Absent on the CPU.
+   */
+  tokenSelector?(settings: TokenSelectSettings): TokenSelector | undefined;
 }

@@ -17,8 +17,10 @@ import { SeededRng } from "./rng.js";
 import { anyDone, EosTokenCriterion, MaxLengthCriterion, StopStringCriterion, type StoppingCriterion } from "./stopping.js";
 import { BeamSearch } from "./beam-search.js";
 import { TokenStreamer, streamerSink } from "./streamer.js";
+import { deviceSampleLoop } from "./device-loop.js";
 import {
   checkPrompts,
+  extendMaskAndPositions,
   lastPositionLogits,
   positionsFromMask,
   repeatInterleave,
@@ -42,7 +44,7 @@ export interface StepEvent {
 }
 
 /** Everything a decoding loop needs, prepared once. */
-interface Prepared {
+export interface Prepared {
   cfg: ResolvedGeneration;
   V: number;
   /** [B, T] prompts as given (not expanded); empty rows when only inputsEmbeds was given. */
@@ -133,12 +135,6 @@ async function decodeStep(
     });
   }
   return model.forward({ inputIds: seqs, attentionMask: mask, positionIds: positions, useCache: false, outputAttentions, logitsToKeep: 1 });
-}
-
-/** HF _update_model_kwargs_for_generation: one more mask column of ones, positions last + 1. */
-function extendMaskAndPositions(mask: number[][], positions: number[][]): void {
-  for (const m of mask) m.push(1);
-  for (const pos of positions) pos.push(pos[pos.length - 1]! + 1);
 }
 
 /**
@@ -285,7 +281,7 @@ async function generateAny(model: GenerationModel, opts: GenerateOptions): Promi
   } else {
     const sink = opts.streamer ? streamerSink(opts.streamer) : undefined;
     const streamer = sink && newTokenStreamer(p, opts, sink.put);
-    const loop = sampleLoop(model, p, opts);
+    const loop = deviceSampleLoop(model, p, opts) ?? sampleLoop(model, p, opts);
     for (;;) {
       const r = await loop.next();
       if (r.done) {
@@ -333,7 +329,7 @@ export async function* streamGenerate(model: GenerationModel, opts: Omit<Generat
   if (p.cfg.numBeams > 1) throw new InputError("streamGenerate: beam search (numBeams > 1) cannot stream, as in HF");
   const pending: StreamChunk[] = [];
   const streamer = newTokenStreamer(p, opts, (c) => pending.push(c));
-  const loop = sampleLoop(model, p, opts);
+  const loop = deviceSampleLoop(model, p, opts) ?? sampleLoop(model, p, opts);
   try {
     for (;;) {
       const r = await loop.next();

@@ -97,3 +97,9 @@ export function lastPositionLogits(logits: Tensor): Float32Array {
   for (let b = 0; b < B; b++) out.set(f.subarray((b * T + T - 1) * V, (b * T + T) * V), b * V);
   return out;
 }
+
+/** HF _update_model_kwargs_for_generation: one more mask column of ones, positions last + 1. */
+export function extendMaskAndPositions(mask: number[][], positions: number[][]): void {
+  for (const m of mask) m.push(1);
+  for (const pos of positions) pos.push(pos[pos.length - 1]! + 1);
+}

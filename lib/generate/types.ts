@@ -7,6 +7,7 @@
  * (LlamaForCausalLM on either backend, or a test double).
  */
 import type { Tensor } from "../tensor/tensor.js";
+import type { Backend, DeviceTensor } from "../backend/backend.js";
 
 /** The KV cache as generation uses it (lib/model/kv-cache.ts DynamicCache satisfies this). */
 export interface GenerationCache {
@@ -42,6 +43,12 @@ export interface GenerationForwardOutput {
   hiddenStates?: Tensor[];
 }
 
+/** A forward whose logits stay on the model's backend (device-side token selection). */
+export interface GenerationDeviceOutput extends Omit<GenerationForwardOutput, "logits"> {
+  /** [B, T', V] on the backend; the caller releases it. */
+  logits: DeviceTensor;
+}
+
 /** The HF config fields generation reads (LlamaConfig has them all). */
 export interface GenerationModelConfig {
   vocab_size: number;
@@ -57,6 +64,10 @@ export interface GenerationModel {
   /** Parsed generation_config.json (snake_case keys, may be empty). */
   readonly generationConfig?: Readonly<Record<string, unknown>>;
   forward(args: GenerationForwardArgs): Promise<GenerationForwardOutput>;
+  /** The model's backend: one with `tokenSelector` (WebGPU) lets generate choose tokens on the device. */
+  readonly backend?: Pick<Backend, "tokenSelector" | "selectBatch" | "release">;
+  /** `forward` without the logits readback (with `backend`, enables device-side selection). */
+  forwardOnDevice?(args: GenerationForwardArgs): Promise<GenerationDeviceOutput>;
 }
 
 /** The tokenizer surface used for stop strings and streaming text. */

@@ -48,6 +48,17 @@ export class LlamaForCausalLM extends LlamaHeadModel {
   }
 
   async forward(args: ForwardArgs): Promise<CausalLMOutput> {
+    const out = await this.forwardOnDevice(args);
+    const logits = await this.backend.read(out.logits);
+    this.backend.release(out.logits);
+    return { ...out, logits };
+  }
+
+  /**
+   * `forward` with the logits left on the backend ([B, T or logitsToKeep, V];
+   * the caller releases them): generate's device-side token selection starts here.
+   */
+  async forwardOnDevice(args: ForwardArgs): Promise<Omit<CausalLMOutput, "logits"> & { logits: DeviceTensor }> {
     const be = this.backend;
     const keep = args.logitsToKeep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new InputError(`logitsToKeep = ${keep}: expected a non-negative integer`);
@@ -64,8 +75,6 @@ export class LlamaForCausalLM extends LlamaHeadModel {
     let logits = this.lm_head.forward(be, hidden); // [B, T or keep, vocab]
     be.release(hidden);
     if (out.hooks) logits = await out.hooks.run("logits", logits);
-    const host = await be.read(logits);
-    be.release(logits);
-    return { logits: host, pastKeyValues: out.pastKeyValues, hiddenStates: out.hiddenStates, attentions: out.attentions };
+    return { logits, pastKeyValues: out.pastKeyValues, hiddenStates: out.hiddenStates, attentions: out.attentions };
   }
 }
