@@ -10,6 +10,7 @@
  */
 import { Tensor } from "../tensor/tensor.js";
 import { LlamaError } from "../errors.js";
+import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 
 /**
  * out[M,N] = a[M,K] · b[N,K]ᵀ (+ out when `accumulate`). Offsets let callers
@@ -127,19 +128,60 @@ export function weightTransposedF32(w: Tensor): Float32Array {
  */
 export interface LinearKernel {
   /** y[M,N] = x[M,K] · W[N,K]ᵀ */
-  forward(x: Float32Array, M: number, K: number, w: Tensor): Float32Array;
+  forward(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor): Float32Array;
   /** dX[M,K] = g[M,N] · W[N,K] */
-  backwardInput(g: Float32Array, M: number, N: number, w: Tensor): Float32Array;
+  backwardInput(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor): Float32Array;
 }
+
+/** Rows of a quantized W dequantized at a time by the products below (a few hundred KiB, never the whole matrix). */
+const QUANT_CHUNK_ROWS = 64;
+
+/**
+ * y[M,N] = x · Wᵀ (forward) or dX[M,K] = g · W (backward) for a quantized W [N, K],
+ * dequantizing QUANT_CHUNK_ROWS rows at a time with ggml's formulas and
+ * multiplying each chunk with `gemm` (C (+)= A · Bᵀ, as matmulABt).
+ */
+export function quantLinearProduct(
+  a: Float32Array, M: number, w: QuantizedTensor, transposeW: boolean,
+  gemm: (a: Float32Array, b: Float32Array, out: Float32Array, M: number, N: number, K: number, accumulate: boolean) => void,
+): Float32Array {
+  const [N, K] = w.shape;
+  const S = Math.min(QUANT_CHUNK_ROWS, N);
+  const rows = new Float32Array(S * K);
+  const out = new Float32Array(M * (transposeW ? K : N));
+  const part = new Float32Array(M * S);
+  const ac = new Float32Array(M * S);
+  const rowsT = transposeW ? new Float32Array(K * S) : rows;
+  for (let n0 = 0; n0 < N; n0 += S) {
+    const s = Math.min(S, N - n0);
+    dequantizeRows(w.type, w.data, K, n0, n0 + s, rows);
+    if (!transposeW) {
+      // y[:, n0:n0+s] = x · chunkᵀ
+      gemm(a, rows, part, M, s, K, false);
+      for (let m = 0; m < M; m++) out.set(part.subarray(m * s, m * s + s), m * N + n0);
+    } else {
+      // dX += g[:, n0:n0+s] · chunk = g_c · (chunkᵀ)ᵀ
+      for (let r = 0; r < s; r++) for (let k = 0; k < K; k++) rowsT[k * s + r] = rows[r * K + k]!;
+      for (let m = 0; m < M; m++) ac.set(a.subarray(m * N + n0, m * N + n0 + s), m * s);
+      gemm(ac, rowsT, out, M, K, s, n0 > 0);
+    }
+  }
+  return out;
+}
+
+const jsGemm = (a: Float32Array, b: Float32Array, out: Float32Array, M: number, N: number, K: number, acc: boolean) =>
+  matmulABt(a, b, out, M, N, K, acc);
 
 export const jsLinearKernel: LinearKernel = {
   forward(x, M, K, w) {
+    if (w instanceof QuantizedTensor) return quantLinearProduct(x, M, w, false, jsGemm);
     const N = w.shape[0]!;
     const y = new Float32Array(M * N);
     matmulABt(x, weightF32(w), y, M, N, K);
     return y;
   },
   backwardInput(g, M, N, w) {
+    if (w instanceof QuantizedTensor) return quantLinearProduct(g, M, w, true, jsGemm);
     const K = w.shape[1]!;
     const dx = new Float32Array(M * K);
     matmulABt(g, weightTransposedF32(w), dx, M, K, N);

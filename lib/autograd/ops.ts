@@ -11,12 +11,14 @@
 import { Tensor, numel } from "../tensor/tensor.js";
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
+import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 import { type LinearKernel, jsLinearKernel, matmulABt, matmulAtB, transpose, weightF32 } from "./matmul.js";
 
-/** A weight: frozen (`Tensor`) or trainable (`Var`). */
-export type Weight = Tensor | Var;
+/** A weight: frozen (`Tensor`, or a `QuantizedTensor` matrix in ggml blocks) or trainable (`Var`). */
+export type Weight = Tensor | Var | QuantizedTensor;
 
 function weightValues(w: Weight): Float32Array {
+  if (w instanceof QuantizedTensor) throw new LlamaError(`a ${w.type} weight [${w.shape.join(", ")}] can only be a linear or embedding matrix`);
   return w instanceof Var ? w.value : weightF32(w);
 }
 
@@ -63,12 +65,14 @@ export function embedding(table: Weight, ids: ArrayLike<number>, batch: number, 
   expectShape("embedding", "table", table.shape, [null, null]);
   const [V, H] = table.shape as [number, number];
   if (ids.length !== batch * seqLen) throw new LlamaError(`embedding: ${ids.length} ids for batch ${batch} × length ${seqLen}`);
-  const w = weightValues(table);
+  // A quantized table is read row by row (never widened whole).
+  const w = table instanceof QuantizedTensor ? undefined : weightValues(table);
   const out = new Float32Array(ids.length * H);
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
     if (!(id >= 0 && id < V)) throw new LlamaError(`embedding: token id ${id} at position ${i} is outside the vocabulary 0..${V - 1}`);
-    out.set(w.subarray(id * H, id * H + H), i * H);
+    if (w) out.set(w.subarray(id * H, id * H + H), i * H);
+    else dequantizeRows((table as QuantizedTensor).type, (table as QuantizedTensor).data, H, id, id + 1, out.subarray(i * H, i * H + H));
   }
   const inputs = table instanceof Var ? [table] : [];
   const idsCopy = Int32Array.from(ids);

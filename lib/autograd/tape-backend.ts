@@ -26,7 +26,8 @@ import { Var } from "./var.js";
 import { VarViews } from "./var-views.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
-import { matmulABt, type LinearKernel } from "./matmul.js";
+import { matmulABt, quantLinearProduct, type LinearKernel } from "./matmul.js";
+import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 import type { MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
 
@@ -37,8 +38,8 @@ export class TapeTensor implements DeviceTensor {
     readonly dtype: DType,
     /** An activation (f32), possibly differentiable. */
     private readonly activation?: Var,
-    /** A frozen uploaded tensor (weights, constant inputs). */
-    readonly frozen?: Tensor,
+    /** A frozen uploaded tensor (weights, constant inputs), or a weight kept in ggml blocks. */
+    readonly frozen?: Tensor | QuantizedTensor,
   ) {}
 
   static ofVar(v: Var): TapeTensor {
@@ -49,10 +50,25 @@ export class TapeTensor implements DeviceTensor {
     return new TapeTensor(t.shape, t.dtype, undefined, t);
   }
 
+  static ofQuantized(q: QuantizedTensor): TapeTensor {
+    return new TapeTensor(q.shape, "f32", undefined, q);
+  }
+
+  get quant(): QuantizedTensor["type"] | undefined {
+    return this.frozen instanceof QuantizedTensor ? this.frozen.type : undefined;
+  }
+
+  /** A frozen tensor's values as a float32 Tensor (a quantized one dequantized). */
+  frozenFloat(): Tensor {
+    const f = this.frozen!;
+    if (!(f instanceof QuantizedTensor)) return f.float();
+    return new Tensor(dequantizeRows(f.type, f.data, f.cols, 0, f.rows, new Float32Array(f.size)), f.shape, "f32");
+  }
+
   /** This tensor as a Var (a frozen upload becomes a constant). */
   get var(): Var {
     if (this.activation) return this.activation;
-    return Var.constant(this.frozen!.toFloat32(), this.shape);
+    return Var.constant(this.frozenFloat().data as Float32Array, this.shape);
   }
 
   /** This tensor as an op's weight: frozen uploads stay Tensors (cached kernels), trainable ones are Vars. */
@@ -66,17 +82,22 @@ function tape(t: DeviceTensor, what: string): TapeTensor {
   return t;
 }
 
-/** Runs a frozen weight's two products on the CPU backend's linear kernels. */
+/**
+ * Runs a frozen weight's two products on the CPU backend's linear kernels. A
+ * quantized weight stays in its blocks: the forward is the backend's
+ * dequantize-in-kernel product, the input gradient dequantizes a few rows of
+ * W at a time (quantLinearProduct), so W is never held densely.
+ */
 class CpuLinearKernel implements LinearKernel {
-  private readonly weights = new WeakMap<Tensor, DeviceTensor>();
+  private readonly weights = new WeakMap<Tensor | QuantizedTensor, DeviceTensor>();
   private readonly transposed = new WeakMap<Tensor, DeviceTensor>();
 
   constructor(private readonly cpu: CpuBackend) {}
 
-  private handle(w: Tensor): DeviceTensor {
+  private handle(w: Tensor | QuantizedTensor): DeviceTensor {
     let h = this.weights.get(w);
     if (!h) {
-      h = this.cpu.upload(w);
+      h = w instanceof QuantizedTensor ? this.cpu.uploadQuantized(w) : this.cpu.upload(w);
       this.weights.set(w, h);
     }
     return h;
@@ -101,11 +122,16 @@ class CpuLinearKernel implements LinearKernel {
     return y.data as Float32Array;
   }
 
-  forward(x: Float32Array, M: number, K: number, w: Tensor): Float32Array {
+  forward(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor): Float32Array {
     return this.run(x, M, K, this.handle(w));
   }
 
-  backwardInput(g: Float32Array, M: number, N: number, w: Tensor): Float32Array {
+  backwardInput(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor): Float32Array {
+    if (w instanceof QuantizedTensor) {
+      return quantLinearProduct(g, M, w, true, (a, b, out, m, n, k, acc) => {
+        if (!this.cpu.gemm(a, b, out, m, n, k, acc, 0, 0, 0)) matmulABt(a, b, out, m, n, k, acc);
+      });
+    }
     return this.run(g, M, N, this.handleT(w));
   }
 }
@@ -161,13 +187,18 @@ export class TapeBackend implements Backend, DifferentiableBackend {
     return v ? TapeTensor.ofVar(v) : TapeTensor.ofTensor(t);
   }
 
+  /** A frozen weight kept in its ggml blocks (lib/tensor/quantized.ts). */
+  uploadQuantized(q: QuantizedTensor): DeviceTensor {
+    return TapeTensor.ofQuantized(q);
+  }
+
   async read(t: DeviceTensor): Promise<Tensor> {
     return this.readSync(t);
   }
 
   readSync(t: DeviceTensor): Tensor {
     const h = tape(t, "read()");
-    if (h.frozen) return h.frozen.float();
+    if (h.frozen) return h.frozenFloat();
     return this.asTensor(h.var);
   }
 

@@ -28,6 +28,7 @@
  * bit for bit (lib/io/gguf-dequant.ts is the reference implementation).
  */
 import { LlamaError } from "../errors.js";
+import { dequantizeBlocks } from "../io/gguf-dequant.js";
 
 export type QuantType = "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q5_k" | "q6_k";
 
@@ -98,4 +99,15 @@ export class QuantizedTensor {
   get size(): number {
     return this.shape[0] * this.shape[1];
   }
+}
+
+/**
+ * Dequantizes rows [r0, r1) of a quantized [*, K] matrix (its block bytes `w`)
+ * into `dst` (row-major, from index 0), each weight exactly as ggml defines it.
+ */
+export function dequantizeRows(type: QuantType, w: Uint8Array, K: number, r0: number, r1: number, dst: Float32Array): Float32Array {
+  const { elems, bytes, ggml } = QUANT_LAYOUT[type];
+  const rowBytes = (K / elems) * bytes;
+  dequantizeBlocks(ggml, w.subarray(r0 * rowBytes, r1 * rowBytes), dst, ((r1 - r0) * K) / elems);
+  return dst;
 }

@@ -13,8 +13,7 @@ import {
 } from "../../tensor/ops.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend.js";
 import { createLinearEngine, type LinearEngine, type LinearEngineOptions } from "./linear-engine.js";
-import type { QuantizedTensor, QuantType } from "../../tensor/quantized.js";
-import { dequantizeRows } from "./quant-js.js";
+import { dequantizeRows, type QuantizedTensor, type QuantType } from "../../tensor/quantized.js";
 
 /**
  * A CPU tensor: a typed array plus shape. KV-cache tensors may have spare

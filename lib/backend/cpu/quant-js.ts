@@ -6,22 +6,14 @@
  * matrix. Used when the wasm kernels are off, and for the few rows (N % 4)
  * the wasm kernels leave over. The matrix is never dequantized as a whole.
  */
-import { dequantizeBlocks } from "../../io/gguf-dequant.js";
 import { matmulTransposedInto } from "../../tensor/matmul.js";
 import type { DType } from "../../tensor/dtype.js";
-import { QUANT_LAYOUT, type QuantType } from "../../tensor/quantized.js";
+import { dequantizeRows, type QuantType } from "../../tensor/quantized.js";
 
 const ROWS = 4;
 let scratch = new Float32Array(0);
 let rowsOut = new Float32Array(0);
 
-/** Dequantizes rows [r0, r1) of a [*, K] quantized matrix into dst (row-major). */
-export function dequantizeRows(type: QuantType, w: Uint8Array, K: number, r0: number, r1: number, dst: Float32Array): Float32Array {
-  const { elems, bytes, ggml } = QUANT_LAYOUT[type];
-  const rowBytes = (K / elems) * bytes;
-  dequantizeBlocks(ggml, w.subarray(r0 * rowBytes, r1 * rowBytes), dst, ((r1 - r0) * K) / elems);
-  return dst;
-}
 
 /** y[m, n] = x[m] · dequant(W[n]) (+ bias[n]) for rows n in [n0, n1) of W [N, K]. */
 export function matmulQuantInto(
