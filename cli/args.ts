@@ -211,12 +211,11 @@ export function trainingFlags(f: {
 export function modelPath(flag: string, value: string): string {
   try {
     return resolveModelPath(value);
-  } catch {
+  } catch (err) {
+    // An org/name id missing from the HF cache: lib's message says where it looked and how to fetch it.
+    if (/^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(value) && !value.startsWith(".")) throw new UsageError(`${flag}: ${(err as Error).message}`);
     const names = packageModelNames();
-    throw new UsageError(
-      `${flag}: no such file or folder: ${value}` +
-        `${names.length ? `; not a model of the package (${names.join(", ")})` : ""}${value.includes("/") ? " nor in the local HF cache" : ""}`,
-    );
+    throw new UsageError(`${flag}: no such file or folder: ${value}${names.length ? `; not a model of the package (${names.join(", ")})` : ""}`);
   }
 }
 
