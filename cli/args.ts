@@ -36,12 +36,9 @@ export interface Flag {
 
 export type FlagTable = Readonly<Record<string, Flag>>;
 
-/** What parseFlags accepts: a flag table, or (commands not yet given --help lines) the same without `help`. */
-type ParseTable = Readonly<Record<string, Omit<Flag, "help" | "default"> & { readonly help?: string; readonly default?: string | boolean }>>;
-
 /** The parsed values of a flag table: booleans for boolean flags, strings otherwise (lists when `multiple`). */
-export type FlagValues<T extends ParseTable> = {
-  -readonly [K in keyof T]: T[K] extends { required: true } | { default: string | boolean }
+export type FlagValues<T extends FlagTable> = {
+  -readonly [K in keyof T]: T[K] extends { required: true } | { default: string }
     ? FlagValue<T[K]>
     : FlagValue<T[K]> | undefined;
 };
@@ -75,8 +72,8 @@ export function defineCommand<const T extends FlagTable>(spec: {
 }
 
 /** Parses flags strictly with a flag table; an unknown flag, a missing value or a missing required flag is a one-line UsageError naming it. */
-export function parseFlags<const T extends ParseTable>(argv: string[], table: T): FlagValues<T> {
-  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string; default?: string | boolean }> = {};
+export function parseFlags<const T extends FlagTable>(argv: string[], table: T): FlagValues<T> {
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string; default?: string }> = {};
   for (const [name, f] of Object.entries(table)) {
     const o: (typeof options)[string] = { type: f.type };
     if (f.multiple) o.multiple = true;
