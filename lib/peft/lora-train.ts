@@ -126,6 +126,7 @@ export class LoraModel {
     if (seqCls === isCausalLM(base)) {
       throw new InputError(`LoRA adapter ${adapter.source}: task_type ${JSON.stringify(adapter.config.task_type)} does not fit a ${isCausalLM(base) ? "causal LM (CAUSAL_LM)" : "sequence classifier (SEQ_CLS)"}`);
     }
+    if (seqCls && !adapter.head) throw new InputError(`LoRA adapter ${adapter.source}: a SEQ_CLS adapter without its score head (modules_to_save)`);
     const head = adapter.head?.toFloat32();
     return LoraModel.build(base, adapter.config, head, (module, r, inF, outF) => {
       const m = adapter.modules.get(module);
