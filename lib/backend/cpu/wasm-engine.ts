@@ -42,7 +42,7 @@ const CHUNKS_PER_THREAD = 4;
 // hold up the caller; the caller closes the seats of workers that never started.
 // Each output element is computed by the same kernel whatever the split, so results
 // do not depend on the thread count or on timing.
-const QUANT_ROW = QUANT_KINDS.map((q) => [`gemm_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes]);
+const QUANT_ROW = QUANT_KINDS.map((q) => [`gemm_${q}`, `gemv_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes]);
 const RUN_SHARE = `
 const QUANT_ROW = ${JSON.stringify(QUANT_ROW)};
 function runShare(k, c, t) {
@@ -55,8 +55,10 @@ function runShare(k, c, t) {
     const kind = c[b], w = c[b + 1] >>> 0, N = c[b + 2], y = c[b + 3] >>> 0, chunk = c[b + 5];
     const r0 = (idx - c[b + 6]) * chunk, r1 = Math.min(c[b + 4], r0 + chunk);
     if (kind >= ${FIRST_QUANT_KIND}) {
-      const [fn, elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
-      k[fn](x, M, w + r0 * (K / elems) * bytes, K, y + r0 * 4, N, r1 - r0, scratch, c[10] >>> 0);
+      const [gemm, gemv, elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
+      const wr = w + r0 * (K / elems) * bytes;
+      if (M === 1) k[gemv](x, wr, K, y + r0 * 4, r1 - r0, c[10] >>> 0);
+      else k[gemm](x, M, wr, K, y + r0 * 4, N, r1 - r0, scratch, c[10] >>> 0);
     } else if (kind === 0) k.gemm_f32(x, M, w + r0 * K * 4, K, y + r0 * 4, N, r1 - r0);
     else if (M === 1) (kind === 1 ? k.gemv_f16 : k.gemv_bf16)(x, w + r0 * K * 2, K, y + r0 * 4, r1 - r0);
     else (kind === 1 ? k.gemm_f16 : k.gemm_bf16)(x, M, w + r0 * K * 2, K, y + r0 * 4, N, r1 - r0, scratch);

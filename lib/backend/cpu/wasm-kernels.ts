@@ -16,7 +16,7 @@
  */
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
-import { dequantFn, gemmQuantFn, QUANT_KINDS } from "./wasm-quant.js";
+import { dequantFn, gemmQuantFn, gemvQuantFn, QUANT_KINDS } from "./wasm-quant.js";
 
 const F16_MASK = 0x8fffe000 | 0;
 const F16_MAGIC = 0x77800000; // 2^112 as float32 bits
@@ -265,8 +265,8 @@ export interface KernelExports {
   weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
   has_nonfinite_f16(p: number, count: number): number;
   silu_mul(g: number, u: number, out: number, count: number): void;
-  /** deq_<type>(src, dst, blocks, f16Table) and gemm_<type>(x, M, w, K, y, N, rows, scratch, f16Table): wasm-quant.ts. */
-  [quantKernel: `deq_${string}` | `gemm_${string}`]: (...args: number[]) => void;
+  /** deq_<type>(src, dst, blocks, f16Table), gemm_<type>(x, M, w, K, y, N, rows, scratch, f16Table), gemv_<type>(x, w, K, y, rows, f16Table): wasm-quant.ts. */
+  [quantKernel: `deq_${string}` | `gemm_${string}` | `gemv_${string}`]: (...args: number[]) => void;
 }
 
 export const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
@@ -291,6 +291,7 @@ export function kernelModule(): WasmModule | undefined {
       siluMulFn(), // 9
       ...QUANT_KINDS.map((t) => dequantFn(t)), // 10..17
       ...QUANT_KINDS.map((t, i) => gemmQuantFn(t, 10 + i, GEMM_F32)), // 18..25
+      ...QUANT_KINDS.map((t) => gemvQuantFn(t)), // 26..33
     ], 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;

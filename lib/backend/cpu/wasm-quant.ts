@@ -23,9 +23,17 @@ export const FIRST_QUANT_KIND = 3;
 
 interface Emit {
   c: Code;
+  /** Local holding the block's address. */
   src: number;
-  dst: number;
   table: number;
+  /**
+   * Consumes the weights of elements [off/4, off/4 + 4) of the block (off in
+   * bytes) as an f32x4 the caller pushes with `weights()`: stores them
+   * (dequantize) or multiplies them into an accumulator (gemv). Bodies emit
+   * their quarters in increasing element order, so a gemv accumulates each
+   * lane in the same order as gemm_f32 does over the dequantized row.
+   */
+  sink: (off: number, weights: () => void) => void;
 }
 
 /** Pushes the f32 value of the f16 at src + off (via the table). */
@@ -34,18 +42,19 @@ function f16At(e: Emit, off: number): void {
 }
 
 /**
- * Pops nothing; reads the i8x16 in local `v` (small signed integers) and stores
- * 16 floats `v[i]·scale (+|- min)` at dst + off.
+ * The i8x16 in local `v` (small signed integers) as 16 weights `v[i]·scale (+|- min)`,
+ * the elements starting at byte offset `off`, handed to the sink four at a time.
  */
 function store16(e: Emit, v: number, off: number, scale: number, min?: { local: number; sub: boolean }): void {
   const { c } = e;
   for (let q = 0; q < 4; q++) {
-    c.get(e.dst).get(v);
-    if (q < 2) c.i16x8extendLowS(); else c.i16x8extendHighS();
-    if (q % 2 === 0) c.extendLowS(); else c.extendHighS();
-    c.f32x4convertI32().get(scale).f32x4mul();
-    if (min) { c.get(min.local); if (min.sub) c.f32x4sub(); else c.f32x4add(); }
-    c.v128store(off + 16 * q);
+    e.sink(off + 16 * q, () => {
+      c.get(v);
+      if (q < 2) c.i16x8extendLowS(); else c.i16x8extendHighS();
+      if (q % 2 === 0) c.extendLowS(); else c.extendHighS();
+      c.f32x4convertI32().get(scale).f32x4mul();
+      if (min) { c.get(min.local); if (min.sub) c.f32x4sub(); else c.f32x4add(); }
+    });
   }
 }
 
@@ -145,8 +154,8 @@ function qk(five: boolean): BlockBody {
         c.get(t.ds); scaleMinK4(e, 4, 2 * j + half, 0); c.f32convertI32().f32mul().f32x4splat().set(scale);
         c.get(t.dm); scaleMinK4(e, 4, 2 * j + half, 1); c.f32convertI32().f32mul().f32x4splat().set(min);
       }
-      for (let l = 0; l < 2; l++) {
-        for (let half = 0; half < 2; half++) {
+      for (let half = 0; half < 2; half++) {
+        for (let l = 0; l < 2; l++) {
           nibbles(e, qs + 32 * j + 16 * l, half === 1, t.v);
           if (five) {
             // bit (2j + half) of qh[l·16 + lane] → 16
@@ -165,8 +174,8 @@ function q6_k(e: Emit, t: Parameters<BlockBody>[1]): void {
   f16At(e, 208); c.set(t.ds);
   for (let n = 0; n < 2; n++) {
     const ql = 64 * n, qh = 128 + 32 * n, sc = 192 + 8 * n, y = 128 * n;
-    for (let l = 0; l < 2; l++) { // lanes l·16 .. l·16+15, sub-block scale index is = l
-      for (let k = 0; k < 4; k++) { // q1..q4
+    for (let k = 0; k < 4; k++) { // q1..q4
+      for (let l = 0; l < 2; l++) { // lanes l·16 .. l·16+15, sub-block scale index is = l
         // low 4 bits: ql[l·16 + lane (+32 for q2, q4)], low (q1, q2) or high (q3, q4) nibble
         nibbles(e, ql + 16 * l + (k % 2 ? 32 : 0), k >= 2, t.v);
         // high 2 bits: (qh[l·16 + lane] >> 2k) & 3, to bits 4..5
@@ -197,7 +206,7 @@ export function dequantFn(type: QuantType): FunctionDef {
     ds: c.local(F32), dm: c.local(F32),
   };
   c.get(src).get(blocks).i32(bytes).mul().add().set(end);
-  const e: Emit = { c, src, dst, table };
+  const e: Emit = { c, src, table, sink: (off, weights) => { c.get(dst); weights(); c.v128store(off); } };
   c.loop(src, end, () => { c.inc(src, bytes).inc(dst, 4 * elems); }, () => BODIES[type](e, tmp));
   return { name: `deq_${type}`, params: [I32, I32, I32, I32], results: [], code: c };
 }
@@ -218,4 +227,46 @@ export function gemmQuantFn(type: QuantType, deqIndex: number, gemmF32: number):
     c.get(x).get(M).get(scratch).get(K).get(y).get(r).i32(2).shl().add().get(N).i32(4).call(gemmF32);
   });
   return { name: `gemm_${type}`, params: [I32, I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
+/**
+ * gemv_<type>(x, w, K, y, rows, table): y[r] = x · W[r] for `rows` rows (a
+ * multiple of 4), the weights dequantized in registers and multiplied straight
+ * into one accumulator per row: the same products in the same order as
+ * gemm_f32's single-row path over the dequantized rows, so the same bits, with
+ * no scratch round trip (decode).
+ */
+export function gemvQuantFn(type: QuantType): FunctionDef {
+  const [x, w, K, y, rows, table] = [0, 1, 2, 3, 4, 5];
+  const c = new Code(6);
+  const { elems, bytes } = QUANT_LAYOUT[type];
+  const r = c.local(I32), rowBytes = c.local(I32), xp = c.local(I32), xEnd = c.local(I32), cur = c.local(I32), hs = c.local(V128);
+  const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
+  const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const tmp = {
+    v: c.local(V128), h: c.local(V128), s: c.local(V128), s2: c.local(V128), m: c.local(V128), m2: c.local(V128),
+    ds: c.local(F32), dm: c.local(F32),
+  };
+  let j = 0;
+  const e: Emit = {
+    c, src: cur, table,
+    sink: (off, weights) => { c.get(acc[j]!).get(xp).v128load(off); weights(); c.f32x4mul().f32x4add().set(acc[j]!); },
+  };
+  c.get(K).i32(Math.log2(elems)).shrU().i32(bytes).mul().set(rowBytes);
+  c.get(x).get(K).i32(2).shl().add().set(xEnd);
+  c.i32(0).set(r);
+  c.loop(r, rows, 4, () => {
+    c.get(w).get(r).get(rowBytes).mul().add().set(wp[0]!);
+    for (let i = 1; i < 4; i++) c.get(wp[i - 1]!).get(rowBytes).add().set(wp[i]!);
+    for (const a of acc) c.i32x4const(0).set(a);
+    c.get(x).set(xp);
+    c.loop(xp, xEnd, () => { c.inc(xp, 4 * elems); for (const p of wp) c.inc(p, bytes); }, () => {
+      for (j = 0; j < 4; j++) {
+        c.get(wp[j]!).set(cur);
+        BODIES[type](e, tmp);
+      }
+    });
+    for (let i = 0; i < 4; i++) c.get(y).get(r).i32(2).shl().add().get(acc[i]!).hsum(hs).f32store(4 * i);
+  });
+  return { name: `gemv_${type}`, params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
