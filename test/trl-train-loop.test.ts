@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { LoraModel, trainLora } from "../lib/peft/lora-train.js";
+import { withTrainerDefaults } from "../lib/peft/train-loop.js";
 import { createDifferentiableBackend } from "../lib/autograd/differentiable.js";
 import { diffStats, intRows } from "./peft-helpers.js";
 
@@ -51,5 +52,11 @@ describe("trainLora (the shared loop)", () => {
     } finally {
       be.dispose();
     }
+  });
+
+  it("withTrainerDefaults: HF TrainingArguments' weight_decay 0 and max_grad_norm 1.0 where left open (0 = no clipping)", () => {
+    expect(withTrainerDefaults({ lr: 1, batchSize: 1 })).toMatchObject({ weightDecay: 0, maxGradNorm: 1 });
+    expect(withTrainerDefaults({ lr: 1, batchSize: 1, weightDecay: 0.1, maxGradNorm: 0.5 })).toMatchObject({ weightDecay: 0.1, maxGradNorm: 0.5 });
+    expect(withTrainerDefaults({ lr: 1, batchSize: 1, maxGradNorm: 0 }).maxGradNorm).toBeUndefined();
   });
 });

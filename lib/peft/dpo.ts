@@ -29,7 +29,7 @@ import type { LlamaForCausalLM } from "../model/causal-lm.js";
 import type { LoraModel } from "./lora-train.js";
 import { collateDpo, type DpoExample } from "./preference-data.js";
 import { checkDpoLossConfig, completionKl, dpoLoss, dpoMetrics, sequenceLogps, type DpoLossType } from "./dpo-loss.js";
-import { trainLoop, type StepLog, type TrainLoopOptions, type TrainResult } from "./train-loop.js";
+import { trainLoop, withTrainerDefaults, type StepLog, type TrainLoopOptions, type TrainResult } from "./train-loop.js";
 
 export type { DpoLossType } from "./dpo-loss.js";
 
@@ -59,6 +59,11 @@ export interface DpoOptions {
   onWarning?: (message: string) => void;
 }
 
+/**
+ * The loop's options plus DPO's. Where they are left open, the optimizer is set as
+ * TRL's trainer sets it: AdamW with weight_decay 0 and gradient clipping at
+ * max_grad_norm 1.0 (maxGradNorm 0 turns clipping off).
+ */
 export interface DpoTrainOptions extends TrainLoopOptions, DpoOptions {}
 
 export interface DpoTrainResult extends TrainResult {
@@ -273,6 +278,6 @@ export async function trainDpo(policy: LoraModel, examples: readonly DpoExample[
       }
       return guard.stop;
     },
-  }, o);
+  }, withTrainerDefaults(o));
   return { ...result, guardTrips };
 }

@@ -31,7 +31,7 @@ import { SeededRng } from "../generate/rng.js";
 import { LoraModel, scoreHeadValues, type LoraTrainConfigInit } from "./lora-train.js";
 import { readLoraAdapter } from "./lora.js";
 import { collateReward, type RewardExample } from "./preference-data.js";
-import { trainLoop, type TrainLoopOptions, type TrainResult } from "./train-loop.js";
+import { trainLoop, withTrainerDefaults, type TrainLoopOptions, type TrainResult } from "./train-loop.js";
 
 const f = Math.fround;
 
@@ -292,6 +292,7 @@ function defaultPad(base: LlamaForSequenceClassification): number {
   return pad as number;
 }
 
+/** The loop's options plus the reward loss's; the optimizer defaults to TRL's trainer's (AdamW, weight_decay 0, max_grad_norm 1.0). */
 export interface RewardTrainOptions extends TrainLoopOptions, RewardLossOptions {}
 
 /** Trains a reward model on tokenized pairs with the one training loop; step metrics are TRL's (plus num_tokens). */
@@ -306,5 +307,5 @@ export async function trainReward(rm: RewardModel, examples: readonly RewardExam
       return { loss, metrics: { ...metrics, num_tokens: tokens } };
     },
     length: (e) => Math.max(e.chosenIds.length, e.rejectedIds.length),
-  }, o);
+  }, withTrainerDefaults(o));
 }

@@ -189,6 +189,15 @@ export function totalSteps(count: number, o: Pick<TrainLoopOptions, "batchSize" 
   return total;
 }
 
+/**
+ * The optimizer settings TRL's trainers get from HF's TrainingArguments, where the
+ * options leave them open: AdamW's weight_decay 0 (not torch's 0.01) and gradient
+ * clipping at max_grad_norm 1.0 (0 turns it off, as in HF).
+ */
+export function withTrainerDefaults<O extends TrainLoopOptions>(o: O): O {
+  return { ...o, weightDecay: o.weightDecay ?? 0, maxGradNorm: o.maxGradNorm === 0 ? undefined : o.maxGradNorm ?? 1.0 };
+}
+
 /** Trains `objective.parameters` in place on `items`. */
 export async function trainLoop<T>(items: readonly T[], objective: Objective<T>, o: TrainLoopOptions): Promise<TrainResult> {
   if (items.length === 0) throw new ConfigError(`${objective.name}: no training examples`);
