@@ -34,6 +34,26 @@ interface Emit {
    * lane in the same order as gemm_f32 does over the dequantized row.
    */
   sink: (off: number, weights: () => void) => void;
+  /** Pushes i8x16.splat(v) from a local set once at function entry (loop-invariant). */
+  splat8: (v: number) => void;
+}
+
+/** The byte constants the bodies splat. */
+const SPLATS = [0x0f, 8, 16, 32, 1, 2, 3, 4, 64, 128];
+
+/** Declares and initializes one local per SPLATS entry; returns the `splat8` pusher. */
+function splatLocals(c: Code): (v: number) => void {
+  const locals = new Map<number, number>();
+  for (const v of SPLATS) {
+    const l = c.local(V128);
+    c.i32(v).i8x16splat().set(l);
+    locals.set(v, l);
+  }
+  return (v) => {
+    const l = locals.get(v);
+    if (l === undefined) throw new Error(`wasm-quant: no splat local for ${v}`);
+    c.get(l);
+  };
 }
 
 /** Pushes the f32 value of the f16 at src + off (via the table). */
@@ -62,7 +82,7 @@ function store16(e: Emit, v: number, off: number, scale: number, min?: { local: 
 function nibbles(e: Emit, off: number, hi: boolean, into: number): void {
   e.c.get(e.src).v128load(off);
   if (hi) e.c.i32(4).i8x16shrU();
-  else e.c.i32(0x0f).i8x16splat().and();
+  else { e.splat8(0x0f); e.c.and(); }
   e.c.set(into);
 }
 
@@ -76,7 +96,7 @@ function highBits32(e: Emit, off: number, bitBase: 0 | 16, into: number): void {
   c.get(e.src).i32load(off).i32x4splat();
   c.bytes16([...new Array(8).fill(b0), ...new Array(8).fill(b0 + 1)]).i8x16swizzle();
   c.bytes16([1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128]).and();
-  c.i32(1).i8x16splat().i8x16minU().i32(4).i8x16shl().set(into);
+  e.splat8(1); c.i8x16minU().i32(4).i8x16shl().set(into);
 }
 
 type BlockBody = (e: Emit, tmp: { v: number; h: number; s: number; s2: number; m: number; m2: number; ds: number; dm: number }) => void;
@@ -94,7 +114,7 @@ function q4_0(e: Emit, t: Parameters<BlockBody>[1]): void {
   f16At(e, 0); c.f32x4splat().set(t.s);
   for (let h = 0; h < 2; h++) {
     nibbles(e, 2, h === 1, t.v);
-    c.get(t.v).i32(8).i8x16splat().i8x16sub().set(t.v);
+    c.get(t.v); e.splat8(8); c.i8x16sub().set(t.v);
     store16(e, t.v, 64 * h, t.s);
   }
 }
@@ -119,7 +139,7 @@ function q5(withMin: boolean): BlockBody {
       nibbles(e, qh + 4, h === 1, t.v);
       highBits32(e, qh, h === 0 ? 0 : 16, t.h);
       c.get(t.v).get(t.h).or();
-      if (!withMin) c.i32(16).i8x16splat().i8x16sub();
+      if (!withMin) { e.splat8(16); c.i8x16sub(); }
       c.set(t.v);
       store16(e, t.v, 64 * h, t.s, withMin ? { local: t.m, sub: false } : undefined);
     }
@@ -159,8 +179,8 @@ function qk(five: boolean): BlockBody {
           nibbles(e, qs + 32 * j + 16 * l, half === 1, t.v);
           if (five) {
             // bit (2j + half) of qh[l·16 + lane] → 16
-            c.get(t.v).get(e.src).v128load(qh + 16 * l).i32(1 << (2 * j + half)).i8x16splat().and()
-              .i32(1).i8x16splat().i8x16minU().i32(4).i8x16shl().or().set(t.v);
+            c.get(t.v).get(e.src).v128load(qh + 16 * l); e.splat8(1 << (2 * j + half)); c.and();
+            e.splat8(1); c.i8x16minU().i32(4).i8x16shl().or().set(t.v);
           }
           store16(e, t.v, 4 * (64 * j + 32 * half + 16 * l), half ? t.s2 : t.s, { local: half ? t.m2 : t.m, sub: true });
         }
@@ -181,7 +201,7 @@ function q6_k(e: Emit, t: Parameters<BlockBody>[1]): void {
         // high 2 bits: (qh[l·16 + lane] >> 2k) & 3, to bits 4..5
         c.get(t.v).get(e.src).v128load(qh + 16 * l);
         if (k) c.i32(2 * k).i8x16shrU();
-        c.i32(3).i8x16splat().and().i32(4).i8x16shl().or().i32(32).i8x16splat().i8x16sub().set(t.v);
+        e.splat8(3); c.and().i32(4).i8x16shl().or(); e.splat8(32); c.i8x16sub().set(t.v);
         // scale d·sc[is + 2k], sc int8
         c.get(t.ds).get(e.src).i32load8u(sc + l + 2 * k).i32(24).shl().i32(24).shrS();
         c.f32convertI32().f32mul().f32x4splat().set(t.s);
@@ -206,7 +226,8 @@ export function dequantFn(type: QuantType): FunctionDef {
     ds: c.local(F32), dm: c.local(F32),
   };
   c.get(src).get(blocks).i32(bytes).mul().add().set(end);
-  const e: Emit = { c, src, table, sink: (off, weights) => { c.get(dst); weights(); c.v128store(off); } };
+  const splat8 = splatLocals(c);
+  const e: Emit = { c, src, table, splat8, sink: (off, weights) => { c.get(dst); weights(); c.v128store(off); } };
   c.loop(src, end, () => { c.inc(src, bytes).inc(dst, 4 * elems); }, () => BODIES[type](e, tmp));
   return { name: `deq_${type}`, params: [I32, I32, I32, I32], results: [], code: c };
 }
@@ -248,8 +269,9 @@ export function gemvQuantFn(type: QuantType): FunctionDef {
     ds: c.local(F32), dm: c.local(F32),
   };
   let j = 0;
+  const splat8 = splatLocals(c);
   const e: Emit = {
-    c, src: cur, table,
+    c, src: cur, table, splat8,
     sink: (off, weights) => { c.get(acc[j]!).get(xp).v128load(off); weights(); c.f32x4mul().f32x4add().set(acc[j]!); },
   };
   c.get(K).i32(Math.log2(elems)).shrU().i32(bytes).mul().set(rowBytes);
