@@ -8,11 +8,13 @@ import type {
   AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor,
 } from "../lib/backend/backend.js";
 import type { Tensor } from "../lib/tensor/tensor.js";
+import type { QuantizedTensor } from "../lib/tensor/quantized.js";
 import type { AllocatorStats } from "./buffers.js";
 import { limitsRecord, type AdapterSummary, type F16Mode, type GpuOptions } from "./device.js";
 import * as attn from "./ops/attention.js";
 import * as basic from "./ops/basic.js";
 import { linear, type LinearOptions } from "./ops/linear.js";
+import * as quant from "./ops/quant.js";
 import * as sampling from "./ops/sampling.js";
 import { createTokenSelector } from "./ops/select.js";
 import type { TokenSelectSettings, TokenSelector } from "../lib/backend/token-select.js";
@@ -73,8 +75,14 @@ export class WebGpuBackend implements Backend {
     return this.runtime.upload(t);
   }
 
+  /** Keeps a weight in its ggml blocks (gpu/ops/quant.ts): GPU memory = the file's bytes. */
+  uploadQuantized(q: QuantizedTensor): DeviceTensor {
+    return quant.uploadQuantized(this.runtime, q);
+  }
+
   read(t: DeviceTensor): Promise<Tensor> {
-    return this.runtime.read(gpu(t, "read()"));
+    const g = gpu(t, "read()");
+    return g.quant ? quant.readQuantized(this.runtime, g) : this.runtime.read(g);
   }
 
   release(t: DeviceTensor): void {
@@ -88,7 +96,9 @@ export class WebGpuBackend implements Backend {
   // ---------------------------------------------------------------- ops
   embedding(table: DeviceTensor, ids: Int32Array, batch: number, seqLen: number): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return basic.embedding(this.runtime, gpu(table, "embedding table"), ids, batch, seqLen);
+    const tb = gpu(table, "embedding table");
+    if (tb.quant) return quant.quantEmbedding(this.runtime, tb, ids, batch, seqLen);
+    return basic.embedding(this.runtime, tb, ids, batch, seqLen);
   }
 
   rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
@@ -98,7 +108,9 @@ export class WebGpuBackend implements Backend {
 
   linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor, opts?: LinearOptions): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return linear(this.runtime, act(x, "linear input"), gpu(weight, "linear weight"), bias && gpu(bias, "linear bias"), opts);
+    const w = gpu(weight, "linear weight");
+    const run = w.quant ? quant.quantLinear : linear;
+    return run(this.runtime, act(x, "linear input"), w, bias && gpu(bias, "linear bias"), opts);
   }
 
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {

@@ -16,6 +16,7 @@ import type { DeviceTensor } from "../lib/backend/backend.js";
 import { LlamaError } from "../lib/errors.js";
 import { numel } from "../lib/tensor/tensor.js";
 import type { DType } from "../lib/tensor/dtype.js";
+import type { QuantType } from "../lib/tensor/quantized.js";
 
 /** Element formats of GPU buffers: tensors are f32 activations or f32/f16/bf16 weights; u32 is for ids and masks. */
 export type GpuDType = DType | "u32";
@@ -43,6 +44,8 @@ export class GpuTensor implements DeviceTensor {
   readonly shape: readonly number[];
   /** Set when the tensor was released or handed its buffer to another handle. */
   consumed = false;
+  /** A weight kept in this ggml block encoding (ops/quant.ts); `dtype` is then "f32", what it computes as. */
+  quant?: QuantType;
   constructor(
     readonly buf: PooledBuffer,
     shape: readonly number[],

@@ -11,6 +11,7 @@
 import type { DeviceTensor } from "../lib/backend/backend.js";
 import { Var, backward as hostBackward } from "../lib/autograd/var.js";
 import type { DType } from "../lib/tensor/dtype.js";
+import type { QuantType } from "../lib/tensor/quantized.js";
 import type { GpuTensor } from "./buffers.js";
 import type { WebGpuBackend } from "./backend.js";
 import * as grad from "./ops/backward.js";
@@ -43,6 +44,10 @@ export class GradTensor implements DeviceTensor {
 
   get dtype(): DType {
     return this.inner.dtype;
+  }
+
+  get quant(): QuantType | undefined {
+    return this.inner.quant;
   }
 }
 

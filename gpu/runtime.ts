@@ -40,6 +40,7 @@ export class GpuRuntime {
 
   /** The shader view of a weight tensor's dtype (f16 → native or packed, per the device's mode). */
   format(t: GpuTensor): WeightFormat {
+    if (t.quant) throw new LlamaError(`webgpu: this op cannot read a ${t.quant} weight [${t.shape.join(", ")}] (only linear and embedding can)`);
     return weightFormat(t.dtype, this.ctx.f16Mode);
   }
 

@@ -13,7 +13,8 @@
  *     await backprop(be, loss);     // host: loss → logits; GPU: logits → embeds; host: embeds → prompt
  *
  * Weights are frozen: linear layers get input gradients only (dX = dY · W, run
- * as the forward's tiled matmul against Wᵀ, transposed to f32 once per weight).
+ * as the forward's tiled matmul against Wᵀ, transposed to f32 once per weight;
+ * a quantized W is never transposed or widened: ops/quant.ts dequantizes in the kernel).
  * Activations saved for backward stay on the GPU until their last backward use,
  * then go back to the pool; the model's own release() calls are honoured as
  * soon as no recorded op still needs the tensor.
@@ -24,9 +25,11 @@ import type { DifferentiableBackend } from "../lib/autograd/differentiable.js";
 import { Var, type GradFn } from "../lib/autograd/var.js";
 import { VarViews } from "../lib/autograd/var-views.js";
 import { Tensor } from "../lib/tensor/tensor.js";
+import type { QuantizedTensor } from "../lib/tensor/quantized.js";
 import type { GpuTensor } from "./buffers.js";
 import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
 import * as grad from "./ops/backward.js";
+import { quantLinearInputGrad } from "./ops/quant.js";
 import { GradTape, GradTensor, type Node } from "./grad-tape.js";
 
 function t(x: DeviceTensor, what: string): GradTensor {
@@ -118,6 +121,11 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
     return this.graph.leaf(grad.fromHost(this.gpu.runtime, x.toFloat32(), x.shape), v);
   }
 
+  /** A frozen weight in its ggml blocks: forward and input gradient dequantize inside the kernels. */
+  uploadQuantized(q: QuantizedTensor): DeviceTensor {
+    return this.plain(this.gpu.uploadQuantized(q) as GpuTensor);
+  }
+
   async read(x: DeviceTensor): Promise<Tensor> {
     const h = t(x, "read()");
     const host = await this.gpu.read(h.inner);
@@ -174,7 +182,9 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
       return this.out(y, [xi], () => ({
         name: "linear",
         saved: [],
-        backward: (g) => [this.gpu.linear(g, this.weightT(w.inner)) as GpuTensor],
+        backward: (g) => [
+          w.inner.quant ? quantLinearInputGrad(this.gpu.runtime, g, w.inner) : (this.gpu.linear(g, this.weightT(w.inner)) as GpuTensor),
+        ],
       }));
     }
     // A trainable weight (the SEQ_CLS head): dX = g · W against a fresh Wᵀ, dW = gᵀ · x.

@@ -1,0 +1,194 @@
+/**
+ * Products with a weight kept in its ggml blocks (quant-formats.ts): every
+ * kernel reads the blocks and dequantizes four weights at a time in
+ * registers with the format's `dq4`, accumulating in f32. W is [N, K] (a
+ * Linear's [out, in]); K is a multiple of the block (32 or 256), so it is
+ * always a multiple of 4 and x rows load as vec4.
+ *
+ *   quantGemvKernel     y[M,N] = x·Wᵀ for decode (M ≤ GEMV_MAX_M), as gemvKernel in matmul.ts
+ *   quantMatmulKernel   y[M,N] = x·Wᵀ for prefill, as tiledMatmulKernel in matmul.ts
+ *   quantMatmulTKernel  y[M,K] = g·W  (the input gradient of a frozen quantized Linear)
+ *   quantGatherKernel   rows of W (an embedding table) → f32
+ */
+import { memoKernel, type Kernel } from "../executor.js";
+import type { QuantType } from "../../lib/tensor/quantized.js";
+import { GEMV_MAX_M } from "./matmul.js";
+import { quantDecl } from "./quant-formats.js";
+import { FLAT, FLAT_INDEX } from "./elementwise.js";
+import { type WeightFormat, enables, weightDecl } from "./weights.js";
+
+/**
+ * GEMV: a workgroup of 256 threads computes 4 outputs; the 64 threads of one W
+ * row take its 4-weight groups in turn (neighbouring threads read neighbouring
+ * bytes), each dequantized once for all M rows of x. Partial sums are reduced
+ * with subgroupAdd when available, else by a workgroup-memory tree.
+ */
+function quantGemv(type: QuantType, bias: WeightFormat | undefined, subgroups: boolean): Kernel {
+  const key = `qgemv:${type}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}`;
+  const out = `y[(p.m0 + m) * p.N + n] = ${subgroups ? "t" : "red[li]"}${bias ? " + B_at(n)" : ""};`;
+  const reduce = subgroups
+    ? `let s = subgroupAdd(acc[m]);
+    if (sgid == 0u) { red[li / sgsize] = s; }
+    workgroupBarrier();
+    if (lane == 0u && n < p.N) {
+      let per = 64u / sgsize;
+      var t = 0.0;
+      for (var i = 0u; i < per; i++) { t += red[r * per + i]; }
+      ${out}
+    }
+    workgroupBarrier();`
+    : `red[li] = acc[m];
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+      if (lane < s) { red[li] += red[li + s]; }
+      workgroupBarrier();
+    }
+    if (lane == 0u && n < p.N) { ${out} }
+    workgroupBarrier();`;
+  const wgsl = /* wgsl */ `${enables(bias ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
+struct P { M: u32, N: u32, K: u32, rowBytes: u32, m0: u32 } // rows m0..m0+M-1 of x and y
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+${quantDecl(type, 1)}
+${bias ? weightDecl("B", 2, bias, false) : ""}
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+
+var<workgroup> red: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${
+    subgroups ? ",\n        @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32" : ""
+  }) {
+  let r = li >> 6u;     // which of the 4 rows
+  let lane = li & 63u;  // position within the row's 64 threads
+  let n = wg.x * 4u + r;
+  var acc: array<f32, ${GEMV_MAX_M}>;
+  if (n < p.N) {
+    let row = n * p.rowBytes;
+    let k4 = p.K >> 2u;
+    for (var j = lane; j < k4; j += 64u) {
+      let w = dq4(row, j << 2u);
+      for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, x[(p.m0 + m) * k4 + j]); }
+    }
+  }
+  for (var m = 0u; m < p.M; m++) {
+    ${reduce}
+  }
+}
+`;
+  return { key, wgsl };
+}
+
+/**
+ * The tiled matmul shared by the forward (y = x·Wᵀ) and the transposed
+ * product (y = g·W): a 16×16 workgroup computes a 64×64 output tile, each
+ * thread a 4×4 block, the reduction advancing 16 at a time through two tiles
+ * staged in workgroup memory as [reduction index][output/4] (the layout of
+ * tiledMatmulKernel in matmul.ts). `loads` fills As (the left operand) and Bs
+ * (the right one, dequantized) for the step starting at r0.
+ */
+function tiled(key: string, type: QuantType, bias: WeightFormat | undefined, params: string, loads: string, outCols: string): Kernel {
+  const wgsl = /* wgsl */ `${enables(bias ?? "f32")}
+struct P { ${params} }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+${quantDecl(type, 1)}
+${bias ? weightDecl("B", 2, bias, false) : ""}
+@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+
+var<workgroup> As: array<array<vec4<f32>, 16>, 16>; // [r][row/4]: left tile, transposed
+var<workgroup> Bs: array<array<vec4<f32>, 16>, 16>; // [r][col/4]: dequantized weight tile
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let m0 = wg.y * 64u;
+  let c0 = wg.x * 64u;
+  var acc: array<vec4<f32>, 4>;
+  for (var r0 = 0u; r0 < p.R; r0 += 16u) {
+    ${loads}
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      let av = As[kk][lid.y];
+      let bv = Bs[kk][lid.x];
+      acc[0] += av.x * bv;
+      acc[1] += av.y * bv;
+      acc[2] += av.z * bv;
+      acc[3] += av.w * bv;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y * 4u + i;
+    if (m >= p.M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let c = c0 + lid.x * 4u + j;
+      if (c < ${outCols}) { y[m * ${outCols} + c] = acc[i][j]${bias ? " + B_at(c)" : ""}; }
+    }
+  }
+}
+`;
+  return { key, wgsl };
+}
+
+/** Prefill: y[M,N] = x[M,K]·Wᵀ (+ b); the reduction runs over K (p.R = K). */
+function quantMatmul(type: QuantType, bias: WeightFormat | undefined): Kernel {
+  // Each thread loads 4 consecutive k of one row of x and of W (k < K always: 16 divides K).
+  const loads = /* wgsl */ `let lr = li >> 2u;
+    let lk = (li & 3u) * 4u;
+    let m = m0 + lr;
+    let n = c0 + lr;
+    var a = vec4<f32>(0.0);
+    if (m < p.M) { a = vec4<f32>(x[m * p.R + r0 + lk], x[m * p.R + r0 + lk + 1u], x[m * p.R + r0 + lk + 2u], x[m * p.R + r0 + lk + 3u]); }
+    var b = vec4<f32>(0.0);
+    if (n < p.N) { b = dq4(n * p.rowBytes, r0 + lk); }
+    for (var e = 0u; e < 4u; e++) {
+      As[lk + e][lr >> 2u][lr & 3u] = a[e];
+      Bs[lk + e][lr >> 2u][lr & 3u] = b[e];
+    }`;
+  return tiled(`qmatmul:${type}:${bias ?? "nobias"}`, type, bias, "M: u32, N: u32, R: u32, rowBytes: u32", loads, "p.N");
+}
+
+/** Backward: y[M,K] = g[M,N]·W[N,K]; the reduction runs over N (p.R = N), W's rows. */
+function quantMatmulT(type: QuantType): Kernel {
+  // g: 4 consecutive n of one row (N may be any size); W: 4 consecutive k of one of 16 rows.
+  const loads = /* wgsl */ `let lr = li >> 2u;
+    let lk = (li & 3u) * 4u;
+    let m = m0 + lr;
+    var a = vec4<f32>(0.0);
+    if (m < p.M) {
+      for (var e = 0u; e < 4u; e++) { if (r0 + lk + e < p.R) { a[e] = x[m * p.R + r0 + lk + e]; } }
+    }
+    for (var e = 0u; e < 4u; e++) { As[lk + e][lr >> 2u][lr & 3u] = a[e]; }
+    let wn = r0 + (li >> 4u);
+    let wk = c0 + (li & 15u) * 4u;
+    var b = vec4<f32>(0.0);
+    if (wn < p.R && wk < p.K) { b = dq4(wn * p.rowBytes, wk); }
+    Bs[li >> 4u][li & 15u] = b;`;
+  return tiled(`qmatmulT:${type}`, type, undefined, "M: u32, R: u32, K: u32, rowBytes: u32", loads, "p.K");
+}
+
+/** Embedding gather: y[i, h..h+3] = W[ids[i], h..h+3], one thread per 4 outputs (H is a multiple of 4). */
+function quantGather(type: QuantType): Kernel {
+  return {
+    key: `qgather:${type}`,
+    wgsl: /* wgsl */ `struct P { n: u32, H4: u32, rowBytes: u32 } // n = rows · H/4
+@group(0) @binding(0) var<storage, read> ids: array<u32>;
+${quantDecl(type, 1)}
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(256)
+fn main(${FLAT}) {
+  ${FLAT_INDEX}
+  if (i >= p.n) { return; }
+  let r = i / p.H4;
+  y[i] = dq4(ids[r] * p.rowBytes, (i - r * p.H4) * 4u);
+}
+`,
+  };
+}
+
+export const quantGemvKernel = memoKernel(quantGemv);
+export const quantMatmulKernel = memoKernel(quantMatmul);
+export const quantMatmulTKernel = memoKernel(quantMatmulT);
+export const quantGatherKernel = memoKernel(quantGather);
