@@ -6,8 +6,9 @@
  * f16, in the temp folder, never in the repo) quantized by lib/quant's
  * quantizeModel (bytes identical to llama.cpp's quantizer) to Q4_0, written
  * once and reused. Each engine runs in its own child process, so each peak RSS
- * (process.resourceUsage().maxRSS) is that engine's alone. llama.cpp runs
- * through node-llama-cpp (CPU build, 2 threads).
+ * (process.resourceUsage().maxRSS) is that engine's alone. Ours runs twice:
+ * exact (the default) and with the opt-in int8 decode products
+ * (LLAMA_TS_QUANT_DOT=int8). llama.cpp runs through node-llama-cpp (CPU build, 2 threads).
  *
  *   node --import tsx bench/quant-bench.ts [--type q4_0] [--decode 24] [--prompt 32] [--no-llamacpp]
  */
@@ -122,12 +123,13 @@ async function main(): Promise<void> {
   const mib = fs.statSync(file).size / 2 ** 20;
   console.log(`# file: TinyLlama-1.1B shape, random weights, ${TYPE.toUpperCase()} (lib/quant), ${mib.toFixed(0)} MiB; prompt ${PROMPT}, greedy decode ${DECODE} tokens, ${THREADS} threads\n`);
   const rows: Result[] = [];
-  const engines = argv.includes("--no-llamacpp") ? ["ours"] : ["ours", "llamacpp"];
+  const engines = ["ours", "ours-int8", ...(argv.includes("--no-llamacpp") ? [] : ["llamacpp"])];
   const self = fileURLToPath(import.meta.url);
   for (const e of engines) {
     log(`${e} …`);
-    const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", e, "--file", file, ...argv], {
-      encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, LLAMA_TS_THREADS: String(THREADS) },
+    const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", e === "ours-int8" ? "ours" : e, "--file", file, ...argv], {
+      encoding: "utf8", stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, LLAMA_TS_THREADS: String(THREADS), LLAMA_TS_QUANT_DOT: e === "ours-int8" ? "int8" : "exact" },
     });
     const line = r.stdout.split("\n").find((l) => l.startsWith("RESULT "));
     if (!line) {
@@ -138,9 +140,10 @@ async function main(): Promise<void> {
   }
   const table = [["engine", "load s", "prefill tok/s", "decode tok/s", "peak RSS MiB", "RSS − file MiB"],
     ...rows.map((r) => [r.engine, fmt(r.loadS), fmt(r.prefill), fmt(r.decode), r.peakRssMiB.toFixed(0), (r.peakRssMiB - mib).toFixed(0)])];
-  if (rows.length === 2) {
-    table.push(["ratio ours / llama.cpp", fmt(rows[0]!.loadS / rows[1]!.loadS), fmt(rows[0]!.prefill / rows[1]!.prefill),
-      fmt(rows[0]!.decode / rows[1]!.decode), fmt(rows[0]!.peakRssMiB / rows[1]!.peakRssMiB), ""]);
+  const ref = rows.find((r) => r.engine.startsWith("llama.cpp"));
+  for (const r of ref ? rows.filter((x) => x !== ref) : []) {
+    table.push([`ratio: ${r.engine.includes("int8") ? "int8" : "exact"} / llama.cpp`, fmt(r.loadS / ref!.loadS), fmt(r.prefill / ref!.prefill),
+      fmt(r.decode / ref!.decode), fmt(r.peakRssMiB / ref!.peakRssMiB), ""]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   for (const [i, r] of table.entries()) {

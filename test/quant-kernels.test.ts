@@ -124,6 +124,38 @@ describe("x·Wᵀ on quantized blocks = the float32 kernel on the dequantized ma
     expect(be.readSync(table).toFloat32()).toEqual(full);
   });
 
+  it("opt-in int8 decode (quantDot: \"int8\"): Q4_0/Q8_0 within its documented bound, really used; other types and prefill stay exact", async () => {
+    const exact = await CpuBackend.create();
+    const int8 = await CpuBackend.create({ quantDot: "int8" });
+    backends.push(exact, int8);
+    if (!int8.description.includes("int8")) return; // no wasm here: the mode does not exist
+    for (const type of ["q4_0", "q8_0", "q4_k"] as const) {
+      const [N, K] = [37, 512];
+      const q = quantMatrix(type, N, K);
+      const W = dense(q).data as Float32Array;
+      for (const T of [1, 3]) {
+        const xs = randn(T * K, 2);
+        const ya = exact.readSync(exact.linear(exact.upload(new Tensor(xs, [T, K], "f32")), exact.uploadQuantized(q))).toFloat32();
+        const yb = int8.readSync(int8.linear(int8.upload(new Tensor(xs, [T, K], "f32")), int8.uploadQuantized(q))).toFloat32();
+        if (T > 1 || type === "q4_k") {
+          expect(yb).toEqual(ya); // prefill and types without int8 kernels: exact
+          continue;
+        }
+        expect(yb).not.toEqual(ya);
+        // |Δy| ≤ Σ_b (max|x_b| / 254 + 2⁻¹¹·max|x_b|)·Σ_b|w| (x rounded to 8 bits with an f16 scale)
+        for (let n = 0; n < N; n++) {
+          let bound = 0;
+          for (let b = 0; b < K / 32; b++) {
+            let amax = 0, wsum = 0;
+            for (let k = b * 32; k < b * 32 + 32; k++) { amax = Math.max(amax, Math.abs(xs[k]!)); wsum += Math.abs(W[n * K + k]!); }
+            bound += (amax / 254 + amax * 2 ** -11) * wsum;
+          }
+          expect(Math.abs(yb[n]! - ya[n]!), `${type} row ${n}`).toBeLessThanOrEqual(bound * 1.001 + 1e-6);
+        }
+      }
+    }
+  });
+
   it("a byte length that disagrees with type and shape, or a shape no block divides: one-line errors naming the tensor", () => {
     expect(() => new QuantizedTensor("q4_k", new Uint8Array(143), [1, 256], "blk.0.attn_q.weight"))
       .toThrow("blk.0.attn_q.weight: q4_k [1, 256] needs 144 bytes, got 143");

@@ -169,6 +169,8 @@ export class Code {
   i16x8extendLowS(): this { return this.simd(0x87); }
   i16x8extendHighS(): this { return this.simd(0x88); }
   f32x4convertI32(): this { return this.simd(0xfa); }
+  /** i32x4.dot_i16x8_s: pairwise products of i16 lanes summed into i32 lanes. */
+  i32x4dotI16(): this { return this.simd(0xba); }
 
   /** Pops a v128 and pushes the f32 sum of its four lanes (((l0 + l1) + l2) + l3). */
   hsum(tmp: number): this {

@@ -13,7 +13,8 @@ import { f16ToF32Table } from "../../tensor/dtype.js";
 import { QUANT_LAYOUT } from "../../tensor/quantized.js";
 import type { LinearEngine, LinearJob } from "./linear-engine.js";
 import { runJobJs } from "./quant-js.js";
-import { FIRST_QUANT_KIND, QUANT_KINDS } from "./wasm-quant.js";
+import { FIRST_QUANT_KIND, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
+import { quantizeQ8_0 } from "../../quant/q4-q5-q8.js";
 import { addBias } from "./bias.js";
 import { MAX_PAGES, kernelModule, type KernelExports } from "./wasm-kernels.js";
 import { WasmHeap } from "./wasm-heap.js";
@@ -34,6 +35,7 @@ const CHUNKS_PER_THREAD = 4;
 //   [0] generation (bumped to start work)  [1] quit flag  [2] finished-worker count
 //   [3] jobs  [4] M  [5] K  [6] x pointer  [7] scratch base (each thread: 16·K bytes)
 //   [8] next chunk to take (Atomics.add)  [9] chunk count  [10] f16 → f32 table (quantized kinds' scales)
+//   [11] x as Q8_0 blocks for the int8 decode kernels, or 0 (exact mode, or M > 1)
 //   [16 + t] worker t's seat for this call: 2·gen open, 2·gen+1 taken by the worker, -1 closed
 //   per job j at HEADER + j·JOB_STRIDE: kind (0 f32, 1 f16, 2 bf16, 3.. QUANT_KINDS), w, N, y, rows (multiple of 4),
 //   rows per chunk, first chunk index, end chunk index. Pointers are wasm addresses stored as int32 bits.
@@ -42,7 +44,9 @@ const CHUNKS_PER_THREAD = 4;
 // hold up the caller; the caller closes the seats of workers that never started.
 // Each output element is computed by the same kernel whatever the split, so results
 // do not depend on the thread count or on timing.
-const QUANT_ROW = QUANT_KINDS.map((q) => [`gemm_${q}`, `gemv_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes]);
+const QUANT_ROW = QUANT_KINDS.map((q) => [
+  `gemm_${q}`, INT8_DOT_TYPES.includes(q) ? `gemv_int8_${q}` : `gemv_${q}`, `gemv_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes,
+]);
 const RUN_SHARE = `
 const QUANT_ROW = ${JSON.stringify(QUANT_ROW)};
 function runShare(k, c, t) {
@@ -55,9 +59,10 @@ function runShare(k, c, t) {
     const kind = c[b], w = c[b + 1] >>> 0, N = c[b + 2], y = c[b + 3] >>> 0, chunk = c[b + 5];
     const r0 = (idx - c[b + 6]) * chunk, r1 = Math.min(c[b + 4], r0 + chunk);
     if (kind >= ${FIRST_QUANT_KIND}) {
-      const [gemm, gemv, elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
+      const [gemm, gemvInt8, gemv, elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
       const wr = w + r0 * (K / elems) * bytes;
-      if (M === 1) k[gemv](x, wr, K, y + r0 * 4, r1 - r0, c[10] >>> 0);
+      if (M === 1 && c[11] !== 0 && gemvInt8 !== gemv) k[gemvInt8](c[11] >>> 0, wr, K, y + r0 * 4, r1 - r0, c[10] >>> 0);
+      else if (M === 1) k[gemv](x, wr, K, y + r0 * 4, r1 - r0, c[10] >>> 0);
       else k[gemm](x, M, wr, K, y + r0 * 4, N, r1 - r0, scratch, c[10] >>> 0);
     } else if (kind === 0) k.gemm_f32(x, M, w + r0 * K * 4, K, y + r0 * 4, N, r1 - r0);
     else if (M === 1) (kind === 1 ? k.gemv_f16 : k.gemv_bf16)(x, w + r0 * K * 2, K, y + r0 * 4, r1 - r0);
@@ -105,6 +110,7 @@ export class WasmLinearEngine implements LinearEngine {
     private readonly kernels: KernelExports,
     private readonly workers: Worker[],
     ctrl: SharedArrayBuffer,
+    private readonly quantDot: "exact" | "int8" = "exact",
   ) {
     this.ctrl = new Int32Array(ctrl);
     this.finalizer = new FinalizationRegistry(([ptr, bytes]) => {
@@ -113,7 +119,7 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /** The engine, or undefined when this runtime lacks wasm SIMD or shared memory. */
-  static async create(threads?: number): Promise<WasmLinearEngine | undefined> {
+  static async create(threads?: number, quantDot: "exact" | "int8" = "exact"): Promise<WasmLinearEngine | undefined> {
     const module = kernelModule();
     if (!module || !wasm || typeof SharedArrayBuffer === "undefined") return undefined;
     let memory: WasmMemory;
@@ -148,11 +154,12 @@ export class WasmLinearEngine implements LinearEngine {
     const table = heap.alloc(65536 * 4);
     new Float32Array(memory.buffer, table, 65536).set(f16ToF32Table());
     new Int32Array(ctrl)[10] = table;
-    return new WasmLinearEngine(memory, heap, kernels, workers, ctrl);
+    return new WasmLinearEngine(memory, heap, kernels, workers, ctrl, quantDot);
   }
 
   get description(): string {
-    return `wasm simd kernels, ${this.workers.length + 1} thread${this.workers.length ? "s" : ""}`;
+    const int8 = this.quantDot === "int8" ? ", int8 decode products" : "";
+    return `wasm simd kernels, ${this.workers.length + 1} thread${this.workers.length ? "s" : ""}${int8}`;
   }
 
   get threads(): number {
@@ -296,10 +303,19 @@ export class WasmLinearEngine implements LinearEngine {
     }
     const T = weightBytes >= THREAD_MIN_BYTES ? this.threads : 1;
     const xBytes = M * K * 4;
-    const base = this.scratch(xBytes + yBytes + this.threads * K * 16);
+    // Opt-in int8 decode: x rounded once to Q8_0 blocks, read by every thread.
+    const int8 = this.quantDot === "int8" && M === 1 && K % 32 === 0 && jobs.some((j) => j.quant && INT8_DOT_TYPES.includes(j.quant));
+    const xqBytes = int8 ? (K / 32) * 34 : 0;
+    const base = this.scratch(xBytes + yBytes + this.threads * K * 16 + xqBytes);
     const buf = this.memory.buffer;
     new Float32Array(buf, base, M * K).set(x);
     const c = this.ctrl;
+    c[11] = 0;
+    if (int8) {
+      const xq = base + xBytes + yBytes + this.threads * K * 16;
+      quantizeQ8_0(x, new Uint8Array(buf, xq, xqBytes), K / 32);
+      c[11] = xq;
+    }
     c[3] = jobs.length; c[4] = M; c[5] = K; c[6] = base; c[7] = base + xBytes + yBytes;
     let yPtr = base + xBytes;
     const yPtrs: number[] = [];

@@ -16,7 +16,7 @@
  */
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
-import { dequantFn, gemmQuantFn, gemvQuantFn, QUANT_KINDS } from "./wasm-quant.js";
+import { dequantFn, gemmQuantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
 
 const F16_MASK = 0x8fffe000 | 0;
 const F16_MAGIC = 0x77800000; // 2^112 as float32 bits
@@ -292,6 +292,7 @@ export function kernelModule(): WasmModule | undefined {
       ...QUANT_KINDS.map((t) => dequantFn(t)), // 10..17
       ...QUANT_KINDS.map((t, i) => gemmQuantFn(t, 10 + i, GEMM_F32)), // 18..25
       ...QUANT_KINDS.map((t) => gemvQuantFn(t)), // 26..33
+      ...INT8_DOT_TYPES.map((t) => gemvInt8Fn(t)),
     ], 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;

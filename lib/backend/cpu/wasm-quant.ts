@@ -292,3 +292,65 @@ export function gemvQuantFn(type: QuantType): FunctionDef {
   });
   return { name: `gemv_${type}`, params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
+
+/** The weight types with an int8-activation decode kernel (the opt-in `quantDot: "int8"` mode). */
+export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0"];
+
+/**
+ * gemv_int8_<type>(xq, w, K, y, rows, table), the opt-in approximate decode
+ * product (llama.cpp's vec_dot_<type>_q8_0): x is given quantized to Q8_0
+ * blocks (34 B: f16 scale dx, int8 q[32], as ggml's quantize_row_q8_0), each
+ * block product is an integer dot of the int8 codes (i32x4.dot_i16x8_s), and
+ * y[r] += float(dot) · (dw · dx) per block, accumulated in four f32 lanes.
+ * The weights are still exact; the error is x's 8-bit rounding (see
+ * linear-engine.ts for the measured bound).
+ */
+export function gemvInt8Fn(type: QuantType): FunctionDef {
+  const [xq, w, K, y, rows, table] = [0, 1, 2, 3, 4, 5];
+  const c = new Code(6);
+  const { bytes } = QUANT_LAYOUT[type];
+  const r = c.local(I32), rowBytes = c.local(I32), xp = c.local(I32), xEnd = c.local(I32), hs = c.local(V128);
+  const dx = c.local(F32), v = c.local(V128), lo = c.local(V128), hi = c.local(V128), sum = c.local(V128);
+  const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
+  const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const xs = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const splat8 = splatLocals(c);
+  c.get(K).i32(5).shrU().i32(bytes).mul().set(rowBytes);
+  c.get(xq).get(K).i32(5).shrU().i32(34).mul().add().set(xEnd);
+  c.i32(0).set(r);
+  c.loop(r, rows, 4, () => {
+    c.get(w).get(r).get(rowBytes).mul().add().set(wp[0]!);
+    for (let i = 1; i < 4; i++) c.get(wp[i - 1]!).get(rowBytes).add().set(wp[i]!);
+    for (const a of acc) c.i32x4const(0).set(a);
+    c.get(xq).set(xp);
+    c.loop(xp, xEnd, () => { c.inc(xp, 34); for (const p of wp) c.inc(p, bytes); }, () => {
+      // x's block: scale and 32 codes widened to four i16x8, shared by the four rows
+      c.get(table).get(xp).i32load16u(0).i32(2).shl().add().f32load().set(dx);
+      for (let h = 0; h < 2; h++) {
+        c.get(xp).v128load(2 + 16 * h).set(v);
+        c.get(v).i16x8extendLowS().set(xs[2 * h]!);
+        c.get(v).i16x8extendHighS().set(xs[2 * h + 1]!);
+      }
+      for (let j = 0; j < 4; j++) {
+        if (type === "q4_0") {
+          c.get(wp[j]!).v128load(2).set(v);
+          c.get(v); splat8(0x0f); c.and(); splat8(8); c.i8x16sub().set(lo);
+          c.get(v).i32(4).i8x16shrU(); splat8(8); c.i8x16sub().set(hi);
+        } else {
+          c.get(wp[j]!).v128load(2).set(lo);
+          c.get(wp[j]!).v128load(18).set(hi);
+        }
+        c.get(lo).i16x8extendLowS().get(xs[0]!).i32x4dotI16();
+        c.get(lo).i16x8extendHighS().get(xs[1]!).i32x4dotI16().i32x4add();
+        c.get(hi).i16x8extendLowS().get(xs[2]!).i32x4dotI16().i32x4add();
+        c.get(hi).i16x8extendHighS().get(xs[3]!).i32x4dotI16().i32x4add().set(sum);
+        // acc += float(sum) · (dw · dx)
+        c.get(acc[j]!).get(sum).f32x4convertI32();
+        c.get(table).get(wp[j]!).i32load16u(0).i32(2).shl().add().f32load().get(dx).f32mul().f32x4splat();
+        c.f32x4mul().f32x4add().set(acc[j]!);
+      }
+    });
+    for (let i = 0; i < 4; i++) c.get(y).get(r).i32(2).shl().add().get(acc[i]!).hsum(hs).f32store(4 * i);
+  });
+  return { name: `gemv_int8_${type}`, params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
