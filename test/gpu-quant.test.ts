@@ -7,9 +7,16 @@
  *    on odd shapes: rows not a multiple of the workgroup, an odd block count
  *    (rows starting at unaligned bytes), T = 1, 7, 129;
  *  - the input gradient g·W against the same reference.
+ * Then whole models: a GGUF mixing all eight types (tiny-stories) against its
+ * dequantized F32 twin (logits within 1e-3 relative, the same greedy tokens,
+ * GPU weight memory = the file's tensor bytes), and a LoRA gradient on a Q8_0
+ * base against the twin's on the WebGPU tape (no dense copy of W made).
  * Weights come from the bit-exact quantizers of lib/quant/. Lavapipe in CI: small shapes.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { createWebGpuBackend, type WebGpuBackend } from "../gpu/index.js";
 import { quantLinearInputGrad } from "../gpu/ops/quant.js";
 import type { GpuTensor } from "../gpu/buffers.js";
@@ -17,17 +24,27 @@ import { Tensor } from "../lib/tensor/tensor.js";
 import { QUANT_LAYOUT, QUANT_TYPES, QuantizedTensor, dequantizeRows, type QuantType } from "../lib/tensor/quantized.js";
 import { quantizeRows, type QuantizedType } from "../lib/quant/quantize.js";
 import { randn, refLinear, relErr, rng } from "./gpu-reference.js";
+import { GgufFile } from "../lib/io/gguf.js";
+import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
+import { LoraModel } from "../lib/peft/lora-train.js";
+import { backprop, createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
+import type { WebGpuTapeBackend } from "../gpu/tape-backend.js";
+import { makeMixedGguf, rotateTypes } from "./quant-fixture.js";
+import { diffStats } from "./peft-helpers.js";
 
 type Mode = "native" | "packed";
 const modes: Mode[] = ["native", "packed"];
 const backends = new Map<Mode, WebGpuBackend>();
+let tmp: string;
 
 beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gpu-quant-"));
   // Packed mode without subgroups (the H100 path), native with them: both reductions are covered.
   for (const m of modes) backends.set(m, await createWebGpuBackend({ f16: m, subgroups: m === "native" }));
 });
 afterAll(() => {
   for (const be of backends.values()) be.dispose();
+  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 /** A random [N, K] matrix quantized to `type`, rows of varied scale and offset (so mins and scales vary), and its exact values. */
@@ -103,5 +120,90 @@ describe.each(modes)("quantized WebGPU kernels (f16 %s)", (mode) => {
     const w = be().uploadQuantized(q);
     const x = be().upload(new Tensor(new Float32Array(32), [1, 32]));
     expect(() => be().rmsNorm(x, w, 1e-5)).toThrow("webgpu: this op cannot read a q4_0 weight [1, 32] (only linear and embedding can)");
+  });
+});
+
+describe("a GGUF mixing all eight types (tiny-stories) on WebGPU against its dequantized F32 twin", () => {
+  let mixed: string, twin: string;
+  let types = new Map<string, QuantType | "f32">();
+  beforeAll(() => {
+    mixed = path.join(tmp, "mixed.gguf");
+    twin = path.join(tmp, "twin.gguf");
+    types = makeMixedGguf("models/tiny-stories", path.join(tmp, "work.gguf"), mixed, twin, rotateTypes);
+  });
+
+  it("GPU memory for weights is the file's tensor bytes; logits within 1e-3 relative; the same greedy tokens", async () => {
+    expect(new Set(types.values())).toEqual(new Set([...QUANT_TYPES, "f32"]));
+    const g = GgufFile.open(mixed);
+    const names = g.tensorNames();
+    const fileBytes = names.reduce((s, n) => s + g.info(n).byteSize, 0);
+    g.close();
+    // A fresh backend per file, so its allocator counts only that model's weights.
+    const runs: { logits: Float32Array[]; tokens: number[][][] }[] = [];
+    for (const file of [mixed, twin]) {
+      const be = await createWebGpuBackend({ f16: "packed", subgroups: false });
+      try {
+        const m = await LlamaForCausalLM.fromPretrained(file, { backend: be });
+        if (file === mixed) {
+          expect((m.model.layers[0]!.self_attn.q_proj.weight as GpuTensor).quant).toBe(types.get("blk.0.attn_q.weight"));
+          const held = be.memory().weights;
+          // Each buffer is its tensor's bytes padded to 4: within 4 bytes a tensor (far inside ±1%).
+          expect(held).toBeGreaterThanOrEqual(fileBytes);
+          expect(held - fileBytes).toBeLessThanOrEqual(4 * names.length);
+        }
+        const prompts = [[1, 9038 % 2048, 2501 % 2048, 263, 931], [1, 200, 300, 17]];
+        const run = { logits: [] as Float32Array[], tokens: [] as number[][][] };
+        for (const p of prompts) {
+          run.logits.push((await m.forward({ inputIds: [p] })).logits.toFloat32());
+          run.tokens.push(await m.generate({ inputIds: [p], maxNewTokens: 16 }));
+        }
+        runs.push(run);
+      } finally {
+        be.dispose();
+      }
+    }
+    const [q, f] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    q.logits.forEach((l, i) => expect(diffStats(l, f.logits[i]!).rel).toBeLessThan(1e-3));
+    expect(q.tokens).toEqual(f.tokens);
+  });
+});
+
+describe("LoRA on a quantized frozen base (WebGPU tape)", () => {
+  let tape: DifferentiableBackend;
+  afterAll(() => tape?.dispose());
+
+  it("the LoRA gradient on a Q8_0 base equals the one on its dequantized F32 twin within 1e-3 relative", async () => {
+    const q8 = path.join(tmp, "tl-q8.gguf"), f32 = path.join(tmp, "tl-f32.gguf");
+    const types = makeMixedGguf("test/fixtures/hf/tiny-llama", path.join(tmp, "tl-work.gguf"), q8, f32, () => "q8_0");
+    // ffn_down's rows (176) are no multiple of 32, so it stays F32: the only matrices the backward transposes.
+    const g = GgufFile.open(q8);
+    const denseBytes = g.tensorNames().filter((n) => types.get(n) === "f32" && g.info(n).shape.length === 2).reduce((s, n) => s + g.info(n).byteSize, 0);
+    g.close();
+    expect(types.get("blk.0.ffn_down.weight")).toBe("f32");
+    tape = await createDifferentiableBackend("webgpu");
+    const gpu = (tape as WebGpuTapeBackend).gpu;
+    const config = { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] };
+    const grads: Float32Array[][] = [];
+    for (const file of [q8, f32]) {
+      const base = await LlamaForCausalLM.fromPretrained(file, { backend: tape });
+      if (file === q8) expect(base.model.layers[1]!.mlp.up_proj.weight.quant).toBe("q8_0");
+      const r = rng(99);
+      const probe = LoraModel.create(base, config);
+      const values = new Map([...probe.modules].map(([m, p]) => [m, { A: randn(r, p.A.size, 0.3), B: randn(r, p.B.size, 0.3) }]));
+      const lora = LoraModel.fromValues(base, config, values);
+      const ids = [[1, 40, 77, 3, 250, 9, 31, 8], [1, 5, 6, 7, 8, 9, 10, 11]];
+      const before = gpu.memory().weights;
+      const out = await lora.forward({ inputIds: ids, labels: ids });
+      await backprop(tape, out.loss!);
+      // The backward made a transposed f32 copy of the F32 matrices only, none of a quantized W.
+      if (file === q8) expect(gpu.memory().weights - before).toBe(denseBytes);
+      grads.push([...lora.modules.values()].flatMap((p) => [p.A.grad!.slice(), p.B.grad!.slice()]));
+    }
+    const [gq, gf] = grads as [Float32Array[], Float32Array[]];
+    expect(gq.length).toBe(gf.length);
+    gq.forEach((g, i) => {
+      expect(Math.max(...Array.from(gf[i]!, Math.abs))).toBeGreaterThan(1e-4); // real gradients
+      expect(diffStats(g, gf[i]!).rel).toBeLessThan(1e-3);
+    });
   });
 });
