@@ -132,7 +132,7 @@ export function gpu(t: unknown, what: string): GpuTensor {
 /** Checks an f32 dense activation. */
 export function act(t: unknown, what: string): GpuTensor {
   const g = gpu(t, what);
-  if (g.dtype !== "f32") throw new LlamaError(`webgpu backend: ${what} must be float32, got ${g.dtype}`);
+  if (g.dtype !== "f32" || g.quant) throw new LlamaError(`webgpu backend: ${what} must be float32, got ${g.quant ?? g.dtype}`);
   if (!g.dense) throw new LlamaError(`webgpu backend: ${what} must be dense (a KV-cache view is not)`);
   return g;
 }

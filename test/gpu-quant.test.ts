@@ -120,6 +120,7 @@ describe.each(modes)("quantized WebGPU kernels (f16 %s)", (mode) => {
     const w = be().uploadQuantized(q);
     const x = be().upload(new Tensor(new Float32Array(32), [1, 32]));
     expect(() => be().rmsNorm(x, w, 1e-5)).toThrow("webgpu: this op cannot read a q4_0 weight [1, 32] (only linear and embedding can)");
+    expect(() => be().add(w, x)).toThrow("webgpu backend: add input must be float32, got q4_0");
   });
 });
 
