@@ -43,10 +43,12 @@ export function cliProgress(label: string, stream: ProgressStream = process.stde
     if (tty) {
       if (!finished && t - lastDraw < REDRAW_MS) return;
       lastDraw = t;
-      const filled = Math.round(fraction * BAR_WIDTH);
-      const bar = known ? ` [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${pct}` : "";
-      const line = `${label}${bar} ${words}`;
+      // The bar gives way to the words on a narrow terminal (down to 10 cells), then the line is cut.
       const cols = stream.columns ?? 100;
+      const width = Math.max(10, Math.min(BAR_WIDTH, cols - 1 - label.length - words.length - 9));
+      const filled = Math.round(fraction * width);
+      const bar = known ? ` [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${pct}` : "";
+      const line = `${label}${bar} ${words}`;
       stream.write(`\r${line.slice(0, cols - 1)}\x1b[K${finished ? "\n" : ""}`);
     } else if (known) {
       const decile = Math.floor(fraction * 10);

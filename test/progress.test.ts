@@ -90,6 +90,14 @@ describe("cli/progress.ts", () => {
     expect(out.slice(0, -1).every((s) => !s.endsWith("\n"))).toBe(true);
     expect(out.at(-1)).toBe(`\rloading [${"#".repeat(30)}] 100% 100/100 MiB · 100.0 MiB/s · 0:01 total\x1b[K\n`);
     expect(out[5]).toBe(`\rloading [${"#".repeat(15)}${"-".repeat(15)}]  50% 50/100 MiB · 100.0 MiB/s · 0:01 left\x1b[K`);
+    // An 80-column terminal: the bar narrows so that the words fit.
+    const narrow: string[] = [];
+    let t80 = 0;
+    const p80 = cliProgress("loading", { write: (s) => narrow.push(s), isTTY: true, columns: 80 }, () => t80);
+    t80 = 1000;
+    p80(100 * 1048576, 100 * 1048576, { unit: "bytes" });
+    expect(narrow[0]).toBe(`\rloading [${"#".repeat(25)}] 100% 100/100 MiB · 100.0 MiB/s · 0:01 total\x1b[K\n`);
+    expect(narrow[0]!.replace(/^\r|\x1b\[K\n$/g, "").length).toBe(79);
   });
 
   it("a total ≤ 0 (training bounded by time only) shows counts and rate without a bar", () => {
