@@ -36,8 +36,12 @@ interface Result {
   loadS: number;
   prefill: number;
   decode: number;
+  /** Decoded tokens per CPU-second of the whole process (all threads): less sensitive to a shared machine. */
+  decodeCpu: number;
   peakRssMiB: number;
 }
+
+const cpuSeconds = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1e6;
 
 /** A fixed prompt: BOS then ids from a small LCG (the same for both engines). */
 function promptIds(vocab: number): number[] {
@@ -57,15 +61,17 @@ async function ours(file: string): Promise<Result> {
   await model.forward({ inputIds: [prompt], useCache: false, logitsToKeep: 1 });
   const prefill = PROMPT / ((performance.now() - p0) / 1000);
   let tFirst = 0, tLast = 0, seen = 0;
+  let cFirst = process.cpuUsage(), cLast = cFirst;
   await generate(model, {
     inputIds: [prompt], maxNewTokens: DECODE + 1, eosTokenId: null,
     streamer: () => {
-      if (++seen === 1) tFirst = performance.now();
-      else tLast = performance.now();
+      if (++seen === 1) { tFirst = performance.now(); cFirst = process.cpuUsage(); }
+      else { tLast = performance.now(); cLast = process.cpuUsage(); }
     },
   });
   const decode = DECODE / ((tLast - tFirst) / 1000);
-  return { engine: `llama-ts (${model.backend.description})`, loadS, prefill, decode, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
+  const decodeCpu = DECODE / (cpuSeconds(cLast) - cpuSeconds(cFirst));
+  return { engine: `llama-ts (${model.backend.description})`, loadS, prefill, decode, decodeCpu, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
 }
 
 async function llamaCpp(file: string): Promise<Result> {
@@ -84,10 +90,12 @@ async function llamaCpp(file: string): Promise<Result> {
   await seq.evaluateWithoutGeneratingNewTokens(toks);
   const prefill = PROMPT / ((performance.now() - p0) / 1000);
   const d0 = performance.now();
+  const c0 = process.cpuUsage();
   let n = 0;
   for await (const _ of seq.evaluate([toks[toks.length - 1]!], { temperature: 0 })) if (++n >= DECODE) break;
   const decode = DECODE / ((performance.now() - d0) / 1000);
-  const r: Result = { engine: "llama.cpp (node-llama-cpp 3.21.1, CPU)", loadS, prefill, decode, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
+  const decodeCpu = DECODE / cpuSeconds(process.cpuUsage(c0));
+  const r: Result = { engine: "llama.cpp (node-llama-cpp 3.21.1, CPU)", loadS, prefill, decode, decodeCpu, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
   await ctx.dispose();
   await model.dispose();
   await llama.dispose();
@@ -138,18 +146,19 @@ async function main(): Promise<void> {
     }
     rows.push(JSON.parse(line.slice(7)) as Result);
   }
-  const table = [["engine", "load s", "prefill tok/s", "decode tok/s", "peak RSS MiB", "RSS − file MiB"],
-    ...rows.map((r) => [r.engine, fmt(r.loadS), fmt(r.prefill), fmt(r.decode), r.peakRssMiB.toFixed(0), (r.peakRssMiB - mib).toFixed(0)])];
+  const table = [["engine", "load s", "prefill tok/s", "decode tok/s", "decode tok/cpu-s", "peak RSS MiB", "RSS − file MiB"],
+    ...rows.map((r) => [r.engine, fmt(r.loadS), fmt(r.prefill), fmt(r.decode), fmt(r.decodeCpu), r.peakRssMiB.toFixed(0), (r.peakRssMiB - mib).toFixed(0)])];
   const ref = rows.find((r) => r.engine.startsWith("llama.cpp"));
   for (const r of ref ? rows.filter((x) => x !== ref) : []) {
     table.push([`ratio: ${r.engine.includes("int8") ? "int8" : "exact"} / llama.cpp`, fmt(r.loadS / ref!.loadS), fmt(r.prefill / ref!.prefill),
-      fmt(r.decode / ref!.decode), fmt(r.peakRssMiB / ref!.peakRssMiB), ""]);
+      fmt(r.decode / ref!.decode), fmt(r.decodeCpu / ref!.decodeCpu), fmt(r.peakRssMiB / ref!.peakRssMiB), ""]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   for (const [i, r] of table.entries()) {
     console.log(`| ${r.map((c, j) => c.padEnd(widths[j]!)).join(" | ")} |`);
     if (i === 0) console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
   }
+  console.log(`\n# load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
 }
 
 main().catch((err) => {

@@ -129,8 +129,8 @@ describe("x·Wᵀ on quantized blocks = the float32 kernel on the dequantized ma
     const int8 = await CpuBackend.create({ quantDot: "int8" });
     backends.push(exact, int8);
     if (!int8.description.includes("int8")) return; // no wasm here: the mode does not exist
-    for (const type of ["q4_0", "q8_0", "q4_k"] as const) {
-      const [N, K] = [37, 512];
+    // 37 rows on one thread; 518 rows (over 96 KiB) split over the threads, which share x's Q8_0 copy
+    for (const [type, N, K] of [["q4_0", 37, 512], ["q8_0", 37, 512], ["q4_k", 37, 512], ["q4_0", 518, 512], ["q8_0", 518, 512]] as const) {
       const q = quantMatrix(type, N, K);
       const W = dense(q).data as Float32Array;
       for (const T of [1, 3]) {
