@@ -23,6 +23,24 @@ export function writeFileAtomic(file: string, write: (fd: number) => void): void
   }
 }
 
+/** writeFileAtomic for a writer that awaits between writes (same temp file, fsync and rename). */
+export async function writeFileAtomicAsync(file: string, write: (fd: number) => Promise<void>): Promise<void> {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  const fd = fs.openSync(tmp, "w");
+  try {
+    await write(fd);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    try { fs.closeSync(fd); } catch { /* already closed */ }
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
 /** Atomic write of a whole string or buffer. */
 export function writeTextAtomic(file: string, content: string | Uint8Array): void {
   writeFileAtomic(file, (fd) => {

@@ -1,5 +1,6 @@
 /**
- * GGUF v3 writer for F32/F16/BF16 tensors. The header (metadata in the given
+ * GGUF v3 writer for F32/F16/BF16 tensors, and for tensors of any ggml type
+ * given as their raw bytes (quantized blocks). The header (metadata in the given
  * order, tensor infos) is written first, then each tensor's data, each
  * padded to the alignment; tensors are produced one at a time, so a model is
  * never held whole. The file appears atomically (temp file + rename).
@@ -7,9 +8,9 @@
 import { LlamaError } from "../errors.js";
 import { f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
 import { type Tensor, numel } from "../tensor/tensor.js";
-import { writeAll, writeFileAtomic } from "./atomic.js";
+import { writeAll, writeFileAtomic, writeFileAtomicAsync } from "./atomic.js";
 import type { GgufEntry, GgufValue } from "./gguf.js";
-import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GgmlType, GgufValueType } from "./gguf-types.js";
+import { GGML_BLOCK, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GgmlType, GgufValueType, ggmlTypeName } from "./gguf-types.js";
 
 export type GgufWritableType = GgmlType.F32 | GgmlType.F16 | GgmlType.BF16;
 
@@ -17,9 +18,13 @@ export interface GgufTensorSpec {
   readonly name: string;
   /** Row-major shape (torch order); written as ggml `ne` (reversed). */
   readonly shape: readonly number[];
-  readonly type: GgufWritableType;
-  /** Produces the tensor when its data is written (called once, in order). */
-  readonly data: () => Tensor;
+  /** F32/F16/BF16 for a Tensor; any ggml type when `data` gives the raw bytes. */
+  readonly type: GgufWritableType | GgmlType;
+  /**
+   * Produces the tensor, or its bytes in `type`'s encoding (whole, or as
+   * consecutive chunks), when its data is written (called once, in order).
+   */
+  readonly data: () => Tensor | Uint8Array | Iterable<Uint8Array>;
 }
 
 export interface GgufWriteOptions {
@@ -45,7 +50,16 @@ export const gguf = {
   arr: (itemType: GgufValueType, items: GgufValue[]): GgufEntry => ({ type: GgufValueType.ARRAY, value: { itemType, items } }),
 };
 
-const TYPE_BYTES: Record<GgufWritableType, number> = { [GgmlType.F32]: 4, [GgmlType.F16]: 2, [GgmlType.BF16]: 2 };
+/** Bytes of a tensor of `shape` in ggml type `type` (whole blocks per row). */
+function plannedBytes(spec: { name: string; shape: readonly number[]; type: GgmlType }): number {
+  const block = GGML_BLOCK[spec.type];
+  const n = numel(spec.shape);
+  const row = spec.shape[spec.shape.length - 1] ?? 1;
+  if (!block || row % block.elems !== 0) {
+    throw new LlamaError(`GGUF writer: tensor "${spec.name}" [${spec.shape.join(", ")}] cannot be stored as ${ggmlTypeName(spec.type)}`);
+  }
+  return (n / block.elems) * block.bytes;
+}
 
 /** A growable little-endian byte buffer for the header. */
 class ByteSink {
@@ -115,14 +129,12 @@ function tensorBytes(t: Tensor, type: GgufWritableType): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-/** Writes a GGUF v3 file with the metadata (in iteration order) and tensors. */
-export function writeGguf(
-  file: string,
+/** The header bytes (metadata, tensor infos, padding) and each tensor's planned data size. */
+function encodeHeader(
   metadata: Iterable<readonly [string, GgufEntry]>,
-  tensors: readonly GgufTensorSpec[],
-  options: GgufWriteOptions = {},
-): void {
-  const alignment = options.alignment ?? GGUF_DEFAULT_ALIGNMENT;
+  tensors: readonly { name: string; shape: readonly number[]; type: GgmlType }[],
+  alignment: number,
+): { header: Uint8Array; sizes: number[] } {
   const meta = [...metadata];
   if (alignment !== GGUF_DEFAULT_ALIGNMENT && !meta.some(([k]) => k === "general.alignment")) meta.push(["general.alignment", gguf.u32(alignment)]);
   const s = new ByteSink();
@@ -143,24 +155,98 @@ export function writeGguf(
     for (let d = t.shape.length - 1; d >= 0; d--) s.u64(t.shape[d]!);
     s.u32(t.type);
     s.u64(offset);
-    const size = numel(t.shape) * TYPE_BYTES[t.type];
+    const size = plannedBytes(t);
     sizes.push(size);
     offset += Math.ceil(size / alignment) * alignment;
   }
   s.pad(alignment);
+  return { header: s.result(), sizes };
+}
+
+/** Counts a tensor's bytes as they are written; a wrong total is an error naming the tensor. */
+class SizeCheck {
+  written = 0;
+  constructor(private readonly spec: { name: string; shape: readonly number[]; type: GgmlType }, readonly size: number) {}
+  private fail(got: string): never {
+    const { name, type, shape } = this.spec;
+    throw new LlamaError(`GGUF writer: tensor "${name}" has ${got} bytes, ${ggmlTypeName(type)} [${shape.join(", ")}] needs ${this.size}`);
+  }
+  add(chunk: Uint8Array): Uint8Array {
+    this.written += chunk.length;
+    if (this.written > this.size) this.fail(`more than ${this.size}`);
+    return chunk;
+  }
+  /** The zero bytes that pad the tensor to the alignment. */
+  end(alignment: number): Uint8Array {
+    if (this.written !== this.size) this.fail(String(this.written));
+    return new Uint8Array((alignment - (this.size % alignment)) % alignment);
+  }
+}
+
+/** A Tensor's bytes in the spec's type (F32/F16/BF16 only). */
+function tensorData(spec: GgufTensorSpec, t: Tensor): Uint8Array {
+  if (t.shape.join() !== spec.shape.join()) {
+    throw new LlamaError(`GGUF writer: tensor "${spec.name}" has shape [${t.shape.join(", ")}], planned [${spec.shape.join(", ")}]`);
+  }
+  if (spec.type !== GgmlType.F32 && spec.type !== GgmlType.F16 && spec.type !== GgmlType.BF16) {
+    throw new LlamaError(`GGUF writer: tensor "${spec.name}" of type ${ggmlTypeName(spec.type)} must be given as bytes`);
+  }
+  return tensorBytes(t, spec.type);
+}
+
+/** Writes a GGUF v3 file with the metadata (in iteration order) and tensors. */
+export function writeGguf(
+  file: string,
+  metadata: Iterable<readonly [string, GgufEntry]>,
+  tensors: readonly GgufTensorSpec[],
+  options: GgufWriteOptions = {},
+): void {
+  const alignment = options.alignment ?? GGUF_DEFAULT_ALIGNMENT;
+  const { header, sizes } = encodeHeader(metadata, tensors, alignment);
   writeFileAtomic(file, (fd) => {
-    writeAll(fd, s.result());
+    writeAll(fd, header);
     tensors.forEach((spec, i) => {
+      const check = new SizeCheck(spec, sizes[i]!);
       const t = spec.data();
-      if (t.shape.join() !== spec.shape.join()) {
-        throw new LlamaError(`GGUF writer: tensor "${spec.name}" has shape [${t.shape.join(", ")}], planned [${spec.shape.join(", ")}]`);
-      }
-      const bytes = tensorBytes(t, spec.type);
-      writeAll(fd, bytes);
-      const pad = (alignment - (bytes.length % alignment)) % alignment;
-      if (pad) writeAll(fd, new Uint8Array(pad));
+      const chunks = t instanceof Uint8Array ? [t] : "shape" in t ? [tensorData(spec, t)] : t;
+      for (const chunk of chunks) writeAll(fd, check.add(chunk));
+      writeAll(fd, check.end(alignment));
       options.onTensor?.(spec.name, sizes[i]!);
     });
+  });
+}
+
+/** A tensor whose bytes may also come as an async stream of chunks (for `writeGgufAsync`). */
+export interface GgufTensorSpecAsync extends Omit<GgufTensorSpec, "data"> {
+  readonly data: () => Tensor | Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+}
+
+/**
+ * `writeGguf` for long producers (e.g. quantizing): chunks may be produced
+ * asynchronously, and the event loop gets a turn between chunks, so progress
+ * can be shown and a kernel stays responsive while the file is written.
+ */
+export async function writeGgufAsync(
+  file: string,
+  metadata: Iterable<readonly [string, GgufEntry]>,
+  tensors: readonly GgufTensorSpecAsync[],
+  options: GgufWriteOptions = {},
+): Promise<void> {
+  const alignment = options.alignment ?? GGUF_DEFAULT_ALIGNMENT;
+  const { header, sizes } = encodeHeader(metadata, tensors, alignment);
+  await writeFileAtomicAsync(file, async (fd) => {
+    writeAll(fd, header);
+    for (const [i, spec] of tensors.entries()) {
+      const check = new SizeCheck(spec, sizes[i]!);
+      const t = spec.data();
+      const chunks = t instanceof Uint8Array ? [t] : "shape" in t ? [tensorData(spec as GgufTensorSpec, t)] : t;
+      for await (const chunk of chunks) {
+        writeAll(fd, check.add(chunk));
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      writeAll(fd, check.end(alignment));
+      options.onTensor?.(spec.name, sizes[i]!);
+    }
   });
 }
 
