@@ -20,7 +20,15 @@
  *
  * Experiments that chose the defaults (all with --seed 0, sampled as above; the machine was shared by
  * several jobs, so wall seconds are inflated; CPU s/step is the process's CPU time):
- * EXPERIMENTS (filled in below as they were run)
+ *
+ * | run (llama-ts dpo … --seed 0) | steps | CPU s/step | wall s (load avg) | share | distinct-2 ratio | non-printable | mean words | verdict |
+ * | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+ * | base model (our sampler) | – | – | – | 0.121 | 1 (0.292) | 0 | 36.2 | |
+ * | all-linear, lr 2e-3, beta 0.1, batch 8, 3 epochs (TRL's best) | 90 | 3.58 | 1553 (15) | 0.246 | 1.35× | 4 | 31.9 | TRL's result (0.235); gibberish creeping in |
+ * EXPERIMENTS
+ *
+ * TRL on the same machine and data: base 0.118 → 0.235 (distinct-2 1.08×, 2 non-printable, 36.3 → 33.2 words),
+ * 0.75 CPU s/step (all-linear lr 2e-3); q/v lr 5e-4: 0.118 → 0.121, 0.66 CPU s/step.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -35,8 +43,25 @@ const MODEL = "models/tiny-stories";
 const DATA = "datasets/preference";
 const SEED = 1000;
 
-/** TRL 1.13 on this machine (bench/trl-dpo-baseline.py); null until measured. */
-const TRL_RUNS: { label: string; steps: number; seconds: number; sPerStep: number; cpuSPerStep: number | null; base: PreferenceMetrics | null; tuned: PreferenceMetrics }[] = [];
+/**
+ * TRL 1.13 on this machine (bench/trl-dpo-baseline.py, torch 2.13 CPU with its 2 threads, OMP_WAIT_POLICY
+ * PASSIVE), 2026-12-06, while the machine was shared (load average 15–22 on 2 cores: wall seconds are
+ * inflated, CPU seconds much less so). The issue quotes 0.46 s/step for the first run on an idle machine.
+ */
+const TRL_BASE: PreferenceMetrics = { samples: 272, share: 0.11764705882352941, distinctBigrams: 0.3020280811232449, nonPrintable: 1, meanWords: 36.349264705882355 };
+const TRL_RUNS: { label: string; steps: number; seconds: number; sPerStep: number; cpuSPerStep: number | null; base: PreferenceMetrics | null; tuned: PreferenceMetrics }[] = [
+  {
+    label: "TRL 1.13 DPOTrainer, LoRA r 8 all-linear, lr 2e-3, beta 0.1, batch 8, 3 epochs", steps: 90, seconds: 167.8, sPerStep: 1.865, cpuSPerStep: 0.748,
+    base: TRL_BASE, tuned: { samples: 272, share: 0.23529411764705882, distinctBigrams: 0.32666590467482, nonPrintable: 2, meanWords: 33.16544117647059 },
+  },
+  {
+    label: "TRL 1.13 DPOTrainer, LoRA r 8 q/v, lr 5e-4, beta 0.1, batch 8, 3 epochs", steps: 90, seconds: 272.8, sPerStep: 3.031, cpuSPerStep: 0.658,
+    base: TRL_BASE, tuned: { samples: 272, share: 0.1213235294117647, distinctBigrams: 0.2988733569789276, nonPrintable: 1, meanWords: 36.24264705882353 },
+  },
+];
+
+/** Set DPO_BENCH_KEEP=DIR to keep the adapter and both sets of samples (samples-base.json, samples-tuned.json) there. */
+const KEEP = process.env.DPO_BENCH_KEEP;
 
 async function measure(adapter?: string): Promise<PreferenceMetrics> {
   const model = await LlamaForCausalLM.fromPretrained(MODEL);
@@ -45,6 +70,10 @@ async function measure(adapter?: string): Promise<PreferenceMetrics> {
     const applied = adapter ? await applyAdapter(model, adapter, MODEL) : undefined;
     const prompts = fs.readFileSync(path.join(DATA, "test-prompts.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { prompt: string }).prompt);
     const texts = await sampleContinuations(applied?.generationModel() ?? model, tok, prompts, { perPrompt: 8, maxNewTokens: 48, seed: SEED });
+    if (KEEP) {
+      fs.mkdirSync(KEEP, { recursive: true });
+      fs.writeFileSync(path.join(KEEP, adapter ? "samples-tuned.json" : "samples-base.json"), JSON.stringify(prompts.map((p, i) => ({ prompt: p, samples: texts[i] })), null, 1));
+    }
     return preferenceMetrics(texts.flat());
   } finally {
     model.backend.dispose();
@@ -79,8 +108,9 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dpo-bench-"));
   try {
     const base = await measure();
-    const t = train(path.join(tmp, "adapter"), extra);
-    const tuned = await measure(path.join(tmp, "adapter"));
+    const adapter = KEEP ? path.join(KEEP, "adapter") : path.join(tmp, "adapter");
+    const t = train(adapter, extra);
+    const tuned = await measure(adapter);
     console.log(`load avg after: ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`);
     console.log("");
     console.log("| run | steps | train s | s/step | CPU s/step | peak RSS | share (base → tuned) | distinct-2 (base → tuned, ratio) | non-printable | mean words (base → tuned) | last rewards/accuracies |");
