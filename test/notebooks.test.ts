@@ -54,6 +54,7 @@ describe("notebooks run clean on the llama-ts kernel", () => {
   it("has the notebooks this project promises", () => {
     expect(notebooks).toContain("01-quickstart.ipynb");
     expect(notebooks).toContain("07-sequence-classification.ipynb");
+    expect(notebooks).toContain("11-preference.ipynb");
   });
 
   for (const name of notebooks) {
