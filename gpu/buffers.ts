@@ -29,7 +29,8 @@ export const GPU_BYTES: Record<GpuDType, number> = { f32: 4, f16: 2, bf16: 2, u3
 export interface PooledBuffer {
   /** Unique per GPUBuffer (bind-group cache key). */
   readonly id: number;
-  readonly buffer: GPUBuffer;
+  /** Dawn's buffer; detached (undefined at runtime) once the pool is torn down, so GC can finalize it. */
+  buffer: GPUBuffer;
   readonly size: number;
   readonly kind: AllocKind;
   /** Submit epoch of the last command that referenced it. */
@@ -106,7 +107,10 @@ export class BufferPool {
   /** Incremented by the executor on each submit. */
   epoch = 0;
 
-  constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
+  /** Every GPUBuffer this pool created and has not destroyed (teardown detaches them all). */
+  private readonly live = new Set<PooledBuffer>();
+
+  constructor(private device: GPUDevice, private readonly maxBufferSize: number) {}
 
   /** A new exact-size buffer (weights, KV cache), optionally mapped for filling. */
   createExact(bytes: number, kind: AllocKind, mapped = false, label?: string): PooledBuffer {
@@ -114,7 +118,7 @@ export class BufferPool {
     this.checkSize(size, label);
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE(), mappedAtCreation: mapped, label });
     this.count(kind, size);
-    return { id: newBufferId(), buffer, size, kind, lastEpoch: -1 };
+    return this.track({ id: newBufferId(), buffer, size, kind, lastEpoch: -1 });
   }
 
   /** A scratch buffer of at least `bytes` (for outputs of GPU ops). */
@@ -150,7 +154,17 @@ export class BufferPool {
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE() });
     this.count("scratch", size);
     this.scratchInUse += size;
-    return { id: newBufferId(), buffer, size, kind: "scratch", lastEpoch: -1 };
+    return this.track({ id: newBufferId(), buffer, size, kind: "scratch", lastEpoch: -1 });
+  }
+
+  private track(b: PooledBuffer): PooledBuffer {
+    this.live.add(b);
+    return b;
+  }
+
+  private destroyBuffer(b: PooledBuffer): void {
+    this.live.delete(b);
+    b.buffer.destroy();
   }
 
   /** Gives a buffer back: scratch returns to its bucket, weights/KV are destroyed (after pending submits, as WebGPU allows). */
@@ -164,7 +178,7 @@ export class BufferPool {
       this.pendingDestroy.push(b); // still referenced by recorded, unsubmitted commands
     } else {
       this.bytes[b.kind] -= b.size;
-      b.buffer.destroy();
+      this.destroyBuffer(b);
     }
   }
 
@@ -181,7 +195,7 @@ export class BufferPool {
         const i = list.findIndex((b) => b.lastEpoch < this.epoch);
         if (i < 0) break;
         const [b] = list.splice(i, 1);
-        b!.buffer.destroy();
+        this.destroyBuffer(b!);
         this.bytes.scratch -= size;
       }
     }
@@ -192,10 +206,22 @@ export class BufferPool {
     return { ...this.bytes, scratchInUse: this.scratchInUse, total, peak: this.peak };
   }
 
-  /** Destroys every pooled scratch buffer (teardown). */
-  destroyFree(): void {
-    for (const list of this.free.values()) for (const b of list) b.buffer.destroy();
+  /**
+   * Teardown: destroys every buffer the pool created — weights and KV caches
+   * that model handles still point at included — and detaches each from its
+   * PooledBuffer. A live JS wrapper of a Dawn buffer keeps Dawn's device, and
+   * with it the Vulkan instance and its driver threads, alive until garbage
+   * collection; detached, they can be finalized as soon as the device goes.
+   */
+  destroyAll(): void {
+    for (const b of this.live) {
+      b.buffer.destroy();
+      b.buffer = undefined as unknown as GPUBuffer;
+    }
+    this.live.clear();
     this.free.clear();
+    this.pendingDestroy = [];
+    this.device = undefined as unknown as GPUDevice;
   }
 
   private count(kind: AllocKind, size: number): void {

@@ -5,7 +5,22 @@
  * is alive, pending callbacks can keep node running. `GpuContext.destroy()`
  * destroys the device and drops every reference so tests and the CLI exit by
  * themselves.
+ *
+ * Exit must not be left to chance: the Vulkan instance under Dawn owns driver
+ * threads (Mesa lavapipe: two `llvmpipe-N` rasterizer threads and a
+ * `disk$0` shader-cache thread), which only stop when Dawn's native instance
+ * is finalized, i.e. when every JS wrapper of an instance, adapter, device or
+ * buffer has been garbage-collected. Left to process exit, that finalization
+ * runs inside node's environment teardown, interleaved with the driver's
+ * static destructors and its still-running threads — the rare SIGSEGV/SIGABRT
+ * *after* a program printed its output (seen under load). So teardown is
+ * explicit and ordered: every buffer destroyed and detached (BufferPool.destroyAll),
+ * the device destroyed, every reference dropped, and once Dawn has delivered
+ * the device-lost event (its last hold on them) one forced GC, which finalizes
+ * Dawn's objects and joins those threads while the process is still whole.
  */
+import * as v8 from "node:v8";
+import * as vm from "node:vm";
 import { LlamaError } from "../lib/errors.js";
 
 /** How f16 weights are read by the shaders. */
@@ -87,13 +102,14 @@ export class GpuContext {
 
   private constructor(
     private instance: GPU | undefined,
-    readonly adapter: GPUAdapter,
-    readonly device: GPUDevice,
+    private adapterRef: GPUAdapter | undefined,
+    private deviceRef: GPUDevice | undefined,
     readonly info: AdapterSummary,
     readonly hasShaderF16: boolean,
     readonly f16Mode: F16Mode,
     readonly useSubgroups: boolean,
   ) {
+    const device = deviceRef!;
     device.lost.then((info) => {
       if (this.destroyed) return;
       this.lostError = new LlamaError(`WebGPU device lost (${info.reason}): ${info.message}`);
@@ -150,6 +166,16 @@ export class GpuContext {
     return new GpuContext(instance, adapter, device, info, hasShaderF16, f16Mode, wantSubgroups);
   }
 
+  get adapter(): GPUAdapter {
+    this.assertAlive();
+    return this.adapterRef!;
+  }
+
+  get device(): GPUDevice {
+    this.assertAlive();
+    return this.deviceRef!;
+  }
+
   get limits(): GPUSupportedLimits {
     return this.device.limits;
   }
@@ -164,14 +190,48 @@ export class GpuContext {
     if (this.lostError) throw this.lostError;
   }
 
-  /** Destroys the device and drops Dawn's instance so node can exit. Idempotent. */
+  /**
+   * Destroys the device, drops the device, adapter and instance, and collects
+   * them once Dawn lets go (see the top of this file): Dawn's driver threads
+   * have stopped when `closed` settles, before node can exit. Call after the
+   * buffers are destroyed (GpuRuntime.destroy). Idempotent.
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.device.onuncapturederror = null;
-    this.device.destroy();
+    const device = this.deviceRef!;
+    const lost = device.lost;
+    device.onuncapturederror = null;
+    device.destroy();
+    this.deviceRef = undefined;
+    this.adapterRef = undefined;
     this.instance = undefined;
+    // Dawn holds on to its objects until it has delivered the device-lost event of destroy()
+    // (its pending event keeps node's loop alive meanwhile); one turn later they are collectable.
+    this.closed = lost.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(collectGarbage);
   }
+
+  /** Settles when destroy() has finished: Dawn's objects collected and its driver threads stopped. */
+  closed: Promise<void> | undefined;
+}
+
+/**
+ * A full garbage collection now (V8's gc(), exposed at run time when node was
+ * not started with --expose-gc); a no-op where V8 refuses. A forced GC runs
+ * the native finalizers of unreachable Dawn objects before it returns.
+ */
+let forcedGc: (() => void) | null | undefined;
+function collectGarbage(): void {
+  if (forcedGc === undefined) {
+    const existing = (globalThis as { gc?: () => void }).gc;
+    try {
+      if (!existing) v8.setFlagsFromString("--expose-gc");
+      forcedGc = existing ?? (vm.runInNewContext("gc") as () => void);
+    } catch {
+      forcedGc = null;
+    }
+  }
+  forcedGc?.();
 }
 
 function envF16Mode(): F16Mode | undefined {

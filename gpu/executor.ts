@@ -55,7 +55,7 @@ export class Executor {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
-  private readonly uniform: GPUBuffer;
+  private uniform: GPUBuffer;
   private readonly uniformData = new ArrayBuffer(SLOT_BYTES * SLOTS);
   private readonly uniformU32 = new Uint32Array(this.uniformData);
   private readonly uniformI32 = new Int32Array(this.uniformData);
@@ -218,13 +218,15 @@ export class Executor {
     return this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: "readback" });
   }
 
+  /** Destroys every buffer and drops every Dawn object this executor and its pool hold (see GpuContext.destroy). */
   destroy(): void {
     this.encoder = undefined;
     this.pass = undefined;
     for (const b of this.stagingFree) b.destroy();
     this.stagingFree.length = 0;
-    this.pool.destroyFree();
+    this.pool.destroyAll();
     this.uniform.destroy();
+    this.uniform = undefined as unknown as GPUBuffer;
     this.pipelines.clear();
     this.bindGroups.clear();
   }

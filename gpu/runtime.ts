@@ -21,6 +21,7 @@ export class GpuRuntime {
   private readonly finalizer: FinalizationRegistry<PooledBuffer>;
   /** A 16-byte buffer bound where a kernel's optional input is absent (e.g. no padding mask). */
   readonly dummy: PooledBuffer;
+  private readonly liveRef = new WeakRef(this);
 
   private constructor(readonly ctx: GpuContext) {
     this.exec = new Executor(ctx);
@@ -31,7 +32,16 @@ export class GpuRuntime {
   }
 
   static async create(options: GpuOptions = {}): Promise<GpuRuntime> {
-    return new GpuRuntime(await GpuContext.acquire(options));
+    const rt = new GpuRuntime(await GpuContext.acquire(options));
+    live.add(rt.liveRef);
+    if (!exitHookSet) {
+      exitHookSet = true;
+      // A script that never called dispose() still tears Dawn down in order (device.ts) before node exits.
+      process.once("beforeExit", () => {
+        for (const r of [...live]) r.deref()?.destroy();
+      });
+    }
+    return rt;
   }
 
   get pool() {
@@ -115,12 +125,18 @@ export class GpuRuntime {
     return this.adopt(from.buf, shape, from.dtype, capacity);
   }
 
+  /** Buffers first, then the device (GpuContext.destroy collects Dawn's objects and its driver threads stop). */
   destroy(): void {
+    live.delete(this.liveRef);
     if (this.ctx.isDestroyed) return;
     this.exec.destroy();
     this.ctx.destroy();
   }
 }
+
+/** Runtimes not yet destroyed, for the beforeExit teardown (weakly: a dropped backend may still be collected). */
+const live = new Set<WeakRef<GpuRuntime>>();
+let exitHookSet = false;
 
 /** Checks that a device tensor belongs to the WebGPU backend. */
 export function gpu(t: unknown, what: string): GpuTensor {
