@@ -27,6 +27,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   tokenize: () => import("./commands/tokenize.js"),
   detokenize: () => import("./commands/detokenize.js"),
   "gpu-info": () => import("./commands/gpu-info.js"),
+  quantize: () => import("./commands/quantize.js"),
 };
 
 /** Lets a feature add its command without editing this table in many places. */
