@@ -1,19 +1,14 @@
 /**
  * Runs the built CLI (bin/llama-ts.js → dist/) in a child process, for the CLI tests.
  *
- * Known issue with WebGPU commands: under heavy parallel load, Dawn on lavapipe rarely crashes
- * (SIGSEGV or SIGABRT) while tearing down at process exit, after the output is complete (2 of ~10
- * full suite runs; 0 of 55 runs alone). `gpu: true` retries such a run up to twice; a crash that
- * persists, or any other signal (a hang → SIGTERM), is returned for the test to fail on.
+ * No retries: WebGPU commands used to die rarely (SIGSEGV/SIGABRT) at process exit, after their
+ * output, when Dawn's instance was finalized during node's own teardown while lavapipe's driver
+ * threads still ran. gpu/device.ts now tears Dawn down in order before exit, so any signal
+ * (a crash, or a hang killed by the timeout) is returned for the test to fail on. `gpu` is kept
+ * for callers that mark their WebGPU runs.
  */
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 
 export function runCli(args: readonly string[], options: { cwd?: string; timeoutMs?: number; gpu?: boolean } = {}): SpawnSyncReturns<string> {
-  const run = () => spawnSync(process.execPath, ["bin/llama-ts.js", ...args], { cwd: options.cwd, encoding: "utf8", timeout: options.timeoutMs ?? 120_000 });
-  let r = run();
-  for (let retry = 0; options.gpu && retry < 2 && (r.signal === "SIGSEGV" || r.signal === "SIGABRT"); retry++) {
-    console.warn(`[cli] llama-ts ${args.join(" ")}: ${r.signal} at exit, retrying (known Dawn teardown issue)`);
-    r = run();
-  }
-  return r;
+  return spawnSync(process.execPath, ["bin/llama-ts.js", ...args], { cwd: options.cwd, encoding: "utf8", timeout: options.timeoutMs ?? 120_000 });
 }
