@@ -131,6 +131,30 @@ export interface LinearKernel {
   forward(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor): Float32Array;
   /** dX[M,K] = g[M,N] · W[N,K] */
   backwardInput(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor): Float32Array;
+  /**
+   * out[M,N] (+)= a[M,K] · b[N,K]ᵀ on transient host arrays (matmulABt's contract), for the
+   * products of trainable weights (LoRA's A and B, a head) and attention. Absent: the JavaScript kernels.
+   */
+  gemm?: typeof matmulABt;
+  /** y[M,N] = x[M,K] · w[N,K]ᵀ for a trainable float32 weight, with the bits `forward` gives that weight frozen. */
+  forwardF32?(x: Float32Array, M: number, K: number, w: Float32Array, N: number): Float32Array;
+}
+
+/**
+ * Xᵀ [K, M] of an activation X [M, K], cached per value array: the weight
+ * gradients dW = dYᵀ · X of the LoRA pairs on q/k/v (and gate/up) share one X,
+ * and the ABt kernel wants both operands with M as the contiguous axis. Only
+ * for op outputs (never mutated after they are made); the entry goes with X.
+ */
+const activationT = new WeakMap<Float32Array, Float32Array>();
+
+export function transposedActivation(x: Float32Array, M: number, K: number): Float32Array {
+  let t = activationT.get(x);
+  if (!t || t.length !== M * K) {
+    t = transpose(x, M, K);
+    activationT.set(x, t);
+  }
+  return t;
 }
 
 /** Rows of a quantized W dequantized at a time by the products below (a few hundred KiB, never the whole matrix). */

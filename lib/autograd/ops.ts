@@ -12,7 +12,7 @@ import { Tensor, numel } from "../tensor/tensor.js";
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
-import { type LinearKernel, jsLinearKernel, matmulABt, matmulAtB, transpose, weightF32 } from "./matmul.js";
+import { type LinearKernel, jsLinearKernel, matmulABt, matmulAtB, transpose, transposedActivation, weightF32 } from "./matmul.js";
 
 /** A weight: frozen (`Tensor`, or a `QuantizedTensor` matrix in ggml blocks) or trainable (`Var`). */
 export type Weight = Tensor | Var | QuantizedTensor;
@@ -145,8 +145,12 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
   const N = weight.shape[0]!;
   if (bias) expectShape("linear", "bias", bias.shape, [N]);
   const M = x.size / K;
+  // A trainable weight's products run on the kernel's gemm when it has one (wasm SIMD on the CPU tape).
+  const mm = kernel.gemm ?? matmulABt;
   let out: Float32Array;
-  if (weight instanceof Var) {
+  if (weight instanceof Var && kernel.forwardF32) {
+    out = kernel.forwardF32(x.value, M, K, weight.value, N);
+  } else if (weight instanceof Var) {
     out = new Float32Array(M * N);
     matmulABt(x.value, weight.value, out, M, N, K);
   } else {
@@ -169,7 +173,7 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
         // dX[M,K] = dY[M,N] · W[N,K] = dY · (Wᵀ[K,N])ᵀ
         if (weight instanceof Var) {
           const dx = new Float32Array(M * K);
-          matmulABt(g, transpose(weight.value, N, K), dx, M, K, N);
+          mm(g, transpose(weight.value, N, K), dx, M, K, N);
           grads.push(dx);
         } else {
           grads.push(kernel.backwardInput(g, M, N, weight));
@@ -178,7 +182,9 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
       if (weight instanceof Var) {
         if (weight.requiresGrad) {
           const dw = new Float32Array(N * K);
-          matmulAtB(g, x.value, dw, N, K, M); // dW[N,K] = dYᵀ[N,M] · X[M,K]
+          // dW[N,K] = dYᵀ[N,M] · X[M,K]; on a gemm kernel as dYᵀ · (Xᵀ[K,M])ᵀ, Xᵀ shared by the weights that read X.
+          if (kernel.gemm) kernel.gemm(transpose(g, M, N), transposedActivation(x.value, M, K), dw, N, K, M);
+          else matmulAtB(g, x.value, dw, N, K, M);
           grads.push(dw);
         } else grads.push(null);
       }
@@ -194,32 +200,42 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
   }));
 }
 
-/** SwiGLU gate: silu(gate) · up, elementwise, same shapes [..., I]. */
-export function siluMul(gate: Var, up: Var): Var {
+/** silu(x) = x · sigmoid(x) elementwise, rounded to float32 (a backend's kernel for siluMul). */
+export type SiluKernel = (x: Float32Array) => Float32Array;
+
+/** silu(x) as PyTorch's float32 CPU kernel rounds it (exp in double here, so the quotient is correctly rounded). */
+export const jsSilu: SiluKernel = (x) => {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! / (1 + Math.exp(-x[i]!));
+  return out;
+};
+
+/**
+ * SwiGLU gate: silu(gate) · up, elementwise, same shapes [..., I]. `silu` computes
+ * silu(gate) (the CPU tape passes the wasm SIMD kernel the CPU backend's forward
+ * uses); backward keeps only that array: sigmoid(gate) = silu(gate) / gate.
+ */
+export function siluMul(gate: Var, up: Var, silu: SiluKernel = jsSilu): Var {
   expectShape("siluMul", "up", up.shape, gate.shape);
   const n = gate.size;
   const gv = gate.value, uv = up.value;
+  const sv = silu(gv);
   const out = new Float32Array(n);
-  const needGrad = gate.requiresGrad || up.requiresGrad;
-  const sig = needGrad ? new Float32Array(n) : null; // sigmoid(gate), kept for backward (saves an exp per element)
-  for (let i = 0; i < n; i++) {
-    const x = gv[i]!;
-    const d = 1 + Math.exp(-x);
-    if (sig) sig[i] = 1 / d;
-    out[i] = Math.fround(x / d) * uv[i]!;
-  }
+  for (let i = 0; i < n; i++) out[i] = sv[i]! * uv[i]!;
   return result(out, gate.shape, [gate, up], () => ({
     name: "siluMul",
     inputs: [gate, up],
     backward: (g) => {
-      // d silu(x)/dx = s(x) · (1 + x · (1 − s(x))), s = sigmoid.
+      // d silu(x)/dx = s + x·s·(1 − s) = s + silu(x)·(1 − s), s = sigmoid(x) (= 1/2 at x = 0).
       const dg = gate.requiresGrad ? new Float32Array(n) : null;
       const du = up.requiresGrad ? new Float32Array(n) : null;
-      const sg = sig!;
       for (let i = 0; i < n; i++) {
-        const x = gv[i]!, s = sg[i]!;
-        if (dg) dg[i] = g[i]! * uv[i]! * s * (1 + x * (1 - s));
-        if (du) du[i] = g[i]! * x * s;
+        const x = gv[i]!, si = sv[i]!, gi = g[i]!;
+        if (dg) {
+          const s = x === 0 ? 0.5 : si / x;
+          dg[i] = gi * uv[i]! * (s + si * (1 - s));
+        }
+        if (du) du[i] = gi * si;
       }
       return [dg, du];
     },

@@ -28,6 +28,7 @@ import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
 import { matmulABt, quantLinearProduct, type LinearKernel } from "./matmul.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
+import { matmulTransposedInto } from "../tensor/matmul.js";
 import type { MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
 
@@ -94,6 +95,11 @@ class CpuLinearKernel implements LinearKernel {
 
   constructor(private readonly cpu: CpuBackend) {}
 
+  /** out[M,N] (+)= a·bᵀ on the wasm SIMD kernel when the backend has one, else blocked JavaScript. */
+  readonly gemm: MatmulABt = (a, b, out, M, N, K, accumulate = false, aOff = 0, bOff = 0, outOff = 0) => {
+    if (!this.cpu.gemm(a, b, out, M, N, K, accumulate, aOff, bOff, outOff)) matmulABt(a, b, out, M, N, K, accumulate, aOff, bOff, outOff);
+  };
+
   private handle(w: Tensor | QuantizedTensor): DeviceTensor {
     let h = this.weights.get(w);
     if (!h) {
@@ -126,11 +132,30 @@ class CpuLinearKernel implements LinearKernel {
     return this.run(x, M, K, this.handle(w));
   }
 
+  /**
+   * A trainable weight's forward (LoRA's A and B, a head) without uploading it (its values
+   * change every step), computed as the engine computes a frozen f32 weight: rows in fours on
+   * the wasm kernel when K is a multiple of 8, the last N % 4 rows (or all, otherwise) in
+   * JavaScript. So a trained weight gives the same bits before and after it is saved and loaded.
+   */
+  forwardF32(x: Float32Array, M: number, K: number, w: Float32Array, N: number): Float32Array {
+    const y = new Float32Array(M * N);
+    const N4 = N - (N % 4);
+    let done = 0;
+    if (K % 8 === 0 && N4 > 0) {
+      const part = N4 === N ? y : new Float32Array(M * N4);
+      if (this.cpu.gemm(x, w, part, M, N4, K, false, 0, 0, 0)) {
+        if (part !== y) for (let m = 0; m < M; m++) y.set(part.subarray(m * N4, (m + 1) * N4), m * N);
+        done = N4;
+      }
+    }
+    if (done < N) matmulTransposedInto(x, M, K, w, "f32", N, undefined, y, done, N);
+    return y;
+  }
+
   backwardInput(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor): Float32Array {
     if (w instanceof QuantizedTensor) {
-      return quantLinearProduct(g, M, w, true, (a, b, out, m, n, k, acc) => {
-        if (!this.cpu.gemm(a, b, out, m, n, k, acc, 0, 0, 0)) matmulABt(a, b, out, m, n, k, acc);
-      });
+      return quantLinearProduct(g, M, w, true, this.gemm);
     }
     return this.run(g, M, N, this.handleT(w));
   }
@@ -148,10 +173,18 @@ export class TapeBackend implements Backend, DifferentiableBackend {
 
   private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
     this.kernel = new CpuLinearKernel(cpu);
-    this.matmul = (a, b, out, M, N, K, accumulate = false, aOff = 0, bOff = 0, outOff = 0) => {
-      if (!cpu.gemm(a, b, out, M, N, K, accumulate, aOff, bOff, outOff)) matmulABt(a, b, out, M, N, K, accumulate, aOff, bOff, outOff);
-    };
+    this.matmul = this.kernel.gemm;
   }
+
+  /** A row of ones: silu(x) is the CPU backend's siluMul(x, 1) (its wasm kernel, the bits its forward gives). */
+  private ones = new Float32Array(0);
+
+  private readonly silu: ops.SiluKernel = (x) => {
+    if (this.ones.length < x.length) this.ones = new Float32Array(x.length).fill(1);
+    const shape = [x.length];
+    const y = this.cpu.siluMul(new CpuTensor(x, shape, "f32"), new CpuTensor(this.ones.subarray(0, x.length), shape, "f32"));
+    return (y as CpuTensor).data as Float32Array;
+  };
 
   /** A tape backend over a CPU backend (a fresh one unless given). */
   static async create(cpu?: CpuBackend): Promise<TapeBackend> {
@@ -237,7 +270,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   }
 
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
-    return TapeTensor.ofVar(ops.siluMul(tape(gate, "siluMul gate").var, tape(up, "siluMul up").var));
+    return TapeTensor.ofVar(ops.siluMul(tape(gate, "siluMul gate").var, tape(up, "siluMul up").var, this.silu));
   }
 
   splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
