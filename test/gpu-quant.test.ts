@@ -27,6 +27,7 @@ import { randn, refLinear, relErr, rng } from "./gpu-reference.js";
 import { GgufFile } from "../lib/io/gguf.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { LoraModel } from "../lib/peft/lora-train.js";
+import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
 import { backprop, createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
 import type { WebGpuTapeBackend } from "../gpu/tape-backend.js";
 import { makeMixedGguf, rotateTypes } from "./quant-fixture.js";
@@ -172,25 +173,28 @@ describe("a GGUF mixing all eight types (tiny-stories) on WebGPU against its deq
   });
 });
 
-describe("LoRA on a quantized frozen base (WebGPU tape)", () => {
+describe("LoRA and prompt tuning on a quantized frozen base (WebGPU tape)", () => {
   let tape: DifferentiableBackend;
+  let types = new Map<string, QuantType | "f32">();
+  const q8 = () => path.join(tmp, "tl-q8.gguf"), f32 = () => path.join(tmp, "tl-f32.gguf");
+  beforeAll(async () => {
+    types = makeMixedGguf("test/fixtures/hf/tiny-llama", path.join(tmp, "tl-work.gguf"), q8(), f32(), () => "q8_0");
+    tape = await createDifferentiableBackend("webgpu");
+  });
   afterAll(() => tape?.dispose());
 
   it("the LoRA gradient on a Q8_0 base equals the one on its dequantized F32 twin within 1e-3 relative", async () => {
-    const q8 = path.join(tmp, "tl-q8.gguf"), f32 = path.join(tmp, "tl-f32.gguf");
-    const types = makeMixedGguf("test/fixtures/hf/tiny-llama", path.join(tmp, "tl-work.gguf"), q8, f32, () => "q8_0");
     // ffn_down's rows (176) are no multiple of 32, so it stays F32: the only matrices the backward transposes.
-    const g = GgufFile.open(q8);
+    const g = GgufFile.open(q8());
     const denseBytes = g.tensorNames().filter((n) => types.get(n) === "f32" && g.info(n).shape.length === 2).reduce((s, n) => s + g.info(n).byteSize, 0);
     g.close();
     expect(types.get("blk.0.ffn_down.weight")).toBe("f32");
-    tape = await createDifferentiableBackend("webgpu");
     const gpu = (tape as WebGpuTapeBackend).gpu;
     const config = { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] };
     const grads: Float32Array[][] = [];
-    for (const file of [q8, f32]) {
+    for (const file of [q8(), f32()]) {
       const base = await LlamaForCausalLM.fromPretrained(file, { backend: tape });
-      if (file === q8) expect(base.model.layers[1]!.mlp.up_proj.weight.quant).toBe("q8_0");
+      if (file === q8()) expect(base.model.layers[1]!.mlp.up_proj.weight.quant).toBe("q8_0");
       const r = rng(99);
       const probe = LoraModel.create(base, config);
       const values = new Map([...probe.modules].map(([m, p]) => [m, { A: randn(r, p.A.size, 0.3), B: randn(r, p.B.size, 0.3) }]));
@@ -200,7 +204,7 @@ describe("LoRA on a quantized frozen base (WebGPU tape)", () => {
       const out = await lora.forward({ inputIds: ids, labels: ids });
       await backprop(tape, out.loss!);
       // The backward made a transposed f32 copy of the F32 matrices only, none of a quantized W.
-      if (file === q8) expect(gpu.memory().weights - before).toBe(denseBytes);
+      if (file === q8()) expect(gpu.memory().weights - before).toBe(denseBytes);
       grads.push([...lora.modules.values()].flatMap((p) => [p.A.grad!.slice(), p.B.grad!.slice()]));
     }
     const [gq, gf] = grads as [Float32Array[], Float32Array[]];
@@ -209,5 +213,20 @@ describe("LoRA on a quantized frozen base (WebGPU tape)", () => {
       expect(Math.max(...Array.from(gf[i]!, Math.abs))).toBeGreaterThan(1e-4); // real gradients
       expect(diffStats(g, gf[i]!).rel).toBeLessThan(1e-3);
     });
+  });
+
+  it("prompt tuning: the soft prompt's gradient on the Q8_0 base (embedding table quantized too) equals the twin's within 1e-3 relative", async () => {
+    const grads: Float32Array[] = [];
+    for (const file of [q8(), f32()]) {
+      const base = await LlamaForCausalLM.fromPretrained(file, { backend: tape });
+      if (file === q8()) expect(base.model.embed_tokens.weight.quant).toBe("q8_0");
+      const pm = PromptTuningModel.fromValues(base, { task_type: "CAUSAL_LM", num_virtual_tokens: 4 }, randn(rng(5), 4 * 64, 0.5));
+      const ids = [[1, 40, 77, 3, 250, 9], [1, 5, 6, 7, 8, 9]];
+      const out = await pm.forward({ inputIds: ids, labels: ids });
+      await pm.backward(out.loss!);
+      grads.push(pm.prompt.grad!.slice());
+    }
+    expect(Math.max(...Array.from(grads[1]!, Math.abs))).toBeGreaterThan(1e-4);
+    expect(diffStats(grads[0]!, grads[1]!).rel).toBeLessThan(1e-3);
   });
 });
