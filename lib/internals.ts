@@ -26,6 +26,8 @@ export * from "./io/gguf-types.js";
 export { gguf, writeGguf, type GgufTensorSpec, type GgufWriteOptions, type GgufWritableType } from "./io/gguf-writer.js";
 export { readGgufAsHf, ggufToHfConfig, GgufHfWeights, type GgufAsHf } from "./io/gguf-hf.js";
 export { exportHfToGguf, type GgufExportOptions } from "./io/gguf-export.js";
+export { quantizeRows, isQuantizedType, typeBytes, type QuantizedType, type QuantOutputType } from "./quant/quantize.js";
+export { planQuantization, llamaTensorOrder, PRESETS as QUANT_PRESET_INFO, type TensorPlan } from "./quant/mix.js";
 export { hfToGgufName, ggufToHfName, llama3RopeFactors, fitRopeFreqs } from "./io/gguf-llama.js";
 export { readGgufTokenizer, tokenizerMetadata, syntheticSpmVocab, GgufTokenType, type GgufTokenizerData } from "./io/gguf-tokenizer.js";
 export { convertMetaToHf, type ConvertOptions, type ConvertResult } from "./convert/meta-to-hf.js";
