@@ -12,16 +12,25 @@
  */
 import { GROUP_MAX_EPS, fr, fromF16, nearestInt, putF16, toF16 } from "./ggml-float.js";
 
+/** nearest_int(v) clamped to [lo, hi]; the fast path of nearestInt inlined (this is the hot loop). */
+function clampedLevel(v: number, lo: number, hi: number): number {
+  const l = v <= 4194303 && v >= -4194303 ? fr(v + 12582912) - 12582912 : nearestInt(v);
+  return l < lo ? lo : l > hi ? hi : l;
+}
+
+const xm = new Float32Array(32); // x − min for the current min (ggml recomputes it in every pass; same values)
+let fittedMin = 0;
+
 /**
  * ggml's make_qkx2_quants: the scale and min of an asymmetric nmax-level
  * grid for x[xo..xo+n), trying nstep+1 grid stretches and keeping the one
- * with the least weighted squared error. Levels go to L[lo..]; returns
- * [scale, −min].
+ * with the least weighted squared error. Levels go to L[lo..]; returns the
+ * scale and leaves −min in `fittedMin`.
  */
 function makeQkx2(
   n: number, nmax: number, x: Float32Array, xo: number, w: Float32Array,
   L: Uint8Array, lo: number, Laux: Uint8Array, rmin: number, rdelta: number, nstep: number,
-): [number, number] {
+): number {
   let min = x[xo]!, max = x[xo]!;
   let sumW = w[0]!;
   let sumX = fr(sumW * x[xo]!);
@@ -35,29 +44,31 @@ function makeQkx2(
   if (min > 0) min = 0;
   if (max === min) {
     L.fill(0, lo, lo + n);
-    return [0, -min];
+    fittedMin = -min;
+    return 0;
   }
-  let iscale = fr(nmax / fr(max - min));
+  for (let i = 0; i < n; i++) xm[i] = fr(x[xo + i]! - min);
+  let range = fr(max - min);
+  let iscale = fr(nmax / range);
   let scale = fr(1 / iscale);
   let bestError = 0;
   for (let i = 0; i < n; i++) {
-    const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(x[xo + i]! - min)))));
+    const l = clampedLevel(fr(iscale * xm[i]!), 0, nmax);
     L[lo + i] = l;
     const diff = fr(fr(fr(scale * l) + min) - x[xo + i]!);
     bestError = fr(bestError + fr(w[i]! * fr(diff * diff)));
   }
   for (let is = 0; is <= nstep; is++) {
     // `min` moves to the best fit so far, and the next grids start from it (as in ggml).
-    iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
+    iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / range);
     let sumL = 0, sumL2 = 0, sumXL = 0;
     for (let i = 0; i < n; i++) {
-      const xi = x[xo + i]!;
-      const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(xi - min)))));
+      const l = clampedLevel(fr(iscale * xm[i]!), 0, nmax);
       Laux[i] = l;
       const wl = fr(w[i]! * l);
       sumL = fr(sumL + wl);
       sumL2 = fr(sumL2 + fr(wl * l));
-      sumXL = fr(sumXL + fr(wl * xi));
+      sumXL = fr(sumXL + fr(wl * x[xo + i]!));
     }
     const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
     if (D > 0) {
@@ -76,11 +87,16 @@ function makeQkx2(
         for (let i = 0; i < n; i++) L[lo + i] = Laux[i]!;
         bestError = curError;
         scale = thisScale;
-        min = thisMin;
+        if (thisMin !== min) {
+          min = thisMin;
+          for (let i = 0; i < n; i++) xm[i] = fr(x[xo + i]! - min);
+          range = fr(max - min);
+        }
       }
     }
   }
-  return [scale, -min];
+  fittedMin = -min;
+  return scale;
 }
 
 /**
@@ -159,7 +175,8 @@ function superBlockQkx(x: Float32Array, xo: number, out: Uint8Array, p: number, 
     for (let l = 0; l < 32; l++) sumX2 = fr(sumX2 + fr(x[sub + l]! * x[sub + l]!));
     const avX = fr(Math.sqrt(fr(sumX2 / 32)));
     for (let l = 0; l < 32; l++) weights[l] = fr(avX + Math.abs(x[sub + l]!));
-    const [scale, min] = makeQkx2(32, nmax, x, sub, weights, L, 32 * j, Laux, rmin, fr(0.1), nstep);
+    const scale = makeQkx2(32, nmax, x, sub, weights, L, 32 * j, Laux, rmin, fr(0.1), nstep);
+    const min = fittedMin;
     scales[j] = scale;
     mins[j] = min;
     if (scale > maxScale) maxScale = scale;
