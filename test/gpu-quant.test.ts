@@ -170,6 +170,11 @@ describe("a GGUF mixing all eight types (tiny-stories) on WebGPU against its deq
     const [q, f] = runs as [(typeof runs)[0], (typeof runs)[0]];
     q.logits.forEach((l, i) => expect(diffStats(l, f.logits[i]!).rel).toBeLessThan(1e-3));
     expect(q.tokens).toEqual(f.tokens);
+    // The CPU's wasm kernels on the same mixed file: the same tokens, logits within 1e-3 relative.
+    const cpu = await LlamaForCausalLM.fromPretrained(mixed);
+    const cpuLogits = (await cpu.forward({ inputIds: [[1, 200, 300, 17]] })).logits.toFloat32();
+    expect(diffStats(q.logits[1]!, cpuLogits).rel).toBeLessThan(1e-3);
+    expect(await cpu.generate({ inputIds: [[1, 200, 300, 17]], maxNewTokens: 16 })).toEqual(q.tokens[1]);
   });
 });
 
