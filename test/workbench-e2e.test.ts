@@ -223,6 +223,9 @@ describe("workbench end to end (npm start + chromium)", () => {
     expect([config.peft_type, config.r, [...config.target_modules].sort()]).toEqual(["LORA", 8, ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]]);
     expect(fs.statSync(path.join(adapterDir, "adapter_model.safetensors")).size).toBeGreaterThan(100_000);
     await shot("dpo");
+    // The run is a cell of library code in the history, like every other action.
+    await page.click("nav button[data-tab=history]");
+    expect(await page.locator("#history-list li.run.ok .title", { hasText: "DPO on train.jsonl" }).count()).toBe(1);
     fs.rmSync(adapterDir, { recursive: true, force: true });
   });
 

@@ -246,8 +246,7 @@ dpoBackend.dispose();
 
 // The same prompts and seeds on the loaded model with the adapter merged in, then unloaded again.
 const tunedLora = await loadLora(model, ${lit(s.outDir)});
-const after = await sampleContinuations(model, tokenizer, samplePrompts, sampling);
-tunedLora.unload();
+const after = await sampleContinuations(model, tokenizer, samplePrompts, sampling).finally(() => tunedLora.unload());
 const esc = (t: string) => t.replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"));
 display.html(\`<style>td { vertical-align: top; padding: 4px 8px; border-top: 1px solid #ddd }</style><table class="dpo-samples"><tr><th>prompt</th><th>before</th><th>after \${dpoResult.steps} DPO steps</th></tr>\` +
   samplePrompts.flatMap((p, i) => before[i]!.map((b, j) => \`<tr><td>\${esc(p)}</td><td>\${esc(b)}</td><td>\${esc(after[i]![j]!)}</td></tr>\`)).join("") +
