@@ -171,6 +171,10 @@ export class Code {
   f32x4convertI32(): this { return this.simd(0xfa); }
   /** i32x4.dot_i16x8_s: pairwise products of i16 lanes summed into i32 lanes. */
   i32x4dotI16(): this { return this.simd(0xba); }
+  i16x8extmulLowS(): this { return this.simd(0x9c); }
+  i16x8extmulHighS(): this { return this.simd(0x9d); }
+  i16x8add(): this { return this.simd(0x8e); }
+  i32x4extaddPairwiseI16S(): this { return this.simd(0x7e); }
 
   /** Pops a v128 and pushes the f32 sum of its four lanes (((l0 + l1) + l2) + l3). */
   hsum(tmp: number): this {

@@ -300,7 +300,8 @@ export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0"];
  * gemv_int8_<type>(xq, w, K, y, rows, table), the opt-in approximate decode
  * product (llama.cpp's vec_dot_<type>_q8_0): x is given quantized to Q8_0
  * blocks (34 B: f16 scale dx, int8 q[32], as ggml's quantize_row_q8_0), each
- * block product is an integer dot of the int8 codes (i32x4.dot_i16x8_s), and
+ * block product is an integer dot of the int8 codes (i8 × i8 → i16 products,
+ * summed in i16 while they cannot overflow, then widened to i32 lanes), and
  * y[r] += float(dot) · (dw · dx) per block, accumulated in four f32 lanes.
  * The weights are still exact; the error is x's 8-bit rounding (see
  * linear-engine.ts for the measured bound).
@@ -313,7 +314,7 @@ export function gemvInt8Fn(type: QuantType): FunctionDef {
   const dx = c.local(F32), v = c.local(V128), lo = c.local(V128), hi = c.local(V128), sum = c.local(V128);
   const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
   const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
-  const xs = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const xs = [c.local(V128), c.local(V128)];
   const splat8 = splatLocals(c);
   c.get(K).i32(5).shrU().i32(bytes).mul().set(rowBytes);
   c.get(xq).get(K).i32(5).shrU().i32(34).mul().add().set(xEnd);
@@ -324,13 +325,9 @@ export function gemvInt8Fn(type: QuantType): FunctionDef {
     for (const a of acc) c.i32x4const(0).set(a);
     c.get(xq).set(xp);
     c.loop(xp, xEnd, () => { c.inc(xp, 34); for (const p of wp) c.inc(p, bytes); }, () => {
-      // x's block: scale and 32 codes widened to four i16x8, shared by the four rows
+      // x's block: scale and 32 int8 codes, shared by the four rows
       c.get(table).get(xp).i32load16u(0).i32(2).shl().add().f32load().set(dx);
-      for (let h = 0; h < 2; h++) {
-        c.get(xp).v128load(2 + 16 * h).set(v);
-        c.get(v).i16x8extendLowS().set(xs[2 * h]!);
-        c.get(v).i16x8extendHighS().set(xs[2 * h + 1]!);
-      }
+      for (let h = 0; h < 2; h++) c.get(xp).v128load(2 + 16 * h).set(xs[h]!);
       for (let j = 0; j < 4; j++) {
         if (type === "q4_0") {
           c.get(wp[j]!).v128load(2).set(v);
@@ -340,10 +337,14 @@ export function gemvInt8Fn(type: QuantType): FunctionDef {
           c.get(wp[j]!).v128load(2).set(lo);
           c.get(wp[j]!).v128load(18).set(hi);
         }
-        c.get(lo).i16x8extendLowS().get(xs[0]!).i32x4dotI16();
-        c.get(lo).i16x8extendHighS().get(xs[1]!).i32x4dotI16().i32x4add();
-        c.get(hi).i16x8extendLowS().get(xs[2]!).i32x4dotI16().i32x4add();
-        c.get(hi).i16x8extendHighS().get(xs[3]!).i32x4dotI16().i32x4add().set(sum);
+        // |w·x| ≤ 8·127 (q4_0) or 127·127 (q8_0): four q4_0 products, or two q8_0 ones, fit an i16 sum
+        const pair = (wv: number, xv: number) => c.get(wv).get(xv).i16x8extmulLowS().get(wv).get(xv).i16x8extmulHighS().i16x8add();
+        if (type === "q4_0") {
+          pair(lo, xs[0]!); pair(hi, xs[1]!); c.i16x8add().i32x4extaddPairwiseI16S().set(sum);
+        } else {
+          pair(lo, xs[0]!); c.i32x4extaddPairwiseI16S();
+          pair(hi, xs[1]!); c.i32x4extaddPairwiseI16S().i32x4add().set(sum);
+        }
         // acc += float(sum) · (dw · dx)
         c.get(acc[j]!).get(sum).f32x4convertI32();
         c.get(table).get(wp[j]!).i32load16u(0).i32(2).shl().add().f32load().get(dx).f32mul().f32x4splat();
