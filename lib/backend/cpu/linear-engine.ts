@@ -25,9 +25,10 @@ export interface LinearEngineOptions {
    * llama.cpp's method, about 2–3× faster: x is rounded to Q8_0 (8-bit codes, one
    * f16 scale per 32 values) and each block is an integer dot product. Its error
    * is x's rounding: per output |Δy| ≤ Σ_blocks (max|x_b| / 254 + 2⁻¹¹·max|x_b|)·Σ_b|w|;
-   * measured on random data (test/quant-kernels.test.ts) it stays below 1% of
-   * Σ|x·w| and the logits of the default model move by under 1% of their range.
-   * Prefill and the other types stay exact.
+   * (test/quant-kernels.test.ts checks it). Measured: about 4e-4 of Σ|x·w| on random
+   * 2048-wide rows; the default model quantized all-Q4_0 / all-Q8_0 moves its logits
+   * by at most 0.63% / 0.50% of their range over 20 decode steps, so greedy text can
+   * differ where two tokens are nearly tied. Prefill and the other types stay exact.
    */
   quantDot?: "exact" | "int8";
 }
