@@ -49,8 +49,8 @@ export function scale(x: Var, factor: number): Var {
   return result(out, x.shape, [x], () => ({
     name: "scale",
     inputs: [x],
-    backward: (g) => {
-      const dx = new Float32Array(g.length);
+    backward: (g, owned) => {
+      const dx = owned ? g : new Float32Array(g.length);
       for (let i = 0; i < g.length; i++) dx[i] = g[i]! * f;
       return [dx];
     },
@@ -114,9 +114,10 @@ export function rmsNorm(x: Var, weight: Weight, eps: number): Var {
   return result(out, x.shape, inputs, () => ({
     name: "rmsNorm",
     inputs,
-    backward: (g) => {
+    backward: (g, owned) => {
       // With n = x·r: dn = g·w; dx = r·(dn − n·mean(dn·n)); dw = Σ_rows g·n.
-      const dx = x.requiresGrad ? new Float32Array(x.size) : null;
+      // Each g[o+h] is read before dx[o+h] is written, so dx may take g's place.
+      const dx = x.requiresGrad ? (owned ? g : new Float32Array(x.size)) : null;
       const dw = weight instanceof Var && weight.requiresGrad ? new Float32Array(H) : null;
       for (let r = 0; r < rows; r++) {
         const o = r * H, rs = rstd[r]!;
@@ -125,8 +126,8 @@ export function rmsNorm(x: Var, weight: Weight, eps: number): Var {
         const m = dot / H;
         for (let h = 0; h < H; h++) {
           const n = xv[o + h]! * rs;
-          if (dx) dx[o + h] = rs * (g[o + h]! * w[h]! - n * m);
           if (dw) dw[h] += g[o + h]! * n;
+          if (dx) dx[o + h] = rs * (g[o + h]! * w[h]! - n * m);
         }
       }
       return weight instanceof Var ? [dx, dw] : [dx];
@@ -225,10 +226,11 @@ export function siluMul(gate: Var, up: Var, silu: SiluKernel = jsSilu): Var {
   return result(out, gate.shape, [gate, up], () => ({
     name: "siluMul",
     inputs: [gate, up],
-    backward: (g) => {
+    backward: (g, owned) => {
       // d silu(x)/dx = s + x·s·(1 − s) = s + silu(x)·(1 − s), s = sigmoid(x) (= 1/2 at x = 0).
+      // Element i of g is read before du[i] is written, so du may take g's place.
       const dg = gate.requiresGrad ? new Float32Array(n) : null;
-      const du = up.requiresGrad ? new Float32Array(n) : null;
+      const du = up.requiresGrad ? (owned ? g : new Float32Array(n)) : null;
       for (let i = 0; i < n; i++) {
         const x = gv[i]!, si = sv[i]!, gi = g[i]!;
         if (dg) {

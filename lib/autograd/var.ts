@@ -17,12 +17,14 @@ import { numel } from "../tensor/tensor.js";
 /**
  * The backward of one op: given d(loss)/d(output), returns d(loss)/d(input)
  * for each input (null where the input needs no gradient). A returned array
- * may be `gradOut` itself (ownership passes to the engine).
+ * may be `gradOut` itself (ownership passes to the engine). When `owned`,
+ * nothing else holds `gradOut`: the op may overwrite it with an input's
+ * gradient instead of allocating one (a training step's main garbage).
  */
 export interface GradFn {
   readonly name: string;
   readonly inputs: readonly Var[];
-  backward(gradOut: Float32Array): (Float32Array | null)[];
+  backward(gradOut: Float32Array, owned: boolean): (Float32Array | null)[];
 }
 
 export class Var {
@@ -106,12 +108,25 @@ function topoOrder(root: Var): Var[] {
   return order;
 }
 
+/**
+ * Vars whose `grad` array is also held elsewhere (one array handed to two
+ * inputs, e.g. both sides of an add): copied on write, never modified in place.
+ */
+const sharedGrad = new WeakSet<Var>();
+
 function accumulate(target: Var, g: Float32Array, owned: boolean): void {
   if (g.length !== target.value.length) {
     throw new LlamaError(`backward: gradient of ${g.length} elements for a var of shape [${target.shape.join(", ")}]`);
   }
   if (target.grad === null) {
-    target.grad = owned ? g : g.slice();
+    target.grad = g;
+    if (owned) sharedGrad.delete(target);
+    else sharedGrad.add(target);
+  } else if (sharedGrad.has(target)) {
+    const a = target.grad, sum = new Float32Array(a.length);
+    for (let i = 0; i < a.length; i++) sum[i] = a[i]! + g[i]!;
+    target.grad = sum;
+    sharedGrad.delete(target);
   } else {
     const a = target.grad;
     for (let i = 0; i < a.length; i++) a[i] += g[i]!;
@@ -131,26 +146,36 @@ export function backward(loss: Var, gradOutput?: Float32Array): void {
   }
   const order = topoOrder(loss);
   accumulate(loss, gradOutput ?? new Float32Array([1]), false);
+  const kept: Var[] = []; // leaves and retained vars: their grads outlive this call
   for (let i = order.length - 1; i >= 0; i--) {
     const v = order[i]!;
     const fn = v.gradFn;
-    if (!fn) continue; // a leaf: keeps its accumulated grad
+    if (!fn) {
+      kept.push(v); // a leaf: keeps its accumulated grad
+      continue;
+    }
     const gOut = v.grad;
-    if (!v.retainGrad) v.grad = null;
+    const gOwned = !v.retainGrad && !sharedGrad.has(v);
+    if (v.retainGrad) kept.push(v);
+    else v.grad = null;
     v.gradFn = null; // detach: the closure and the activations it saved can be collected now
     order[i] = undefined as unknown as Var;
     if (!gOut) continue; // nothing flowed here
-    const grads = fn.backward(gOut);
-    const handedOut = new Set<Float32Array>();
+    const grads = fn.backward(gOut, gOwned);
     for (let k = 0; k < fn.inputs.length; k++) {
       const inp = fn.inputs[k]!;
       const g = grads[k];
       if (!g || !inp.requiresGrad) continue;
-      // The first input to receive an array owns it (unless the var keeps gOut as its retained grad).
-      const owned = !handedOut.has(g) && !(g === gOut && v.retainGrad);
-      accumulate(inp, g, owned);
-      handedOut.add(g);
+      // An input owns its array unless another input gets the same one, or it is a gOut this node did not own.
+      let once = true;
+      for (let j = 0; j < fn.inputs.length; j++) if (j !== k && grads[j] === g && fn.inputs[j]!.requiresGrad) once = false;
+      accumulate(inp, g, once && (g !== gOut || gOwned));
     }
+  }
+  // A grad the caller keeps is its own array (an optimizer may scale it in place).
+  for (const v of kept) {
+    if (v.grad && sharedGrad.has(v)) v.grad = v.grad.slice();
+    sharedGrad.delete(v);
   }
 }
 
