@@ -87,10 +87,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * tiledMatmulKernel in matmul.ts). `loads` fills As (the left operand) and Bs
  * (the right one, dequantized) for the step starting at r0.
  */
-function tiled(key: string, type: QuantType, bias: WeightFormat | undefined, params: string, loads: string, outCols: string): Kernel {
+function tiled(key: string, type: QuantType, bias: WeightFormat | undefined, params: string, loads: string, outCols: string,
+  xVec4: boolean): Kernel {
   const wgsl = /* wgsl */ `${enables(bias ?? "f32")}
 struct P { ${params} }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${xVec4 ? "vec4<f32>" : "f32"}>;
 ${quantDecl(type, 1)}
 ${bias ? weightDecl("B", 2, bias, false) : ""}
 @group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
@@ -133,20 +134,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 
 /** Prefill: y[M,N] = x[M,K]·Wᵀ (+ b); the reduction runs over K (p.R = K). */
 function quantMatmul(type: QuantType, bias: WeightFormat | undefined): Kernel {
-  // Each thread loads 4 consecutive k of one row of x and of W (k < K always: 16 divides K).
+  // Each thread loads 4 consecutive k of one row of x (one vec4: 4 divides K) and of W (k < K always: 16 divides K).
   const loads = /* wgsl */ `let lr = li >> 2u;
     let lk = (li & 3u) * 4u;
     let m = m0 + lr;
     let n = c0 + lr;
     var a = vec4<f32>(0.0);
-    if (m < p.M) { a = vec4<f32>(x[m * p.R + r0 + lk], x[m * p.R + r0 + lk + 1u], x[m * p.R + r0 + lk + 2u], x[m * p.R + r0 + lk + 3u]); }
+    if (m < p.M) { a = x[(m * p.R + r0 + lk) >> 2u]; }
     var b = vec4<f32>(0.0);
     if (n < p.N) { b = dq4(n * p.rowBytes, r0 + lk); }
     for (var e = 0u; e < 4u; e++) {
       As[lk + e][lr >> 2u][lr & 3u] = a[e];
       Bs[lk + e][lr >> 2u][lr & 3u] = b[e];
     }`;
-  return tiled(`qmatmul:${type}:${bias ?? "nobias"}`, type, bias, "M: u32, N: u32, R: u32, rowBytes: u32", loads, "p.N");
+  return tiled(`qmatmul:${type}:${bias ?? "nobias"}`, type, bias, "M: u32, N: u32, R: u32, rowBytes: u32", loads, "p.N", true);
 }
 
 /** Backward: y[M,K] = g[M,N]·W[N,K]; the reduction runs over N (p.R = N), W's rows. */
@@ -165,7 +166,7 @@ function quantMatmulT(type: QuantType): Kernel {
     var b = vec4<f32>(0.0);
     if (wn < p.R && wk < p.K) { b = dq4(wn * p.rowBytes, wk); }
     Bs[li >> 4u][li & 15u] = b;`;
-  return tiled(`qmatmulT:${type}`, type, undefined, "M: u32, R: u32, K: u32, rowBytes: u32", loads, "p.K");
+  return tiled(`qmatmulT:${type}`, type, undefined, "M: u32, R: u32, K: u32, rowBytes: u32", loads, "p.K", false);
 }
 
 /** Embedding gather: y[i, h..h+3] = W[ids[i], h..h+3], one thread per 4 outputs (H is a multiple of 4). */
