@@ -19,6 +19,7 @@ import { GgmlType } from "../lib/io/gguf-types.js";
 import { exportHfToGguf } from "../lib/io/gguf-export.js";
 import { LlamaForCausalLM } from "../lib/model/index.js";
 import { QUANT_PRESETS, planQuantization } from "../lib/quant/mix.js";
+import { quantizeRows, type QuantOutputType } from "../lib/quant/quantize.js";
 import { describeFallbacks, quantizeModel } from "../lib/quant/quantize-model.js";
 import type { ProgressInfo } from "../lib/progress.js";
 import { AutoTokenizer } from "../lib/index.js";
@@ -41,44 +42,80 @@ function tensorDigest(file: string): Record<string, { type: number; sha256: stri
   }
 }
 
-describe("quantizeModel: the tensors llama_model_quantize writes, byte for byte", () => {
+// Quantizing is slow on a loaded CI machine: heavy tests get room.
+const SLOW = 600_000;
+
+describe("every --type: llama_model_quantize's tensor types and bytes", () => {
+  // Each (tensor, type) pair is quantized once and shared by the presets that use it
+  // (q4_k and q4_k_m share the Q4_K tensors, …), through the same quantizeRows the file writer uses.
+  let f16: GgufFile;
+  const cache = new Map<string, string>();
+  beforeAll(() => {
+    const file = path.join(tmp, "plan-src-f16.gguf");
+    exportHfToGguf(MODEL, file, { outtype: "f16" });
+    f16 = GgufFile.open(file);
+  });
+  afterAll(() => f16?.close());
+  const digest = (name: string, type: QuantOutputType | "keep"): string => {
+    const key = `${name}/${type}`;
+    let h = cache.get(key);
+    if (h === undefined) {
+      const raw = f16.readRaw(name);
+      const bytes = type === "keep" ? raw : quantizeRows(type, f16.read(name).toFloat32(), f16.info(name).ne[0]!);
+      h = createHash("sha256").update(bytes).digest("hex");
+      cache.set(key, h);
+    }
+    return h;
+  };
   for (const preset of QUANT_PRESETS) {
     it(preset, async () => {
-      const out = path.join(tmp, `${preset}.gguf`);
-      const calls: [number, number, ProgressInfo | undefined][] = [];
-      const report = await quantizeModel(MODEL, out, { type: preset, onProgress: (d, t, i) => calls.push([d, t, i]) });
-      const want = golden[preset]!;
-      expect(tensorDigest(out)).toEqual(want.tensors);
-      const g = GgufFile.open(out);
-      expect(g.number("general.file_type")).toBe(want.file_type);
-      expect(g.number("general.quantization_version")).toBe(2);
-      g.close();
-      // The six ffn_down (rows of 688) fell back to F16, and the report says so.
-      const fell = report.tensors.filter((t) => t.fellBackFrom !== undefined).map((t) => t.name);
-      expect(fell).toEqual([0, 1, 2, 3, 4, 5].map((i) => `blk.${i}.ffn_down.weight`));
-      expect(report.tensors.find((t) => t.name === "blk.0.ffn_down.weight")!.to).toBe(GgmlType.F16);
-      expect(describeFallbacks(report)[0]).toMatch(/blk\.0\.ffn_down\.weight \(row length 688\): .* → F16/);
-      // Progress: 0 of n, then one call per tensor, ending at n of n.
-      const n = report.tensors.length;
-      expect(calls[0]).toEqual([0, n, { unit: "tensors" }]);
-      expect(calls.at(-1)).toEqual([n, n, { unit: "tensors", label: report.tensors.at(-1)!.name }]);
-      expect(calls.length).toBe(n + 1);
-    });
+      const plans = planQuantization(f16.tensorNames().map((n) => f16.info(n)), preset, { nLayer: 6, nHead: 8, nHeadKv: 4 });
+      const got: Record<string, { type: number; sha256: string }> = {};
+      for (const p of plans) {
+        got[p.name] = { type: p.type === "keep" ? f16.info(p.name).type : p.type, sha256: digest(p.name, p.type) };
+        await new Promise((resolve) => setImmediate(resolve)); // let vitest's RPC through between tensors
+      }
+      expect(got).toEqual(golden[preset]!.tensors);
+      // The six ffn_down (rows of 688, no multiple of 32) fall back to F16, as llama.cpp's do.
+      expect(plans.filter((p) => p.fellBackFrom !== undefined).map((p) => [p.name, p.type])).toEqual([0, 1, 2, 3, 4, 5].map((i) => [`blk.${i}.ffn_down.weight`, GgmlType.F16]));
+    }, SLOW);
   }
+});
 
-  it("from a GGUF file (F16) gives the same bytes as from the HF folder", async () => {
+describe("quantizeModel writes the file llama_model_quantize writes", () => {
+  it("q4_k_m from the HF folder: every tensor's type and bytes, the file type, the report and the progress", async () => {
+    const out = path.join(tmp, "q4_k_m.gguf");
+    const calls: [number, number, ProgressInfo | undefined][] = [];
+    const report = await quantizeModel(MODEL, out, { type: "q4_k_m", onProgress: (d, t, i) => calls.push([d, t, i]) });
+    const want = golden.q4_k_m!;
+    expect(tensorDigest(out)).toEqual(want.tensors);
+    const g = GgufFile.open(out);
+    expect(g.number("general.file_type")).toBe(want.file_type);
+    expect(g.number("general.quantization_version")).toBe(2);
+    g.close();
+    const fell = report.tensors.filter((t) => t.fellBackFrom !== undefined).map((t) => [t.name, t.fellBackFrom, t.to]);
+    expect(fell).toEqual([0, 1, 2, 3, 4, 5].map((i) => [`blk.${i}.ffn_down.weight`, i === 2 || i === 5 ? GgmlType.Q6_K : GgmlType.Q4_K, GgmlType.F16]));
+    expect(describeFallbacks(report)[0]).toBe("blk.0.ffn_down.weight (row length 688): Q4_K needs rows that are a multiple of its block → F16");
+    // Progress: 0 of n, then one call per tensor, ending at n of n.
+    const n = report.tensors.length;
+    expect(calls[0]).toEqual([0, n, { unit: "tensors" }]);
+    expect(calls.at(-1)).toEqual([n, n, { unit: "tensors", label: report.tensors.at(-1)!.name }]);
+    expect(calls.length).toBe(n + 1);
+  }, SLOW);
+
+  it("q8_0 from a GGUF file (F16): the same bytes as llama.cpp's", async () => {
     const f16 = path.join(tmp, "src-f16.gguf");
     exportHfToGguf(MODEL, f16, { outtype: "f16" });
     const out = path.join(tmp, "from-gguf-q8_0.gguf");
     await quantizeModel(f16, out, { type: "Q8_0" });
     expect(tensorDigest(out)).toEqual(golden.q8_0!.tensors);
-  });
+  }, SLOW);
 
   it("rows in slabs (7 values per slab → one row at a time) change nothing", async () => {
     const out = path.join(tmp, "slabs.gguf");
     await quantizeModel(MODEL, out, { type: "q5_1", slabElements: 7 });
     expect(tensorDigest(out)).toEqual(golden.q5_1!.tensors);
-  });
+  }, SLOW);
 });
 
 describe("llama.cpp's mix rules (planQuantization) on shapes the default model does not have", () => {
@@ -148,8 +185,8 @@ describe("llama.cpp loads our quantized files", () => {
 
   for (const preset of ["q4_0", "q4_k_m", "q5_1"] as const) {
     it(`${preset}: next-token distributions close to ours from the same file, and the same greedy tokens`, async () => {
-      const file = path.join(tmp, `llamacpp-${preset}.gguf`);
-      await quantizeModel(MODEL, file, { type: preset });
+      const file = path.join(tmp, `${preset}.gguf`);
+      if (!fs.existsSync(file)) await quantizeModel(MODEL, file, { type: preset });
       const ours = await LlamaForCausalLM.fromPretrained(file);
       const ids = (await AutoTokenizer.fromPretrained(MODEL)).encode("Once upon a time, there was a little dog");
       const V = ours.config.vocab_size;
@@ -186,6 +223,6 @@ describe("llama.cpp loads our quantized files", () => {
         await ctx.dispose();
         await model.dispose();
       }
-    });
+    }, SLOW);
   }
 });
