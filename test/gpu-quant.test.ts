@@ -28,6 +28,8 @@ import { GgufFile } from "../lib/io/gguf.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { LoraModel } from "../lib/peft/lora-train.js";
 import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
+import { dpoLossAndGrad } from "../lib/peft/dpo.js";
+import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { backprop, createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
 import type { WebGpuTapeBackend } from "../gpu/tape-backend.js";
 import { makeMixedGguf, rotateTypes } from "./quant-fixture.js";
@@ -178,7 +180,7 @@ describe("a GGUF mixing all eight types (tiny-stories) on WebGPU against its deq
   });
 });
 
-describe("LoRA and prompt tuning on a quantized frozen base (WebGPU tape)", () => {
+describe("LoRA, prompt tuning and DPO on a quantized frozen base (WebGPU tape)", () => {
   let tape: DifferentiableBackend;
   let types = new Map<string, QuantType | "f32">();
   const q8 = () => path.join(tmp, "tl-q8.gguf"), f32 = () => path.join(tmp, "tl-f32.gguf");
@@ -233,5 +235,32 @@ describe("LoRA and prompt tuning on a quantized frozen base (WebGPU tape)", () =
     }
     expect(Math.max(...Array.from(grads[1]!, Math.abs))).toBeGreaterThan(1e-4);
     expect(diffStats(grads[0]!, grads[1]!).rel).toBeLessThan(1e-3);
+  });
+
+  it("DPO (TRL's sigmoid fixture): loss and LoRA gradients on the Q8_0 base equal the twin's within 1e-3 relative", async () => {
+    const dir = "test/fixtures/trl/dpo-sigmoid";
+    const g = JSON.parse(fs.readFileSync(path.join(dir, "golden.json"), "utf8")) as {
+      beta: number; max_length: number; pad_token_id: number; modules: string[];
+      lora: { r: number; lora_alpha: number; target_modules: string[] };
+      pairs: { prompt_ids: number[]; chosen_ids: number[]; rejected_ids: number[] }[];
+    };
+    const st = SafetensorsFile.open(path.join(dir, "golden.safetensors"));
+    const init = () => new Map(g.modules.map((m) => [m, { A: st.read(`init.${m}.lora_A`).toFloat32(), B: st.read(`init.${m}.lora_B`).toFloat32() }]));
+    const examples = g.pairs.map((p) => ({ promptIds: p.prompt_ids, chosenIds: p.chosen_ids, rejectedIds: p.rejected_ids }));
+    const opts = { beta: g.beta, lossType: "sigmoid" as const, maxLength: g.max_length, padTokenId: g.pad_token_id };
+    const runs: { loss: number; grads: Float32Array[] }[] = [];
+    for (const file of [q8(), f32()]) {
+      const base = await LlamaForCausalLM.fromPretrained(file, { backend: tape });
+      const lora = LoraModel.fromValues(base, g.lora, init());
+      const r = await dpoLossAndGrad(lora, examples, opts);
+      runs.push({ loss: r.loss, grads: [...lora.modules.values()].flatMap((p) => [p.A.grad!.slice(), p.B.grad!.slice()]) });
+    }
+    st.close();
+    const [q, f] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    expect(Math.abs(q.loss - f.loss) / Math.abs(f.loss)).toBeLessThan(1e-3);
+    q.grads.forEach((gq, i) => {
+      expect(Math.max(...Array.from(f.grads[i]!, Math.abs))).toBeGreaterThan(1e-5);
+      expect(diffStats(gq, f.grads[i]!).rel).toBeLessThan(1e-3);
+    });
   });
 });
