@@ -156,6 +156,9 @@ export class Code {
   shrS(): this { return this.op(0x75); }
   or32(): this { return this.op(0x72); }
   f32mul(): this { return this.op(0x94); }
+  f32sub(): this { return this.op(0x93); }
+  i32x4extract(lane: number): this { return this.simd(0x1b, lane); }
+  i16x8extaddPairwiseI8S(): this { return this.simd(0x7c); }
   f32convertI32(): this { return this.op(0xb2); }
   /** v128.const from 16 bytes. */
   bytes16(b: readonly number[]): this { return this.simd(0x0c, ...b.map((v) => v & 0xff)); }

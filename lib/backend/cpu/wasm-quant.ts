@@ -294,7 +294,7 @@ export function gemvQuantFn(type: QuantType): FunctionDef {
 }
 
 /** The weight types with an int8-activation decode kernel (the opt-in `quantDot: "int8"` mode). */
-export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0"];
+export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0", "q4_k"];
 
 /**
  * gemv_int8_<type>(xq, w, K, y, rows, table), the opt-in approximate decode
@@ -307,6 +307,7 @@ export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0"];
  * linear-engine.ts for the measured bound).
  */
 export function gemvInt8Fn(type: QuantType): FunctionDef {
+  if (type === "q4_k") return gemvInt8Q4K();
   const [xq, w, K, y, rows, table] = [0, 1, 2, 3, 4, 5];
   const c = new Code(6);
   const { bytes } = QUANT_LAYOUT[type];
@@ -354,4 +355,63 @@ export function gemvInt8Fn(type: QuantType): FunctionDef {
     for (let i = 0; i < 4; i++) c.get(y).get(r).i32(2).shl().add().get(acc[i]!).hsum(hs).f32store(4 * i);
   });
   return { name: `gemv_int8_${type}`, params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
+/**
+ * gemv_int8_q4_k: as gemvInt8Fn for Q4_K weights (llama.cpp's vec_dot_q4_K_q8_K,
+ * with x's Q8_0 blocks lining up with the 32-weight sub-blocks): per sub-block,
+ * Σ w·x ≈ dx·((d·sc)·Σ q·xq − (dmin·m)·Σ xq), the integer sums exact.
+ */
+function gemvInt8Q4K(): FunctionDef {
+  const [xq, w, K, y, rows, table] = [0, 1, 2, 3, 4, 5];
+  const c = new Code(6);
+  const r = c.local(I32), rowBytes = c.local(I32), xp = c.local(I32), xEnd = c.local(I32), hs = c.local(V128);
+  const dx = c.local(F32), xsum = c.local(F32), v0 = c.local(V128), v1 = c.local(V128), x0 = c.local(V128), x1 = c.local(V128);
+  const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
+  const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const accS = [c.local(F32), c.local(F32), c.local(F32), c.local(F32)];
+  const ds = [c.local(F32), c.local(F32), c.local(F32), c.local(F32)];
+  const dm = [c.local(F32), c.local(F32), c.local(F32), c.local(F32)];
+  const splat8 = splatLocals(c);
+  const rowEmit = (j: number): Emit => ({ c, src: wp[j]!, table, splat8, sink: () => { throw new Error("unused"); } });
+  const f16 = (ptr: number, off: number) => c.get(table).get(ptr).i32load16u(off).i32(2).shl().add().f32load();
+  c.get(K).i32(8).shrU().i32(144).mul().set(rowBytes);
+  c.get(xq).get(K).i32(5).shrU().i32(34).mul().add().set(xEnd);
+  c.i32(0).set(r);
+  c.loop(r, rows, 4, () => {
+    c.get(w).get(r).get(rowBytes).mul().add().set(wp[0]!);
+    for (let i = 1; i < 4; i++) c.get(wp[i - 1]!).get(rowBytes).add().set(wp[i]!);
+    for (let j = 0; j < 4; j++) { c.i32x4const(0).set(acc[j]!); c.f32x4const(0).f32x4extract(0).set(accS[j]!); }
+    c.get(xq).set(xp);
+    c.loop(xp, xEnd, () => { c.inc(xp, 8 * 34); for (const p of wp) c.inc(p, 144); }, () => {
+      for (let j = 0; j < 4; j++) { f16(wp[j]!, 0); c.set(ds[j]!); f16(wp[j]!, 2); c.set(dm[j]!); }
+      for (let sub = 0; sub < 8; sub++) {
+        const xo = 34 * sub, chunk = sub >> 1, high = sub & 1;
+        // x's block: scale, codes, and the sum of its codes (for the mins)
+        f16(xp, xo); c.set(dx);
+        c.get(xp).v128load(xo + 2).set(x0).get(xp).v128load(xo + 18).set(x1);
+        c.get(x0).i16x8extaddPairwiseI8S().get(x1).i16x8extaddPairwiseI8S().i16x8add().i32x4extaddPairwiseI16S().set(hs);
+        c.get(hs).i32x4extract(0).get(hs).i32x4extract(1).add().get(hs).i32x4extract(2).add().get(hs).i32x4extract(3).add()
+          .f32convertI32().set(xsum);
+        for (let j = 0; j < 4; j++) {
+          for (const [v, off] of [[v0, 0], [v1, 16]] as const) {
+            c.get(wp[j]!).v128load(16 + 32 * chunk + off);
+            if (high) c.i32(4).i8x16shrU(); else { splat8(0x0f); c.and(); }
+            c.set(v);
+          }
+          // |q·x| ≤ 15·127: four products fit an i16 sum
+          c.get(v0).get(x0).i16x8extmulLowS().get(v0).get(x0).i16x8extmulHighS().i16x8add();
+          c.get(v1).get(x1).i16x8extmulLowS().i16x8add().get(v1).get(x1).i16x8extmulHighS().i16x8add();
+          c.i32x4extaddPairwiseI16S().f32x4convertI32();
+          // acc += Σq·xq · (dx·(d·sc)); accS −= dx·(dmin·m)·Σxq
+          c.get(ds[j]!); scaleMinK4(rowEmit(j), 4, sub, 0); c.f32convertI32().f32mul().get(dx).f32mul().f32x4splat();
+          c.f32x4mul().get(acc[j]!).f32x4add().set(acc[j]!);
+          c.get(accS[j]!).get(dm[j]!); scaleMinK4(rowEmit(j), 4, sub, 1); c.f32convertI32().f32mul().get(dx).f32mul().get(xsum).f32mul();
+          c.f32sub().set(accS[j]!);
+        }
+      }
+    });
+    for (let i = 0; i < 4; i++) c.get(y).get(r).i32(2).shl().add().get(acc[i]!).hsum(hs).get(accS[i]!).f32add().f32store(4 * i);
+  });
+  return { name: "gemv_int8_q4_k", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
