@@ -109,7 +109,7 @@ async function quantizedFile(): Promise<string> {
   const { quantizeModel } = await import("../lib/quant/quantize-model.js");
   log(`quantizing ${dir} → ${file} (${TYPE}; once, minutes)`);
   const t0 = performance.now();
-  quantizeModel(dir, file, { type: TYPE });
+  await quantizeModel(dir, file, { type: TYPE });
   log(`quantized in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   return file;
 }
