@@ -12,7 +12,7 @@
  */
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
-import { matmulABt, transpose } from "./matmul.js";
+import { matmulABt } from "./matmul.js";
 
 /** out[M,N] (+)= a[M,K]·b[N,K]ᵀ from element offsets: `matmulABt`'s contract (a backend may run it on faster kernels). */
 export type MatmulABt = typeof matmulABt;
@@ -44,43 +44,51 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
   const sc = Math.fround(scale);
   const qv = q.value, kv = k.value, vv = v.value;
 
-  // visible[b·T + i] = number of keys row i may see (0 = blind row); allowed(b, i, j) below.
-  const allowed = (b: number, i: number, j: number) => j <= off + i && (!keyMask || keyMask[b * S + j] !== 0);
+  // Row i of a batch row may see keys j <= last(i) = min(S − 1, off + i) that the key mask keeps;
+  // P is exactly 0 beyond last(i), so the loops stop there (about half the work).
+  // The query heads sharing a kv head (GQA) are contiguous in q and P: each product
+  // runs once per (batch row, kv head) on R = rep·T rows.
+  const R = rep * T;
   const P = new Float32Array(B * n * T * S); // [B, n, T, S]
   const blind = new Uint8Array(B * T);
   const out = new Float32Array(B * T * n * D);
-  const oh = new Float32Array(T * D);
+  const oh = new Float32Array(R * D);
+  const vt = new Float32Array(D * S);
   for (let b = 0; b < B; b++) {
+    const maskRow = keyMask ? b * S : -1;
     for (let g = 0; g < kh; g++) {
       const kOff = (b * kh + g) * S * D;
-      const vt = transpose(vv.subarray(kOff, kOff + S * D), S, D); // [D, S]
-      for (let h = g * rep; h < (g + 1) * rep; h++) {
-        const qOff = (b * n + h) * T * D, pOff = (b * n + h) * T * S;
-        mm(qv, kv, P, T, S, D, false, qOff, kOff, pOff); // raw q·k into P's slot
-        for (let i = 0; i < T; i++) {
-          const r = pOff + i * S;
-          let max = -Infinity;
-          for (let j = 0; j < S; j++) {
-            if (!allowed(b, i, j)) continue;
-            const s = Math.fround(P[r + j]! * sc);
-            P[r + j] = s;
-            if (s > max) max = s;
-          }
-          if (max === -Infinity) {
-            P.fill(1 / S, r, r + S);
-            blind[b * T + i] = 1;
-            continue;
-          }
-          let sum = 0;
-          for (let j = 0; j < S; j++) {
-            const e = allowed(b, i, j) ? Math.exp(P[r + j]! - max) : 0;
-            P[r + j] = e;
-            sum += e;
-          }
-          for (let j = 0; j < S; j++) P[r + j] = P[r + j]! / sum;
+      const qOff = (b * n + g * rep) * T * D, pOff = (b * n + g * rep) * T * S;
+      mm(qv, kv, P, R, S, D, false, qOff, kOff, pOff); // raw q·k into P's slots
+      for (let r = 0; r < R; r++) {
+        const i = r % T, row = pOff + r * S;
+        const last = Math.min(S - 1, off + i);
+        let max = -Infinity;
+        for (let j = 0; j <= last; j++) {
+          if (maskRow >= 0 && keyMask![maskRow + j] === 0) continue;
+          const s = Math.fround(P[row + j]! * sc);
+          P[row + j] = s;
+          if (s > max) max = s;
         }
-        mm(P, vt, oh, T, D, S, false, pOff, 0, 0); // O_h = P·V  [T, D]
-        for (let i = 0; i < T; i++) out.set(oh.subarray(i * D, (i + 1) * D), (b * T + i) * n * D + h * D);
+        if (max === -Infinity) {
+          P.fill(1 / S, row, row + S);
+          blind[b * T + i] = 1;
+          continue;
+        }
+        let sum = 0;
+        for (let j = 0; j <= last; j++) {
+          const e = maskRow >= 0 && keyMask![maskRow + j] === 0 ? 0 : Math.exp(P[row + j]! - max);
+          P[row + j] = e;
+          sum += e;
+        }
+        for (let j = 0; j <= last; j++) P[row + j] = P[row + j]! / sum;
+        P.fill(0, row + last + 1, row + S);
+      }
+      transposeInto(vv, kOff, S, D, vt); // [D, S]
+      mm(P, vt, oh, R, D, S, false, pOff, 0, 0); // O = P·V  [R, D]
+      for (let r = 0; r < R; r++) {
+        const h = g * rep + Math.floor(r / T), i = r % T;
+        out.set(oh.subarray(r * D, (r + 1) * D), (b * T + i) * n * D + h * D);
       }
     }
   }
@@ -92,34 +100,43 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
       const dq = q.requiresGrad ? new Float32Array(q.size) : null;
       const dk = k.requiresGrad ? new Float32Array(k.size) : null;
       const dv = v.requiresGrad ? new Float32Array(v.size) : null;
-      const dO = new Float32Array(T * D), dS = new Float32Array(T * S);
+      // Per (batch row, kv head) scratch, reused: dO [R, D], dS [R, S] and transposes for the ABt kernel.
+      const dO = new Float32Array(R * D), dS = new Float32Array(R * S);
+      const tRS = new Float32Array(S * R), tRD = new Float32Array(D * R), kt = new Float32Array(D * S);
       for (let b = 0; b < B; b++) {
         for (let g = 0; g < kh; g++) {
           const kOff = (b * kh + g) * S * D;
-          const kt = transpose(kv.subarray(kOff, kOff + S * D), S, D); // [D, S]
-          for (let h = g * rep; h < (g + 1) * rep; h++) {
-            const qOff = (b * n + h) * T * D, pOff = (b * n + h) * T * S;
-            for (let i = 0; i < T; i++) dO.set(gOut.subarray((b * T + i) * n * D + h * D, (b * T + i) * n * D + (h + 1) * D), i * D);
-            if (dv) {
-              // dV_g += Pᵀ·dO : [S, T] · ([D, T])ᵀ
-              const pt = transpose(P.subarray(pOff, pOff + T * S), T, S);
-              mm(pt, transpose(dO, T, D), dv, S, D, T, true, 0, 0, kOff);
-            }
-            if (!dq && !dk) continue;
-            mm(dO, vv, dS, T, S, D, false, 0, kOff, 0); // dP = dO·Vᵀ  [T, S]
-            for (let i = 0; i < T; i++) {
-              const r = i * S, pr = pOff + i * S;
-              if (blind[b * T + i]) { dS.fill(0, r, r + S); continue; }
-              let dot = 0;
-              for (let j = 0; j < S; j++) dot += P[pr + j]! * dS[r + j]!;
-              for (let j = 0; j < S; j++) dS[r + j] = P[pr + j]! * (dS[r + j]! - dot) * sc;
-            }
-            if (dq) mm(dS, kt, dq, T, D, S, false, 0, 0, qOff); // dQ = dS·K
-            if (dk) {
-              // dK_g += dSᵀ·Q : [S, T] · ([D, T])ᵀ
-              const qt = transpose(qv.subarray(qOff, qOff + T * D), T, D);
-              mm(transpose(dS, T, S), qt, dk, S, D, T, true, 0, 0, kOff);
-            }
+          const qOff = (b * n + g * rep) * T * D, pOff = (b * n + g * rep) * T * S;
+          for (let r = 0; r < R; r++) {
+            const h = g * rep + Math.floor(r / T), i = r % T, src = (b * T + i) * n * D + h * D;
+            dO.set(gOut.subarray(src, src + D), r * D);
+          }
+          if (dv) {
+            // dV_g += Pᵀ·dO : [S, R] · ([D, R])ᵀ
+            transposeInto(P, pOff, R, S, tRS);
+            transposeInto(dO, 0, R, D, tRD);
+            mm(tRS, tRD, dv, S, D, R, true, 0, 0, kOff);
+          }
+          if (!dq && !dk) continue;
+          mm(dO, vv, dS, R, S, D, false, 0, kOff, 0); // dP = dO·Vᵀ  [R, S]
+          for (let r = 0; r < R; r++) {
+            const i = r % T, row = r * S, pr = pOff + r * S;
+            if (blind[b * T + i]) { dS.fill(0, row, row + S); continue; }
+            const last = Math.min(S - 1, off + i);
+            let dot = 0;
+            for (let j = 0; j <= last; j++) dot += P[pr + j]! * dS[row + j]!;
+            for (let j = 0; j <= last; j++) dS[row + j] = P[pr + j]! * (dS[row + j]! - dot) * sc;
+            dS.fill(0, row + last + 1, row + S);
+          }
+          if (dq) {
+            transposeInto(kv, kOff, S, D, kt); // [D, S]
+            mm(dS, kt, dq, R, D, S, false, 0, 0, qOff); // dQ = dS·K, the group's heads contiguous
+          }
+          if (dk) {
+            // dK_g += dSᵀ·Q : [S, R] · ([D, R])ᵀ
+            transposeInto(dS, 0, R, S, tRS);
+            transposeInto(qv, qOff, R, D, tRD);
+            mm(tRS, tRD, dk, S, D, R, true, 0, 0, kOff);
           }
         }
       }
@@ -127,4 +144,12 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
     },
   }));
   return { out: o, weights };
+}
+
+/** dst[C, R] = src[off .. off + R·C] viewed as [R, C], transposed. */
+function transposeInto(src: Float32Array, off: number, R: number, C: number, dst: Float32Array): void {
+  for (let r = 0; r < R; r++) {
+    const o = off + r * C;
+    for (let c = 0; c < C; c++) dst[c * R + r] = src[o + c]!;
+  }
 }
