@@ -124,14 +124,15 @@ describe("x·Wᵀ on quantized blocks = the float32 kernel on the dequantized ma
     expect(be.readSync(table).toFloat32()).toEqual(full);
   });
 
-  it("opt-in int8 decode (quantDot: \"int8\"): Q4_0/Q8_0/Q4_K within its documented bound, really used; other types and prefill stay exact", async () => {
+  it("opt-in int8 decode (quantDot: \"int8\"): Q4_0/Q8_0/Q4_K/Q6_K within its documented bound, really used; other types and prefill stay exact", async () => {
     const exact = await CpuBackend.create();
     const int8 = await CpuBackend.create({ quantDot: "int8" });
     backends.push(exact, int8);
     if (!int8.description.includes("int8")) return; // no wasm here: the mode does not exist
     // 37 rows on one thread; 518 rows (over 96 KiB) split over the threads, which share x's Q8_0 copy
     for (const [type, N, K] of [
-      ["q4_0", 37, 512], ["q8_0", 37, 512], ["q4_k", 37, 512], ["q6_k", 37, 512], ["q4_0", 518, 512], ["q8_0", 518, 512], ["q4_k", 518, 512],
+      ["q4_0", 37, 512], ["q8_0", 37, 512], ["q4_k", 37, 512], ["q6_k", 37, 512], ["q5_k", 37, 512],
+      ["q4_0", 518, 512], ["q8_0", 518, 512], ["q4_k", 518, 512], ["q6_k", 518, 512],
     ] as const) {
       const q = quantMatrix(type, N, K);
       const W = dense(q).data as Float32Array;
@@ -139,7 +140,7 @@ describe("x·Wᵀ on quantized blocks = the float32 kernel on the dequantized ma
         const xs = randn(T * K, 2);
         const ya = exact.readSync(exact.linear(exact.upload(new Tensor(xs, [T, K], "f32")), exact.uploadQuantized(q))).toFloat32();
         const yb = int8.readSync(int8.linear(int8.upload(new Tensor(xs, [T, K], "f32")), int8.uploadQuantized(q))).toFloat32();
-        if (T > 1 || type === "q6_k") {
+        if (T > 1 || type === "q5_k") {
           expect(yb).toEqual(ya); // prefill and types without int8 kernels: exact
           continue;
         }

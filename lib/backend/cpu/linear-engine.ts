@@ -19,7 +19,7 @@ export interface LinearEngineOptions {
   /** Total threads including the calling one (default: CPU cores, at most 4; env LLAMA_TS_THREADS). */
   threads?: number;
   /**
-   * Decode products (one token) on Q4_0 / Q8_0 / Q4_K weights. "exact" (default): every
+   * Decode products (one token) on Q4_0 / Q8_0 / Q4_K / Q6_K weights. "exact" (default): every
    * weight dequantized exactly, products and sums in float32 — the same bits as
    * the float32 kernel on the dequantized matrix. "int8" (env LLAMA_TS_QUANT_DOT=int8):
    * llama.cpp's method, about 2–3× faster: x is rounded to Q8_0 (8-bit codes, one

@@ -189,23 +189,34 @@ function qk(five: boolean): BlockBody {
   };
 }
 
+/**
+ * q6_k's codes (q6 − 32, as int8) of elements 128n + 32k + 16l .. +16 into local `v`:
+ * low 4 bits from ql[l·16 + lane (+32 for k = 1, 3)], low (k < 2) or high nibble;
+ * high 2 bits (qh[32n + l·16 + lane] >> 2k) & 3, to bits 4..5.
+ */
+function q6kCodes(e: Emit, n: number, k: number, l: number, v: number): void {
+  const { c } = e;
+  nibbles(e, 64 * n + 16 * l + (k % 2 ? 32 : 0), k >= 2, v);
+  c.get(v).get(e.src).v128load(128 + 32 * n + 16 * l);
+  if (k) c.i32(2 * k).i8x16shrU();
+  e.splat8(3); c.and().i32(4).i8x16shl().or(); e.splat8(32); c.i8x16sub().set(v);
+}
+
+/** Pushes q6_k's int8 scale (as i32) of the 16 elements at 128n + 32k + 16l: sc[8n + l + 2k]. */
+function q6kScale(e: Emit, n: number, k: number, l: number): void {
+  e.c.get(e.src).i32load8u(192 + 8 * n + l + 2 * k).i32(24).shl().i32(24).shrS();
+}
+
 function q6_k(e: Emit, t: Parameters<BlockBody>[1]): void {
   const { c } = e;
   f16At(e, 208); c.set(t.ds);
   for (let n = 0; n < 2; n++) {
-    const ql = 64 * n, qh = 128 + 32 * n, sc = 192 + 8 * n, y = 128 * n;
-    for (let k = 0; k < 4; k++) { // q1..q4
-      for (let l = 0; l < 2; l++) { // lanes l·16 .. l·16+15, sub-block scale index is = l
-        // low 4 bits: ql[l·16 + lane (+32 for q2, q4)], low (q1, q2) or high (q3, q4) nibble
-        nibbles(e, ql + 16 * l + (k % 2 ? 32 : 0), k >= 2, t.v);
-        // high 2 bits: (qh[l·16 + lane] >> 2k) & 3, to bits 4..5
-        c.get(t.v).get(e.src).v128load(qh + 16 * l);
-        if (k) c.i32(2 * k).i8x16shrU();
-        e.splat8(3); c.and().i32(4).i8x16shl().or(); e.splat8(32); c.i8x16sub().set(t.v);
-        // scale d·sc[is + 2k], sc int8
-        c.get(t.ds).get(e.src).i32load8u(sc + l + 2 * k).i32(24).shl().i32(24).shrS();
-        c.f32convertI32().f32mul().f32x4splat().set(t.s);
-        store16(e, t.v, 4 * (y + 32 * k + 16 * l), t.s);
+    for (let k = 0; k < 4; k++) { // q1..q4 of ggml's loop
+      for (let l = 0; l < 2; l++) { // lanes l·16 .. l·16+15
+        q6kCodes(e, n, k, l, t.v);
+        // scale d·sc, sc int8
+        c.get(t.ds); q6kScale(e, n, k, l); c.f32convertI32().f32mul().f32x4splat().set(t.s);
+        store16(e, t.v, 4 * (128 * n + 32 * k + 16 * l), t.s);
       }
     }
   }
@@ -294,7 +305,7 @@ export function gemvQuantFn(type: QuantType): FunctionDef {
 }
 
 /** The weight types with an int8-activation decode kernel (the opt-in `quantDot: "int8"` mode). */
-export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0", "q4_k"];
+export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0", "q4_k", "q6_k"];
 
 /**
  * gemv_int8_<type>(xq, w, K, y, rows, table), the opt-in approximate decode
@@ -308,6 +319,7 @@ export const INT8_DOT_TYPES: readonly QuantType[] = ["q4_0", "q8_0", "q4_k"];
  */
 export function gemvInt8Fn(type: QuantType): FunctionDef {
   if (type === "q4_k") return gemvInt8Q4K();
+  if (type === "q6_k") return gemvInt8Q6K();
   const [xq, w, K, y, rows, table] = [0, 1, 2, 3, 4, 5];
   const c = new Code(6);
   const { bytes } = QUANT_LAYOUT[type];
@@ -414,4 +426,53 @@ function gemvInt8Q4K(): FunctionDef {
     for (let i = 0; i < 4; i++) c.get(y).get(r).i32(2).shl().add().get(acc[i]!).hsum(hs).get(accS[i]!).f32add().f32store(4 * i);
   });
   return { name: "gemv_int8_q4_k", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
+/**
+ * gemv_int8_q6_k: as gemvInt8Fn for Q6_K weights (llama.cpp's vec_dot_q6_K_q8_K):
+ * per 16-weight sub-block, Σ w·x ≈ (d·sc)·dx·Σ (q6 − 32)·xq, the integer sum exact.
+ */
+function gemvInt8Q6K(): FunctionDef {
+  const [xq, w, K, y, rows, table] = [0, 1, 2, 3, 4, 5];
+  const c = new Code(6);
+  const r = c.local(I32), rowBytes = c.local(I32), xp = c.local(I32), xEnd = c.local(I32), hs = c.local(V128);
+  const dx = c.local(F32), v = c.local(V128);
+  const xs = [c.local(V128), c.local(V128)];
+  const wp = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
+  const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const ds = [c.local(F32), c.local(F32), c.local(F32), c.local(F32)];
+  const splat8 = splatLocals(c);
+  const rowEmit = (j: number): Emit => ({ c, src: wp[j]!, table, splat8, sink: () => { throw new Error("unused"); } });
+  const f16 = (ptr: number, off: number) => c.get(table).get(ptr).i32load16u(off).i32(2).shl().add().f32load();
+  c.get(K).i32(8).shrU().i32(210).mul().set(rowBytes);
+  c.get(xq).get(K).i32(5).shrU().i32(34).mul().add().set(xEnd);
+  c.i32(0).set(r);
+  c.loop(r, rows, 4, () => {
+    c.get(w).get(r).get(rowBytes).mul().add().set(wp[0]!);
+    for (let i = 1; i < 4; i++) c.get(wp[i - 1]!).get(rowBytes).add().set(wp[i]!);
+    for (const a of acc) c.i32x4const(0).set(a);
+    c.get(xq).set(xp);
+    c.loop(xp, xEnd, () => { c.inc(xp, 8 * 34); for (const p of wp) c.inc(p, 210); }, () => {
+      for (let j = 0; j < 4; j++) { f16(wp[j]!, 208); c.set(ds[j]!); }
+      for (let n = 0; n < 2; n++) {
+        for (let k = 0; k < 4; k++) {
+          const xo = 34 * (4 * n + k); // x's block holding elements 128n + 32k .. +32
+          f16(xp, xo); c.set(dx);
+          c.get(xp).v128load(xo + 2).set(xs[0]!).get(xp).v128load(xo + 18).set(xs[1]!);
+          for (let j = 0; j < 4; j++) {
+            for (let l = 0; l < 2; l++) {
+              q6kCodes(rowEmit(j), n, k, l, v);
+              // |(q6 − 32)·x| ≤ 32·127: two products fit an i16 sum
+              c.get(v).get(xs[l]!).i16x8extmulLowS().get(v).get(xs[l]!).i16x8extmulHighS().i16x8add();
+              c.i32x4extaddPairwiseI16S().f32x4convertI32();
+              c.get(ds[j]!); q6kScale(rowEmit(j), n, k, l); c.f32convertI32().f32mul().get(dx).f32mul().f32x4splat();
+              c.f32x4mul().get(acc[j]!).f32x4add().set(acc[j]!);
+            }
+          }
+        }
+      }
+    });
+    for (let i = 0; i < 4; i++) c.get(y).get(r).i32(2).shl().add().get(acc[i]!).hsum(hs).f32store(4 * i);
+  });
+  return { name: "gemv_int8_q6_k", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
