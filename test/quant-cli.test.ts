@@ -18,9 +18,9 @@ beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), "quant-cli-")); })
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe("llama-ts quantize", () => {
-  it("--type q4_0 on the default model: llama.cpp's bytes, fallbacks named, and the file generates", () => {
+  it("--type q4_0 on the default model (3 worker threads): llama.cpp's bytes, fallbacks named, and the file generates", () => {
     const out = path.join(tmp, "tiny-q4_0.gguf");
-    const r = runCli(["quantize", "--model", "models/tiny-stories", "--type", "Q4_0", "--out", out]);
+    const r = runCli(["quantize", "--model", "models/tiny-stories", "--type", "Q4_0", "--out", out, "--threads", "3"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${out}\n`);
     const fallbacks = r.stderr.split("\n").filter((l) => l.startsWith("llama-ts quantize: fallback: "));
@@ -53,6 +53,19 @@ describe("llama-ts quantize", () => {
       expect(fs.readdirSync(tmp).filter((f) => f.includes("bad"))).toEqual([]);
     });
   }
+
+  it("q6_k on one thread and on two: llama.cpp's bytes both times", () => {
+    for (const threads of ["1", "2"]) {
+      const out = path.join(tmp, `tiny-q6_k-${threads}.gguf`);
+      const r = runCli(["quantize", "--type", "q6_k", "--out", out, "--threads", threads], { timeoutMs: 600_000 });
+      expect(r.status, r.stderr).toBe(0);
+      const g = GgufFile.open(out);
+      for (const [name, want] of Object.entries(golden.q6_k!.tensors)) {
+        expect(createHash("sha256").update(g.readRaw(name)).digest("hex"), name).toBe(want.sha256);
+      }
+      g.close();
+    }
+  }, 1_200_000);
 
   it("an already quantized source: one line, exit 1, nothing written", () => {
     const src = path.join(tmp, "src-q8.gguf");

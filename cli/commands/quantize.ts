@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import { QUANT_PRESETS, isQuantPreset } from "../../lib/quant/mix.js";
 import { describeFallbacks, quantizeModel } from "../../lib/quant/quantize-model.js";
 import { ggmlTypeName } from "../../lib/io/gguf-types.js";
-import { MODEL_FLAG, defineCommand, modelPath } from "../args.js";
+import { MODEL_FLAG, defineCommand, intFlag, modelPath, positive } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { cliProgress } from "../progress.js";
 
@@ -20,13 +20,15 @@ export const command = defineCommand({
     model: MODEL_FLAG,
     type: { type: "string", arg: QUANT_PRESETS.join("|"), required: true, help: "one type for every quantized tensor (llama-quantize --pure), or llama.cpp's q4_k_m / q5_k_m mix" },
     out: { type: "string", arg: "FILE", required: true, help: "the .gguf file to write (appears only when complete)" },
+    threads: { type: "string", arg: "N", shownDefault: "the cores, at most 8", help: "quantizing threads (the bytes do not depend on it)" },
   },
   async run(flags) {
     const type = flags.type.toLowerCase();
     if (!isQuantPreset(type)) throw new UsageError(`--type: expected one of ${QUANT_PRESETS.join(", ")}, got "${flags.type}"`);
     const model = modelPath("--model", flags.model);
     if (fs.existsSync(flags.out) && fs.statSync(flags.out).isDirectory()) throw new UsageError(`--out: ${flags.out} is a folder; expected a .gguf file name`);
-    const report = await quantizeModel(model, flags.out, { type, onProgress: cliProgress(`quantizing to ${type}`) });
+    const threads = positive("--threads", intFlag("--threads", flags.threads));
+    const report = await quantizeModel(model, flags.out, { type, threads, onProgress: cliProgress(`quantizing to ${type}`) });
     for (const line of describeFallbacks(report)) process.stderr.write(`llama-ts quantize: fallback: ${line}\n`);
     const counts = new Map<string, number>();
     for (const t of report.tensors) counts.set(ggmlTypeName(t.to), (counts.get(ggmlTypeName(t.to)) ?? 0) + 1);

@@ -22,6 +22,7 @@ import { type GgufTensorSpecAsync, gguf, writeGgufAsync } from "../io/gguf-write
 import { readExact } from "../io/zip.js";
 import { PRESETS, QUANT_PRESETS, type QuantPreset, isQuantPreset, planQuantization } from "./mix.js";
 import { type QuantOutputType, quantizeRows, typeBytes } from "./quantize.js";
+import { QuantizePool } from "./quantize-pool.js";
 
 export interface QuantizeModelOptions {
   /** One of QUANT_PRESETS (case-insensitive). */
@@ -30,6 +31,8 @@ export interface QuantizeModelOptions {
   onProgress?: OnProgress;
   /** Float32 values per slab of rows (default 4M, 16 MiB). */
   slabElements?: number;
+  /** Quantizing threads (default: the cores, at most 8; from the built package only, see quantize-pool.ts). */
+  threads?: number;
 }
 
 /** What happened to one tensor. */
@@ -96,6 +99,7 @@ async function quantizeGguf(file: string, outFile: string, preset: QuantPreset, 
       }
     }
     const slab = opts.slabElements ?? 1 << 22;
+    const pool = QuantizePool.create(opts.threads);
     const tensors: QuantizedTensor[] = plans.map((p) => {
       const info = g.info(p.name);
       const to = p.type === "keep" ? info.type : p.type;
@@ -111,15 +115,19 @@ async function quantizeGguf(file: string, outFile: string, preset: QuantPreset, 
         data: () =>
           p.type === "keep"
             ? readExact(file, fd, g.fileSize, info.offset, info.byteSize, `tensor "${p.name}"`)
-            : quantizedSlabs(file, fd, g.fileSize, info, p.type, slab),
+            : quantizedSlabs(file, fd, g.fileSize, info, p.type, slab, pool),
       };
     });
     let done = 0;
     opts.onProgress?.(0, specs.length, { unit: "tensors" });
-    await writeGgufAsync(outFile, quantizedMetadata(g, preset), specs, {
-      alignment: g.alignment,
-      onTensor: (name) => opts.onProgress?.(++done, specs.length, { unit: "tensors", label: name }),
-    });
+    try {
+      await writeGgufAsync(outFile, quantizedMetadata(g, preset), specs, {
+        alignment: g.alignment,
+        onTensor: (name) => opts.onProgress?.(++done, specs.length, { unit: "tensors", label: name }),
+      });
+    } finally {
+      await pool?.close();
+    }
     return { preset, file: outFile, tensors };
   } finally {
     fs.closeSync(fd);
@@ -128,7 +136,9 @@ async function quantizeGguf(file: string, outFile: string, preset: QuantPreset, 
 }
 
 /** The tensor's rows, read `slab` values at a time, as float32, quantized to `to`. */
-function* quantizedSlabs(file: string, fd: number, fileSize: number, info: GgufTensorInfo, to: QuantOutputType, slab: number): Generator<Uint8Array> {
+async function* quantizedSlabs(
+  file: string, fd: number, fileSize: number, info: GgufTensorInfo, to: QuantOutputType, slab: number, pool: QuantizePool | undefined,
+): AsyncGenerator<Uint8Array> {
   const rowLen = info.ne[0]!;
   const rows = numel(info.shape) / rowLen;
   const rowBytes = rowLen * (info.type === GgmlType.F32 ? 4 : 2);
@@ -136,7 +146,8 @@ function* quantizedSlabs(file: string, fd: number, fileSize: number, info: GgufT
   for (let r = 0; r < rows; r += step) {
     const n = Math.min(step, rows - r);
     const raw = readExact(file, fd, fileSize, info.offset + r * rowBytes, n * rowBytes, `tensor "${info.name}"`);
-    yield quantizeRows(to, toFloat32(raw, info.type), rowLen);
+    const rowsF32 = toFloat32(raw, info.type);
+    yield pool ? await pool.quantize(to, rowsF32, rowLen) : quantizeRows(to, rowsF32, rowLen);
   }
 }
 
