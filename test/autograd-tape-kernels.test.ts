@@ -3,7 +3,7 @@
 import { describe, it, expect, afterAll } from "vitest";
 import { Var, backward } from "../lib/autograd/var.js";
 import { gradCheck, uniformStream } from "../lib/autograd/gradcheck.js";
-import { add, scale, rmsNorm, siluMul } from "../lib/autograd/ops.js";
+import { add, scale, rmsNorm, siluMul, reshape } from "../lib/autograd/ops.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend, CpuTensor } from "../lib/backend/cpu/cpu-backend.js";
 import { Tensor } from "../lib/tensor/tensor.js";
@@ -56,6 +56,30 @@ describe("CPU tape: trainable weights on the wasm gemm", () => {
       expect(maxRel(wv.grad!, ref.dw)).toBeLessThan(1e-6);
     });
   }
+});
+
+describe("CPU tape: weight gradients from cached activation transposes", () => {
+  it("one activation read by several weights, the same array under another row width, more activations than cache slots", async () => {
+    const be = await TapeBackend.create();
+    backends.push(be);
+    const M = 12, K = 16, N = 5;
+    const up = (v: Var) => be.upload(be.asTensor(v));
+    // x1, x2 are op outputs (cacheable); x1 is also read as [2M, K/2] (same values array, another K).
+    const p1 = Var.param(values(M * K, 11), [M, K]), p2 = Var.param(values(M * K, 12), [M, K]);
+    const x1 = scale(p1, 1), x2 = scale(p2, 1);
+    const x1r = be.varOf(be.readSync(be.upload(be.asTensor(x1)))); // a view of x1 itself
+    const ws = [0, 1, 2, 3, 4, 5].map((i) => Var.param(values(N * K, 20 + i, 0.5), [N, K]));
+    const wr = Var.param(values(N * (K / 2), 30, 0.5), [N, K / 2]);
+    const g = values(M * N, 40), gr = values(2 * M * N, 41);
+    const outs = ws.map((w, i) => be.varOf(be.readSync(be.linear(up(i % 2 ? x2 : x1r), up(w)))));
+    const r = be.varOf(be.readSync(be.linear(up(reshape(x1, [2 * M, K / 2])), up(wr))));
+    for (const o of [...outs, r]) backward(o, o === r ? gr : g);
+    ws.forEach((w, i) => {
+      const x = (i % 2 ? p2 : p1).value;
+      expect(maxRel(w.grad!, linearRef(x, w.value, g, M, K, N).dw)).toBeLessThan(1e-6);
+    });
+    expect(maxRel(wr.grad!, linearRef(p1.value, wr.value, gr, 2 * M, K / 2, N).dw)).toBeLessThan(1e-6);
+  });
 });
 
 describe("CPU tape: siluMul", () => {

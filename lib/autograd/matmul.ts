@@ -141,20 +141,53 @@ export interface LinearKernel {
 }
 
 /**
- * Xᵀ [K, M] of an activation X [M, K], cached per value array: the weight
- * gradients dW = dYᵀ · X of the LoRA pairs on q/k/v (and gate/up) share one X,
- * and the ABt kernel wants both operands with M as the contiguous axis. Only
- * for op outputs (never mutated after they are made); the entry goes with X.
+ * Xᵀ [K, M] of an activation X [M, K] for the weight gradient dW = dYᵀ · X on
+ * the ABt kernel. The LoRA pairs on q/k/v (and gate/up) read one X and run
+ * their backwards close together, so the last few transposes are kept (keyed
+ * by the value array and its row width) and their buffers recycled: a step
+ * makes no garbage here. Only for op outputs, which are never modified after
+ * they are made (a leaf's values change with each optimizer step: `cache` false).
  */
-const activationT = new WeakMap<Float32Array, Float32Array>();
+const ACTIVATION_T_SLOTS = 4;
+const activationT: { src: Float32Array; K: number; buf: Float32Array; t: Float32Array }[] = [];
 
-export function transposedActivation(x: Float32Array, M: number, K: number): Float32Array {
-  let t = activationT.get(x);
-  if (!t || t.length !== M * K) {
-    t = transpose(x, M, K);
-    activationT.set(x, t);
+export function transposedActivation(x: Float32Array, M: number, K: number, cache = true): Float32Array {
+  if (!cache) return transpose(x, M, K);
+  const hit = activationT.findIndex((e) => e.src === x && e.K === K && e.t.length === M * K);
+  if (hit >= 0) {
+    const [e] = activationT.splice(hit, 1);
+    activationT.unshift(e!); // most recent first
+    return e!.t;
   }
+  // Evict the oldest slot, reusing its buffer when it is big enough.
+  const old = activationT.length >= ACTIVATION_T_SLOTS ? activationT.pop() : undefined;
+  const buf = old && old.buf.length >= M * K ? old.buf : new Float32Array(M * K);
+  const t = buf.subarray(0, M * K);
+  transposeInto(x, M, K, t);
+  activationT.unshift({ src: x, K, buf, t });
   return t;
+}
+
+/** A reusable buffer for a transpose that one product consumes at once (dYᵀ of a weight gradient). */
+let scratchT = new Float32Array(0);
+
+export function transposedScratch(src: Float32Array, R: number, C: number): Float32Array {
+  if (scratchT.length < R * C) scratchT = new Float32Array(Math.max(R * C, Math.ceil(scratchT.length * 1.25)));
+  const t = scratchT.subarray(0, R * C);
+  transposeInto(src, R, C, t);
+  return t;
+}
+
+/** dst[C, R] = src[R, C]ᵀ (tiled, as `transpose`). */
+function transposeInto(src: Float32Array, R: number, C: number, dst: Float32Array): void {
+  const T = 32;
+  for (let r0 = 0; r0 < R; r0 += T) {
+    const r1 = Math.min(R, r0 + T);
+    for (let c0 = 0; c0 < C; c0 += T) {
+      const c1 = Math.min(C, c0 + T);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) dst[c * R + r] = src[r * C + c]!;
+    }
+  }
 }
 
 /** Rows of a quantized W dequantized at a time by the products below (a few hundred KiB, never the whole matrix). */

@@ -12,7 +12,7 @@ import { Tensor, numel } from "../tensor/tensor.js";
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
-import { type LinearKernel, jsLinearKernel, matmulABt, matmulAtB, transpose, transposedActivation, weightF32 } from "./matmul.js";
+import { type LinearKernel, jsLinearKernel, matmulABt, matmulAtB, transpose, transposedActivation, transposedScratch, weightF32 } from "./matmul.js";
 
 /** A weight: frozen (`Tensor`, or a `QuantizedTensor` matrix in ggml blocks) or trainable (`Var`). */
 export type Weight = Tensor | Var | QuantizedTensor;
@@ -162,6 +162,7 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
     for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[m * N + n] += b[n]!;
   }
   const shape = [...x.shape.slice(0, -1), N];
+  const xIsOpOutput = !x.isLeaf; // its values never change (a leaf's may, between steps)
   const inputs: Var[] = [x];
   if (weight instanceof Var) inputs.push(weight);
   if (bias instanceof Var) inputs.push(bias);
@@ -184,7 +185,7 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
         if (weight.requiresGrad) {
           const dw = new Float32Array(N * K);
           // dW[N,K] = dYᵀ[N,M] · X[M,K]; on a gemm kernel as dYᵀ · (Xᵀ[K,M])ᵀ, Xᵀ shared by the weights that read X.
-          if (kernel.gemm) kernel.gemm(transpose(g, M, N), transposedActivation(x.value, M, K), dw, N, K, M);
+          if (kernel.gemm) kernel.gemm(transposedScratch(g, M, N), transposedActivation(x.value, M, K, xIsOpOutput), dw, N, K, M);
           else matmulAtB(g, x.value, dw, N, K, M);
           grads.push(dw);
         } else grads.push(null);
