@@ -25,6 +25,8 @@
  * | --- | --- | --- | --- | --- | --- | --- | --- | --- |
  * | base model (our sampler) | – | – | – | 0.121 | 1 (0.292) | 0 | 36.2 | |
  * | all-linear, lr 2e-3, beta 0.1, batch 8, 3 epochs (TRL's best) | 90 | 3.58 | 1553 (15) | 0.246 | 1.35× | 4 | 31.9 | TRL's result (0.235); gibberish creeping in |
+ * | all-linear, lr 3e-3 | 90 | 2.92 | 1540 (18) | 0.349 | 1.27× | 17 | 33.0 | share ✓ and distinct-2 ✓, but 17 U+FFFD (broken byte tokens) |
+ * | q/v only, lr 3e-3 | 90 | 1.91 | 783 (18) | 0.118 | 1.14× | 1 | 34.6 | no movement; collapses onto a few stories ("Don't be scared"), one "morningried mittens�" |
  * EXPERIMENTS
  *
  * TRL on the same machine and data: base 0.118 → 0.235 (distinct-2 1.08×, 2 non-printable, 36.3 → 33.2 words),
@@ -47,11 +49,12 @@ const SEED = 1000;
  * TRL 1.13 on this machine (bench/trl-dpo-baseline.py, torch 2.13 CPU with its 2 threads, OMP_WAIT_POLICY
  * PASSIVE), 2026-12-06, while the machine was shared (load average 15–22 on 2 cores: wall seconds are
  * inflated, CPU seconds much less so). The issue quotes 0.46 s/step for the first run on an idle machine.
+ * A rerun of the first (same losses to the last digit) read 0.81 CPU s/step and a peak RSS of 787 MiB.
  */
 const TRL_BASE: PreferenceMetrics = { samples: 272, share: 0.11764705882352941, distinctBigrams: 0.3020280811232449, nonPrintable: 1, meanWords: 36.349264705882355 };
-const TRL_RUNS: { label: string; steps: number; seconds: number; sPerStep: number; cpuSPerStep: number | null; base: PreferenceMetrics | null; tuned: PreferenceMetrics }[] = [
+const TRL_RUNS: { label: string; steps: number; seconds: number; sPerStep: number; cpuSPerStep: number | null; rssMiB?: number; base: PreferenceMetrics | null; tuned: PreferenceMetrics }[] = [
   {
-    label: "TRL 1.13 DPOTrainer, LoRA r 8 all-linear, lr 2e-3, beta 0.1, batch 8, 3 epochs", steps: 90, seconds: 167.8, sPerStep: 1.865, cpuSPerStep: 0.748,
+    label: "TRL 1.13 DPOTrainer, LoRA r 8 all-linear, lr 2e-3, beta 0.1, batch 8, 3 epochs", steps: 90, seconds: 167.8, sPerStep: 1.865, cpuSPerStep: 0.748, rssMiB: 787,
     base: TRL_BASE, tuned: { samples: 272, share: 0.23529411764705882, distinctBigrams: 0.32666590467482, nonPrintable: 2, meanWords: 33.16544117647059 },
   },
   {
@@ -119,7 +122,7 @@ async function main(): Promise<void> {
       `${fmt(base.share)} → ${fmt(tuned.share)} | ${fmt(base.distinctBigrams)} → ${fmt(tuned.distinctBigrams)} (${fmt(tuned.distinctBigrams / base.distinctBigrams, 2)}×) | ` +
       `${tuned.nonPrintable} | ${fmt(base.meanWords, 1)} → ${fmt(tuned.meanWords, 1)} | ${fmt(t.last["rewards/accuracies"], 2)} |`);
     for (const trl of TRL_RUNS) {
-      console.log(`| ${trl.label} | ${trl.steps} | ${trl.seconds.toFixed(0)} | ${fmt(trl.sPerStep, 2)} | ${fmt(trl.cpuSPerStep, 2)} | – | ` +
+      console.log(`| ${trl.label} | ${trl.steps} | ${trl.seconds.toFixed(0)} | ${fmt(trl.sPerStep, 2)} | ${fmt(trl.cpuSPerStep, 2)} | ${trl.rssMiB ? `${trl.rssMiB} MiB` : "–"} | ` +
         `${fmt(trl.base?.share)} → ${fmt(trl.tuned.share)} | ${fmt(trl.base?.distinctBigrams)} → ${fmt(trl.tuned.distinctBigrams)}` +
         `${trl.base ? ` (${fmt(trl.tuned.distinctBigrams / trl.base.distinctBigrams, 2)}×)` : ""} | ${trl.tuned.nonPrintable} | ${fmt(trl.base?.meanWords, 1)} → ${fmt(trl.tuned.meanWords, 1)} | – |`);
     }

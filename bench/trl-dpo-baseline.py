@@ -19,6 +19,7 @@ busy machine inflates less (compare it with our bench's CPU s/step).
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -106,7 +107,8 @@ def main():
         "trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "targets": args.targets, "lr": args.lr, "beta": args.beta, "batch": args.batch,
         "epochs": args.epochs, "steps": steps, "train_s": round(seconds, 1), "s_per_step": round(seconds / steps, 3),
-        "cpu_s_per_step": round(cpu / steps, 3), "load_avg": [round(x, 1) for x in os.getloadavg()],
+        "cpu_s_per_step": round(cpu / steps, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "load_avg": [round(x, 1) for x in os.getloadavg()],
         "last_log": {k: last[k] for k in last if k.startswith(("loss", "rewards/", "logps/"))},
         "base": base, "tuned": tuned,
     }
