@@ -17,6 +17,7 @@ const BENCHES: Record<string, { file: string; what: string }> = {
   cpu: { file: "cpu-bench.ts", what: "prefill/decode tok/s on the CPU, default model and TinyLlama-1.1B shape, vs llama.cpp" },
   gemv: { file: "core-gemv.ts", what: "CPU GEMV/GEMM kernels (f32/f16, wasm SIMD vs JS) in GFLOP/s" },
   gpu: { file: "gpu-bench.ts", what: "WebGPU prefill/decode tok/s, GB/s and allocator bytes" },
+  "gpu-quant": { file: "gpu-quant-bench.ts", what: "WebGPU GEMV (decode) and tiled matmul on weights in each ggml block type vs f16: µs/call, GB/s, GFLOP/s" },
   "gpu-train": { file: "gpu-train-bench.ts", what: "one prompt-tuning step (forward + backward) on the WebGPU tape vs the CPU tape" },
   tokenizer: { file: "tokenizer-bench.ts", what: "tokenizer encode speed vs sentencepiece WASM and @huggingface/tokenizers" },
   interp: { file: "interp-bench.ts", what: "runWithCache with all hooks on 512 tokens; attention grid build/render" },
