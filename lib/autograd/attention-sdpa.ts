@@ -87,8 +87,8 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
       transposeInto(vv, kOff, S, D, vt); // [D, S]
       mm(P, vt, oh, R, D, S, false, pOff, 0, 0); // O = P·V  [R, D]
       for (let r = 0; r < R; r++) {
-        const h = g * rep + Math.floor(r / T), i = r % T;
-        out.set(oh.subarray(r * D, (r + 1) * D), (b * T + i) * n * D + h * D);
+        const h = g * rep + Math.floor(r / T), i = r % T, dst = (b * T + i) * n * D + h * D;
+        for (let d = 0; d < D; d++) out[dst + d] = oh[r * D + d]!; // (a loop, not set(subarray): no garbage per row)
       }
     }
   }
@@ -109,7 +109,7 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
           const qOff = (b * n + g * rep) * T * D, pOff = (b * n + g * rep) * T * S;
           for (let r = 0; r < R; r++) {
             const h = g * rep + Math.floor(r / T), i = r % T, src = (b * T + i) * n * D + h * D;
-            dO.set(gOut.subarray(src, src + D), r * D);
+            for (let d = 0; d < D; d++) dO[r * D + d] = gOut[src + d]!;
           }
           if (dv) {
             // dV_g += Pᵀ·dO : [S, R] · ([D, R])ᵀ
