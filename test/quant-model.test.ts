@@ -96,11 +96,14 @@ describe("quantizeModel writes the file llama_model_quantize writes", () => {
     const fell = report.tensors.filter((t) => t.fellBackFrom !== undefined).map((t) => [t.name, t.fellBackFrom, t.to]);
     expect(fell).toEqual([0, 1, 2, 3, 4, 5].map((i) => [`blk.${i}.ffn_down.weight`, i === 2 || i === 5 ? GgmlType.Q6_K : GgmlType.Q4_K, GgmlType.F16]));
     expect(describeFallbacks(report)[0]).toBe("blk.0.ffn_down.weight (row length 688): Q4_K needs rows that are a multiple of its block → F16");
-    // Progress: 0 of n, then one call per tensor, ending at n of n.
+    // Progress: converting the folder (0..n), then quantizing (0 of n, one call per tensor, n of n).
     const n = report.tensors.length;
-    expect(calls[0]).toEqual([0, n, { unit: "tensors" }]);
+    expect(calls[0]).toEqual([0, n, { unit: "tensors", label: "converting" }]);
+    expect(calls[n]!.slice(0, 2)).toEqual([n, n]);
+    expect(calls[n]![2]!.label).toMatch(/^converting (output_norm|token_embd|output|blk\.\d+\.\w+)\.weight$/);
+    expect(calls[n + 1]).toEqual([0, n, { unit: "tensors" }]);
     expect(calls.at(-1)).toEqual([n, n, { unit: "tensors", label: report.tensors.at(-1)!.name }]);
-    expect(calls.length).toBe(n + 1);
+    expect(calls.length).toBe(2 * (n + 1));
   }, SLOW);
 
   it("q8_0 from a GGUF file (F16): the same bytes as llama.cpp's", async () => {

@@ -62,18 +62,24 @@ export async function quantizeModel(input: string, outFile: string, opts: Quanti
   // HF folder: the GGUF llama.cpp's converter would write, then llama-quantize's pass over it.
   const tmp = path.join(path.dirname(path.resolve(outFile)), `.${path.basename(outFile)}.${process.pid}.src.gguf`);
   try {
-    exportHfToGguf(src, tmp, { outtype: allF16(src) ? "f16" : "f32" });
+    const { f16, count } = checkpointSummary(src);
+    let done = 0;
+    opts.onProgress?.(0, count, { unit: "tensors", label: "converting" });
+    exportHfToGguf(src, tmp, {
+      outtype: f16 ? "f16" : "f32",
+      onTensor: (name) => opts.onProgress?.(++done, Math.max(done, count), { unit: "tensors", label: `converting ${name}` }),
+    });
     return await quantizeGguf(tmp, outFile, preset, opts);
   } finally {
     fs.rmSync(tmp, { force: true });
   }
 }
 
-/** True when every 2-D weight of the folder is f16 (then the F16 GGUF is lossless). */
-function allF16(dir: string): boolean {
+/** Whether every 2-D weight of the folder is f16 (then the F16 GGUF is lossless), and how many tensors it has. */
+function checkpointSummary(dir: string): { f16: boolean; count: number } {
   const r = CheckpointReader.open(dir);
   try {
-    return r.names().every((n) => r.info(n).shape.length < 2 || r.info(n).dtype === "F16");
+    return { f16: r.names().every((n) => r.info(n).shape.length < 2 || r.info(n).dtype === "F16"), count: r.names().length };
   } finally {
     r.close();
   }
