@@ -199,16 +199,24 @@ export class GpuContext {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    // Held until Dawn has delivered the device-lost event of destroy() (its pending event keeps
+    // node's loop alive meanwhile): finalizing the instance while that event is pending kills the
+    // process (seen: std::system_error "Owner died", SIGSEGV). One turn later all may be collected.
+    let held: unknown[] | undefined = [this.instance, this.adapterRef, this.deviceRef];
     const device = this.deviceRef!;
     const lost = device.lost;
-    device.onuncapturederror = null;
-    device.destroy();
     this.deviceRef = undefined;
     this.adapterRef = undefined;
     this.instance = undefined;
-    // Dawn holds on to its objects until it has delivered the device-lost event of destroy()
-    // (its pending event keeps node's loop alive meanwhile); one turn later they are collectable.
-    this.closed = lost.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(collectGarbage);
+    device.onuncapturederror = null;
+    device.destroy();
+    this.closed = lost
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => {
+        held = undefined;
+        collectGarbage();
+      });
+    void held;
   }
 
   /** Settles when destroy() has finished: Dawn's objects collected and its driver threads stopped. */

@@ -84,7 +84,7 @@ describe("WebGPU device", () => {
     next.pastKeyValues!.release();
   });
 
-  it.each(["dispose", "no-dispose"])("node exits by itself (%s), with Dawn's driver threads stopped before exit", (mode) => {
+  it.each(["dispose", "no-dispose", "gc-after-dispose"])("node exits by itself (%s), with Dawn's driver threads stopped before exit", (mode) => {
     const res = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "test", "gpu-exit-check.ts"), mode], {
       cwd: ROOT, encoding: "utf8", timeout: 60_000,
     });
