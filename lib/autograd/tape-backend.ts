@@ -13,7 +13,9 @@
  * Handles wrap a `Var` (activations) or a frozen weight `Tensor` (uploads).
  * Linear layers, the bulk of the work, run on the CPU backend's kernels
  * (WebAssembly SIMD + threads when available) for both the forward product and
- * the input gradient (dX = dY · W, via Wᵀ uploaded once per weight); the rest
+ * the input gradient (dX = dY · W, via Wᵀ uploaded once per weight); trainable
+ * weights (LoRA's A and B, a head), attention's products and silu run on the
+ * same kernels (single-threaded wasm gemm on host arrays); the rest
  * is lib/autograd's JavaScript. Gradients flow only where a tracked tensor
  * leads, and each node's activations are released as soon as backward used them.
  */
