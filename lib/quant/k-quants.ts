@@ -104,6 +104,11 @@ function makeQkx2(
  * symmetric grid of levels −nmax..nmax−1 for x[xo..xo+n), weights x², trying
  * 19 stretches around nmax/max; levels + nmax go to L[lo..]; returns the scale.
  */
+// Scratch for makeQx (Q6_K calls it on 16 values).
+const qw = new Float32Array(16);
+const qwx = new Float32Array(16);
+const lx = new Int8Array(16);
+
 function makeQx(n: number, nmax: number, x: Float32Array, xo: number, L: Int8Array, lo: number): number {
   let max = 0, amax = 0;
   for (let i = 0; i < n; i++) {
@@ -117,16 +122,19 @@ function makeQx(n: number, nmax: number, x: Float32Array, xo: number, L: Int8Arr
     L.fill(0, lo, lo + n);
     return 0;
   }
-  const level = (iscale: number, xi: number) => Math.max(-nmax, Math.min(nmax - 1, nearestInt(fr(iscale * xi))));
+  // The weights x² and x²·x are the same in every pass: computed once.
+  for (let i = 0; i < n; i++) {
+    const xi = x[xo + i]!;
+    qw[i] = fr(xi * xi);
+    qwx[i] = fr(qw[i]! * xi);
+  }
   let iscale = fr(-nmax / max);
   let sumlx = 0, suml2 = 0;
   for (let i = 0; i < n; i++) {
-    const xi = x[xo + i]!;
-    const l = level(iscale, xi);
+    const l = clampedLevel(fr(iscale * x[xo + i]!), -nmax, nmax - 1);
     L[lo + i] = l + nmax;
-    const w = fr(xi * xi);
-    sumlx = fr(sumlx + fr(fr(w * xi) * l));
-    suml2 = fr(suml2 + fr(fr(w * l) * l));
+    sumlx = fr(sumlx + fr(qwx[i]! * l));
+    suml2 = fr(suml2 + fr(fr(qw[i]! * l) * l));
   }
   let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
   let best = fr(scale * sumlx);
@@ -135,14 +143,13 @@ function makeQx(n: number, nmax: number, x: Float32Array, xo: number, L: Int8Arr
     iscale = fr(-fr(nmax + fr(fr(0.1) * is)) / max);
     sumlx = suml2 = 0;
     for (let i = 0; i < n; i++) {
-      const xi = x[xo + i]!;
-      const l = level(iscale, xi);
-      const w = fr(xi * xi);
-      sumlx = fr(sumlx + fr(fr(w * xi) * l));
-      suml2 = fr(suml2 + fr(fr(w * l) * l));
+      const l = clampedLevel(fr(iscale * x[xo + i]!), -nmax, nmax - 1);
+      lx[i] = l;
+      sumlx = fr(sumlx + fr(qwx[i]! * l));
+      suml2 = fr(suml2 + fr(fr(qw[i]! * l) * l));
     }
     if (suml2 > 0 && fr(sumlx * sumlx) > fr(best * suml2)) {
-      for (let i = 0; i < n; i++) L[lo + i] = nmax + level(iscale, x[xo + i]!);
+      for (let i = 0; i < n; i++) L[lo + i] = nmax + lx[i]!;
       scale = fr(sumlx / suml2);
       best = fr(scale * sumlx);
     }
