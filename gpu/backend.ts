@@ -13,7 +13,7 @@ import type { AllocatorStats } from "./buffers.js";
 import { limitsRecord, type AdapterSummary, type F16Mode, type GpuOptions } from "./device.js";
 import * as attn from "./ops/attention.js";
 import * as basic from "./ops/basic.js";
-import { linear, type LinearOptions } from "./ops/linear.js";
+import { linear, linearManyFused, type LinearOptions } from "./ops/linear.js";
 import * as quant from "./ops/quant.js";
 import * as sampling from "./ops/sampling.js";
 import { createTokenSelector } from "./ops/select.js";
@@ -115,6 +115,10 @@ export class WebGpuBackend implements Backend {
 
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
     this.runtime.ctx.assertAlive();
+    if (!biases?.some((b) => b !== undefined)) {
+      const fused = linearManyFused(this.runtime, act(x, "linear input"), weights.map((w) => gpu(w, "linear weight")));
+      if (fused) return fused;
+    }
     return weights.map((w, i) => this.linear(x, w, biases?.[i]));
   }
 

@@ -101,18 +101,28 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
  * all M rows of x). Partial sums are reduced with `subgroupAdd` when the
  * device has subgroups (then across subgroups in workgroup memory), else by a
  * workgroup-memory tree.
+ *
+ * `parts` > 1 (no bias): the same GEMV over up to 3 weights that share x
+ * (q/k/v, gate/up) in one dispatch. The workgroups are laid end to end —
+ * the first ceil(N0/4) compute W0's outputs into y0, the next ceil(N1/4) W1's
+ * into y1, … — so each workgroup still reads one weight's rows exactly once.
  */
-export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean): Kernel {
-  const key = `gemv:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}`;
+export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean, parts = 1): Kernel {
+  if (parts > 1 && bias) throw new Error("gemvKernel: several weights take no bias");
+  const key = `gemv:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}${parts > 1 ? `:x${parts}` : ""}`;
+  const segs = Array.from({ length: parts }, (_, i) => i);
+  // Where the output goes: y (one weight) or y<seg> (several).
+  const store = (value: string) =>
+    parts === 1 ? `y[(p.m0 + m) * p.ldo + n] = ${value};` : `store(seg, (p.m0 + m) * N + n, ${value});`;
   const reduce = subgroups
     ? `let s = subgroupAdd(acc[m]);
     if (sgid == 0u) { red[li / sgsize] = s; }
     workgroupBarrier();
-    if (lane == 0u && n < p.N) {
+    if (lane == 0u && n < N) {
       let per = 64u / sgsize;
       var t = 0.0;
       for (var i = 0u; i < per; i++) { t += red[r * per + i]; }
-      y[(p.m0 + m) * p.ldo + n] = t${bias ? " + B_at(n)" : ""};
+      ${store(`t${bias ? " + B_at(n)" : ""}`)}
     }
     workgroupBarrier();`
     : `red[li] = acc[m];
@@ -121,15 +131,41 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
       if (lane < s) { red[li] += red[li + s]; }
       workgroupBarrier();
     }
-    if (lane == 0u && n < p.N) { y[(p.m0 + m) * p.ldo + n] = red[li]${bias ? " + B_at(n)" : ""}; }
+    if (lane == 0u && n < N) { ${store(`red[li]${bias ? " + B_at(n)" : ""}`)} }
     workgroupBarrier();`;
-  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
-struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32 } // rows m0..m0+M-1 of x and y
+  const load4 = parts === 1 ? "W_at4" : "Wseg_at4";
+  const load1 = parts === 1 ? "W_at" : "Wseg_at";
+  const decls = parts === 1
+    ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32 } // rows m0..m0+M-1 of x and y
 @group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
 ${weightDecl("W", 1, wf, vec4)}
 ${bias ? weightDecl("B", 2, bias, false) : ""}
 @group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
-@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;`
+    : `// rows m0..m0+M-1 of x and of every y<i>; weight i has N<i> rows and its first workgroup is g<i>
+struct P { M: u32, K: u32, m0: u32, N0: u32, N1: u32, N2: u32, g1: u32, g2: u32 }
+@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
+${segs.map((i) => weightDecl(`W${i}`, 1 + i, wf, vec4)).join("")}
+${segs.map((i) => `@group(0) @binding(${1 + parts + i}) var<storage, read_write> y${i}: array<f32>;`).join("\n")}
+@group(0) @binding(${1 + 2 * parts}) var<uniform> p: P;
+${vec4 ? `fn Wseg_at4(seg: u32, j: u32) -> vec4<f32> {
+${segs.map((i) => `  if (seg == ${i}u) { return W${i}_at4(j); }`).join("\n")}
+  return vec4<f32>(0.0);
+}` : `fn Wseg_at(seg: u32, i: u32) -> f32 {
+${segs.map((i) => `  if (seg == ${i}u) { return W${i}_at(i); }`).join("\n")}
+  return 0.0;
+}`}
+fn store(seg: u32, i: u32, v: f32) {
+${segs.map((i) => `  if (seg == ${i}u) { y${i}[i] = v; }`).join("\n")}
+}`;
+  // Which weight this workgroup serves, how many rows it has, and the workgroup's index within it.
+  const locate = parts === 1
+    ? "let N = p.N;\n  let n = wg.x * 4u + r;"
+    : `let seg = select(select(0u, 1u, wg.x >= p.g1), 2u, ${parts > 2 ? "wg.x >= p.g2" : "false"});
+  let N = select(select(p.N0, p.N1, seg == 1u), p.N2, seg == 2u);
+  let n = (wg.x - select(select(0u, p.g1, seg == 1u), p.g2, seg == 2u)) * 4u + r;`;
+  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
+${decls}
 
 var<workgroup> red: array<f32, 256>;
 
@@ -139,18 +175,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }) {
   let r = li >> 6u;     // which of the 4 rows
   let lane = li & 63u;  // position within the row's 64 threads
-  let n = wg.x * 4u + r;
+  ${locate}
   var acc: array<f32, ${GEMV_MAX_M}>;
-  if (n < p.N) {
+  if (n < N) {
     ${
       vec4
         ? `let k4 = p.K >> 2u;
     for (var j = lane; j < k4; j += 64u) {
-      let w = W_at4(n * k4 + j);
+      let w = ${load4}(${parts > 1 ? "seg, " : ""}n * k4 + j);
       for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, x[(p.m0 + m) * k4 + j]); }
     }`
         : `for (var k = lane; k < p.K; k += 64u) {
-      let w = W_at(n * p.K + k);
+      let w = ${load1}(${parts > 1 ? "seg, " : ""}n * p.K + k);
       for (var m = 0u; m < p.M; m++) { acc[m] += w * x[(p.m0 + m) * p.K + k]; }
     }`
     }
