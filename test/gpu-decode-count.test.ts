@@ -1,0 +1,45 @@
+/**
+ * What one greedy decode token of `generate` on WebGPU asks of Dawn, counted
+ * from outside our code (bench/dawn-count.ts wraps Dawn's own
+ * dispatchWorkgroups*, queue.submit and getMappedRange): the whole step is one
+ * submit, only the chosen token id comes back (4 bytes per sequence), and the
+ * dispatch count stays at what the fused kernels reach (94 on the default
+ * model: 6 layers, between KV-cache growths; it was 111 with the logits read back and q/k/v, gate/up
+ * as separate products). `npm run bench -- gpu` prints the same row.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as path from "node:path";
+import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
+import { installDawnCounter, perDecodeToken, type DawnCounter } from "../bench/dawn-count.js";
+
+describe("greedy decode on webgpu, counted on Dawn", () => {
+  let model: LlamaForCausalLM;
+  let counter: DawnCounter;
+  beforeAll(async () => {
+    counter = await installDawnCounter();
+    model = await LlamaForCausalLM.fromPretrained(path.join("models", "tiny-stories"), { device: "webgpu" });
+  });
+  afterAll(() => {
+    counter?.uninstall();
+    model?.backend.dispose();
+  });
+
+  it("≤ 1 submit, ≤ 16 bytes mapped back and ≤ 94 dispatches per token", async () => {
+    const inputIds = [[1, 153, 429, 59, 1024, 338]];
+    const run = (n: number) => model.generate({ inputIds, maxNewTokens: n, doSample: false, eosTokenId: null });
+    await run(2); // pipelines compiled outside the count
+    const per = await perDecodeToken(counter, run, 12, 26); // 18..32 tokens: no KV-cache growth in the window
+    expect(per.submits).toBeLessThanOrEqual(1);
+    expect(per.mappedBytes).toBeLessThanOrEqual(16);
+    expect(per.mappedBytes).toBeGreaterThan(0); // the id itself does come back through getMappedRange
+    expect(per.dispatches).toBeLessThanOrEqual(94);
+    expect(per.dispatches).toBeGreaterThan(6 * 10); // the counter sees the real dispatches
+  });
+
+  it("the same count sees a whole logits row when the host picks (scores asked for)", async () => {
+    const inputIds = [[1, 153, 429]];
+    const run = (n: number) => model.generate({ inputIds, maxNewTokens: n, returnDictInGenerate: true, outputScores: true });
+    const per = await perDecodeToken(counter, run, 4, 8);
+    expect(per.mappedBytes).toBeGreaterThanOrEqual(2048 * 4);
+  });
+});
