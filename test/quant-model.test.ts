@@ -17,6 +17,7 @@ import { loadCpuLlama } from "./llamacpp-helpers.js";
 import { GgufFile } from "../lib/io/gguf.js";
 import { GgmlType } from "../lib/io/gguf-types.js";
 import { exportHfToGguf } from "../lib/io/gguf-export.js";
+import { writeGguf, writeGgufAsync } from "../lib/io/gguf-writer.js";
 import { LlamaForCausalLM } from "../lib/model/index.js";
 import { QUANT_PRESETS, planQuantization } from "../lib/quant/mix.js";
 import { quantizeRows, type QuantOutputType } from "../lib/quant/quantize.js";
@@ -178,6 +179,26 @@ describe("bad input: one clear error, nothing written", () => {
     const stop = (done: number) => { if (done === 5) throw new Error("stopped at 5"); };
     await expect(quantizeModel(MODEL, path.join(tmp, "bad5.gguf"), { type: "q4_0", onProgress: stop })).rejects.toThrow("stopped at 5");
     expect(leftovers()).toEqual([]);
+  });
+});
+
+describe("the GGUF writer with raw block bytes", () => {
+  it("a tensor given more or fewer bytes than its type and shape need: an error naming it, no file", async () => {
+    const spec = (bytes: Uint8Array | Uint8Array[]) => [{ name: "w", shape: [2, 32], type: GgmlType.Q8_0, data: () => bytes }];
+    const out = path.join(tmp, "writer-bad.gguf");
+    expect(() => writeGguf(out, [], spec(new Uint8Array(67)))).toThrow('GGUF writer: tensor "w" has 67 bytes, Q8_0 [2, 32] needs 68');
+    await expect(writeGgufAsync(out, [], spec([new Uint8Array(34), new Uint8Array(35)]))).rejects.toThrow('tensor "w" has more than 68 bytes');
+    expect(() => writeGguf(out, [], [{ name: "w", shape: [2, 48], type: GgmlType.Q8_0, data: () => new Uint8Array(102) }])).toThrow(/"w" \[2, 48\] cannot be stored as Q8_0/);
+    expect(fs.readdirSync(tmp).filter((f) => f.includes("writer-bad"))).toEqual([]);
+    // Chunks that add up: the same file as one buffer.
+    const q = quantizeRows(GgmlType.Q8_0, Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)), 32);
+    writeGguf(out, [], spec(q));
+    const whole = fs.readFileSync(out);
+    await writeGgufAsync(out, [], spec([q.subarray(0, 34), q.subarray(34)]));
+    expect(fs.readFileSync(out).equals(whole)).toBe(true);
+    const g = GgufFile.open(out);
+    expect(g.readRaw("w")).toEqual(q);
+    g.close();
   });
 });
 
