@@ -11,6 +11,7 @@
 import { Tensor } from "../tensor/tensor.js";
 import { LlamaError } from "../errors.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
+import { onBackwardEnd } from "./var.js";
 
 /**
  * out[M,N] = a[M,K] · b[N,K]ᵀ (+ out when `accumulate`). Offsets let callers
@@ -147,6 +148,7 @@ export interface LinearKernel {
  * by the value array and its row width) and their buffers recycled: a step
  * makes no garbage here. Only for op outputs, which are never modified after
  * they are made (a leaf's values change with each optimizer step: `cache` false).
+ * The buffers are dropped when the backward pass ends.
  */
 const ACTIVATION_T_SLOTS = 4;
 const activationT: { src: Float32Array; K: number; buf: Float32Array; t: Float32Array }[] = [];
@@ -170,6 +172,12 @@ export function transposedActivation(x: Float32Array, M: number, K: number, cach
 
 /** A reusable buffer for a transpose that one product consumes at once (dYᵀ of a weight gradient). */
 let scratchT = new Float32Array(0);
+
+// Between backward passes nothing is kept (a model's activations can be large).
+onBackwardEnd(() => {
+  activationT.length = 0;
+  scratchT = new Float32Array(0);
+});
 
 export function transposedScratch(src: Float32Array, R: number, C: number): Float32Array {
   if (scratchT.length < R * C) scratchT = new Float32Array(Math.max(R * C, Math.ceil(scratchT.length * 1.25)));

@@ -133,6 +133,13 @@ function accumulate(target: Var, g: Float32Array, owned: boolean): void {
   }
 }
 
+/** Called when a backward pass ends (kernels drop the scratch buffers they reuse within a pass). */
+const afterBackwardHooks: (() => void)[] = [];
+
+export function onBackwardEnd(hook: () => void): void {
+  afterBackwardHooks.push(hook);
+}
+
 /**
  * Backpropagates from `loss` (a one-element var unless `gradOutput` is given).
  * Leaves that require a gradient accumulate into `.grad` (call
@@ -177,6 +184,7 @@ export function backward(loss: Var, gradOutput?: Float32Array): void {
     if (v.grad && sharedGrad.has(v)) v.grad = v.grad.slice();
     sharedGrad.delete(v);
   }
+  for (const hook of afterBackwardHooks) hook();
 }
 
 /** Shape check with a readable message. */
