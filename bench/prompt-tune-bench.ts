@@ -17,6 +17,7 @@ import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
 import { completionExample, readJsonl, splitContinuation } from "../lib/peft/prompt-data.js";
 import { trainPrompt, type TrainOptions } from "../lib/peft/prompt-train.js";
 import { classifyByLabelScores } from "../lib/peft/prompt-classify.js";
+import { cliProgress } from "../cli/progress.js";
 import type { PromptTuningConfigInit } from "../lib/peft/prompt-config.js";
 
 const MODEL = "models/tiny-stories";
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
     const pm = await PromptTuningModel.create(model, r.init, { tokenizer, seed: r.train.seed ?? 0 });
     const result = await trainPrompt(pm, examples, {
       ...r.train,
-      progress: true,
+      onProgress: cliProgress(r.name),
       onStep: (s) => { if (s.step % 10 === 0) console.error(`  ${r.name} step ${s.step} loss ${s.loss.toFixed(4)} (${s.ms.toFixed(0)} ms)`); },
     });
     const acc = await classifyByLabelScores(pm, tokenizer, test);

@@ -18,6 +18,7 @@ import { readPreferenceFile, tokenizeDpoRows, tokenizeReward } from "../lib/peft
 import { trainDpo } from "../lib/peft/dpo.js";
 import { RewardModel, loadRewardBase } from "../lib/peft/reward.js";
 import { ALL_LINEAR } from "../cli/preference-common.js";
+import { DPO_DEFAULTS } from "../cli/commands/dpo.js";
 import { spawn } from "node:child_process";
 
 /** The built CLI in a child process, without blocking the test worker (long runs made vitest's RPC time out). */
@@ -52,7 +53,7 @@ describe("llama-ts dpo / reward-train / score", () => {
   it("--help lists every flag with its default", async () => {
     const r = await runCli(["dpo", "--help"]);
     expect(r.status, r.stderr).toBe(0);
-    for (const s of ["--data FILE", "--out DIR", "--beta B", "--loss sigmoid|ipo", "--target-modules LIST", "--lr X", "--epochs N", "--max-steps N", "--time-budget S", "--batch-size N", "--device cpu|webgpu", "--seed N", "default: all-linear", "default: 0.1"]) {
+    for (const s of ["--data FILE", "--out DIR", "--beta B", "--loss sigmoid|ipo", "--target-modules LIST", "--lr X", "--epochs N", "--max-steps N", "--time-budget S", "--batch-size N", "--device cpu|webgpu", "--seed N", "default: all-linear", `default: ${DPO_DEFAULTS.beta}`, `default: ${DPO_DEFAULTS.lr}`]) {
       expect(r.stdout).toContain(s);
     }
     for (const cmd of ["reward-train", "score"]) expect((await runCli([cmd, "--help"])).status).toBe(0);
@@ -86,8 +87,8 @@ describe("llama-ts dpo / reward-train / score", () => {
       const { examples } = tokenizeDpoRows(tok, readPreferenceFile(pairs), { maxLength: 512 });
       const lora = LoraModel.create(model, { r: 4, lora_alpha: 8, target_modules: ALL_LINEAR }, { seed: 3 });
       const res = await trainDpo(lora, examples, {
-        beta: 0.1, lossType: "sigmoid", maxLength: 512, lr: 2e-3, batchSize: 2, seed: 3, steps: 2,
-        optimizer: "adamw", schedule: "linear", precomputeRefLogProbs: true, progress: false,
+        beta: Number(DPO_DEFAULTS.beta), lossType: "sigmoid", maxLength: 512, lr: Number(DPO_DEFAULTS.lr), batchSize: 2, seed: 3, steps: 2,
+        optimizer: "adamw", schedule: "linear", precomputeRefLogProbs: true,
       });
       expect(steps.map((s) => s.loss)).toEqual(res.losses);
       const saved = readLoraAdapter(out);

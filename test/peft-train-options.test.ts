@@ -35,19 +35,19 @@ describe("trainPrompt: balanced batches, time-based schedule, EMA", () => {
 
   it("balancedBatches feeds batches of one example per class and needs choices", async () => {
     const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 2 }, { seed: 1 });
-    await expect(trainPrompt(pm, examples, { lr: 0.01, batchSize: 3, steps: 1, balancedBatches: true, progress: false }))
+    await expect(trainPrompt(pm, examples, { lr: 0.01, batchSize: 3, steps: 1, balancedBatches: true }))
       .rejects.toThrow(/balancedBatches needs choices/);
-    const r = await trainPrompt(pm, examples, { lr: 0.01, batchSize: 3, steps: 2, balancedBatches: true, choices: CHOICES, progress: false });
+    const r = await trainPrompt(pm, examples, { lr: 0.01, batchSize: 3, steps: 2, balancedBatches: true, choices: CHOICES });
     expect(r.steps).toBe(2);
   });
 
   it("scheduleBy \"time\": warmup by steps, then a linear decay that reaches 0 when the budget runs out", async () => {
     const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 2 }, { seed: 2 });
-    await expect(trainPrompt(pm, examples, { lr: 0.1, batchSize: 3, steps: 5, schedule: "linear", scheduleBy: "time", progress: false }))
+    await expect(trainPrompt(pm, examples, { lr: 0.1, batchSize: 3, steps: 5, schedule: "linear", scheduleBy: "time" }))
       .rejects.toThrow(/needs a positive timeBudgetMs/);
     const lrs: number[] = [];
     const r = await trainPrompt(pm, examples, {
-      lr: 0.1, batchSize: 3, steps: 10_000, schedule: "linear", scheduleBy: "time", warmupSteps: 2, timeBudgetMs: 1500, progress: false,
+      lr: 0.1, batchSize: 3, steps: 10_000, schedule: "linear", scheduleBy: "time", warmupSteps: 2, timeBudgetMs: 1500,
       onStep: (s) => { lrs.push(s.lr); },
     });
     expect(r.stoppedEarly).toBe(true); // the budget, not the step cap, ended it
@@ -66,7 +66,7 @@ describe("trainPrompt: balanced batches, time-based schedule, EMA", () => {
     const ema = pm.prompt.value.slice();
     let last = pm.prompt.value.slice();
     await trainPrompt(pm, examples, {
-      lr: 0.05, batchSize: 4, steps: 4, emaDecay: d, progress: false,
+      lr: 0.05, batchSize: 4, steps: 4, emaDecay: d,
       onStep: () => {
         last = pm.prompt.value.slice();
         for (let i = 0; i < ema.length; i++) ema[i] = d * ema[i]! + (1 - d) * last[i]!;
@@ -74,6 +74,6 @@ describe("trainPrompt: balanced batches, time-based schedule, EMA", () => {
     });
     expect(Array.from(pm.prompt.value)).toEqual(Array.from(ema));
     expect(Array.from(pm.prompt.value)).not.toEqual(Array.from(last));
-    await expect(trainPrompt(pm, examples, { lr: 0.05, batchSize: 4, steps: 1, emaDecay: 1, progress: false })).rejects.toThrow(/emaDecay 1/);
+    await expect(trainPrompt(pm, examples, { lr: 0.05, batchSize: 4, steps: 1, emaDecay: 1 })).rejects.toThrow(/emaDecay 1/);
   });
 });

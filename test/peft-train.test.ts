@@ -24,7 +24,7 @@ describe("trainPrompt", () => {
   it("runs epochs of shuffled batches and lowers the loss", async () => {
     const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 4 }, { seed: 1 });
     const steps: number[] = [];
-    const r = await trainPrompt(pm, examples, { lr: 0.05, batchSize: 4, epochs: 5, progress: false, onStep: (s) => { steps.push(s.step); } });
+    const r = await trainPrompt(pm, examples, { lr: 0.05, batchSize: 4, epochs: 5, onStep: (s) => { steps.push(s.step); } });
     expect(r.steps).toBe(15); // ceil(10 / 4) = 3 batches per epoch
     expect(steps).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
     const first = r.losses.slice(0, 3).reduce((a, b) => a + b) / 3, last = r.losses.slice(-3).reduce((a, b) => a + b) / 3;
@@ -36,7 +36,7 @@ describe("trainPrompt", () => {
     const metrics = [0.5, 0.7, 0.6, 0.65, 0.9];
     const snapshots: Float32Array[] = [];
     const r = await trainPrompt(pm, examples, {
-      lr: 0.05, batchSize: 5, steps: 20, evalEvery: 2, earlyStoppingPatience: 2, progress: false,
+      lr: 0.05, batchSize: 5, steps: 20, evalEvery: 2, earlyStoppingPatience: 2,
       evaluate: () => { snapshots.push(pm.prompt.value.slice()); return metrics[snapshots.length - 1]!; },
     });
     expect(r.evals.map((e) => e.metric)).toEqual([0.5, 0.7, 0.6, 0.65]);
@@ -73,13 +73,13 @@ describe("trainPrompt", () => {
     };
     expect(both - lm).toBeCloseTo(0.5 * (ce(0, 2, 0) + ce(1, 1, 1)) / 2, 5);
     const pm2 = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 3 }, { seed: 6 });
-    const r = await trainPrompt(pm2, examples, { lr: 0.05, batchSize: 5, steps: 2, choices: [20, 21, 22], progress: false });
+    const r = await trainPrompt(pm2, examples, { lr: 0.05, batchSize: 5, steps: 2, choices: [20, 21, 22] });
     expect(r.losses.every(Number.isFinite)).toBe(true);
   });
 
   it("stops at the time budget", async () => {
     const pm = await PromptTuningModel.create(model, { task_type: "CAUSAL_LM", num_virtual_tokens: 2 }, { seed: 3 });
-    const r = await trainPrompt(pm, examples, { lr: 0.01, batchSize: 2, steps: 1000, timeBudgetMs: 1, progress: false });
+    const r = await trainPrompt(pm, examples, { lr: 0.01, batchSize: 2, steps: 1000, timeBudgetMs: 1 });
     expect(r.steps).toBe(1);
     expect(r.stoppedEarly).toBe(true);
   });

@@ -104,7 +104,7 @@ describe("DPO matches TRL's DPOTrainer", () => {
     const warnings: string[] = [];
     const lora = LoraModel.create(base, g.lora, { seed: 3 });
     const r = await trainDpo(lora, examples, {
-      lr: 0.05, batchSize: 3, steps: 6, seed: 1, progress: false, guard: { maxDropPerToken: 0.5 },
+      lr: 0.05, batchSize: 3, steps: 6, seed: 1, guard: { maxDropPerToken: 0.5 },
       onProgress: (done, total, info) => progress.push({ done, total, metrics: info?.metrics }),
       onWarning: (m) => warnings.push(m),
     });
@@ -131,13 +131,13 @@ describe("DPO matches TRL's DPOTrainer", () => {
     const pre = await precomputeReferenceLogps(LoraModel.create(base, g.lora, { seed: 3 }), examples);
     const confident = pre.map((e) => ({ ...e, refChosenLogp: e.refChosenLogp! + 3 * e.chosenIds.length }));
     const warned = await trainDpo(LoraModel.create(base, g.lora, { seed: 3 }), confident, {
-      lr: 0.05, batchSize: 3, steps: 4, seed: 1, progress: false, onWarning: (m) => warnings.push(m),
+      lr: 0.05, batchSize: 3, steps: 4, seed: 1, onWarning: (m) => warnings.push(m),
     });
     expect(warned.guardTrips).toEqual([1, 2, 3, 4]);
     expect(warnings.length).toBe(1); // once per run
     expect(warnings[0]).toMatch(/DPO step 1: the chosen completions' log-prob fell to -\d+\.\d+ nats\/token under the policy, 3\.\d+ below the reference's/);
     const stopped = await trainDpo(LoraModel.create(base, g.lora, { seed: 3 }), confident, {
-      lr: 0.05, batchSize: 3, steps: 4, seed: 1, progress: false, guard: { stop: true }, onWarning: (m) => warnings.push(m),
+      lr: 0.05, batchSize: 3, steps: 4, seed: 1, guard: { stop: true }, onWarning: (m) => warnings.push(m),
     });
     expect(stopped.stopReason).toBe("objective");
     expect(stopped.steps).toBe(1);

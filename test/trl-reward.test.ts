@@ -138,7 +138,7 @@ describe("reward model matches TRL's RewardTrainer", () => {
     const base = await loadRewardBase(BASE, { backend: be, seed: 5 });
     const rm = await RewardModel.create(base, { padTokenId: 2 });
     const steps: Record<string, number>[] = [];
-    const r = await trainReward(rm, f.examples, { lr: 0.01, optimizer: "adam", batchSize: 3, steps: 8, progress: false, onStep: (s) => { steps.push({ ...s.metrics }); } });
+    const r = await trainReward(rm, f.examples, { lr: 0.01, optimizer: "adam", batchSize: 3, steps: 8, onStep: (s) => { steps.push({ ...s.metrics }); } });
     expect(r.steps).toBe(8);
     expect(r.losses.at(-1)!).toBeLessThan(r.losses[0]!);
     expect(steps.at(-1)!.accuracy).toBe(1);

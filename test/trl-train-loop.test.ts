@@ -31,7 +31,7 @@ describe("trainLora (the shared loop)", () => {
       const lora = LoraModel.fromValues(base, CONFIG, new Map(gjson.modules.map((m) => [m, { A: ref(`init.${m}.lora_A`), B: ref(`init.${m}.lora_B`) }])));
       const calls: [number, number, number][] = [];
       const r = await trainLora(lora, examples, {
-        optimizer: "adam", lr: gjson.adam.lr, batchSize: 2, steps: 5, shuffle: false, progress: false, padTokenId: 0,
+        optimizer: "adam", lr: gjson.adam.lr, batchSize: 2, steps: 5, shuffle: false, padTokenId: 0,
         onProgress: (done, total, info) => calls.push([done, total, info!.metrics!.loss!]),
       });
       expect(diffStats(r.losses, gjson.losses_per_step).abs).toBeLessThan(1e-5);
@@ -43,12 +43,12 @@ describe("trainLora (the shared loop)", () => {
       expect(r.logs.map((l) => l.step)).toEqual([1, 2, 3, 4, 5]);
 
       // Only a time budget: steps until it runs out (progress total 0 = unknown); a decaying schedule must go by time.
-      const timed = await trainLora(lora, examples, { lr: 1e-3, batchSize: 1, timeBudgetMs: 400, progress: false, padTokenId: 0 });
+      const timed = await trainLora(lora, examples, { lr: 1e-3, batchSize: 1, timeBudgetMs: 400, padTokenId: 0 });
       expect(timed.stopReason).toBe("time-budget");
       expect(timed.steps).toBeGreaterThan(0);
-      await expect(trainLora(lora, examples, { lr: 1e-3, batchSize: 1, timeBudgetMs: 400, schedule: "linear", progress: false }))
+      await expect(trainLora(lora, examples, { lr: 1e-3, batchSize: 1, timeBudgetMs: 400, schedule: "linear" }))
         .rejects.toThrow(/needs scheduleBy "time"/);
-      await expect(trainLora(lora, examples, { lr: 1e-3, batchSize: 1, progress: false })).rejects.toThrow(/give a positive number of steps or epochs/);
+      await expect(trainLora(lora, examples, { lr: 1e-3, batchSize: 1 })).rejects.toThrow(/give a positive number of steps or epochs/);
     } finally {
       be.dispose();
     }

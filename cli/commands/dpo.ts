@@ -83,7 +83,7 @@ export const command = defineCommand({
         // precompute_ref_log_probs, the same numbers) instead of one extra forward per step.
         precomputeRefLogProbs: true,
         optimizer: "adamw", schedule: "linear", scheduleBy: length.timeBudgetMs !== undefined ? "time" : "steps",
-        progress: false, onProgress: progress, onWarning: warn,
+        onProgress: progress, onWarning: warn,
         onStep: (log) => {
           process.stdout.write(JSON.stringify({ step: log.step, loss: log.loss, lr: log.lr, ...log.metrics, step_s: log.ms / 1000, step_cpu_s: log.cpuMs / 1000 }) + "\n");
         },

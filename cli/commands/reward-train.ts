@@ -69,7 +69,7 @@ export const command = defineCommand({
       const result = await trainReward(rm, examples, {
         lr, batchSize, seed, ...length, centerRewardsCoefficient: center,
         optimizer: "adamw", schedule: "linear", scheduleBy: length.timeBudgetMs !== undefined ? "time" : "steps",
-        progress: false, onProgress: cliProgress("reward-train"),
+        onProgress: cliProgress("reward-train"),
         onStep: (log) => { process.stdout.write(JSON.stringify({ step: log.step, loss: log.loss, lr: log.lr, ...log.metrics, step_s: log.ms / 1000, step_cpu_s: log.cpuMs / 1000 }) + "\n"); },
       });
       await writeFolderAtomic(f.out, (dir) => rm.savePretrained(dir, { baseModelNameOrPath: path.resolve(modelDir) }));

@@ -11,7 +11,6 @@
  * Defaults are plain torch Adam/AdamW: no clipping, schedule or warmup unless asked.
  */
 import { ConfigError } from "../errors.js";
-import { ProgressBar, type ProgressSink } from "../convert/progress.js";
 import type { OnProgress } from "../progress.js";
 import type { Var } from "../autograd/var.js";
 import { Adam, AdamW, clipGradNorm, type Optimizer } from "./optim.js";
@@ -79,8 +78,6 @@ export interface TrainLoopOptions {
   onEval?: (log: EvalLog) => void | Promise<void>;
   /** The library's progress convention: (steps done, total steps — 0 when only a time budget bounds the run, info.metrics). */
   onProgress?: OnProgress;
-  /** A progress sink; true = a bar on stderr (default: true when stderr is a terminal and no onProgress is given). */
-  progress?: boolean | ProgressSink;
 }
 
 export interface StepLog {
@@ -123,7 +120,7 @@ export interface TrainResult {
 
 /** What one step of a particular training method does; the loop does the rest. */
 export interface Objective<T> {
-  /** Title of the terminal progress bar (e.g. "dpo"). */
+  /** The method's name, for error messages (e.g. "dpo"). */
   readonly name: string;
   /** What the optimizer updates (gradients accumulate into their `.grad`). */
   readonly parameters: readonly Var[];
@@ -217,10 +214,6 @@ export async function trainLoop<T>(items: readonly T[], objective: Objective<T>,
     ? lrMultiplier({ name: scheduleName, warmupSteps: 0, totalSteps: TIME_TICKS })
     : undefined;
   const rand = seededUniform(o.seed ?? 0);
-  const sink: ProgressSink | undefined =
-    o.progress === true || (o.progress === undefined && o.onProgress === undefined && process.stderr.isTTY && total !== Infinity)
-      ? new ProgressBar(objective.name, total, process.stderr, "items")
-      : o.progress || undefined;
   if (o.balancedBatches && !objective.classOf) throw new ConfigError(`${objective.name}: balancedBatches needs each example's class`);
   if (o.groupByLength && !objective.length) throw new ConfigError(`${objective.name}: groupByLength needs each example's length`);
   const restoreBest = o.restoreBest ?? o.evaluate !== undefined;
@@ -286,7 +279,6 @@ export async function trainLoop<T>(items: readonly T[], objective: Objective<T>,
     step++;
     const log: StepLog = { step, epoch: step / perEpoch, loss, lr: opt.lr, gradNorm, ms, cpuMs, metrics };
     logs.push(log);
-    sink?.update(step, `loss ${loss.toFixed(4)}`);
     o.onProgress?.(step, total === Infinity ? 0 : total, { unit: "steps", metrics: { loss, ...metrics } });
     await o.onStep?.(log);
     if (await objective.afterStep?.(log)) {
@@ -305,7 +297,6 @@ export async function trainLoop<T>(items: readonly T[], objective: Objective<T>,
   }
   if (bestValues && restoreBest) params.forEach((p, k) => p.value.set(bestValues![k]!));
   else if (ema) params.forEach((p, k) => p.value.set(ema[k]!));
-  sink?.finish(`${step} steps, last loss ${losses[losses.length - 1]!.toFixed(4)}`);
   return {
     steps: step, losses, logs, evals, bestMetric: o.evaluate ? best : undefined, bestStep, stoppedEarly: stopReason !== undefined, stopReason,
     seconds: (performance.now() - t0) / 1000, meanStepMs: stepMs / step, meanStepCpuMs: stepCpuMs / step,
