@@ -27,8 +27,11 @@ import { cliProgress } from "../progress.js";
 import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
 
 /** The defaults (see bench/dpo-bench.ts for the experiment table behind them). */
+// TRL's best fluent recipe (all-linear, lr 2e-3, beta 0.1) reaches a share of 0.235; a larger step with a
+// larger beta (the loss saturates at a smaller log-ratio, so the policy drifts less per unit of preference)
+// reached 0.397 with the distinct-bigram ratio at 1.18× the base's.
 export const DPO_DEFAULTS = {
-  beta: "0.1", r: "8", targets: "all-linear", lr: "2e-3", epochs: "3", batch: "8",
+  beta: "0.25", r: "8", targets: "all-linear", lr: "4e-3", epochs: "3", batch: "8",
 } as const;
 
 export const command = defineCommand({
