@@ -11,7 +11,16 @@
  *
  * Prints ms per step (wall) and CPU-seconds per step (process.cpuUsage: every thread of the process).
  * The machine is usually shared, so CPU-s/step is the figure to compare; TRL 1.13's DPO step (LoRA r 8
- * all-linear, batch 8) measured 0.46 s/step wall here on an idle machine (issue 16).
+ * all-linear, batch 8) measured 0.46 s/step wall here on an idle machine, 0.75 CPU-s/step loaded (issue 16).
+ *
+ * 2026-12-06, AMD EPYC × 2 shared with other jobs (load 12–20), `--steps 4 --warmup 1`, the tree before the
+ * tape speed-ups (c23b741) and after them run alternately, two rounds, CPU-s/step (same losses to 4 decimals):
+ *   prompt-tuning          1.14, 1.13  →  0.99, 1.31   (GEMM-bound: ~0.45 s is the frozen products)
+ *   LoRA r 8 all-linear    1.52, 1.68  →  1.19, 1.25
+ *   DPO, reference fwd     3.73, 3.97  →  3.21, 3.21
+ *   DPO, precomputed ref   3.27, 3.45  →  2.46, 2.35   (what `llama-ts dpo` runs; 3.05 → 2.51 in an earlier pair)
+ * Of a DPO step (1 thread): frozen-weight products ~0.75 s at ~24 GFLOP/s (wasm SIMD, no FMA), attention
+ * ~0.5 s, LoRA products + elementwise ops + GC the rest.
  */
 import * as os from "node:os";
 import { parseArgs } from "node:util";
