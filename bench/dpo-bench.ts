@@ -32,9 +32,10 @@
  * | all-linear, lr 3e-3, beta 0.15 | 90 | 2.36 | 820 (12) | 0.272 | 1.22× | 2 | 30.1 | shorter stories |
  * | **all-linear, lr 4e-3, beta 0.25 (the defaults)** | 90 | 2.36 | 826 (12) | 0.397 | 1.18× | 1 | 34.5 | share ✓, distinct-2 ✓, length ✓; one stray byte token in 272 samples |
  *
- * The defaults miss two goals on this machine: s/step (2.4–3.6 CPU s against TRL's 0.75–0.81: the CPU tape's
- * step, not the recipe) and so the 5 minutes (90 steps took 690–1550 s wall here under load 12–18; on an idle
- * 2-core machine the CPU seconds alone are ~4 min); and one non-printable character remains (TRL's best: 2).
+ * `npm run bench -- dpo` with the defaults at load 6–7 (2026-12-06 11:12): 90 steps in 249 s (2.76 s/step,
+ * 2.33 CPU s/step, peak RSS 550 MiB), share 0.121 → 0.397, distinct-2 1.18×, 1 non-printable, 36.2 → 34.5 words.
+ * Goals missed: s/step (2.3–3.6 CPU s against TRL's 0.75–0.81 on the same machine: the CPU tape's step, not
+ * the recipe; under load 12–18 a run took 690–1550 s wall), and one non-printable character (TRL's best: 2).
  *
  * TRL on the same machine and data: base 0.118 → 0.235 (distinct-2 1.08×, 2 non-printable, 36.3 → 33.2 words),
  * 0.75 CPU s/step (all-linear lr 2e-3); q/v lr 5e-4: 0.118 → 0.121, 0.66 CPU s/step.
