@@ -65,10 +65,12 @@ export function linearManyFused(rt: GpuRuntime, x: GpuTensor, weights: readonly 
   const K = x.shape[x.shape.length - 1]!;
   const M = x.size / K;
   if (weights.length < 2 || weights.length > 3 || M === 0 || M > GEMV_MAX_M) return undefined;
+  // Quantized weights have their own products (ops/quant.ts); format() refuses them, so test first.
+  if (weights.some((w) => w.quant)) return undefined;
   const wf = rt.format(weights[0]!);
   const maxBinding = rt.ctx.limits.maxStorageBufferBindingSize;
   for (const w of weights) {
-    if (w.quant || w.shape.length !== 2 || w.shape[1] !== K || w.shape[0] === 0 || rt.format(w) !== wf || w.buf.size > maxBinding) return undefined;
+    if (w.shape.length !== 2 || w.shape[1] !== K || w.shape[0] === 0 || rt.format(w) !== wf || w.buf.size > maxBinding) return undefined;
   }
   const Ns = weights.map((w) => w.shape[0]!);
   const outs = Ns.map((N) => rt.empty([...x.shape.slice(0, -1), N]));
