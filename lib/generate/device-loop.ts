@@ -17,7 +17,7 @@ import type { TokenSelector } from "../backend/token-select.js";
 import { buildLogitsProcessors } from "./processors.js";
 import { SeededRng } from "./rng.js";
 import { anyDone, EosTokenCriterion } from "./stopping.js";
-import { extendMaskAndPositions, repeatInterleave, repeatTensorRows } from "./inputs.js";
+import { decodeInputs, extendMaskAndPositions, repeatInterleave, repeatTensorRows } from "./inputs.js";
 import type { Prepared, StepEvent } from "./generate.js";
 import type { GenerateOptions, GenerateOutput, GenerationDeviceOutput, GenerationModel } from "./types.js";
 
@@ -116,17 +116,5 @@ function decodeOnDevice(
   model: DeviceModel, p: Prepared, seqs: number[][], mask: number[][], positions: number[][],
   cache: GenerationDeviceOutput["pastKeyValues"], outputAttentions: boolean,
 ): Promise<GenerationDeviceOutput> {
-  if (!p.cfg.useCache) {
-    return model.forwardOnDevice({ inputIds: seqs, attentionMask: mask, positionIds: positions, useCache: false, outputAttentions, logitsToKeep: 1 });
-  }
-  if (!cache) throw new InputError("generate: the model returned no KV cache (pastKeyValues) from the prefill; pass useCache: false");
-  return model.forwardOnDevice({
-    inputIds: seqs.map((s) => [s[s.length - 1]!]),
-    attentionMask: mask,
-    positionIds: positions.map((r) => [r[r.length - 1]!]),
-    pastKeyValues: cache,
-    useCache: true,
-    outputAttentions,
-    logitsToKeep: 1,
-  });
+  return model.forwardOnDevice(decodeInputs(p.cfg.useCache, seqs, mask, positions, cache, outputAttentions));
 }

@@ -26,6 +26,7 @@ import {
   repeatInterleave,
   repeatTensorRows,
   resolveAttentionMask,
+  decodeInputs,
 } from "./inputs.js";
 import type {
   GenerateOptions,
@@ -122,19 +123,7 @@ async function decodeStep(
   cache: GenerationCache | undefined,
   outputAttentions: boolean,
 ): Promise<GenerationForwardOutput> {
-  if (p.cfg.useCache) {
-    if (!cache) throw new InputError("generate: the model returned no KV cache (pastKeyValues) from the prefill; pass useCache: false");
-    return model.forward({
-      inputIds: seqs.map((s) => [s[s.length - 1]!]),
-      attentionMask: mask,
-      positionIds: positions.map((r) => [r[r.length - 1]!]),
-      pastKeyValues: cache,
-      useCache: true,
-      outputAttentions,
-      logitsToKeep: 1,
-    });
-  }
-  return model.forward({ inputIds: seqs, attentionMask: mask, positionIds: positions, useCache: false, outputAttentions, logitsToKeep: 1 });
+  return model.forward(decodeInputs(p.cfg.useCache, seqs, mask, positions, cache, outputAttentions));
 }
 
 /**

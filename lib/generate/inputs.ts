@@ -103,3 +103,31 @@ export function extendMaskAndPositions(mask: number[][], positions: number[][]):
   for (const m of mask) m.push(1);
   for (const pos of positions) pos.push(pos[pos.length - 1]! + 1);
 }
+
+/** What one decoding forward takes (forward and forwardOnDevice alike). */
+export interface DecodeInputs<C> {
+  inputIds: number[][];
+  attentionMask: number[][];
+  positionIds: number[][];
+  pastKeyValues?: C;
+  useCache: boolean;
+  outputAttentions: boolean;
+  logitsToKeep: number;
+}
+
+/** One decoding step's inputs: each row's last token with the cache, or the whole sequences without. */
+export function decodeInputs<C>(
+  useCache: boolean, seqs: number[][], mask: number[][], positions: number[][], cache: C | undefined, outputAttentions: boolean,
+): DecodeInputs<C> {
+  if (!useCache) return { inputIds: seqs, attentionMask: mask, positionIds: positions, useCache: false, outputAttentions, logitsToKeep: 1 };
+  if (!cache) throw new InputError("generate: the model returned no KV cache (pastKeyValues) from the prefill; pass useCache: false");
+  return {
+    inputIds: seqs.map((s) => [s[s.length - 1]!]),
+    attentionMask: mask,
+    positionIds: positions.map((r) => [r[r.length - 1]!]),
+    pastKeyValues: cache,
+    useCache: true,
+    outputAttentions,
+    logitsToKeep: 1,
+  };
+}
