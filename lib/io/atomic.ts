@@ -7,38 +7,52 @@ import * as path from "node:path";
  * midway leaves no half-written file behind.
  */
 export function writeFileAtomic(file: string, write: (fd: number) => void): void {
-  const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const fd = fs.openSync(tmp, "w");
+  const t = openTemp(file);
   try {
-    write(fd);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, file);
+    write(t.fd);
   } catch (err) {
-    try { fs.closeSync(fd); } catch { /* already closed */ }
-    fs.rmSync(tmp, { force: true });
+    discardTemp(t);
     throw err;
   }
+  commitTemp(t, file);
 }
 
 /** writeFileAtomic for a writer that awaits between writes (same temp file, fsync and rename). */
 export async function writeFileAtomicAsync(file: string, write: (fd: number) => Promise<void>): Promise<void> {
+  const t = openTemp(file);
+  try {
+    await write(t.fd);
+  } catch (err) {
+    discardTemp(t);
+    throw err;
+  }
+  commitTemp(t, file);
+}
+
+interface TempFile { readonly fd: number; readonly path: string }
+
+/** A temp file beside the target (same folder, so the rename cannot cross file systems). */
+function openTemp(file: string): TempFile {
   const dir = path.dirname(file);
   fs.mkdirSync(dir, { recursive: true });
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const fd = fs.openSync(tmp, "w");
+  return { fd: fs.openSync(tmp, "w"), path: tmp };
+}
+
+function commitTemp(t: TempFile, file: string): void {
   try {
-    await write(fd);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, file);
+    fs.fsyncSync(t.fd);
+    fs.closeSync(t.fd);
+    fs.renameSync(t.path, file);
   } catch (err) {
-    try { fs.closeSync(fd); } catch { /* already closed */ }
-    fs.rmSync(tmp, { force: true });
+    discardTemp(t);
     throw err;
   }
+}
+
+function discardTemp(t: TempFile): void {
+  try { fs.closeSync(t.fd); } catch { /* already closed */ }
+  fs.rmSync(t.path, { force: true });
 }
 
 /** Atomic write of a whole string or buffer. */
