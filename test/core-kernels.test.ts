@@ -50,7 +50,7 @@ async function check(engine: LinearEngine, M: number, K: number, N: number, dtyp
   const y = new Float32Array(M * N);
   engine.run(x, M, K, [{ w, dtype, N, bias: b, y }]);
   const ref = reference(x, M, K, stored, dtype, N);
-  if (b) for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) ref[m * N + n] += b[n]!;
+  if (b) for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) { const i = m * N + n; ref[i] = ref[i]! + b[n]!; }
   return relErr(y, ref);
 }
 

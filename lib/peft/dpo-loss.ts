@@ -88,7 +88,7 @@ export function sequenceLogps(logits: Var, targets: Int32Array): { logps: Var; s
       }
       const l = max + Math.log(z);
       lse[n * K + k] = l;
-      sums[n] += x[o + t]! - l;
+      sums[n] = sums[n]! + x[o + t]! - l;
       // H = log z − Σ p·(x − max)
       stats.entropySum += Math.log(z) - wsum / z;
       stats.tokens++;
@@ -115,7 +115,7 @@ export function sequenceLogps(logits: Var, targets: Int32Array): { logps: Var; s
           if (t === IGNORE_INDEX) continue;
           const o = (n * K + k) * V, l = lse[n * K + k]!;
           for (let v = 0; v < V; v++) dx[o + v] = -Math.exp(x[o + v]! - l) * gn;
-          dx[o + t] += gn;
+          dx[o + t] = dx[o + t]! + gn;
         }
       }
       return [dx];

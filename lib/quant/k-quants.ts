@@ -200,8 +200,8 @@ function superBlockQkx(x: Float32Array, xo: number, out: Uint8Array, p: number, 
       out[sc + j + 4] = lm;
     } else {
       out[sc + j + 4] = (ls & 0x0f) | ((lm & 0x0f) << 4);
-      out[sc + j - 4] |= (ls >> 4) << 6;
-      out[sc + j] |= (lm >> 4) << 6;
+      out[sc + j - 4] = out[sc + j - 4]! | ((ls >> 4) << 6);
+      out[sc + j] = out[sc + j]! | ((lm >> 4) << 6);
     }
   }
   const dBits = toF16(fr(maxScale / 63));
@@ -243,11 +243,11 @@ export function quantizeQ5_K(x: Float32Array, out: Uint8Array, blocks: number): 
         let l1 = L[n + j]!, l2 = L[n + j + 32]!;
         if (l1 > 15) {
           l1 -= 16;
-          out[qh + j] |= m1;
+          out[qh + j] = out[qh + j]! | m1;
         }
         if (l2 > 15) {
           l2 -= 16;
-          out[qh + j] |= m2;
+          out[qh + j] = out[qh + j]! | m2;
         }
         out[ql + j] = l1 | (l2 << 4);
       }
