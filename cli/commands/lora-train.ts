@@ -10,19 +10,16 @@
  * completion only). A and B start as PEFT's get_peft_model makes them (A kaiming-uniform from
  * --seed, B zeros) unless --init-adapter gives a saved adapter (ours or PEFT's) to continue: its
  * config (r, lora_alpha, target modules) then replaces --r, --lora-alpha and --target-modules. Batches are shuffled
- * with --seed and right-padded; plain torch Adam/AdamW. stdout: one JSON line per step
+ * with --seed and right-padded; plain torch Adam/AdamW (the library's one training loop, trainLora). stdout: one JSON line per step
  * ({"step", "loss"}), then the adapter folder; progress on stderr.
  */
 import * as path from "node:path";
 import { createDifferentiableBackend } from "../../lib/autograd/differentiable.js";
 import { LlamaForCausalLM } from "../../lib/model/causal-lm.js";
 import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
-import { LoraModel } from "../../lib/peft/lora-train.js";
+import { LoraModel, trainLora } from "../../lib/peft/lora-train.js";
 import { readLoraAdapter } from "../../lib/peft/lora.js";
-import { collate, readTrainingFile } from "../../lib/peft/prompt-data.js";
-import { seededUniform } from "../../lib/peft/prompt-init.js";
-import { shuffled } from "../../lib/peft/prompt-train.js";
-import { Adam, AdamW } from "../../lib/peft/optim.js";
+import { readTrainingFile } from "../../lib/peft/prompt-data.js";
 import { MODEL_FLAG, TRAINING_FLAGS, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive, trainingFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { cliProgress, terminalProgress } from "../progress.js";
@@ -59,27 +56,14 @@ export const command = defineCommand({
         ? LoraModel.fromAdapter(model, readLoraAdapter(existingPath("--init-adapter", f["init-adapter"])))
         : LoraModel.create(model, { r, lora_alpha: alpha, target_modules: targets }, { seed });
       const examples = readTrainingFile(dataFile, model.config.vocab_size, tokenizer);
-      const perEpoch = Math.ceil(examples.length / batchSize);
-      const total = steps ?? Math.ceil(epochs! * perEpoch);
-      const opts = { lr, weightDecay: numberFlag("--weight-decay", f["weight-decay"]) };
-      const opt = optimizer === "adam" ? new Adam(lora.parameters(), opts) : new AdamW(lora.parameters(), opts);
-      const rand = seededUniform(seed);
-      const pad = model.config.pad_token_id ?? 0;
       const progress = cliProgress("lora-train");
-      const t0 = performance.now();
-      let order = examples;
-      for (let step = 0; step < total; step++) {
-        const within = step % perEpoch;
-        if (within === 0) order = shuffled(examples, rand);
-        const b = collate(order.slice(within * batchSize, (within + 1) * batchSize), pad, "right");
-        opt.zeroGrad();
-        const loss = await lora.lossAndGrad({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels! });
-        opt.step();
-        process.stdout.write(JSON.stringify({ step: step + 1, loss }) + "\n");
-        progress(step + 1, total, { unit: "steps", metrics: { loss } });
-      }
+      const result = await trainLora(lora, examples, {
+        optimizer, lr, weightDecay: numberFlag("--weight-decay", f["weight-decay"]), batchSize, steps, epochs, seed,
+        onStep: (log) => void process.stdout.write(JSON.stringify({ step: log.step, loss: log.loss }) + "\n"),
+        onProgress: progress,
+      });
       lora.savePretrained(out, { baseModelNameOrPath: path.resolve(modelDir) });
-      process.stderr.write(`lora-train: ${total} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      process.stderr.write(`lora-train: ${result.steps} steps in ${result.seconds.toFixed(1)} s\n`);
       process.stdout.write(`adapter: ${out}\n`);
       return 0;
     } finally {
