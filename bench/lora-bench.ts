@@ -14,12 +14,10 @@ import { createDifferentiableBackend } from "../lib/autograd/differentiable.js";
 import "../gpu/register.js"; // device "webgpu" for lib
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { AutoTokenizer } from "../lib/tokenizer/auto-tokenizer.js";
-import { completionExample, readJsonl, collate } from "../lib/peft/prompt-data.js";
+import { completionExample, readJsonl } from "../lib/peft/prompt-data.js";
 import { classifyByLabelScores } from "../lib/peft/prompt-classify.js";
-import { LoraModel } from "../lib/peft/lora-train.js";
+import { LoraModel, trainLora } from "../lib/peft/lora-train.js";
 import { loadLora } from "../lib/peft/lora.js";
-import { AdamW } from "../lib/peft/optim.js";
-import { SeededRng } from "../lib/generate/rng.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -47,25 +45,13 @@ async function main(): Promise<void> {
     const zero = await classifyByLabelScores(base, tok, test);
     const examples = train.map((row) => completionExample(tok, row.prompt, row.label_text));
     const lora = LoraModel.create(base, { r, lora_alpha: 2 * r, target_modules: targets }, { seed: 0 });
-    const opt = new AdamW(lora.parameters(), { lr });
-    const rng = new SeededRng(0);
-    let order: number[] = [];
-    const t0 = performance.now();
-    let steps = 0, loss = NaN;
-    while (performance.now() - t0 < budgetMs) {
-      if (order.length < 16) {
-        const epoch = [...examples.keys()];
-        for (let i = epoch.length - 1; i > 0; i--) { const j = rng.nextUint32() % (i + 1); [epoch[i], epoch[j]] = [epoch[j]!, epoch[i]!]; }
-        order = [...order, ...epoch];
-      }
-      const b = collate(order.splice(0, 16).map((i) => examples[i]!), 0, "right");
-      opt.zeroGrad();
-      loss = await lora.lossAndGrad({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels! });
-      opt.step();
-      steps++;
-      if (steps % 10 === 0) process.stderr.write(`  step ${steps} loss ${loss.toFixed(3)} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
-    }
-    const seconds = (performance.now() - t0) / 1000;
+    // The library's one training loop: shuffled batches of 16 for the time budget.
+    const result = await trainLora(lora, examples, {
+      optimizer: "adamw", lr, batchSize: 16, timeBudgetMs: budgetMs, seed: 0,
+      onStep: (log) => { if (log.step % 10 === 0) process.stderr.write(`  step ${log.step} loss ${log.loss.toFixed(3)} (${(log.ms / 1000).toFixed(1)} s/step)\n`); },
+    });
+    const steps = result.steps, loss = result.losses[result.losses.length - 1] ?? NaN;
+    const seconds = result.seconds;
     const loaded = await loadLora(base, lora.toAdapter());
     const acc = await classifyByLabelScores(base, tok, test);
     loaded.unload();
