@@ -6,6 +6,8 @@ import type { LlamaConfig } from "../config.js";
 import type { Backend, DeviceTensor } from "../backend/backend.js";
 import { InputError } from "../errors.js";
 import { LlamaHeadModel } from "./head-model.js";
+import { causalLmLogits } from "./llama.js";
+import { Scope } from "./scope.js";
 import { Linear, type ParameterRef, type WeightLoader } from "./modules.js";
 import { buildFromCheckpoint, type FromPretrainedOptions } from "./pretrained.js";
 import type { CausalLMOutput, ForwardArgs } from "./types.js";
@@ -13,7 +15,7 @@ import { generate as runGenerate, streamGenerate } from "../generate/generate.js
 import type { GenerateOptions, GenerateOutput, GenerationModel, StreamChunk } from "../generate/types.js";
 
 export class LlamaForCausalLM extends LlamaHeadModel {
-  /** [vocab, hidden]; shares the embedding tensor when tied. */
+  /** [vocab, hidden]; shares the embedding tensor when tied. Applied by causalLmLogits (llama.ts). */
   readonly lm_head: Linear;
 
   constructor(config: LlamaConfig, backend: Backend, load: WeightLoader) {
@@ -49,8 +51,7 @@ export class LlamaForCausalLM extends LlamaHeadModel {
 
   async forward(args: ForwardArgs): Promise<CausalLMOutput> {
     const out = await this.forwardOnDevice(args);
-    const logits = await this.backend.read(out.logits);
-    this.backend.release(out.logits);
+    const logits = await Scope.run(this.backend, async (s) => s.read(s.adopt(out.logits)));
     return { ...out, logits };
   }
 
@@ -59,22 +60,10 @@ export class LlamaForCausalLM extends LlamaHeadModel {
    * the caller releases them): generate's device-side token selection starts here.
    */
   async forwardOnDevice(args: ForwardArgs): Promise<Omit<CausalLMOutput, "logits"> & { logits: DeviceTensor }> {
-    const be = this.backend;
     const keep = args.logitsToKeep ?? 0;
     if (!Number.isInteger(keep) || keep < 0) throw new InputError(`logitsToKeep = ${keep}: expected a non-negative integer`);
     const out = await this.model.decode(args);
-    const { B, T } = out.inputs;
-    let hidden: DeviceTensor = out.hidden;
-    if (keep > 0 && keep < T) {
-      // HF's logits_to_keep: only the last `keep` positions go through lm_head.
-      const index = new Int32Array(B * keep);
-      for (let b = 0; b < B; b++) for (let j = 0; j < keep; j++) index[b * keep + j] = T - keep + j;
-      hidden = be.selectPositions(out.hidden, index, keep);
-      be.release(out.hidden);
-    }
-    let logits = this.lm_head.forward(be, hidden); // [B, T or keep, vocab]
-    be.release(hidden);
-    if (out.hooks) logits = await out.hooks.run("logits", logits);
+    const logits = await causalLmLogits(this.backend, this.lm_head, out, keep); // [B, T or keep, vocab]
     return { logits, pastKeyValues: out.pastKeyValues, hiddenStates: out.hiddenStates, attentions: out.attentions };
   }
 }

@@ -1,12 +1,13 @@
 /**
- * The LLaMA building blocks, named like the checkpoint's tensors: a module at
- * `model.layers[i].self_attn.q_proj` holds `model.layers.{i}.self_attn.q_proj.weight`.
- * Each module is built by `load(prefix, …)` from a WeightLoader, which fetches,
- * checks the shape of, and uploads one tensor by name. Modules hold device
- * tensors only; the math is in the backend, the data flow in llama.ts.
+ * The generic building blocks (Linear, RMSNorm, Embedding), named like the
+ * checkpoint's tensors: a Linear at `model.layers[i].self_attn.q_proj` holds
+ * `model.layers.{i}.self_attn.q_proj.weight`. Each is built by `load(prefix, …)`
+ * from a WeightLoader, which fetches, checks the shape of, and uploads one
+ * tensor by name. Modules hold device tensors only; the math is in the backend,
+ * the LLaMA-specific modules and the data flow in llama.ts.
  */
-import type { LlamaConfig } from "../config.js";
 import type { Backend, DeviceTensor } from "../backend/backend.js";
+import { Scope } from "./scope.js";
 
 /** Returns the device tensor for a checkpoint name with the expected shape (throws a FormatError otherwise). */
 export type WeightLoader = (name: string, shape: readonly number[]) => DeviceTensor;
@@ -47,28 +48,27 @@ export class Linear {
     return this.weight.shape[0]!;
   }
 
+  /** x [..., in] → [..., out] = x·Wᵀ + bias, plus the LoRA path when one is set. */
   forward(be: Backend, x: DeviceTensor): DeviceTensor {
-    const y = be.linear(x, this.weight, this.bias);
-    if (!this.lora) return y;
-    const { A, B, scaling } = this.lora;
-    const xa = be.linear(x, A);
-    const low = be.linear(xa, B);
-    be.release(xa);
-    const scaled = be.scale(low, scaling);
-    be.release(low);
-    const out = be.add(y, scaled);
-    be.release(y);
-    be.release(scaled);
-    return out;
+    const lora = this.lora;
+    if (!lora) return be.linear(x, this.weight, this.bias);
+    // PEFT's order: the base output first, then scaling · B(A(x)) added to it.
+    return Scope.runSync(be, (s) => {
+      const y = s.linear(x, this.weight, this.bias); // [..., out]
+      return s.add(y, s.scale(s.linear(s.linear(x, lora.A), lora.B), lora.scaling)); // A [r, in], B [out, r]
+    });
   }
 
   /**
    * Several Linears over one input (q/k/v, gate/up): one fused pass over the
    * weights, unless one of them carries a LoRA path (then each on its own).
+   * One output per Linear, in order (a tuple in gives a tuple out).
    */
-  static forwardMany(be: Backend, x: DeviceTensor, linears: readonly Linear[]): DeviceTensor[] {
-    if (linears.some((l) => l.lora)) return linears.map((l) => l.forward(be, x));
-    return be.linearMany(x, linears.map((l) => l.weight), linears.map((l) => l.bias));
+  static forwardMany<const L extends readonly Linear[]>(be: Backend, x: DeviceTensor, linears: L): { -readonly [K in keyof L]: DeviceTensor } {
+    const ys = linears.some((l) => l.lora)
+      ? linears.map((l) => l.forward(be, x))
+      : be.linearMany(x, linears.map((l) => l.weight), linears.map((l) => l.bias));
+    return ys as { -readonly [K in keyof L]: DeviceTensor };
   }
 
   parameters(prefix: string): ParameterRef[] {
@@ -110,91 +110,5 @@ export class Embedding {
 
   parameters(prefix: string): ParameterRef[] {
     return [{ name: `${prefix}.weight`, get: () => this.weight, set: (t) => { this.weight = t; } }];
-  }
-}
-
-export class LlamaAttention {
-  constructor(
-    /** [heads*head_dim, hidden] */
-    readonly q_proj: Linear,
-    /** [kv_heads*head_dim, hidden] */
-    readonly k_proj: Linear,
-    /** [kv_heads*head_dim, hidden] */
-    readonly v_proj: Linear,
-    /** [hidden, heads*head_dim] */
-    readonly o_proj: Linear,
-  ) {}
-
-  static load(load: WeightLoader, prefix: string, c: LlamaConfig): LlamaAttention {
-    const H = c.hidden_size;
-    const qDim = c.num_attention_heads * c.head_dim;
-    const kvDim = c.num_key_value_heads * c.head_dim;
-    return new LlamaAttention(
-      Linear.load(load, `${prefix}.q_proj`, H, qDim, c.attention_bias),
-      Linear.load(load, `${prefix}.k_proj`, H, kvDim, c.attention_bias),
-      Linear.load(load, `${prefix}.v_proj`, H, kvDim, c.attention_bias),
-      Linear.load(load, `${prefix}.o_proj`, qDim, H, c.attention_bias),
-    );
-  }
-
-  parameters(prefix: string): ParameterRef[] {
-    return [
-      ...this.q_proj.parameters(`${prefix}.q_proj`), ...this.k_proj.parameters(`${prefix}.k_proj`),
-      ...this.v_proj.parameters(`${prefix}.v_proj`), ...this.o_proj.parameters(`${prefix}.o_proj`),
-    ];
-  }
-}
-
-export class LlamaMLP {
-  constructor(
-    /** [intermediate, hidden] */
-    readonly gate_proj: Linear,
-    /** [intermediate, hidden] */
-    readonly up_proj: Linear,
-    /** [hidden, intermediate] */
-    readonly down_proj: Linear,
-  ) {}
-
-  static load(load: WeightLoader, prefix: string, c: LlamaConfig): LlamaMLP {
-    const H = c.hidden_size;
-    const I = c.intermediate_size;
-    return new LlamaMLP(
-      Linear.load(load, `${prefix}.gate_proj`, H, I, c.mlp_bias),
-      Linear.load(load, `${prefix}.up_proj`, H, I, c.mlp_bias),
-      Linear.load(load, `${prefix}.down_proj`, I, H, c.mlp_bias),
-    );
-  }
-
-  parameters(prefix: string): ParameterRef[] {
-    return [
-      ...this.gate_proj.parameters(`${prefix}.gate_proj`), ...this.up_proj.parameters(`${prefix}.up_proj`),
-      ...this.down_proj.parameters(`${prefix}.down_proj`),
-    ];
-  }
-}
-
-export class LlamaDecoderLayer {
-  constructor(
-    readonly self_attn: LlamaAttention,
-    readonly mlp: LlamaMLP,
-    readonly input_layernorm: RMSNorm,
-    readonly post_attention_layernorm: RMSNorm,
-  ) {}
-
-  static load(load: WeightLoader, prefix: string, c: LlamaConfig): LlamaDecoderLayer {
-    return new LlamaDecoderLayer(
-      LlamaAttention.load(load, `${prefix}.self_attn`, c),
-      LlamaMLP.load(load, `${prefix}.mlp`, c),
-      RMSNorm.load(load, `${prefix}.input_layernorm`, c.hidden_size, c.rms_norm_eps),
-      RMSNorm.load(load, `${prefix}.post_attention_layernorm`, c.hidden_size, c.rms_norm_eps),
-    );
-  }
-
-  parameters(prefix: string): ParameterRef[] {
-    return [
-      ...this.self_attn.parameters(`${prefix}.self_attn`), ...this.mlp.parameters(`${prefix}.mlp`),
-      ...this.input_layernorm.parameters(`${prefix}.input_layernorm`),
-      ...this.post_attention_layernorm.parameters(`${prefix}.post_attention_layernorm`),
-    ];
   }
 }

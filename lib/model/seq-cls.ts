@@ -7,6 +7,7 @@ import type { LlamaConfig } from "../config.js";
 import type { Backend } from "../backend/backend.js";
 import { InputError } from "../errors.js";
 import { LlamaHeadModel } from "./head-model.js";
+import { Scope } from "./scope.js";
 import { Linear, type ParameterRef, type WeightLoader } from "./modules.js";
 import { buildFromCheckpoint, type FromPretrainedOptions } from "./pretrained.js";
 import type { CausalLMOutput, ForwardArgs } from "./types.js";
@@ -53,7 +54,6 @@ export class LlamaForSequenceClassification extends LlamaHeadModel {
 
   /** logits [B, num_labels] at each row's pooled position. */
   async forward(args: ForwardArgs): Promise<CausalLMOutput> {
-    const be = this.backend;
     const out = await this.model.decode(args);
     const { B, T } = out.inputs;
     let positions: number[];
@@ -66,12 +66,10 @@ export class LlamaForSequenceClassification extends LlamaHeadModel {
       );
       positions = new Array<number>(B).fill(T - 1);
     }
-    const pooled = be.selectPositions(out.hidden, Int32Array.from(positions), 1); // [B, 1, hidden]
-    be.release(out.hidden);
-    const scores = this.score.forward(be, pooled); // [B, 1, num_labels]
-    be.release(pooled);
-    const host = (await be.read(scores)).reshape([B, this.config.num_labels]);
-    be.release(scores);
-    return { logits: host, pastKeyValues: out.pastKeyValues, hiddenStates: out.hiddenStates, attentions: out.attentions };
+    const scores = await Scope.run(this.backend, async (s) => {
+      const pooled = s.selectPositions(s.adopt(out.hidden), Int32Array.from(positions), 1); // [B, 1, hidden]
+      return s.read(this.score.forward(s, pooled)); // [B, 1, num_labels]
+    });
+    return { logits: scores.reshape([B, this.config.num_labels]), pastKeyValues: out.pastKeyValues, hiddenStates: out.hiddenStates, attentions: out.attentions };
   }
 }
