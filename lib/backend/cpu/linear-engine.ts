@@ -1,16 +1,18 @@
 /**
  * Runs the CPU backend's linear layers. Portable path: the JavaScript blocked
  * kernel (lib/tensor/matmul.ts). Fast path (when WebAssembly SIMD and shared
- * memory are there): weights live in one shared WebAssembly memory and the
- * SIMD kernels widen f16/bf16 in registers; large matrices are split by output
- * rows across worker threads sharing that memory (wasm-engine.ts).
+ * memory are there): weights live in shared WebAssembly memories (as many as
+ * they need, 4 GiB each at most) and the SIMD kernels widen f16/bf16 or
+ * dequantize blocks in registers; large matrices are split by output rows
+ * across worker threads sharing those memories (wasm-engine.ts).
  */
 import type { DType } from "../../tensor/dtype.js";
 import type { QuantType } from "../../tensor/quantized.js";
 import { runJobJs } from "./quant-js.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
 import { addBias } from "./bias.js";
-import { WasmLinearEngine } from "./wasm-engine.js";
+import { DEFAULT_MEMORY_CAP, WasmLinearEngine } from "./wasm-engine.js";
+import { LlamaError } from "../../errors.js";
 
 export interface LinearEngineOptions {
   /** Use the WebAssembly SIMD kernels when available (default true; env LLAMA_TS_WASM=0 turns them off;
@@ -31,6 +33,13 @@ export interface LinearEngineOptions {
    * differ where two tokens are nearly tied. Prefill and the other types stay exact.
    */
   quantDot?: "exact" | "int8";
+  /**
+   * MiB of weights and caches one WebAssembly memory takes before the next
+   * memory is started (default 3968: a memory addresses 4 GiB, and 128 MiB
+   * stay free for the products' workspace; env LLAMA_TS_WASM_MEMORY_MIB).
+   * A smaller cap spreads a small model over several memories (tests).
+   */
+  memoryMiB?: number;
 }
 
 /** One weight matrix applied to the shared input. */
@@ -95,8 +104,20 @@ export async function createLinearEngine(options: LinearEngineOptions = {}): Pro
   if (wasm) {
     const envThreads = Number(process.env.LLAMA_TS_THREADS);
     const quantDot = options.quantDot ?? (process.env.LLAMA_TS_QUANT_DOT === "int8" ? "int8" : "exact");
-    const engine = await WasmLinearEngine.create(options.threads ?? (Number.isInteger(envThreads) && envThreads > 0 ? envThreads : undefined), quantDot);
+    const threads = options.threads ?? (Number.isInteger(envThreads) && envThreads > 0 ? envThreads : undefined);
+    const engine = await WasmLinearEngine.create(threads, quantDot, memoryCapBytes(options.memoryMiB));
     if (engine) return engine;
   }
   return new JsLinearEngine();
+}
+
+/** The per-memory cap in bytes from the option, else LLAMA_TS_WASM_MEMORY_MIB, else the default. */
+function memoryCapBytes(option: number | undefined): number {
+  const env = process.env.LLAMA_TS_WASM_MEMORY_MIB;
+  const [mib, what] = option !== undefined ? [option, "memoryMiB"] : env !== undefined && env !== "" ? [Number(env), "LLAMA_TS_WASM_MEMORY_MIB"] : [undefined, ""];
+  if (mib === undefined) return DEFAULT_MEMORY_CAP;
+  if (!(Number.isFinite(mib) && mib > 0 && mib <= 4096)) {
+    throw new LlamaError(`${what}: ${option ?? JSON.stringify(env)} is not a size in MiB between 0 and 4096 (bytes of weights per WebAssembly memory)`);
+  }
+  return Math.round(mib * 2 ** 20);
 }

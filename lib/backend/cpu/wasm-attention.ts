@@ -4,9 +4,12 @@
  *   scores [R, S] = Q_rows [R, D] @ K^T   (gemm_f32, K rows read in place from the cache)
  *   masking + softmax in JavaScript (float32 results, as HF's eager softmax)
  *   out [R, D]    = P [R, S] @ V          (weighted_sum, V rows read in place)
- * The cache tensors must live in the wasm memory (kvAppend allocates them
- * there) and head_dim must be a multiple of 16; otherwise the caller falls
- * back to the JavaScript kernel.
+ * The cache tensors must live in wasm memory (kvAppend allocates them there),
+ * head_dim must be a multiple of 16 and the memories must have room for the
+ * scores; otherwise the caller falls back to the JavaScript kernel. Keys and
+ * values may live in two different memories (the engine spreads its tensors
+ * over several): the scores are then computed in the keys' memory and the
+ * weights copied into the values' memory for the second product.
  */
 import type { AttentionShapes } from "../../tensor/ops.js";
 import type { KernelExports } from "./wasm-kernels.js";
@@ -14,27 +17,35 @@ import type { KernelExports } from "./wasm-kernels.js";
 export interface WasmAttentionContext {
   kernels: KernelExports;
   buffer(): ArrayBufferLike;
-  scratch(bytes: number): number;
+  /** A workspace of at least `bytes`, or undefined when the memory cannot grow that far. */
+  scratch(bytes: number): number | undefined;
   ptrOf(view: Float32Array): number | undefined;
 }
 
+/** Attention with the keys in `ctx`'s memory and the values in `vCtx`'s (often the same). */
 export function wasmAttention(
-  ctx: WasmAttentionContext, q: Float32Array, kd: Float32Array, vd: Float32Array, s: AttentionShapes, scale: number,
+  ctx: WasmAttentionContext, vCtx: WasmAttentionContext,
+  q: Float32Array, kd: Float32Array, vd: Float32Array, s: AttentionShapes, scale: number,
   queryOffset: number, keyMask: Uint8Array | undefined, out: Float32Array, weights: Float32Array | undefined,
 ): boolean {
   const { B, n, k, T, S, D, kvHeadStride } = s;
   const kPtr = ctx.ptrOf(kd);
-  const vPtr = ctx.ptrOf(vd);
+  const vPtr = vCtx.ptrOf(vd);
   if (kPtr === undefined || vPtr === undefined || D % 16 !== 0) return false;
   const group = n / k;
   const R = group * T;
   const S4 = S - (S % 4);
-  const base = ctx.scratch(4 * (2 * R * D + R * S));
-  const qW = base, sW = base + 4 * R * D, oW = sW + 4 * R * S;
+  const split = vCtx !== ctx;
+  const base = ctx.scratch(4 * (R * D + R * S + (split ? 0 : R * D)));
+  const vBase = split ? vCtx.scratch(4 * (R * S + R * D)) : base;
+  if (base === undefined || vBase === undefined) return false;
+  // q and the scores in the keys' memory; the weights (the scores, or their copy) and out in the values'
+  const qW = base, sW = base + 4 * R * D, pW = split ? vBase : sW, oW = pW + 4 * R * S;
   const buf = ctx.buffer();
   const qView = new Float32Array(buf, qW, R * D);
   const sView = new Float32Array(buf, sW, R * S);
-  const oView = new Float32Array(buf, oW, R * D);
+  const pView = split ? new Float32Array(vCtx.buffer(), pW, R * S) : sView;
+  const oView = new Float32Array(vCtx.buffer(), oW, R * D);
   for (let b = 0; b < B; b++) {
     for (let kh = 0; kh < k; kh++) {
       const headBase = (b * k + kh) * kvHeadStride; // element offset of this kv head in the cache
@@ -79,7 +90,8 @@ export function wasmAttention(
         }
         if (weights) weights.set(sView.subarray(row, row + S), ((b * n + h) * T + i) * S);
       }
-      ctx.kernels.weighted_sum(sW, R, S, vPtr + 4 * headBase, D, oW);
+      if (split) pView.set(sView);
+      vCtx.kernels.weighted_sum(pW, R, S, vPtr + 4 * headBase, D, oW);
       for (let r = 0; r < R; r++) {
         const i = r % T;
         const h = kh * group + Math.floor(r / T);

@@ -1,7 +1,8 @@
 /**
  * A first-fit allocator over one shared WebAssembly memory, for weights and
  * kernel workspaces. Blocks are 64-byte aligned; freed blocks coalesce; the
- * memory grows (it never shrinks) when no free block fits.
+ * memory grows (it never shrinks) when no free block fits, up to a limit the
+ * caller gives (the engine caps the bytes of data per memory, wasm-engine.ts).
  */
 import { LlamaError } from "../../errors.js";
 import type { WasmMemory } from "./wasm-api.js";
@@ -23,22 +24,36 @@ export class WasmHeap {
   }
 
   alloc(bytes: number): number {
+    const start = this.tryAlloc(bytes);
+    if (start === undefined) {
+      const end = this.top + Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+      throw new LlamaError(`cpu backend: cannot grow the WebAssembly memory to ${(end / 2 ** 30).toFixed(2)} GiB (limit 4 GiB per memory; set LLAMA_TS_WASM=0 for the JavaScript kernels)`);
+    }
+    return start;
+  }
+
+  /**
+   * A block of `bytes`, or undefined when no free block fits and the memory
+   * cannot grow enough without passing `limit` bytes (or at all).
+   */
+  tryAlloc(bytes: number, limit = Infinity): number | undefined {
     const need = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
     for (let i = 0; i < this.free.length; i++) {
       const [start, size] = this.free[i]!;
-      if (size < need) continue;
+      if (size < need || start + need > limit) continue;
       if (size === need) this.free.splice(i, 1);
       else this.free[i] = [start + need, size - need];
       return start;
     }
     const start = this.top;
     const end = start + need;
+    if (end > limit) return undefined;
     if (end > this.size) {
       const pages = Math.ceil((end - this.size) / PAGE);
       try {
         this.memory.grow(pages);
       } catch {
-        throw new LlamaError(`cpu backend: cannot grow the WebAssembly memory to ${(end / 2 ** 30).toFixed(2)} GiB (limit 4 GiB per process for the wasm kernels; set LLAMA_TS_WASM=0 for the JavaScript kernels)`);
+        return undefined;
       }
     }
     this.top = end;
