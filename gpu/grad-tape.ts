@@ -1,19 +1,19 @@
 /**
- * The recorded graph of the differentiable WebGPU backend (tape-backend.ts)
- * and its backward sweep. Tracked tensors are kept in creation order, which
- * is a topological order, so the sweep walks it backwards: each node turns
- * its output gradient into its inputs' (WGSL kernels in ops/backward.ts),
- * gradients reaching a tensor from several uses are summed, and a node's
- * saved activations go back to the pool as soon as it has run. What reaches
- * the differentiable uploads (leaves) is read back once and continues on the
- * host, into the Vars they came from.
+ * The recorded graph of the differentiable WebGPU backend (tape-backend.ts).
+ * Tracked tensors are kept in creation order, a topological order, which the
+ * sweep of lib/autograd/tape.ts walks backwards with GPU gradients (kernels in
+ * ops/backward.ts), giving each node's saved activations back to the pool once
+ * it has run. What reaches the differentiable uploads (leaves) is read back
+ * once and continues on the host, into the Vars they came from.
  */
 import type { DeviceTensor } from "../lib/backend/backend.js";
 import { Var, backward as hostBackward } from "../lib/autograd/var.js";
+import { sweep, type GradStore, type TapeGraph } from "../lib/autograd/tape.js";
 import type { DType } from "../lib/tensor/dtype.js";
 import type { QuantType } from "../lib/tensor/quantized.js";
 import type { GpuTensor } from "./buffers.js";
 import type { WebGpuBackend } from "./backend.js";
+import { add } from "./ops/basic.js";
 import * as grad from "./ops/backward.js";
 
 /** One recorded op: which tape tensors it read, and how to turn its output gradient into theirs. */
@@ -53,9 +53,9 @@ export class GradTensor implements DeviceTensor {
 
 export class GradTape {
   /** Tracked tensors in creation order (a topological order of the graph), for the backward sweep. */
-  private tape: GradTensor[] = [];
+  private tape: (GradTensor | undefined)[] = [];
   /** Output gradients handed over by the host's backward (logits' gradient), waiting for the sweep. */
-  private seeds: { at: GradTensor; grad: Float32Array }[] = [];
+  private seeds: [GradTensor, GpuTensor][] = [];
 
   constructor(private readonly gpu: WebGpuBackend) {}
 
@@ -66,7 +66,7 @@ export class GradTape {
 
   /** A host gradient for a tensor read from the device (the host's backward stops there). */
   seed(at: GradTensor, g: Float32Array): void {
-    this.seeds.push({ at, grad: g });
+    this.seeds.push([at, grad.fromHost(this.gpu.runtime, g, at.shape)]);
   }
 
   /** A differentiable upload: its gradient continues on the host into `v`. */
@@ -92,79 +92,44 @@ export class GradTape {
     return r;
   }
 
-  /**
-   * The device part of the backward pass: from the gradients the host's
-   * `backward(loss)` left at the tensors read from this backend, back through
-   * every recorded op to the differentiable uploads, whose gradients then
-   * continue on the host (into e.g. the soft prompt's `.grad`).
-   */
+  /** The device part of the backward pass, from the seeds to the differentiable uploads, then on the host. */
   async backward(): Promise<void> {
     const rt = this.gpu.runtime;
-    const grads = new Map<GradTensor, GpuTensor>();
-    const accumulate = (x: GradTensor, g: GpuTensor) => {
-      const prev = grads.get(x);
-      if (!prev) return void grads.set(x, g);
-      grads.set(x, grad.addInto(rt, prev, g));
-    };
+    const store: GradStore<GpuTensor> = { sum: (a, b) => add(rt, a, b), copy: (g) => grad.copy(rt, g), release: (g) => rt.release(g) };
+    const graph: TapeGraph<GradTensor, GpuTensor> = { op: (x) => x.node ?? null, drop: (x) => this.drop(x) };
+    const seeds = this.seeds;
+    this.seeds = [];
     try {
-      for (const { at, grad: g } of this.seeds) accumulate(at, grad.fromHost(rt, g, at.shape));
-      this.seeds = [];
-      const leaves: GradTensor[] = [];
-      for (let i = this.tape.length - 1; i >= 0; i--) {
-        const x = this.tape[i]!;
-        if (x.leaf) leaves.push(x);
-        const node = x.node;
-        const gOut = grads.get(x);
-        if (!node || !gOut) continue;
-        grads.delete(x);
-        const ins = node.backward(gOut);
-        // Assign before accumulating: accumulation gives tensors back to the pool, and one
-        // gradient tensor may go to two inputs (add), the second getting its own copy.
-        const handed = new Set<GpuTensor>();
-        const assigned: [GradTensor, GpuTensor][] = [];
-        node.inputs.forEach((inp, k) => {
-          const g = ins[k];
-          if (!g || !inp.requiresGrad) return;
-          assigned.push([inp, handed.has(g) ? grad.copy(rt, g) : g]);
-          handed.add(g);
-        });
-        for (const g of new Set([...ins, gOut])) if (g && !handed.has(g)) rt.release(g);
-        for (const [inp, g] of assigned) accumulate(inp, g);
-        x.node = undefined;
-        this.unhold(node);
-      }
+      const leaves = [...sweep(graph, store, this.tape, seeds)];
       // Read every leaf's gradient in one submit, then continue on the host.
-      const reads = leaves.map((x) => {
-        const g = grads.get(x);
-        return g ? this.gpu.read(g) : Promise.resolve(undefined);
-      });
-      const values = await Promise.all(reads);
-      const inputs: Var[] = [], leafGrads: Float32Array[] = [];
-      leaves.forEach((x, k) => {
-        const g = values[k];
-        if (g) { inputs.push(x.leaf!); leafGrads.push(g.toFloat32()); }
-      });
+      let values;
+      try {
+        values = await Promise.all(leaves.map(([, g]) => this.gpu.read(g)));
+      } finally {
+        for (const [, g] of leaves) rt.release(g);
+      }
       // One host sweep from a node joining every leaf, so leaves that share host ancestry
       // (the same Var uploaded twice) accumulate before that ancestry is consumed.
+      const inputs = leaves.map(([x]) => x.leaf!), leafGrads = values.map((v) => v.toFloat32());
       if (inputs.length) hostBackward(new Var(new Float32Array(1), [1], true, { name: "webgpu leaves", inputs, backward: () => leafGrads }));
     } finally {
-      for (const g of grads.values()) rt.release(g);
       this.discard();
     }
   }
 
   /** Drops what was recorded (a forward whose loss will not be backpropagated) and frees what it kept. */
   discard(): void {
-    for (const x of this.tape) {
-      if (x.node) this.unhold(x.node);
-      x.node = undefined;
-    }
+    for (const x of this.tape) if (x) this.drop(x);
+    for (const [, g] of this.seeds) this.gpu.runtime.release(g);
     this.tape = [];
     this.seeds = [];
   }
 
-  private unhold(node: Node): void {
-    for (const s of node.saved) {
+  /** `x`'s node has run (or never will): its saved tensors go back to the pool unless another node still needs them. */
+  private drop(x: GradTensor): void {
+    const node = x.node;
+    x.node = undefined;
+    for (const s of node?.saved ?? []) {
       s.holds--;
       if (s.holds === 0 && s.releaseAsked) this.gpu.release(s.inner);
     }

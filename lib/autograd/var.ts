@@ -5,14 +5,13 @@
  * gradient, the `GradFn` that made it. The graph is implicit in those links
  * (as in torch): an op whose inputs need no gradient records nothing and keeps
  * no activations alive, so a frozen model run under this engine costs what a
- * plain forward costs. `backward(loss)` visits the graph in reverse
- * topological order and, as soon as a node's backward has run, drops the
- * node (and with it the activations its closure saved), so activation memory
- * shrinks layer by layer during the backward pass instead of living until the
- * end of it.
+ * plain forward costs. `backward(loss)` runs the sweep of tape.ts over the
+ * graph, detaching each node once its backward ran, so activation memory
+ * shrinks layer by layer during the backward pass.
  */
 import { LlamaError } from "../errors.js";
 import { numel } from "../tensor/tensor.js";
+import { sweep, type GradStore, type TapeGraph } from "./tape.js";
 
 /**
  * The backward of one op: given d(loss)/d(output), returns d(loss)/d(input)
@@ -108,30 +107,30 @@ function topoOrder(root: Var): Var[] {
   return order;
 }
 
-/**
- * Vars whose `grad` array is also held elsewhere (one array handed to two
- * inputs, e.g. both sides of an add): copied on write, never modified in place.
- */
-const sharedGrad = new WeakSet<Var>();
+/** Host arrays as gradient storage: sums in place where the engine owns the array; nothing to release. */
+const hostGrads: GradStore<Float32Array> = {
+  sum: (a, b) => {
+    const s = new Float32Array(a.length);
+    for (let i = 0; i < a.length; i++) s[i] = a[i]! + b[i]!;
+    return s;
+  },
+  addInPlace: (acc, g) => { for (let i = 0; i < acc.length; i++) acc[i] += g[i]!; },
+  copy: (g) => g.slice(),
+  release: () => {},
+};
 
-function accumulate(target: Var, g: Float32Array, owned: boolean): void {
-  if (g.length !== target.value.length) {
-    throw new LlamaError(`backward: gradient of ${g.length} elements for a var of shape [${target.shape.join(", ")}]`);
-  }
-  if (target.grad === null) {
-    target.grad = g;
-    if (owned) sharedGrad.delete(target);
-    else sharedGrad.add(target);
-  } else if (sharedGrad.has(target)) {
-    const a = target.grad, sum = new Float32Array(a.length);
-    for (let i = 0; i < a.length; i++) sum[i] = a[i]! + g[i]!;
-    target.grad = sum;
-    sharedGrad.delete(target);
-  } else {
-    const a = target.grad;
-    for (let i = 0; i < a.length; i++) a[i] += g[i]!;
-  }
-}
+/** The implicit graph as the sweep reads it: a var's gradFn is its op; detaching it frees the activations. */
+const hostGraph: TapeGraph<Var, Float32Array> = {
+  op: (v) => v.gradFn,
+  retains: (v) => v.retainGrad,
+  drop: (v) => {
+    if (v.gradFn && !v.retainGrad) v.grad = null;
+    v.gradFn = null;
+  },
+  check: (v, g) => {
+    if (g.length !== v.value.length) throw new LlamaError(`backward: gradient of ${g.length} elements for a var of shape [${v.shape.join(", ")}]`);
+  },
+};
 
 /** Called when a backward pass ends (kernels drop the scratch buffers they reuse within a pass). */
 const afterBackwardHooks: (() => void)[] = [];
@@ -151,39 +150,12 @@ export function backward(loss: Var, gradOutput?: Float32Array): void {
   if (!gradOutput && loss.value.length !== 1) {
     throw new LlamaError(`backward: loss has shape [${loss.shape.join(", ")}]; pass gradOutput for a non-scalar output`);
   }
+  const g = gradOutput?.slice() ?? new Float32Array([1]); // the caller's array is neither written nor kept
+  hostGraph.check!(loss, g);
   const order = topoOrder(loss);
-  accumulate(loss, gradOutput ?? new Float32Array([1]), false);
-  const kept: Var[] = []; // leaves and retained vars: their grads outlive this call
-  for (let i = order.length - 1; i >= 0; i--) {
-    const v = order[i]!;
-    const fn = v.gradFn;
-    if (!fn) {
-      kept.push(v); // a leaf: keeps its accumulated grad
-      continue;
-    }
-    const gOut = v.grad;
-    const gOwned = !v.retainGrad && !sharedGrad.has(v);
-    if (v.retainGrad) kept.push(v);
-    else v.grad = null;
-    v.gradFn = null; // detach: the closure and the activations it saved can be collected now
-    order[i] = undefined as unknown as Var;
-    if (!gOut) continue; // nothing flowed here
-    const grads = fn.backward(gOut, gOwned);
-    for (let k = 0; k < fn.inputs.length; k++) {
-      const inp = fn.inputs[k]!;
-      const g = grads[k];
-      if (!g || !inp.requiresGrad) continue;
-      // An input owns its array unless another input gets the same one, or it is a gOut this node did not own.
-      let once = true;
-      for (let j = 0; j < fn.inputs.length; j++) if (j !== k && grads[j] === g && fn.inputs[j]!.requiresGrad) once = false;
-      accumulate(inp, g, once && (g !== gOut || gOwned));
-    }
-  }
-  // A grad the caller keeps is its own array (an optimizer may scale it in place).
-  for (const v of kept) {
-    if (v.grad && sharedGrad.has(v)) v.grad = v.grad.slice();
-    sharedGrad.delete(v);
-  }
+  // A grad already there (a leaf's, from an earlier backward) is the buffer the new gradient adds into.
+  const seeds = order.filter((v) => v.grad).map((v) => [v, v.grad!] as const);
+  for (const [v, kept] of sweep(hostGraph, hostGrads, order, [...seeds, [loss, g]])) v.grad = kept;
   for (const hook of afterBackwardHooks) hook();
 }
 
