@@ -2,9 +2,12 @@
  * Differentiable attention pieces, with the layouts of the Backend interface
  * (lib/backend/backend.ts): splitHeads (+ rotary embedding), mergeHeads,
  * kvAppend and scaled dot-product attention with causal + padding masks and
- * GQA. Letters: B batch, T queries, S keys, n query heads, k kv heads, D head dim.
+ * GQA. Forwards are the CPU backend's kernels (lib/tensor/ops.ts); this file
+ * adds their backwards. Letters: B batch, T queries, S keys, n query heads,
+ * k kv heads, D head dim.
  */
 import { LlamaError } from "../errors.js";
+import { attendWithInto, mergeHeadsInto, splitHeadsInto } from "../tensor/ops.js";
 import { Var, result, expectShape } from "./var.js";
 
 export { attention, type AttentionMaskSpec } from "./attention-sdpa.js";
@@ -30,41 +33,20 @@ export function splitHeads(x: Var, heads: number, rope?: RopeTables): Var {
   if (rope && (rope.cos.length !== B * T * half || rope.sin.length !== B * T * half)) {
     throw new LlamaError(`splitHeads: rope tables need ${B}·${T}·${half} entries, got cos ${rope.cos.length}, sin ${rope.sin.length}`);
   }
-  const cos = rope ? Float32Array.from(rope.cos) : null; // copied: the caller may reuse its arrays
-  const sin = rope ? Float32Array.from(rope.sin) : null;
-  const xv = x.value;
-  const out = new Float32Array(x.size);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      const src = (b * T + t) * HD, tab = (b * T + t) * half;
-      for (let h = 0; h < heads; h++) {
-        const s0 = src + h * D, d0 = ((b * heads + h) * T + t) * D;
-        if (!cos || !sin) {
-          for (let i = 0; i < D; i++) out[d0 + i] = xv[s0 + i]!;
-          continue;
-        }
-        for (let i = 0; i < half; i++) {
-          const x1 = xv[s0 + i]!, x2 = xv[s0 + i + half]!, c = cos[tab + i]!, s = sin[tab + i]!;
-          out[d0 + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
-          out[d0 + i + half] = Math.fround(x2 * c) + Math.fround(x1 * s);
-        }
-      }
-    }
-  }
+  const cos = rope ? Float32Array.from(rope.cos) : undefined; // copied: the caller may reuse its arrays
+  const sin = rope ? Float32Array.from(rope.sin) : undefined;
+  const out = splitHeadsInto(x.value, B, T, heads, D, cos, sin, new Float32Array(x.size));
   return result(out, [B, heads, T, D], [x], () => ({
     name: "splitHeads",
     inputs: [x],
     backward: (g) => {
       const dx = new Float32Array(x.size);
+      if (!cos || !sin) return [mergeHeadsInto(g, B, heads, T, D, dx)]; // the inverse permutation
       for (let b = 0; b < B; b++) {
         for (let t = 0; t < T; t++) {
           const dst = (b * T + t) * HD, tab = (b * T + t) * half;
           for (let h = 0; h < heads; h++) {
             const d0 = dst + h * D, s0 = ((b * heads + h) * T + t) * D;
-            if (!cos || !sin) {
-              for (let i = 0; i < D; i++) dx[d0 + i] = g[s0 + i]!;
-              continue;
-            }
             for (let i = 0; i < half; i++) {
               const g1 = g[s0 + i]!, g2 = g[s0 + i + half]!, c = cos[tab + i]!, s = sin[tab + i]!;
               dx[d0 + i] = g1 * c + g2 * s;
@@ -78,34 +60,16 @@ export function splitHeads(x: Var, heads: number, rope?: RopeTables): Var {
   }));
 }
 
-/** x [B, heads, T, D] → [B, T, heads·D]. */
+/** x [B, heads, T, D] → [B, T, heads·D]; the backward is splitHeads without rotation. */
 export function mergeHeads(x: Var): Var {
   expectShape("mergeHeads", "x", x.shape, [null, null, null, null]);
   const [B, n, T, D] = x.shape as [number, number, number, number];
-  const out = new Float32Array(x.size);
-  permuteHeads(x.value, out, B, n, T, D, true);
+  const out = mergeHeadsInto(x.value, B, n, T, D, new Float32Array(x.size));
   return result(out, [B, T, n * D], [x], () => ({
     name: "mergeHeads",
     inputs: [x],
-    backward: (g) => {
-      const dx = new Float32Array(x.size);
-      permuteHeads(g, dx, B, n, T, D, false);
-      return [dx];
-    },
+    backward: (g) => [splitHeadsInto(g, B, T, n, D, undefined, undefined, new Float32Array(x.size))],
   }));
-}
-
-/** [B,n,T,D] ↔ [B,T,n,D]: `merge` reads the first layout and writes the second. */
-function permuteHeads(src: Float32Array, dst: Float32Array, B: number, n: number, T: number, D: number, merge: boolean): void {
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < n; h++) {
-      for (let t = 0; t < T; t++) {
-        const split = ((b * n + h) * T + t) * D, merged = ((b * T + t) * n + h) * D;
-        const [from, to] = merge ? [split, merged] : [merged, split];
-        for (let i = 0; i < D; i++) dst[to + i] = src[from + i]!;
-      }
-    }
-  }
 }
 
 /** Concatenates along the sequence dim: cache [B, k, P, D] (or none), x [B, k, T, D] → [B, k, P+T, D]. */
@@ -146,20 +110,7 @@ export function attendWith(weights: Var, v: Var): Var {
   const kh = v.shape[1]!, D = v.shape[3]!;
   if (n % kh !== 0) throw new LlamaError(`attendWith: ${n} query heads do not group over ${kh} kv heads`);
   const rep = n / kh, w = weights.value, vv = v.value;
-  const out = new Float32Array(B * T * n * D);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < n; h++) {
-      const vBase = (b * kh + Math.floor(h / rep)) * S * D;
-      for (let i = 0; i < T; i++) {
-        const wo = ((b * n + h) * T + i) * S, oo = (b * T + i) * n * D + h * D;
-        for (let j = 0; j < S; j++) {
-          const p = w[wo + j]!;
-          if (p === 0) continue;
-          for (let d = 0; d < D; d++) out[oo + d] += p * vv[vBase + j * D + d]!;
-        }
-      }
-    }
-  }
+  const out = attendWithInto(w, vv, { B, n, k: kh, T, S, D, kvHeadStride: S * D }, new Float32Array(B * T * n * D));
   return result(out, [B, T, n * D], [weights, v], () => ({
     name: "attendWith",
     inputs: [weights, v],

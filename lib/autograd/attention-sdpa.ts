@@ -1,7 +1,9 @@
 /**
  * Differentiable scaled dot-product attention with causal + padding masks and
- * GQA, per (batch, head) as small dense matrix products on the blocked kernel
- * (lib/autograd/matmul.ts), so the O(T²·D) work runs at matmul speed:
+ * GQA. The forward is a backend's attention kernel (the CPU backend's: wasm
+ * SIMD when available, else attentionInto in lib/tensor/ops.ts), which also
+ * returns the weights P; the backward runs per (batch row, kv head) as small
+ * dense matrix products (`gemm`), so the O(T²·D) work runs at matmul speed:
  *
  *   forward   S = Q·Kᵀ·scale (+ mask), P = softmax(S), O = P·V
  *   backward  dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
@@ -12,10 +14,30 @@
  */
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
-import { matmulABt } from "./matmul.js";
+import { matmulABt, transposeInto } from "./matmul.js";
+import { attentionInto, type AttentionShapes } from "../tensor/ops.js";
 
 /** out[M,N] (+)= a[M,K]·b[N,K]ᵀ from element offsets: `matmulABt`'s contract (a backend may run it on faster kernels). */
 export type MatmulABt = typeof matmulABt;
+
+/**
+ * A backend's attention forward, attentionInto's contract (lib/tensor/ops.ts) on dense
+ * q [B, n, T, D] and k, v [B, k, S, D]: returns out [B, T, n·D] and the weights P [B, n, T, S].
+ */
+export type AttentionKernel = (
+  q: Float32Array, k: Float32Array, v: Float32Array, s: AttentionShapes, scale: number,
+  queryOffset: number, keyMask: Uint8Array | undefined,
+) => { out: Float32Array; weights: Float32Array };
+
+let scores = new Float64Array(0);
+
+/** The CPU backend's JavaScript attention (attentionInto). */
+export const jsAttention: AttentionKernel = (q, k, v, s, scale, queryOffset, keyMask) => {
+  if (scores.length < s.S) scores = new Float64Array(s.S);
+  const out = new Float32Array(s.B * s.T * s.n * s.D), weights = new Float32Array(s.B * s.n * s.T * s.S);
+  attentionInto(q, k, v, s, scale, queryOffset, keyMask, out, weights, scores);
+  return { out, weights };
+};
 
 export interface AttentionMaskSpec {
   /** Position of query 0 in the key sequence (P); query i sees keys j <= queryOffset + i. */
@@ -30,8 +52,13 @@ export interface AttentionMaskSpec {
  * may attend to no key gets uniform weights over all S keys, as HF's eager
  * attention (its additive mask is the same finite minimum across that row);
  * such a row's output does not depend on q or k, so it sends them no gradient.
+ * `kernel` computes the forward (scale rounded to float32, as PyTorch's scalar
+ * multiply), `mm` the backward's products.
  */
-export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale: number, mm: MatmulABt = matmulABt): { out: Var; weights: Var } {
+export function attention(
+  q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale: number,
+  kernel: AttentionKernel = jsAttention, mm: MatmulABt = matmulABt,
+): { out: Var; weights: Var } {
   expectShape("attention", "q", q.shape, [null, null, null, null]);
   const [B, n, T, D] = q.shape as [number, number, number, number];
   expectShape("attention", "k", k.shape, [B, null, null, D]);
@@ -44,54 +71,25 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
   const sc = Math.fround(scale);
   const qv = q.value, kv = k.value, vv = v.value;
 
-  // Row i of a batch row may see keys j <= last(i) = min(S − 1, off + i) that the key mask keeps;
-  // P is exactly 0 beyond last(i), so the loops stop there (about half the work).
-  // The query heads sharing a kv head (GQA) are contiguous in q and P: each product
-  // runs once per (batch row, kv head) on R = rep·T rows.
-  const R = rep * T;
-  const P = new Float32Array(B * n * T * S); // [B, n, T, S]
+  const { out, weights: P } = kernel(qv, kv, vv, { B, n, k: kh, T, S, D, kvHeadStride: S * D }, sc, off, keyMask); // P [B, n, T, S]
+
+  // Row i of a batch row sees keys j <= last(i) = min(S − 1, off + i) that the key mask keeps; P is
+  // exactly 0 beyond last(i), so the backward loops stop there (about half the work). A row that sees
+  // no key at all ("blind") has uniform weights that depend on neither q nor k.
   const blind = new Uint8Array(B * T);
-  const out = new Float32Array(B * T * n * D);
-  const oh = new Float32Array(R * D);
-  const vt = new Float32Array(D * S);
-  for (let b = 0; b < B; b++) {
-    const maskRow = keyMask ? b * S : -1;
-    for (let g = 0; g < kh; g++) {
-      const kOff = (b * kh + g) * S * D;
-      const qOff = (b * n + g * rep) * T * D, pOff = (b * n + g * rep) * T * S;
-      mm(qv, kv, P, R, S, D, false, qOff, kOff, pOff); // raw q·k into P's slots
-      for (let r = 0; r < R; r++) {
-        const i = r % T, row = pOff + r * S;
+  if (keyMask) {
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < T; i++) {
         const last = Math.min(S - 1, off + i);
-        let max = -Infinity;
-        for (let j = 0; j <= last; j++) {
-          if (maskRow >= 0 && keyMask![maskRow + j] === 0) continue;
-          const s = Math.fround(P[row + j]! * sc);
-          P[row + j] = s;
-          if (s > max) max = s;
-        }
-        if (max === -Infinity) {
-          P.fill(1 / S, row, row + S);
-          blind[b * T + i] = 1;
-          continue;
-        }
-        let sum = 0;
-        for (let j = 0; j <= last; j++) {
-          const e = maskRow >= 0 && keyMask![maskRow + j] === 0 ? 0 : Math.exp(P[row + j]! - max);
-          P[row + j] = e;
-          sum += e;
-        }
-        for (let j = 0; j <= last; j++) P[row + j] = P[row + j]! / sum;
-        P.fill(0, row + last + 1, row + S);
-      }
-      transposeInto(vv, kOff, S, D, vt); // [D, S]
-      mm(P, vt, oh, R, D, S, false, pOff, 0, 0); // O = P·V  [R, D]
-      for (let r = 0; r < R; r++) {
-        const h = g * rep + Math.floor(r / T), i = r % T, dst = (b * T + i) * n * D + h * D;
-        for (let d = 0; d < D; d++) out[dst + d] = oh[r * D + d]!; // (a loop, not set(subarray): no garbage per row)
+        let seen = false;
+        for (let j = 0; j <= last && !seen; j++) seen = keyMask[b * S + j] !== 0;
+        blind[b * T + i] = seen ? 0 : 1;
       }
     }
   }
+  // The query heads sharing a kv head (GQA) are contiguous in q and P: each backward product
+  // runs once per (batch row, kv head) on R = rep·T rows.
+  const R = rep * T;
   const weights = new Var(P, [B, n, T, S]);
   const o = result(out, [B, T, n * D], [q, k, v], () => ({
     name: "attention",
@@ -144,12 +142,4 @@ export function attention(q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale
     },
   }));
   return { out: o, weights };
-}
-
-/** dst[C, R] = src[off .. off + R·C] viewed as [R, C], transposed. */
-function transposeInto(src: Float32Array, off: number, R: number, C: number, dst: Float32Array): void {
-  for (let r = 0; r < R; r++) {
-    const o = off + r * C;
-    for (let c = 0; c < C; c++) dst[c * R + r] = src[o + c]!;
-  }
 }

@@ -1,8 +1,10 @@
 /**
  * Differentiable ops of the LLaMA forward, except attention (attention-ops.ts)
- * and the loss (loss.ts). Each op computes its value eagerly and, only when an
- * input requires a gradient, records a backward closure holding exactly the
- * activations that backward needs.
+ * and the loss (loss.ts). Each op computes its value eagerly on the CPU
+ * backend's kernels (lib/tensor/ops.ts, or the engine a kernel object brings:
+ * the forward math is written there once) and, only when an input requires a
+ * gradient, records a backward closure holding exactly the activations that
+ * backward needs.
  *
  * Frozen weights are plain `Tensor`s (f32/f16/bf16, never differentiated);
  * trainable ones (a soft prompt, a LoRA matrix, a classification head) are
@@ -11,8 +13,9 @@
 import { Tensor, numel } from "../tensor/tensor.js";
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
-import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
-import { type LinearKernel, jsLinearKernel, matmulABt, matmulAtB, transpose, transposedActivation, transposedScratch, weightF32 } from "./matmul.js";
+import { QuantizedTensor } from "../tensor/quantized.js";
+import { addInto, embeddingInto, rmsNormInto, scaleInto, siluMulInto } from "../tensor/ops.js";
+import { type LinearKernel, jsLinearKernel, transpose, transposedActivation, transposedScratch, weightF32 } from "./matmul.js";
 
 /** A weight: frozen (`Tensor`, or a `QuantizedTensor` matrix in ggml blocks) or trainable (`Var`). */
 export type Weight = Tensor | Var | QuantizedTensor;
@@ -31,9 +34,7 @@ function lastDim(op: string, x: Var): number {
 /** Elementwise a + b (same shapes): residual connections. */
 export function add(a: Var, b: Var): Var {
   expectShape("add", "b", b.shape, a.shape);
-  const out = new Float32Array(a.size);
-  const av = a.value, bv = b.value;
-  for (let i = 0; i < out.length; i++) out[i] = av[i]! + bv[i]!;
+  const out = addInto(a.value, b.value, new Float32Array(a.size));
   return result(out, a.shape, [a, b], () => ({
     name: "add",
     inputs: [a, b],
@@ -41,11 +42,10 @@ export function add(a: Var, b: Var): Var {
   }));
 }
 
-/** Elementwise x · factor. */
+/** Elementwise x · factor (factor rounded to float32, as PyTorch's scalar multiply). */
 export function scale(x: Var, factor: number): Var {
   const f = Math.fround(factor);
-  const out = new Float32Array(x.size);
-  for (let i = 0; i < out.length; i++) out[i] = x.value[i]! * f;
+  const out = scaleInto(x.value, f, new Float32Array(x.size));
   return result(out, x.shape, [x], () => ({
     name: "scale",
     inputs: [x],
@@ -65,15 +65,10 @@ export function embedding(table: Weight, ids: ArrayLike<number>, batch: number, 
   expectShape("embedding", "table", table.shape, [null, null]);
   const [V, H] = table.shape as [number, number];
   if (ids.length !== batch * seqLen) throw new LlamaError(`embedding: ${ids.length} ids for batch ${batch} × length ${seqLen}`);
-  // A quantized table is read row by row (never widened whole).
-  const w = table instanceof QuantizedTensor ? undefined : weightValues(table);
   const out = new Float32Array(ids.length * H);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    if (!(id >= 0 && id < V)) throw new LlamaError(`embedding: token id ${id} at position ${i} is outside the vocabulary 0..${V - 1}`);
-    if (w) out.set(w.subarray(id * H, id * H + H), i * H);
-    else dequantizeRows((table as QuantizedTensor).type, (table as QuantizedTensor).data, H, id, id + 1, out.subarray(i * H, i * H + H));
-  }
+  if (table instanceof Var) embeddingInto(table.value, "f32", undefined, V, H, ids, out);
+  else if (table instanceof QuantizedTensor) embeddingInto(table.data, "f32", table.type, V, H, ids, out);
+  else embeddingInto(table.data, table.dtype, undefined, V, H, ids, out);
   const inputs = table instanceof Var ? [table] : [];
   const idsCopy = Int32Array.from(ids);
   return result(out, [batch, seqLen, H], inputs, () => ({
@@ -100,16 +95,8 @@ export function rmsNorm(x: Var, weight: Weight, eps: number): Var {
   const rows = x.size / H;
   const w = weightValues(weight);
   const xv = x.value;
-  const out = new Float32Array(x.size);
   const rstd = new Float32Array(rows); // rsqrt(mean(x²) + eps) per row, saved for backward
-  for (let r = 0; r < rows; r++) {
-    const o = r * H;
-    let ss = 0;
-    for (let h = 0; h < H; h++) ss += xv[o + h]! * xv[o + h]!;
-    const rs = Math.fround(1 / Math.sqrt(Math.fround(Math.fround(ss / H) + eps)));
-    rstd[r] = rs;
-    for (let h = 0; h < H; h++) out[o + h] = w[h]! * Math.fround(xv[o + h]! * rs);
-  }
+  const out = rmsNormInto(xv, w, eps, H, new Float32Array(x.size), rstd);
   const inputs = weight instanceof Var ? [x, weight] : [x];
   return result(out, x.shape, inputs, () => ({
     name: "rmsNorm",
@@ -138,7 +125,7 @@ export function rmsNorm(x: Var, weight: Weight, eps: number): Var {
 /**
  * torch.nn.functional.linear: x [..., in] · weight[out, in]ᵀ (+ bias [out]) → [..., out].
  * dX = dY · W always (when x needs it); dW = dYᵀ · X and db = Σ dY only for trainable weights.
- * `kernel` runs the two products of a frozen weight (default: the JavaScript kernel).
+ * `kernel` runs the products (default: the CPU backend's JavaScript kernels).
  */
 export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKernel = jsLinearKernel): Var {
   const K = lastDim("linear", x);
@@ -146,21 +133,11 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
   const N = weight.shape[0]!;
   if (bias) expectShape("linear", "bias", bias.shape, [N]);
   const M = x.size / K;
-  // A trainable weight's products run on the kernel's gemm when it has one (wasm SIMD on the CPU tape).
-  const mm = kernel.gemm ?? matmulABt;
-  let out: Float32Array;
-  if (weight instanceof Var && kernel.forwardF32) {
-    out = kernel.forwardF32(x.value, M, K, weight.value, N);
-  } else if (weight instanceof Var) {
-    out = new Float32Array(M * N);
-    matmulABt(x.value, weight.value, out, M, N, K);
-  } else {
-    out = kernel.forward(x.value, M, K, weight);
-  }
-  if (bias) {
-    const b = weightValues(bias);
-    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[m * N + n] += b[n]!;
-  }
+  const b = bias && weightValues(bias);
+  const out = weight instanceof Var
+    ? kernel.forwardTrainable(x.value, M, K, weight.value, N, b)
+    : kernel.forward(x.value, M, K, weight, b);
+  const mm = kernel.gemm;
   const shape = [...x.shape.slice(0, -1), N];
   const xIsOpOutput = !x.isLeaf; // its values never change (a leaf's may, between steps)
   const inputs: Var[] = [x];
@@ -184,9 +161,8 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
       if (weight instanceof Var) {
         if (weight.requiresGrad) {
           const dw = new Float32Array(N * K);
-          // dW[N,K] = dYᵀ[N,M] · X[M,K]; on a gemm kernel as dYᵀ · (Xᵀ[K,M])ᵀ, Xᵀ shared by the weights that read X.
-          if (kernel.gemm) kernel.gemm(transposedScratch(g, M, N), transposedActivation(x.value, M, K, xIsOpOutput), dw, N, K, M);
-          else matmulAtB(g, x.value, dw, N, K, M);
+          // dW[N,K] = dYᵀ[N,M] · X[M,K] = dYᵀ · (Xᵀ[K,M])ᵀ, Xᵀ shared by the weights that read X.
+          mm(transposedScratch(g, M, N), transposedActivation(x.value, M, K, xIsOpOutput), dw, N, K, M);
           grads.push(dw);
         } else grads.push(null);
       }
@@ -202,32 +178,32 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
   }));
 }
 
-/** silu(x) = x · sigmoid(x) elementwise, rounded to float32 (a backend's kernel for siluMul). */
-export type SiluKernel = (x: Float32Array) => Float32Array;
+/** out = silu(gate) · up elementwise, silu rounded to float32 first (a backend's siluMul kernel). */
+export type SiluMulKernel = (gate: Float32Array, up: Float32Array) => Float32Array;
 
-/** silu(x) as PyTorch's float32 CPU kernel rounds it (exp in double here, so the quotient is correctly rounded). */
-export const jsSilu: SiluKernel = (x) => {
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i]! / (1 + Math.exp(-x[i]!));
-  return out;
-};
+/** The CPU backend's JavaScript siluMul (lib/tensor/ops.ts). */
+export const jsSiluMul: SiluMulKernel = (gate, up) => siluMulInto(gate, up, new Float32Array(gate.length));
+
+/** Ones for silu(x) = siluMul(x, 1) (exact: the kernel rounds silu to float32 before the product). */
+let ones = new Float32Array(0);
 
 /**
- * SwiGLU gate: silu(gate) · up, elementwise, same shapes [..., I]. `silu` computes
- * silu(gate) (the CPU tape passes the wasm SIMD kernel the CPU backend's forward
- * uses); backward keeps only that array: sigmoid(gate) = silu(gate) / gate.
+ * SwiGLU gate: silu(gate) · up, elementwise, same shapes [..., I], on `kernel`
+ * (the CPU tape passes the wasm SIMD kernel the CPU backend's forward uses).
+ * Backward recomputes silu(gate) on the same kernel (as siluMul(gate, 1)) rather than
+ * keeping it from the forward: sigmoid(gate) = silu(gate) / gate.
  */
-export function siluMul(gate: Var, up: Var, silu: SiluKernel = jsSilu): Var {
+export function siluMul(gate: Var, up: Var, kernel: SiluMulKernel = jsSiluMul): Var {
   expectShape("siluMul", "up", up.shape, gate.shape);
   const n = gate.size;
   const gv = gate.value, uv = up.value;
-  const sv = silu(gv);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = sv[i]! * uv[i]!;
+  const out = kernel(gv, uv);
   return result(out, gate.shape, [gate, up], () => ({
     name: "siluMul",
     inputs: [gate, up],
     backward: (g, owned) => {
+      if (ones.length < n) ones = new Float32Array(n).fill(1);
+      const sv = kernel(gv, ones.subarray(0, n)); // silu(gate) as float32
       // d silu(x)/dx = s + x·s·(1 − s) = s + silu(x)·(1 − s), s = sigmoid(x) (= 1/2 at x = 0).
       // Element i of g is read before du[i] is written, so du may take g's place.
       const dg = gate.requiresGrad ? new Float32Array(n) : null;

@@ -11,13 +11,15 @@
  *     backward(loss);                                  // d loss / d embeds
  *
  * Handles wrap a `Var` (activations) or a frozen weight `Tensor` (uploads).
- * Linear layers, the bulk of the work, run on the CPU backend's kernels
- * (WebAssembly SIMD + threads when available) for both the forward product and
- * the input gradient (dX = dY · W, via Wᵀ uploaded once per weight); trainable
- * weights (LoRA's A and B, a head), attention's products and silu run on the
- * same kernels (single-threaded wasm gemm on host arrays); the rest
- * is lib/autograd's JavaScript. Gradients flow only where a tracked tensor
- * leads, and each node's activations are released as soon as backward used them.
+ * Every forward is the CPU backend's own kernel (WebAssembly SIMD + threads
+ * when available, else lib/tensor/ops.ts), so the tape computes the bits
+ * inference computes: linear layers (a trainable weight staged where the
+ * kernels read it), attention (which also returns the weights backward needs),
+ * siluMul, and the JavaScript kernels the autograd ops call directly. The
+ * backward products run on the same engine: the input gradient dX = dY · W
+ * via Wᵀ uploaded once per weight, the rest on its gemm over host arrays.
+ * Gradients flow only where a tracked tensor leads, and each node's
+ * activations are released as soon as backward used them.
  */
 import { LlamaError } from "../errors.js";
 import { Tensor, numel } from "../tensor/tensor.js";
@@ -28,10 +30,9 @@ import { Var } from "./var.js";
 import { VarViews } from "./var-views.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
-import { matmulABt, quantLinearProduct, type LinearKernel } from "./matmul.js";
+import { matmulABt, quantBackwardInput, type LinearKernel } from "./matmul.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
-import { matmulTransposedInto } from "../tensor/matmul.js";
-import type { MatmulABt } from "./attention-sdpa.js";
+import type { AttentionKernel, MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
 
 /** A device tensor of the tape backend. */
@@ -86,10 +87,10 @@ function tape(t: DeviceTensor, what: string): TapeTensor {
 }
 
 /**
- * Runs a frozen weight's two products on the CPU backend's linear kernels. A
+ * Runs a linear layer's products on the CPU backend's linear kernels. A
  * quantized weight stays in its blocks: the forward is the backend's
  * dequantize-in-kernel product, the input gradient dequantizes a few rows of
- * W at a time (quantLinearProduct), so W is never held densely.
+ * W at a time (quantBackwardInput), so W is never held densely.
  */
 class CpuLinearKernel implements LinearKernel {
   private readonly weights = new WeakMap<Tensor | QuantizedTensor, DeviceTensor>();
@@ -125,43 +126,33 @@ class CpuLinearKernel implements LinearKernel {
     return h;
   }
 
-  private run(x: Float32Array, M: number, K: number, w: DeviceTensor): Float32Array {
-    const y = this.cpu.linear(new CpuTensor(x, [M, K], "f32"), w) as CpuTensor;
+  private run(x: Float32Array, M: number, K: number, w: DeviceTensor, bias?: Float32Array): Float32Array {
+    const b = bias && new CpuTensor(bias, [bias.length], "f32");
+    const y = this.cpu.linear(new CpuTensor(x, [M, K], "f32"), w, b) as CpuTensor;
     return y.data as Float32Array;
   }
 
-  forward(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor): Float32Array {
-    return this.run(x, M, K, this.handle(w));
+  forward(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, bias?: Float32Array): Float32Array {
+    return this.run(x, M, K, this.handle(w), bias);
   }
 
   /**
-   * A trainable weight's forward (LoRA's A and B, a head) without uploading it (its values
-   * change every step), computed as the engine computes a frozen f32 weight: rows in fours on
-   * the wasm kernel when K is a multiple of 8, the last N % 4 rows (or all, otherwise) in
-   * JavaScript. So a trained weight gives the same bits before and after it is saved and loaded.
+   * A trainable weight's forward (LoRA's A and B, a head): the backend's product on the weight
+   * staged where its kernels read it (its values change every step, so it is not uploaded).
+   * So a trained weight gives the same bits before and after it is saved and loaded.
    */
-  forwardF32(x: Float32Array, M: number, K: number, w: Float32Array, N: number): Float32Array {
-    const y = new Float32Array(M * N);
-    const N4 = N - (N % 4);
-    let done = 0;
-    if (K % 8 === 0 && N4 > 0) {
-      const part = N4 === N ? y : new Float32Array(M * N4);
-      if (this.cpu.gemm(x, w, part, M, N4, K, false, 0, 0, 0)) {
-        if (part !== y) for (let m = 0; m < M; m++) y.set(part.subarray(m * N4, (m + 1) * N4), m * N);
-        done = N4;
-      }
-    }
-    if (done < N) matmulTransposedInto(x, M, K, w, "f32", N, undefined, y, done, N);
-    return y;
+  forwardTrainable(x: Float32Array, M: number, K: number, w: Float32Array, N: number, bias?: Float32Array): Float32Array {
+    return this.run(x, M, K, this.cpu.stage(STAGE_WEIGHT, w, [N, K]), bias);
   }
 
   backwardInput(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor): Float32Array {
-    if (w instanceof QuantizedTensor) {
-      return quantLinearProduct(g, M, w, true, this.gemm);
-    }
+    if (w instanceof QuantizedTensor) return quantBackwardInput(g, M, w, this.gemm);
     return this.run(g, M, N, this.handleT(w));
   }
 }
+
+/** CpuBackend.stage slots: operands staged for one call each. */
+const STAGE_WEIGHT = 0, STAGE_KEYS = 1, STAGE_VALUES = 2;
 
 export class TapeBackend implements Backend, DifferentiableBackend {
   readonly device = "cpu" as const;
@@ -170,7 +161,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
   private readonly views = new VarViews();
 
-  /** Attention's small products: the CPU backend's wasm kernel when it has one, else blocked JavaScript. */
+  /** Attention's backward products: the CPU backend's wasm gemm when it has one, else JavaScript. */
   private readonly matmul: MatmulABt;
 
   private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
@@ -178,14 +169,18 @@ export class TapeBackend implements Backend, DifferentiableBackend {
     this.matmul = this.kernel.gemm;
   }
 
-  /** A row of ones: silu(x) is the CPU backend's siluMul(x, 1) (its wasm kernel, the bits its forward gives). */
-  private ones = new Float32Array(0);
+  /** The CPU backend's siluMul (its wasm kernel when it has one). */
+  private readonly siluMulKernel: ops.SiluMulKernel = (gate, up) => {
+    const shape = [gate.length];
+    return (this.cpu.siluMul(new CpuTensor(gate, shape, "f32"), new CpuTensor(up, shape, "f32")) as CpuTensor).data as Float32Array;
+  };
 
-  private readonly silu: ops.SiluKernel = (x) => {
-    if (this.ones.length < x.length) this.ones = new Float32Array(x.length).fill(1);
-    const shape = [x.length];
-    const y = this.cpu.siluMul(new CpuTensor(x, shape, "f32"), new CpuTensor(this.ones.subarray(0, x.length), shape, "f32"));
-    return (y as CpuTensor).data as Float32Array;
+  /** The CPU backend's attention, keys and values staged where its wasm kernels read them. */
+  private readonly attentionKernel: AttentionKernel = (q, k, v, s, scale, queryOffset, keyMask) => {
+    const kv = [s.B, s.k, s.S, s.D];
+    const r = this.cpu.attention(new CpuTensor(q, [s.B, s.n, s.T, s.D], "f32"), this.cpu.stage(STAGE_KEYS, k, kv),
+      this.cpu.stage(STAGE_VALUES, v, kv), { queryOffset, keyMask }, { scale, returnWeights: true });
+    return { out: (r.out as CpuTensor).data as Float32Array, weights: (r.weights as CpuTensor).data as Float32Array };
   };
 
   /** A tape backend over a CPU backend (a fresh one unless given). */
@@ -272,7 +267,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   }
 
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
-    return TapeTensor.ofVar(ops.siluMul(tape(gate, "siluMul gate").var, tape(up, "siluMul up").var, this.silu));
+    return TapeTensor.ofVar(ops.siluMul(tape(gate, "siluMul gate").var, tape(up, "siluMul up").var, this.siluMulKernel));
   }
 
   splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
@@ -289,7 +284,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {
     const r = attn.attention(tape(q, "attention queries").var, tape(k, "attention keys").var, tape(v, "attention values").var, mask, opts.scale,
-      this.matmul);
+      this.attentionKernel, this.matmul);
     return { out: TapeTensor.ofVar(r.out), weights: opts.returnWeights ? TapeTensor.ofVar(r.weights) : undefined };
   }
 

@@ -5,6 +5,34 @@
  * nothing per element. Accumulation is in float64 (JS numbers), results are
  * stored as float32, which keeps us within ~1e-7 relative of torch's float32.
  */
+import { LlamaError } from "../errors.js";
+import { bf16ToF32, f16ToF32, type DType } from "./dtype.js";
+import { dequantizeRows, type QuantType } from "./quantized.js";
+
+/**
+ * Embedding lookup: table [V, H] as f32/f16/bf16 words, or ggml blocks when `quant` is set,
+ * ids [N] → out [N, H] in float32. Rows are widened one at a time, never the whole table.
+ */
+export function embeddingInto(
+  table: Float32Array | Uint16Array | Uint8Array, dtype: DType, quant: QuantType | undefined,
+  V: number, H: number, ids: ArrayLike<number>, out: Float32Array,
+): Float32Array {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!(id >= 0 && id < V)) throw new LlamaError(`embedding: token id ${id} at position ${i} is outside the vocabulary 0..${V - 1}`);
+    const dst = out.subarray(i * H, (i + 1) * H);
+    if (quant) {
+      dequantizeRows(quant, table as Uint8Array, H, id, id + 1, dst);
+      continue;
+    }
+    const row = table.subarray(id * H, (id + 1) * H);
+    const into = dst as Float32Array<ArrayBuffer>; // (the widening helpers' signature; any buffer works)
+    if (dtype === "f32") dst.set(row as Float32Array);
+    else if (dtype === "f16") f16ToF32(row as Uint16Array, into);
+    else bf16ToF32(row as Uint16Array, into);
+  }
+  return out;
+}
 
 /** out[i] = a[i] + b[i] */
 export function addInto(a: Float32Array, b: Float32Array, out: Float32Array): Float32Array {
@@ -13,10 +41,14 @@ export function addInto(a: Float32Array, b: Float32Array, out: Float32Array): Fl
   return out;
 }
 
-/** out[i] = x[i] * s */
+/**
+ * out[i] = x[i] * s, with s rounded to float32 first: PyTorch multiplies a float32
+ * tensor by a Python number as a float32 scalar (e.g. PEFT's LoRA `scaling`).
+ */
 export function scaleInto(x: Float32Array, s: number, out: Float32Array): Float32Array {
   const n = out.length;
-  for (let i = 0; i < n; i++) out[i] = x[i]! * s;
+  const f = Math.fround(s);
+  for (let i = 0; i < n; i++) out[i] = x[i]! * f;
   return out;
 }
 
@@ -33,8 +65,11 @@ export function siluMulInto(gate: Float32Array, up: Float32Array, out: Float32Ar
 /**
  * RMSNorm over rows of length H: x [N, H], weight [H] (already float32) → out [N, H].
  * HF: x * rsqrt(mean(x²) + eps), rounded to float32, then times weight.
+ * `rstd` [N], when given, receives each row's rsqrt(mean(x²) + eps) (what the backward needs).
  */
-export function rmsNormInto(x: Float32Array, weight: Float32Array, eps: number, H: number, out: Float32Array): Float32Array {
+export function rmsNormInto(
+  x: Float32Array, weight: Float32Array, eps: number, H: number, out: Float32Array, rstd?: Float32Array,
+): Float32Array {
   const N = x.length / H;
   for (let r = 0; r < N; r++) {
     const o = r * H;
@@ -45,6 +80,7 @@ export function rmsNormInto(x: Float32Array, weight: Float32Array, eps: number, 
     }
     const variance = Math.fround(ss / H);
     const inv = Math.fround(1 / Math.sqrt(Math.fround(variance + eps)));
+    if (rstd) rstd[r] = inv;
     for (let i = 0; i < H; i++) out[o + i] = weight[i]! * Math.fround(x[o + i]! * inv);
   }
   return out;
@@ -180,4 +216,31 @@ export function attentionInto(
       }
     }
   }
+}
+
+/**
+ * The second half of attention with given weights: w [B, n, T, S], v [B, k, cap, D]
+ * (first S rows valid, `kvHeadStride` = cap·D) → out [B, T, n*D] = w·V per head, query
+ * head h reading kv head floor(h / (n/k)). Sums in float32, one product at a time.
+ */
+export function attendWithInto(w: Float32Array, v: Float32Array, s: AttentionShapes, out: Float32Array): Float32Array {
+  const { B, n, k, T, S, D, kvHeadStride } = s;
+  const group = n / k;
+  out.fill(0);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < n; h++) {
+      const vBase = (b * k + Math.floor(h / group)) * kvHeadStride;
+      for (let i = 0; i < T; i++) {
+        const wo = ((b * n + h) * T + i) * S;
+        const oo = (b * T + i) * n * D + h * D;
+        for (let j = 0; j < S; j++) {
+          const p = w[wo + j]!;
+          if (p === 0) continue;
+          const vo = vBase + j * D;
+          for (let d = 0; d < D; d++) out[oo + d] += p * v[vo + d]!;
+        }
+      }
+    }
+  }
+  return out;
 }

@@ -9,7 +9,7 @@ import { LlamaError } from "../../errors.js";
 import { Tensor, numel } from "../../tensor/tensor.js";
 import { bf16ToF32, f16ToF32, type DType } from "../../tensor/dtype.js";
 import {
-  addInto, attentionInto, mergeHeadsInto, rmsNormInto, scaleInto, siluMulInto, splitHeadsInto,
+  addInto, attendWithInto, attentionInto, embeddingInto, mergeHeadsInto, rmsNormInto, scaleInto, siluMulInto, splitHeadsInto,
 } from "../../tensor/ops.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend.js";
 import { createLinearEngine, type LinearEngine, type LinearEngineOptions } from "./linear-engine.js";
@@ -130,20 +130,7 @@ export class CpuBackend implements Backend {
     const t = cpu(table, "embedding table");
     const [V, H] = t.shape as [number, number];
     if (ids.length !== batch * seqLen) throw new LlamaError(`cpu backend embedding: ${ids.length} ids for [${batch}, ${seqLen}]`);
-    const out = new Float32Array(ids.length * H);
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      if (!(id >= 0 && id < V)) throw new LlamaError(`embedding: token id ${id} out of range [0, ${V})`);
-      const dst = out.subarray(i * H, (i + 1) * H);
-      if (t.quant) {
-        dequantizeRows(t.quant, t.data as Uint8Array, H, id, id + 1, dst);
-        continue;
-      }
-      const row = t.data.subarray(id * H, (id + 1) * H);
-      if (t.dtype === "f32") dst.set(row as Float32Array);
-      else if (t.dtype === "f16") f16ToF32(row as Uint16Array, dst);
-      else bf16ToF32(row as Uint16Array, dst);
-    }
+    const out = embeddingInto(t.data, t.dtype, t.quant, V, H, ids, new Float32Array(ids.length * H));
     return new CpuTensor(out, [batch, seqLen, H], "f32");
   }
 
@@ -190,6 +177,29 @@ export class CpuBackend implements Backend {
   scale(x: DeviceTensor, factor: number): DeviceTensor {
     const xd = f32(x, "scale input");
     return new CpuTensor(scaleInto(xd, factor, new Float32Array(xd.length)), x.shape, "f32");
+  }
+
+  /** Staging buffers (see `stage`), keyed by slot and length, least recently used first. */
+  private readonly stages = new Map<number, Float32Array>();
+
+  /**
+   * A tensor over a copy of `data` in memory the engine's kernels read in place, for an
+   * operand that is new on every call (a trained weight, the autograd tape's keys and
+   * values): the product or attention it feeds runs as on an uploaded tensor, with the
+   * same bits, without an allocation per call. The buffer is reused by the next `stage`
+   * with the same slot and length: use the tensor before staging into that slot again.
+   */
+  stage(slot: number, data: Float32Array, shape: readonly number[]): CpuTensor {
+    const key = slot * 2 ** 32 + data.length;
+    let buf = this.stages.get(key);
+    if (buf) this.stages.delete(key); // re-inserted below as the most recent
+    else {
+      if (this.stages.size >= 32) this.stages.delete(this.stages.keys().next().value!);
+      buf = this.engine.allocF32(data.length);
+    }
+    this.stages.set(key, buf);
+    buf.set(data);
+    return new CpuTensor(buf, shape, "f32");
   }
 
   /**
@@ -289,25 +299,8 @@ export class CpuBackend implements Backend {
     if (Sv !== S || n % kh !== 0) {
       throw new LlamaError(`attendWith: weights [${weights.shape.join(", ")}] do not match values [${vc.shape.join(", ")}]`);
     }
-    const w = f32(weights, "attendWith weights");
-    const vd = vc.data as Float32Array;
-    const out = new Float32Array(B * T * n * D);
-    const group = n / kh;
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < n; h++) {
-        const vBase = (b * kh + Math.floor(h / group)) * vc.capacity * D;
-        for (let i = 0; i < T; i++) {
-          const wo = ((b * n + h) * T + i) * S;
-          const oo = (b * T + i) * n * D + h * D;
-          for (let j = 0; j < S; j++) {
-            const p = w[wo + j]!;
-            if (p === 0) continue;
-            const vo = vBase + j * D;
-            for (let d = 0; d < D; d++) out[oo + d] += p * vd[vo + d]!;
-          }
-        }
-      }
-    }
+    const shapes = { B, n, k: kh, T, S, D, kvHeadStride: vc.capacity * D };
+    const out = attendWithInto(f32(weights, "attendWith weights"), vc.data as Float32Array, shapes, new Float32Array(B * T * n * D));
     return new CpuTensor(out, [B, T, n * D], "f32");
   }
 
