@@ -7,6 +7,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { sweep, type GradStore, type TapeGraph, type TapeOp } from "../lib/autograd/tape.js";
+import { Var, backward, onBackwardEnd } from "../lib/autograd/var.js";
+import * as ops from "../lib/autograd/ops.js";
 
 class Buf {
   static made: Buf[] = [];
@@ -131,5 +133,27 @@ describe("generic backward sweep", () => {
     for (const b of Buf.made) expect(b.released).toBeLessThanOrEqual(1);
     // p's accumulated gradient (from the scale) is released; the buffer the node made before throwing is the node's loss
     expect(Buf.made.filter((b) => b.released === 0 && b.values.length === 2)).toEqual([]);
+  });
+
+  it("on host Vars: leaf grads accumulate across calls, retainGrad keeps an intermediate's own array, hooks run once", () => {
+    let ends = 0;
+    onBackwardEnd(() => ends++);
+    const p = Var.param(new Float32Array([1, 2]), [2]);
+    const run = () => {
+      const h = ops.scale(p, 3);
+      h.retainGrad = true;
+      backward(ops.scale(ops.add(h, h), 0.5), new Float32Array([1, -1]));
+      return h;
+    };
+    const h1 = run();
+    expect(Array.from(h1.grad!)).toEqual([1, -1]);
+    expect(Array.from(p.grad!)).toEqual([3, -3]);
+    const pGrad = p.grad!;
+    const h2 = run();
+    expect(p.grad).toBe(pGrad); // the earlier grad is the buffer the new one adds into
+    expect(Array.from(p.grad!)).toEqual([6, -6]);
+    expect(h2.grad).not.toBe(h1.grad);
+    expect(h1.gradFn).toBeNull(); // the graph was consumed
+    expect(ends).toBe(2);
   });
 });
