@@ -15,6 +15,7 @@ import * as fs from "node:fs";
 import { UsageError } from "./cli-error.js";
 import { resolveModelPath } from "../lib/io/checkpoint.js";
 import { packageModelNames } from "../lib/io/package-models.js";
+import { QUANT_PRESETS, type QuantPreset, isQuantPreset } from "../lib/quant/mix.js";
 
 /** One flag: how it parses and the line `--help` prints for it. */
 export interface Flag {
@@ -127,6 +128,21 @@ export const MODEL_FLAG = {
   default: DEFAULT_MODEL,
   help: "model folder, .gguf file, a model name in the package's models/, or an org/name in the local HF cache",
 } as const satisfies Flag;
+
+/** --quantize for every command that loads a model with --model (fromPretrained's `quantize`). */
+export const QUANTIZE_FLAG = {
+  type: "string",
+  arg: QUANT_PRESETS.join("|"),
+  help: "quantize the f32/f16/bf16 weights while loading: the same types and bytes as `llama-ts quantize --type T`",
+} as const satisfies Flag;
+
+/** The --quantize value checked (case-insensitive), or undefined when absent. */
+export function quantizeFlag(value: string | undefined): QuantPreset | undefined {
+  if (value === undefined) return undefined;
+  const t = value.toLowerCase();
+  if (!isQuantPreset(t)) throw new UsageError(`--quantize: expected one of ${QUANT_PRESETS.join(", ")}, got "${value}"`);
+  return t;
+}
 
 /** --device for commands that run on either backend. */
 export const DEVICE_FLAG = { type: "string", arg: "cpu|webgpu", default: "cpu", help: "where the model runs" } as const satisfies Flag;

@@ -11,13 +11,14 @@ import { FormatError } from "../../lib/errors.js";
 import { applyAdapter } from "../../lib/peft/adapter-load.js";
 import { readJsonl } from "../../lib/peft/prompt-data.js";
 import { classifyByLabelScores } from "../../lib/peft/prompt-classify.js";
-import { MODEL_FLAG, defineCommand, existingPath, modelPath } from "../args.js";
+import { MODEL_FLAG, QUANTIZE_FLAG, defineCommand, existingPath, modelPath, quantizeFlag } from "../args.js";
 import { cliProgress, terminalProgress } from "../progress.js";
 
 export const command = defineCommand({
   summary: "classify {prompt, label_text} rows by label log-prob (optionally with a LoRA or prompt-tuning adapter); prints accuracy",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"label_text\"}; the label set is every label_text in the file" },
   },
@@ -31,7 +32,7 @@ export const command = defineCommand({
       return { prompt: row.prompt, label_text: row.label_text };
     });
     const tokenizer = AutoTokenizer.fromPretrained(modelDir);
-    const model = await LlamaForCausalLM.fromPretrained(modelDir, { onProgress: terminalProgress("loading") });
+    const model = await LlamaForCausalLM.fromPretrained(modelDir, { quantize: quantizeFlag(f.quantize), onProgress: terminalProgress("loading") });
     try {
       const adapter = f.adapter !== undefined ? await applyAdapter(model, existingPath("--adapter", f.adapter), modelDir) : undefined;
       for (const w of adapter?.warnings ?? []) process.stderr.write(`llama-ts classify: warning: ${w}\n`);

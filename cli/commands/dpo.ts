@@ -22,7 +22,7 @@ import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
 import { LoraModel } from "../../lib/peft/lora-train.js";
 import { tokenizeDpoRows } from "../../lib/peft/preference-data.js";
 import { trainDpo } from "../../lib/peft/dpo.js";
-import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive } from "../args.js";
+import { DEVICE_FLAG, MODEL_FLAG, QUANTIZE_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, quantizeFlag, numberFlag, positive } from "../args.js";
 import { cliProgress } from "../progress.js";
 import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
 
@@ -39,6 +39,7 @@ export const command = defineCommand({
   usage: "--data FILE --out DIR [options]",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"chosen\", \"rejected\"} (TRL's format)" },
     out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write (PEFT LoRA)" },
     beta: { type: "string", arg: "B", default: DPO_DEFAULTS.beta, help: "DPO beta: how far the policy may move from the reference" },
@@ -72,7 +73,7 @@ export const command = defineCommand({
     const tok = AutoTokenizer.fromPretrained(modelDir);
     const backend = await createDifferentiableBackend(device);
     try {
-      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend });
+      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend, quantize: quantizeFlag(f.quantize) });
       const context = model.config.max_position_embeddings;
       const rows = readPairs(dataFile, tok, context, warn);
       // TRL keeps the first max_length tokens of prompt + completion; the model's context bounds it here.

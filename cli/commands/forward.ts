@@ -12,7 +12,7 @@ import { loadPretrained } from "../../lib/model/auto.js";
 import { saveSafetensors } from "../../lib/io/safetensors.js";
 import type { Tensor } from "../../lib/tensor/tensor.js";
 import type { Device } from "../../lib/backend/backend.js";
-import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, jsonFlag, modelPath } from "../args.js";
+import { DEVICE_FLAG, MODEL_FLAG, QUANTIZE_FLAG, choiceFlag, defineCommand, existingPath, jsonFlag, modelPath, quantizeFlag } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { terminalProgress } from "../progress.js";
 import { applyAdapter } from "../../lib/peft/adapter-load.js";
@@ -30,6 +30,7 @@ export const command = defineCommand({
   summary: "run one forward pass and save logits, hidden states, attentions and the KV cache (safetensors)",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     "input-ids": { type: "string", arg: "JSON", required: true, help: "token ids: one list, or a list of equal-length lists (a batch)" },
     "attention-mask": { type: "string", arg: "JSON", help: "0/1 mask of the same shape (left padding)" },
     adapter: { type: "string", arg: "DIR", help: "a PEFT LoRA or prompt-tuning adapter folder, applied for the run" },
@@ -48,7 +49,7 @@ export const command = defineCommand({
 
     if (flags.adapter !== undefined) existingPath("--adapter", flags.adapter);
 
-    const model = await loadPretrained(modelDir, { device: device as Device, onProgress: terminalProgress("loading") });
+    const model = await loadPretrained(modelDir, { device: device as Device, quantize: quantizeFlag(flags.quantize), onProgress: terminalProgress("loading") });
     const adapter = flags.adapter !== undefined ? await applyAdapter(model, flags.adapter, modelDir) : undefined;
     for (const w of adapter?.warnings ?? []) process.stderr.write(`llama-ts forward: warning: ${w}\n`);
     const outputs = { outputHiddenStates: true, outputAttentions: true, useCache: true };

@@ -22,7 +22,7 @@ import { LlamaForCausalLM } from "../../lib/model/causal-lm.js";
 import { AutoTokenizer, type LlamaAnyTokenizer } from "../../lib/tokenizer/index.js";
 import { generate, type GenerateOptions, type StreamChunk } from "../../lib/generate/index.js";
 import type { Device } from "../../lib/backend/backend.js";
-import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, intFlag, jsonFlag, modelPath, numberFlag } from "../args.js";
+import { DEVICE_FLAG, MODEL_FLAG, QUANTIZE_FLAG, choiceFlag, defineCommand, existingPath, intFlag, jsonFlag, modelPath, quantizeFlag, numberFlag } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { terminalProgress } from "../progress.js";
 import { applyAdapter } from "../../lib/peft/adapter-load.js";
@@ -61,6 +61,7 @@ export const command = defineCommand({
   usage: "(--prompt TEXT | --input-ids JSON) [options]",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     prompt: { type: "string", arg: "TEXT", multiple: true, help: "the prompt; several make a left-padded batch (or give --input-ids)" },
     "input-ids": { type: "string", arg: "JSON", help: "token ids: [1,5,6] or a batch [[..],[..]] (instead of --prompt)" },
     "attention-mask": { type: "string", arg: "JSON", help: "0/1 mask for --input-ids (left padding)" },
@@ -132,7 +133,7 @@ export const command = defineCommand({
     };
     for (const k of Object.keys(opts) as (keyof GenerateOptions)[]) if (opts[k] === undefined) delete opts[k];
 
-    const model = await loadPretrained(dir, { device: device as Device, onProgress: terminalProgress("loading") });
+    const model = await loadPretrained(dir, { device: device as Device, quantize: quantizeFlag(f.quantize), onProgress: terminalProgress("loading") });
     try {
       if (!(model instanceof LlamaForCausalLM)) {
         throw new ConfigError(`${dir}: config.json architectures is LlamaForSequenceClassification; generate needs a LlamaForCausalLM checkpoint`);

@@ -20,7 +20,7 @@ import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
 import { LoraModel, trainLora } from "../../lib/peft/lora-train.js";
 import { readLoraAdapter } from "../../lib/peft/lora.js";
 import { readTrainingFile } from "../../lib/peft/prompt-data.js";
-import { MODEL_FLAG, TRAINING_FLAGS, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive, trainingFlags } from "../args.js";
+import { MODEL_FLAG, QUANTIZE_FLAG, TRAINING_FLAGS, defineCommand, existingPath, intFlag, modelPath, quantizeFlag, numberFlag, positive, trainingFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { cliProgress, terminalProgress } from "../progress.js";
 
@@ -28,6 +28,7 @@ export const command = defineCommand({
   summary: "train a LoRA adapter on a frozen model; writes a PEFT adapter",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"input_ids\", \"labels\"} or {\"prompt\", \"completion\"}" },
     r: { type: "string", arg: "N", default: "8", help: "LoRA rank" },
     "lora-alpha": { type: "string", arg: "X", shownDefault: "2*r", help: "LoRA alpha (scaling = alpha / r)" },
@@ -51,7 +52,7 @@ export const command = defineCommand({
     const tokenizer = { encode: (text: string, o?: { addSpecialTokens?: boolean }) => (loaded ??= AutoTokenizer.fromPretrained(modelDir)).encode(text, o) };
     const backend = await createDifferentiableBackend(device);
     try {
-      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend, onProgress: terminalProgress("loading") });
+      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend, quantize: quantizeFlag(f.quantize), onProgress: terminalProgress("loading") });
       const lora = f["init-adapter"] !== undefined
         ? LoraModel.fromAdapter(model, readLoraAdapter(existingPath("--init-adapter", f["init-adapter"])))
         : LoraModel.create(model, { r, lora_alpha: alpha, target_modules: targets }, { seed });

@@ -22,7 +22,7 @@ import { readTrainingFile } from "../../lib/peft/prompt-data.js";
 import { trainPrompt } from "../../lib/peft/prompt-train.js";
 import { SCHEDULES, type ScheduleName } from "../../lib/peft/optim-schedule.js";
 import type { PromptTuningInit } from "../../lib/peft/prompt-config.js";
-import { MODEL_FLAG, TRAINING_FLAGS, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive, required, trainingFlags } from "../args.js";
+import { MODEL_FLAG, QUANTIZE_FLAG, TRAINING_FLAGS, defineCommand, existingPath, intFlag, modelPath, quantizeFlag, numberFlag, positive, required, trainingFlags } from "../args.js";
 import { UsageError } from "../cli-error.js";
 import { cliProgress, terminalProgress } from "../progress.js";
 
@@ -32,6 +32,7 @@ export const command = defineCommand({
   summary: "train a soft prompt (prompt tuning) on a frozen model; writes a PEFT adapter",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"input_ids\", \"labels\"} or {\"prompt\", \"completion\"}" },
     "num-virtual-tokens": { type: "string", arg: "N", help: "soft prompt length (required unless --init-adapter)" },
     init: { type: "string", arg: "random|text|sample_vocab", default: "random", help: "how the prompt starts (PEFT's prompt_tuning_init)" },
@@ -65,7 +66,7 @@ export const command = defineCommand({
     // Forward and backward both run on the device (WGSL backward kernels on webgpu).
     const backend = await createDifferentiableBackend(device);
     try {
-      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend, onProgress: terminalProgress("loading") });
+      const model = await LlamaForCausalLM.fromPretrained(modelDir, { backend, quantize: quantizeFlag(f.quantize), onProgress: terminalProgress("loading") });
       let pm: PromptTuningModel;
       if (f["init-adapter"] !== undefined) {
         // --init-adapter starts from that adapter's prompt and overrides --init.

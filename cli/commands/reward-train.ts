@@ -19,7 +19,7 @@ import { createDifferentiableBackend } from "../../lib/autograd/differentiable.j
 import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
 import { RewardModel, loadRewardBase, trainReward } from "../../lib/peft/reward.js";
 import { tokenizeRewardRows } from "../../lib/peft/preference-data.js";
-import { DEVICE_FLAG, MODEL_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, numberFlag, positive } from "../args.js";
+import { DEVICE_FLAG, MODEL_FLAG, QUANTIZE_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, quantizeFlag, numberFlag, positive } from "../args.js";
 import { cliProgress } from "../progress.js";
 import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
 
@@ -28,6 +28,7 @@ export const command = defineCommand({
   usage: "--data FILE --out DIR [options]",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"chosen\", \"rejected\"[, \"margin\"]}" },
     out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write (a full model folder with --head-only)" },
     "head-only": { type: "boolean", help: "train only the score head (no LoRA)" },
@@ -60,7 +61,7 @@ export const command = defineCommand({
     const tok = AutoTokenizer.fromPretrained(modelDir);
     const backend = await createDifferentiableBackend(device);
     try {
-      const base = await loadRewardBase(modelDir, { backend, seed });
+      const base = await loadRewardBase(modelDir, { backend, seed, quantize: quantizeFlag(f.quantize) });
       const context = base.config.max_position_embeddings;
       const rows = readPairs(dataFile, tok, context, warn);
       const { examples, dropped } = tokenizeRewardRows(tok, rows, { maxLength: Math.min(1024, context) });

@@ -17,7 +17,7 @@ import { RewardModel, loadRewardBase } from "../../lib/peft/reward.js";
 import { tokenizeReward } from "../../lib/peft/preference-data.js";
 import { readJsonl } from "../../lib/peft/prompt-data.js";
 import { namingBase, readAdapterKind } from "../../lib/peft/adapter-load.js";
-import { MODEL_FLAG, defineCommand, existingPath, intFlag, modelPath, positive } from "../args.js";
+import { MODEL_FLAG, QUANTIZE_FLAG, defineCommand, existingPath, intFlag, modelPath, quantizeFlag, positive } from "../args.js";
 import { cliProgress } from "../progress.js";
 
 type Row = { kind: "text"; prompt: string; completion: string } | { kind: "pair"; prompt: string; chosen: string; rejected: string };
@@ -42,6 +42,7 @@ export const command = defineCommand({
   usage: "--adapter DIR --data FILE [options]",
   flags: {
     model: MODEL_FLAG,
+    quantize: QUANTIZE_FLAG,
     adapter: { type: "string", arg: "DIR", help: "the reward model's PEFT SEQ_CLS adapter (omit for a head-only model folder as --model)" },
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"text\"}, {\"prompt\", \"completion\"} or {\"prompt\", \"chosen\", \"rejected\"}" },
     "batch-size": { type: "string", arg: "N", default: "8", help: "sequences per forward" },
@@ -54,7 +55,7 @@ export const command = defineCommand({
     const batchSize = positive("--batch-size", intFlag("--batch-size", f["batch-size"]))!;
     const rows = readRows(dataFile);
     const tok = AutoTokenizer.fromPretrained(modelDir);
-    const base = await loadRewardBase(modelDir);
+    const base = await loadRewardBase(modelDir, { quantize: quantizeFlag(f.quantize) });
     try {
       const baseModel = adapterDir ? readAdapterKind(adapterDir).baseModel : null;
       const rm = await namingBase(baseModel, modelDir, () => RewardModel.fromPretrained(base, adapterDir));

@@ -13,11 +13,14 @@ import { CheckpointReader, SAFETENSORS_FILE, resolveModelDir } from "../io/check
 import { saveSafetensors } from "../io/safetensors.js";
 import { writeTextAtomic } from "../io/atomic.js";
 import { Tensor } from "../tensor/tensor.js";
-import { QuantizedTensor } from "../tensor/quantized.js";
+import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 import { f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
 import type { ParameterRef, WeightLoader } from "./modules.js";
 import { isGgufPath, openGgufCheckpoint } from "../io/gguf-pretrained.js";
 import type { OnProgress } from "../progress.js";
+import type { QuantPreset } from "../quant/mix.js";
+import { type LoadQuantization, planLoadQuantization, quantizeForLoad, quantizePreset } from "../quant/quantize-at-load.js";
+import { ggmlTypeName } from "../io/gguf-types.js";
 
 export interface FromPretrainedOptions {
   device?: Device;
@@ -28,6 +31,12 @@ export interface FromPretrainedOptions {
    * from (0, total) to (total, total), never going back.
    */
   onProgress?: OnProgress;
+  /**
+   * Quantize the f32/f16/bf16 matrices while loading (lib/quant/quantize-at-load.ts):
+   * the same types, fallbacks and bytes as `llama-ts quantize --type T` and
+   * loading that GGUF. Case-insensitive; anything else is a ConfigError listing the types.
+   */
+  quantize?: QuantPreset;
 }
 
 /** Parsed generation_config.json (HF GenerationConfig fields, snake_case); {} when absent. */
@@ -43,6 +52,8 @@ export interface OpenedCheckpoint {
     /** Quantized GGUF matrices as stored (lib/tensor/quantized.ts), for a backend with uploadQuantized. */
     readStored?(name: string): Tensor | QuantizedTensor;
   };
+  /** The per-tensor types when loading with `quantize`. */
+  quantization?: LoadQuantization;
 }
 
 /** Reads a JSON file of the model folder, naming the file on failure; undefined when it does not exist. */
@@ -63,7 +74,19 @@ export function readJsonFile(file: string): unknown {
 
 /** Resolves the folder and reads config, generation config and the weight index (no weights yet). */
 export async function openPretrained(pathOrHubId: string, opts: FromPretrainedOptions = {}): Promise<OpenedCheckpoint> {
-  if (isGgufPath(pathOrHubId)) return openGgufCheckpoint(pathOrHubId, opts);
+  const preset = opts.quantize === undefined ? undefined : quantizePreset(opts.quantize);
+  const ck = isGgufPath(pathOrHubId) ? await openGgufCheckpoint(pathOrHubId, opts) : await openFolder(pathOrHubId, opts);
+  if (preset === undefined) return ck;
+  try {
+    const { reader } = ck;
+    return { ...ck, quantization: planLoadQuantization(reader.names(), (n) => reader.info(n), ck.config, preset, ck.dir) };
+  } catch (err) {
+    ck.reader.close();
+    throw err;
+  }
+}
+
+async function openFolder(pathOrHubId: string, opts: FromPretrainedOptions): Promise<OpenedCheckpoint> {
   const dir = resolveModelDir(pathOrHubId);
   const configFile = path.join(dir, "config.json");
   if (!fs.existsSync(configFile)) throw new FormatError(dir, "no config.json in the model folder");
@@ -136,11 +159,21 @@ export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: OnProgress):
           `heads ${config.num_attention_heads}/${config.num_key_value_heads}, head_dim ${config.head_dim})`,
       );
     }
-    // Quantized matrices stay in their blocks on a backend with kernels for them.
-    const stored = backend.uploadQuantized && reader.readStored ? reader.readStored(found) : reader.read(found);
-    const t = stored instanceof QuantizedTensor ? backend.uploadQuantized!(stored) : backend.upload(stored);
+    const plan = ck.quantization?.plan(found);
+    let stored: Tensor | QuantizedTensor;
+    if (plan) {
+      // Quantize at load: the float tensor (HF row order) into the plan's type.
+      stored = quantizeForLoad(reader.read(found), plan.type, found);
+    } else {
+      // Quantized matrices of a GGUF stay in their blocks on a backend with kernels for them.
+      stored = backend.uploadQuantized && reader.readStored ? reader.readStored(found) : reader.read(found);
+    }
+    const t = stored instanceof QuantizedTensor
+      ? backend.uploadQuantized ? backend.uploadQuantized(stored) : backend.upload(dequantized(stored))
+      : backend.upload(stored);
     done = Math.min(total, done + info.end - info.begin);
-    onProgress?.(done, total, { unit: "bytes", label: found });
+    const label = plan && plan.type !== "keep" ? `${found} → ${ggmlTypeName(plan.type)}` : found;
+    onProgress?.(done, total, { unit: "bytes", label });
     return t;
   };
   return Object.assign(load, {
@@ -148,6 +181,11 @@ export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: OnProgress):
       if (done < total) onProgress?.((done = total), total, { unit: "bytes" });
     },
   });
+}
+
+/** A quantized matrix as float32, for a backend without quantized kernels (the values its blocks define). */
+function dequantized(q: QuantizedTensor): Tensor {
+  return new Tensor(dequantizeRows(q.type, q.data, q.cols, 0, q.rows, new Float32Array(q.size)), q.shape, "f32");
 }
 
 /** The host tensor of a parameter in its storage dtype (f16 stays f16). */
