@@ -12,8 +12,10 @@
  *     const loss = causalLMLoss(be.varOf(out.logits), labels);
  *     await backprop(be, loss);     // host: loss → logits; GPU: logits → embeds; host: embeds → prompt
  *
- * Weights are frozen: linear layers get input gradients only (dX = dY · W, run
- * as the forward's tiled matmul against Wᵀ, transposed to f32 once per weight;
+ * A weight uploaded from a Var shown by asTensor (LoRA's A and B, a head, the
+ * embedding table, RMSNorm weights, biases: full fine-tuning) is a leaf and gets
+ * its gradient; other weights are frozen and give input gradients only (dX = dY · W,
+ * run as the forward's tiled matmul against Wᵀ, transposed to f32 once per weight;
  * a quantized W is never transposed or widened: ops/quant.ts dequantizes in the kernel).
  * Activations saved for backward stay on the GPU until their last backward use,
  * then go back to the pool; the model's own release() calls are honoured as
@@ -99,12 +101,6 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
     return new GradTensor(inner, false);
   }
 
-  private noGrad(op: string, ...xs: GradTensor[]): void {
-    if (xs.some((x) => x.requiresGrad)) {
-      throw new LlamaError(`webgpu autograd: ${op} has no backward on the GPU (it is not part of a training forward pass)`);
-    }
-  }
-
   private weightT(w: GpuTensor): GpuTensor {
     let wt = this.transposed.get(w);
     if (!wt) {
@@ -158,47 +154,62 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
   // ------------------------------------------------------------ ops
   embedding(table: DeviceTensor, ids: Int32Array, batch: number, seqLen: number): DeviceTensor {
     const tb = t(table, "embedding table");
-    this.noGrad("embedding (of a trainable table)", tb);
-    return this.plain(this.gpu.embedding(tb.inner, ids, batch, seqLen) as GpuTensor);
+    const rt = this.gpu.runtime;
+    // A trainable table (full fine-tuning): each looked-up row's gradient is summed back into its row.
+    return this.out(this.gpu.embedding(tb.inner, ids, batch, seqLen) as GpuTensor, [tb], () => {
+      const rows = ids.slice();
+      return { name: "embedding", saved: [], backward: (g) => [grad.scatterRows(rt, g, rows, tb.shape[0]!, tb.shape, "embedding")] };
+    });
   }
 
   rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
     const xi = t(x, "rmsNorm input"), w = t(weight, "rmsNorm weight");
-    this.noGrad("rmsNorm (weight gradient)", w);
     const rt = this.gpu.runtime;
-    return this.out(this.gpu.rmsNorm(xi.inner, w.inner, eps) as GpuTensor, [xi], () => ({
+    return this.out(this.gpu.rmsNorm(xi.inner, w.inner, eps) as GpuTensor, [xi, w], () => ({
       name: "rmsNorm",
-      saved: [xi],
-      backward: (g) => [grad.rmsNormBackward(rt, xi.inner, w.inner, g, eps)],
+      saved: [xi, w],
+      backward: (g) => [
+        xi.requiresGrad ? grad.rmsNormBackward(rt, xi.inner, w.inner, g, eps) : null,
+        w.requiresGrad ? this.rmsNormWeightGrad(xi.inner, g, eps) : null,
+      ],
     }));
+  }
+
+  /** dW = Σ_rows g · (x · rstd), the normalized x being the forward kernel's output with a weight of ones. */
+  private rmsNormWeightGrad(x: GpuTensor, g: GpuTensor, eps: number): GpuTensor {
+    const H = x.shape[x.shape.length - 1]!;
+    const ones = grad.fromHost(this.gpu.runtime, new Float32Array(H).fill(1), [H]);
+    const normalized = this.gpu.rmsNorm(x, ones, eps) as GpuTensor;
+    this.gpu.release(ones);
+    const dw = grad.rmsNormWeightBackward(this.gpu.runtime, normalized, g);
+    this.gpu.release(normalized);
+    return dw;
   }
 
   linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
     const xi = t(x, "linear input"), w = t(weight, "linear weight"), b = bias && t(bias, "linear bias");
-    if (b) this.noGrad("linear (bias gradient)", b);
     const y = this.gpu.linear(xi.inner, w.inner, b?.inner) as GpuTensor;
-    if (!w.requiresGrad) {
-      // A frozen weight: the input gradient only, against Wᵀ made once per weight.
-      return this.out(y, [xi], () => ({
-        name: "linear",
-        saved: [],
-        backward: (g) => [
-          w.inner.quant ? quantLinearInputGrad(this.gpu.runtime, g, w.inner) : (this.gpu.linear(g, this.weightT(w.inner)) as GpuTensor),
-        ],
-      }));
-    }
-    // A trainable weight (the SEQ_CLS head): dX = g · W against a fresh Wᵀ, dW = gᵀ · x.
     const rt = this.gpu.runtime;
-    return this.out(y, [xi, w], () => ({
-      name: "linear (trainable weight)",
-      saved: [xi, w],
-      backward: (g) => {
-        const wt = grad.transposeWeight(rt, w.inner);
-        const dx = this.gpu.linear(g, wt) as GpuTensor;
-        this.gpu.release(wt);
-        return [dx, grad.linearWeightBackward(rt, xi.inner, g, w.shape[0]!)];
-      },
+    return this.out(y, b ? [xi, w, b] : [xi, w], () => ({
+      name: w.requiresGrad ? "linear (trainable weight)" : "linear",
+      // A frozen weight is held by the model; a trainable one and x are kept for dW = gᵀ · x.
+      saved: w.requiresGrad ? [xi, w] : [],
+      backward: (g) => [
+        xi.requiresGrad ? this.linearInputGrad(g, w) : null,
+        w.requiresGrad ? grad.linearWeightBackward(rt, xi.inner, g, w.shape[0]!) : null,
+        ...(b ? [b.requiresGrad ? grad.biasBackward(rt, g) : null] : []),
+      ],
     }));
+  }
+
+  /** dX = g · W: against Wᵀ made once per frozen weight, a fresh one for a trainable weight (its values change every step). */
+  private linearInputGrad(g: GpuTensor, w: GradTensor): GpuTensor {
+    if (w.inner.quant) return quantLinearInputGrad(this.gpu.runtime, g, w.inner);
+    if (!w.requiresGrad) return this.gpu.linear(g, this.weightT(w.inner)) as GpuTensor;
+    const wt = grad.transposeWeight(this.gpu.runtime, w.inner);
+    const dx = this.gpu.linear(g, wt) as GpuTensor;
+    this.gpu.release(wt);
+    return dx;
   }
 
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
@@ -263,8 +274,18 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
 
   kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
     const xi = t(x, "kvAppend input"), ci = cache && t(cache, "kvAppend cache");
-    this.noGrad("kvAppend (training runs with useCache: false)", xi, ...(ci ? [ci] : []));
-    return this.plain(this.gpu.kvAppend(ci?.inner, xi.inner) as GpuTensor);
+    if (!xi.requiresGrad && !ci?.requiresGrad) return this.plain(this.gpu.kvAppend(ci?.inner, xi.inner) as GpuTensor);
+    // Recorded: a dense copy (attention's backward reads dense K/V) rather than growing the cache in place.
+    const rt = this.gpu.runtime;
+    const P = ci ? ci.shape[2]! : 0;
+    const out = this.out(grad.kvConcat(rt, ci?.inner, xi.inner), ci ? [ci, xi] : [xi], () => ({
+      name: "kvAppend",
+      saved: [],
+      backward: (g) => (ci ? grad.kvSplit(rt, g, P) : [g]),
+    }));
+    // kvAppend consumes its cache (the Backend contract); release() waits for recorded ops that still read it.
+    if (ci) this.release(ci);
+    return out;
   }
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {
@@ -296,8 +317,12 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
 
   attendWith(weights: DeviceTensor, v: DeviceTensor): DeviceTensor {
     const wi = t(weights, "attendWith weights"), vi = t(v, "attendWith values");
-    this.noGrad("attendWith (a replaced attention pattern)", wi, vi);
-    return this.plain(this.gpu.attendWith(wi.inner, vi.inner) as GpuTensor);
+    const rt = this.gpu.runtime;
+    return this.out(this.gpu.attendWith(wi.inner, vi.inner) as GpuTensor, [wi, vi], () => ({
+      name: "attendWith",
+      saved: [wi, vi],
+      backward: (g) => grad.attendWithBackward(rt, wi.inner, vi.inner, g, { weights: wi.requiresGrad, values: vi.requiresGrad }),
+    }));
   }
 
   selectPositions(x: DeviceTensor, index: Int32Array, perRow: number): DeviceTensor {
@@ -314,8 +339,12 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
 
   selectBatch(x: DeviceTensor, rows: Int32Array): DeviceTensor {
     const xi = t(x, "selectBatch input");
-    this.noGrad("selectBatch (beam/batch reordering)", xi);
-    return this.plain(this.gpu.selectBatch(xi.inner, rows) as GpuTensor);
+    const rt = this.gpu.runtime;
+    return this.out(this.gpu.selectBatch(xi.inner, rows) as GpuTensor, [xi], () => {
+      const picked = rows.slice();
+      // A row picked twice gets both gradients, summed.
+      return { name: "selectBatch", saved: [], backward: (g) => [grad.scatterRows(rt, g, picked, xi.shape[0]!, xi.shape, "selectBatch")] };
+    });
   }
 }
 

@@ -131,9 +131,10 @@ describe("prompt tuning trained on WebGPU", () => {
     expect(relErr(results[0]!.grad, results[1]!.grad)).toBeLessThan(TOL);
   });
 
-  it("an op with no GPU backward says so instead of computing a wrong gradient", () => {
+  it("a forward whose loss is not backpropagated is dropped by discardTape", () => {
     const x = gpuBe.upload(gpuBe.asTensor(Var.param(new Float32Array(2 * 4 * 3 * 8), [2, 4, 3, 8])));
-    expect(() => gpuBe.kvAppend(undefined, x)).toThrow(/kvAppend .*has no backward on the GPU/);
+    gpuBe.kvAppend(undefined, x); // recorded (gpu-tape-grads.test.ts checks its gradient)
+    expect(tape().recordedOps).toBeGreaterThan(0);
     tape().discardTape();
     expect(tape().recordedOps).toBe(0);
   });

@@ -1,12 +1,15 @@
 /**
- * Backward kernels for training through the frozen model on the GPU (the
- * differentiable WebGPU backend, gpu/tape-backend.ts). Each is the
- * derivative of one forward kernel with respect to its activation inputs;
- * weights are frozen, so no weight gradients are computed.
+ * Backward kernels of the differentiable WebGPU backend (gpu/tape-backend.ts):
+ * each is the derivative of one forward kernel, with respect to its activation
+ * inputs and, for the weights a training run makes trainable (LoRA's A and B, a
+ * head, the embedding table, RMSNorm weights, biases), its weights.
  *
  * Layouts are the forward's (see attention.ts): q/dQ [B, heads, T, D],
  * K/V/dK/dV [B, kvHeads, S, D] (dense), P/dS [B, heads, T, S] (post-softmax
  * weights and the gradient of the pre-softmax scores).
+ *
+ * No float atomics: every output element is written by one thread that sums
+ * its terms in a fixed order, so gradients are the same bits on every run.
  */
 import type { Kernel } from "../executor.js";
 import { ROW_MAIN, flatKernel } from "./elementwise.js";
@@ -191,24 +194,93 @@ export function attentionKeyValueBackwardKernel(): Kernel {
 }
 
 /**
- * The gradient of a row gather (selectPositions): y [B, T, H] gets, at each
- * position t of row b, the sum of the gathered rows' gradients g [B, K, H]
- * that were taken from it (an index may repeat). One thread per output element.
+ * The gradient of a row gather (embedding, selectBatch, selectPositions): the
+ * gathered rows' gradients g [N, C] summed back into y [R, C] at the rows they
+ * were read from, a row read several times getting the sum. The host groups the
+ * N reads by source row (ops/backward.ts rowIndex): row r's reads are
+ * positions[offsets[r] .. offsets[r+1]), ascending, so each sum runs in read
+ * order (the CPU tape's order) and a row never read gets 0 (no zeroing pass).
+ * One thread per output element.
  */
-export function scatterPositionsKernel(): Kernel {
+export function scatterRowsKernel(): Kernel {
   return flatKernel(
-    "scatter_positions",
-    "T: u32, H: u32, K: u32",
-    ["var<storage, read> index: array<u32>", "var<storage, read> g: array<f32>", "var<storage, read_write> y: array<f32>"],
-    /* wgsl */ `// i indexes y as [b, t, h]
-  let h = i % p.H;
-  let t = (i / p.H) % p.T;
-  let b = i / (p.H * p.T);
+    "scatter_rows",
+    "C: u32",
+    ["var<storage, read> offsets: array<u32>", "var<storage, read> positions: array<u32>", "var<storage, read> g: array<f32>",
+      "var<storage, read_write> y: array<f32>"],
+    /* wgsl */ `let c = i % p.C;
+  let r = i / p.C;
   var acc = 0.0;
-  for (var j = 0u; j < p.K; j++) {
-    if (index[b * p.K + j] == t) { acc += g[(b * p.K + j) * p.H + h]; }
-  }
+  for (var j = offsets[r]; j < offsets[r + 1u]; j++) { acc += g[positions[j] * p.C + c]; }
   y[i] = acc;`,
+  );
+}
+
+/**
+ * Column sums over rows of C: y[c] = Σ_r g[r, c] (a bias gradient), or with
+ * `weighted`, Σ_r g[r, c] · n[r, c] (an RMSNorm weight's gradient, n being the
+ * normalized input x · rsqrt(mean(x²) + eps)). One thread per column, rows in order.
+ */
+export function columnSumKernel(weighted: boolean): Kernel {
+  return flatKernel(
+    `column_sum:${weighted ? "weighted" : "plain"}`,
+    "R: u32",
+    ["var<storage, read> g: array<f32>", ...(weighted ? ["var<storage, read> nrm: array<f32>"] : []),
+      "var<storage, read_write> y: array<f32>"],
+    /* wgsl */ `var acc = 0.0;
+  for (var r = 0u; r < p.R; r++) { acc += g[r * p.n + i]${weighted ? " * nrm[r * p.n + i]" : ""}; }
+  y[i] = acc;`,
+  );
+}
+
+/** Parameters shared by the attendWith backward kernels; cap is V's rows per head (a KV-cache view may have spare ones). */
+const ATTEND_BWD_PARAMS = "heads: u32, kvHeads: u32, T: u32, S: u32, D: u32, cap: u32";
+
+/**
+ * attendWith's weight gradient, for out [B, T, heads·D] = W [B, heads, T, S] · V
+ * per head: dW[b,h,t,s] = Σ_d dO[b,t,h·D+d] · V[b,kvh,s,d] (query head h reads
+ * kv head h / (heads/kvHeads)). One thread per element of dW.
+ */
+export function attendWithWeightsBackwardKernel(): Kernel {
+  return flatKernel(
+    "attend_with_w_bwd",
+    ATTEND_BWD_PARAMS,
+    ["var<storage, read> dO: array<f32>", "var<storage, read> V: array<f32>", "var<storage, read_write> dW: array<f32>"],
+    /* wgsl */ `// i indexes dW as [b, h, t, s]
+  let s = i % p.S;
+  let t = (i / p.S) % p.T;
+  let h = (i / (p.S * p.T)) % p.heads;
+  let b = i / (p.S * p.T * p.heads);
+  let vBase = ((b * p.kvHeads + h / (p.heads / p.kvHeads)) * p.cap + s) * p.D;
+  let oBase = ((b * p.T + t) * p.heads + h) * p.D;
+  var acc = 0.0;
+  for (var d = 0u; d < p.D; d++) { acc += dO[oBase + d] * V[vBase + d]; }
+  dW[i] = acc;`,
+  );
+}
+
+/**
+ * attendWith's value gradient: dV[b,kvh,s,d] = Σ_{h in group} Σ_t W[b,h,t,s] · dO[b,t,h·D+d],
+ * the group being the query heads that read kv head kvh. One thread per element of dV (dense).
+ */
+export function attendWithValuesBackwardKernel(): Kernel {
+  return flatKernel(
+    "attend_with_v_bwd",
+    ATTEND_BWD_PARAMS,
+    ["var<storage, read> dO: array<f32>", "var<storage, read> W: array<f32>", "var<storage, read_write> dV: array<f32>"],
+    /* wgsl */ `// i indexes dV as [b, kvh, s, d]
+  let d = i % p.D;
+  let s = (i / p.D) % p.S;
+  let kvh = (i / (p.D * p.S)) % p.kvHeads;
+  let b = i / (p.D * p.S * p.kvHeads);
+  let group = p.heads / p.kvHeads;
+  var acc = 0.0;
+  for (var h = kvh * group; h < (kvh + 1u) * group; h++) {
+    for (var t = 0u; t < p.T; t++) {
+      acc += W[((b * p.heads + h) * p.T + t) * p.S + s] * dO[((b * p.T + t) * p.heads + h) * p.D + d];
+    }
+  }
+  dV[i] = acc;`,
   );
 }
 

@@ -35,7 +35,10 @@ export const siluMulBackwardKernel = memoKernel(bwd.siluMulBackwardKernel);
 export const attentionScoresBackwardKernel = memoKernel(bwd.attentionScoresBackwardKernel);
 export const attentionQueryBackwardKernel = memoKernel(bwd.attentionQueryBackwardKernel);
 export const attentionKeyValueBackwardKernel = memoKernel(bwd.attentionKeyValueBackwardKernel);
-export const scatterPositionsKernel = memoKernel(bwd.scatterPositionsKernel);
+export const scatterRowsKernel = memoKernel(bwd.scatterRowsKernel);
+export const columnSumKernel = memoKernel(bwd.columnSumKernel);
+export const attendWithWeightsBackwardKernel = memoKernel(bwd.attendWithWeightsBackwardKernel);
+export const attendWithValuesBackwardKernel = memoKernel(bwd.attendWithValuesBackwardKernel);
 export const linearWeightBackwardKernel = memoKernel(bwd.linearWeightBackwardKernel);
 
 export { GEMV_MAX_M } from "./matmul.js";
