@@ -2,7 +2,9 @@
  * The WebGPU implementation of lib's Backend interface. Every op records into
  * the executor's command encoder and returns at once; `read()` (or the
  * next-token helpers) submits the whole recorded forward pass as one command
- * buffer and waits for just the bytes asked for.
+ * buffer and waits for just the bytes asked for. RMSNorm, decode-sized linear
+ * products and splitHeads are deferred so that their consumers can fuse them
+ * (ops/fused-linear.ts, ops/heads.ts): a decode layer is 6 dispatches.
  */
 import type {
   AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor,
@@ -13,7 +15,9 @@ import type { AllocatorStats } from "./buffers.js";
 import { limitsRecord, type AdapterSummary, type F16Mode, type GpuOptions } from "./device.js";
 import * as attn from "./ops/attention.js";
 import * as basic from "./ops/basic.js";
-import { linear, linearManyFused, type LinearOptions } from "./ops/linear.js";
+import * as fused from "./ops/fused-linear.js";
+import * as headOps from "./ops/heads.js";
+import type { LinearOptions } from "./ops/linear.js";
 import * as quant from "./ops/quant.js";
 import * as sampling from "./ops/sampling.js";
 import { createTokenSelector } from "./ops/select.js";
@@ -103,28 +107,23 @@ export class WebGpuBackend implements Backend {
 
   rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return basic.rmsNorm(this.runtime, act(x, "rmsNorm input"), gpu(weight, "rmsNorm weight"), eps);
+    return fused.rmsNorm(this.runtime, act(x, "rmsNorm input"), gpu(weight, "rmsNorm weight"), eps);
   }
 
   linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor, opts?: LinearOptions): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    const w = gpu(weight, "linear weight");
-    const run = w.quant ? quant.quantLinear : linear;
-    return run(this.runtime, act(x, "linear input"), w, bias && gpu(bias, "linear bias"), opts);
+    return fused.linear(this.runtime, act(x, "linear input"), gpu(weight, "linear weight"), bias && gpu(bias, "linear bias"), opts);
   }
 
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
     this.runtime.ctx.assertAlive();
-    if (!biases?.some((b) => b !== undefined)) {
-      const fused = linearManyFused(this.runtime, act(x, "linear input"), weights.map((w) => gpu(w, "linear weight")));
-      if (fused) return fused;
-    }
-    return weights.map((w, i) => this.linear(x, w, biases?.[i]));
+    return fused.linearMany(this.runtime, act(x, "linear input"), weights.map((w) => gpu(w, "linear weight")),
+      biases?.map((b) => b && gpu(b, "linear bias")));
   }
 
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return basic.add(this.runtime, act(a, "add input"), act(b, "add input"));
+    return fused.add(this.runtime, act(a, "add input"), act(b, "add input"));
   }
 
   scale(x: DeviceTensor, factor: number): DeviceTensor {
@@ -134,12 +133,12 @@ export class WebGpuBackend implements Backend {
 
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return basic.siluMul(this.runtime, act(gate, "siluMul gate"), act(up, "siluMul up"));
+    return fused.siluMul(this.runtime, act(gate, "siluMul gate"), act(up, "siluMul up"));
   }
 
   splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return basic.splitHeads(this.runtime, act(x, "splitHeads input"), heads, rope);
+    return headOps.splitHeads(this.runtime, act(x, "splitHeads input"), heads, rope);
   }
 
   mergeHeads(x: DeviceTensor): DeviceTensor {
@@ -149,7 +148,7 @@ export class WebGpuBackend implements Backend {
 
   kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return attn.kvAppend(this.runtime, cache && gpu(cache, "kvAppend cache"), gpu(x, "kvAppend input"));
+    return headOps.kvAppend(this.runtime, cache && gpu(cache, "kvAppend cache"), gpu(x, "kvAppend input"));
   }
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask,

@@ -38,8 +38,24 @@ export interface PooledBuffer {
 }
 
 /**
+ * Work recorded for a tensor later than the op that made it (gpu/ops/fused-linear.ts, gpu/ops/heads.ts):
+ * a consumer that can fuse it reads its recipe instead of its values; anything
+ * else that touches the buffer makes it run first.
+ */
+export interface Deferred {
+  /** Records the dispatch that writes the tensor (it may write others of the same recipe too). */
+  materialize(t: GpuTensor): void;
+  /** The tensor was released unread: drop its part of the recipe and what the recipe holds. */
+  cancel(t: GpuTensor): void;
+}
+
+/**
  * A tensor resident on the GPU: dense and row-major, except KV-cache tensors
  * [B, heads, S, D], which may hold `capacity` ≥ S rows per head (kvAppend grows them in place).
+ *
+ * A tensor may be deferred (`pending`): its buffer is allocated but not yet
+ * written. Reading `buf` records the pending work first, so code that does not
+ * know about fusion (the tape, backward kernels, reads) always sees values.
  */
 export class GpuTensor implements DeviceTensor {
   readonly shape: readonly number[];
@@ -47,13 +63,29 @@ export class GpuTensor implements DeviceTensor {
   consumed = false;
   /** A weight kept in this ggml block encoding (ops/quant.ts); `dtype` is then "f32", what it computes as. */
   quant?: QuantType;
+  /** The work that will write this tensor, until it is recorded. */
+  pending?: Deferred;
+  /** Deferred work that still reads this tensor: release() waits for it (runtime.hold). */
+  holds = 0;
+  /** release() was called while held: the buffer goes back when the last hold ends. */
+  releaseWhenFree = false;
   constructor(
-    readonly buf: PooledBuffer,
+    /** The buffer, whether or not its values are written yet (fused ops write deferred outputs here). */
+    readonly storage: PooledBuffer,
     shape: readonly number[],
     readonly dtype: DType,
     readonly capacity: number = shape.length === 4 ? shape[2]! : 0,
   ) {
     this.shape = Object.freeze([...shape]);
+  }
+  /** The buffer with its values written: records the deferred work first, if any. */
+  get buf(): PooledBuffer {
+    const p = this.pending;
+    if (p) {
+      this.pending = undefined;
+      p.materialize(this);
+    }
+    return this.storage;
   }
   get size(): number {
     return numel(this.shape);

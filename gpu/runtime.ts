@@ -6,6 +6,8 @@
  * `release()` returns it early; otherwise a FinalizationRegistry returns it
  * when the handle is garbage-collected (the model need not release every
  * intermediate). kvAppend moves a cache buffer from the old handle to the new one.
+ * A tensor that deferred work still reads (ops/fused-linear.ts, ops/heads.ts) is held: releasing it
+ * takes effect when the last hold ends.
  */
 import { LlamaError } from "../lib/errors.js";
 import { Tensor, numel } from "../lib/tensor/tensor.js";
@@ -110,19 +112,50 @@ export class GpuRuntime {
     return new Tensor(out, t.shape, "f32");
   }
 
-  /** Gives a tensor's buffer back now. */
+  /**
+   * Gives a tensor's buffer back: now, or when the deferred work that reads it
+   * has been recorded or dropped. A deferred tensor released unread drops its work.
+   */
   release(t: GpuTensor): void {
     if (t.consumed) return;
     t.consumed = true;
+    const work = t.pending;
+    if (work) {
+      t.pending = undefined;
+      work.cancel(t);
+    }
+    if (t.holds > 0) t.releaseWhenFree = true;
+    else this.free(t);
+  }
+
+  /** Records `t`'s deferred work now, if it has any (before an op that writes its buffer in place). */
+  settle(t: GpuTensor): void {
+    void t.buf;
+  }
+
+  /** Deferred work will read `t`: its buffer stays until `unhold`. */
+  hold(t: GpuTensor): void {
+    t.holds++;
+  }
+
+  /** The deferred work that read `t` is recorded (or dropped); a release asked for meanwhile happens now. */
+  unhold(t: GpuTensor): void {
+    if (--t.holds === 0 && t.releaseWhenFree) {
+      t.releaseWhenFree = false;
+      this.free(t);
+    }
+  }
+
+  private free(t: GpuTensor): void {
     this.finalizer.unregister(t);
-    this.pool.release(t.buf);
+    this.pool.release(t.storage);
   }
 
   /** Marks `from` consumed and makes a new handle own its buffer (kvAppend growing in place). */
   transfer(from: GpuTensor, shape: readonly number[], capacity: number): GpuTensor {
     from.consumed = true;
     this.finalizer.unregister(from);
-    return this.adopt(from.buf, shape, from.dtype, capacity);
+    return this.adopt(from.storage, shape, from.dtype, capacity);
   }
 
   /** Buffers first, then the device (GpuContext.destroy collects Dawn's objects and its driver threads stop). */

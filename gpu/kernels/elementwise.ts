@@ -65,6 +65,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let base = row * p.H;`;
 
 /**
+ * WGSL statements that set `let inv = 1 / sqrt(mean(x²) + eps)` over the row
+ * of H elements at `base` (element i read by `load(i)`): each of 256 threads
+ * sums the squares of a strided slice, the workgroup tree in `red` adds them.
+ * Shared by RMSNorm and the GEMV that folds RMSNorm into its input
+ * (kernels/matmul.ts), so both compute the same scale bit for bit. Uniform
+ * control flow; needs `li` and `var<workgroup> red: array<f32, 256>`.
+ */
+export function rmsInverse(load: (i: string) => string, base: string, H: string, eps: string): string {
+  return `var ss = 0.0;
+  for (var h = li; h < ${H}; h += 256u) { let v = ${load(`${base} + h`)}; ss += v * v; }
+  ${workgroupReduce("ss", 256, "sum")}
+  let inv = inverseSqrt(red[0] / f32(${H}) + ${eps});`;
+}
+
+/** RMSNorm's output element (or vec4 of them): weight · (x · inv), HF's order of the two products. */
+export function rmsApply(w: string, x: string, inv: string): string {
+  return `(${w} * (${x} * ${inv}))`;
+}
+
+/**
  * RMSNorm over rows of H: y = x · rsqrt(mean(x²) + eps) · w (HF's LlamaRMSNorm, in f32).
  * Tiling: one 256-thread workgroup per row; each thread sums squares of a
  * strided slice, a workgroup-memory tree reduces them, then every thread
@@ -80,11 +100,8 @@ ${weightDecl("w", 1, wf, false)}
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
 ${ROW_MAIN}
-  var s = 0.0;
-  for (var h = li; h < p.H; h += 256u) { let v = x[base + h]; s += v * v; }
-  ${workgroupReduce("s", 256, "sum")}
-  let inv = inverseSqrt(red[0] / f32(p.H) + p.eps);
-  for (var h = li; h < p.H; h += 256u) { y[base + h] = w_at(h) * (x[base + h] * inv); }
+  ${rmsInverse((i) => `x[${i}]`, "base", "p.H", "p.eps")}
+  for (var h = li; h < p.H; h += 256u) { y[base + h] = ${rmsApply("w_at(h)", "x[base + h]", "inv")}; }
 }
 `,
   };
@@ -110,13 +127,17 @@ export function scaleKernel(): Kernel {
   );
 }
 
-/** out = silu(gate) · up (the SwiGLU MLP's activation, HF's act_fn(gate_proj(x)) * up_proj(x)). One thread per element. */
+/** SwiGLU's activation, silu(g) · u (HF's act_fn(gate_proj(x)) * up_proj(x)); also the gate/up GEMV's epilogue. */
+export const SILU_MUL_FN = /* wgsl */ `fn silu_mul(g: f32, u: f32) -> f32 { return g / (1.0 + exp(-g)) * u; }`;
+
+/** out = silu(gate) · up. One thread per element. */
 export function siluMulKernel(): Kernel {
   return flatKernel(
     "silu_mul",
     "",
     ["var<storage, read> g: array<f32>", "var<storage, read> u: array<f32>", "var<storage, read_write> y: array<f32>"],
-    "let v = g[i]; y[i] = v / (1.0 + exp(-v)) * u[i];",
+    "y[i] = silu_mul(g[i], u[i]);",
+    SILU_MUL_FN,
   );
 }
 
@@ -131,37 +152,51 @@ export function embeddingKernel(wf: WeightFormat): Kernel {
   );
 }
 
+/** Most head-split jobs one rope dispatch takes (q, k → cache, v → cache). */
+export const ROPE_MAX_JOBS = 3;
+
 /**
- * RoPE + layout change: x [B, T, heads, hd] (a projection's output) → out
- * [B, heads, cap, hd] at sequence offset `off` (q: cap = T, off = 0; k/v: the
- * KV cache, off = past length). With `rotate`, applies HF's
- * x·cos + rotate_half(x)·sin with cos/sin [B, T, hd/2] (csB = 0 broadcasts over
- * the batch); without it, a plain layout copy (values).
- * One thread per output element.
+ * RoPE + layout change for up to 3 tensors in one dispatch (splitHeads, and
+ * its fusion with the KV-cache append: q, k and v of a layer). Job j reads
+ * x_j [B, T, heads_j, D] (a projection's output) and writes y_j [B, heads_j,
+ * cap_j, D] at sequence offset off_j (a fresh tensor: cap = T, off = 0; the
+ * KV cache: its capacity, off = past length). Job j rotates when
+ * `rotations[j]` is "r" (HF's x·cos + rotate_half(x)·sin, with cos/sin
+ * [B, T, D/2] at the start of `cs` and sin at p.sinOff; csB = 0 broadcasts
+ * over the batch), else copies (values). The jobs' elements lie end to end
+ * (job j from p.s_j); one thread per element.
  */
-export function ropeKernel(rotate: boolean): Kernel {
-  const io = ["var<storage, read> x: array<f32>", "var<storage, read_write> y: array<f32>"];
-  const tables = ["var<storage, read> cosT: array<f32>", "var<storage, read> sinT: array<f32>"];
-  return flatKernel(
-    `rope:${rotate ? "rot" : "copy"}`,
-    "T: u32, heads: u32, hd: u32, cap: u32, off: u32, csB: u32",
-    rotate ? [...io, ...tables] : io,
-    /* wgsl */ `// i indexes x as [b, t, h, d]
-  let d = i % p.hd;
-  let h = (i / p.hd) % p.heads;
-  let t = (i / (p.hd * p.heads)) % p.T;
-  let b = i / (p.hd * p.heads * p.T);
-  ${
-    rotate
-      ? `let half = p.hd / 2u;
-  var partner: f32;
-  if (d < half) { partner = -x[i + half]; } else { partner = x[i - half]; }
-  let cs = b * p.csB + t * half + (d % half); // tables are [B, T, hd/2]: both halves share a frequency
-  let v = x[i] * cosT[cs] + partner * sinT[cs];`
-      : "let v = x[i];"
-  }
-  y[((b * p.heads + h) * p.cap + p.off + t) * p.hd + d] = v;`,
-  );
+export function ropeKernel(rotations: string): Kernel {
+  const jobs = [...rotations].map((r, j) => ({ j, rotate: r === "r" }));
+  const anyRotate = jobs.some((job) => job.rotate);
+  const bindings = [
+    ...jobs.map(({ j }) => `var<storage, read> x${j}: array<f32>`),
+    ...jobs.map(({ j }) => `var<storage, read_write> y${j}: array<f32>`),
+    ...(anyRotate ? ["var<storage, read> cs: array<f32>"] : []),
+  ];
+  const fields = jobs.map(({ j }) => `heads${j}: u32, cap${j}: u32, off${j}: u32, s${j}: u32`).join(", ");
+  // Element e of job j, as [b, t, h, d] of x_j.
+  const element = (j: number, rotate: boolean) => /* wgsl */ `let d = e % p.D;
+    let h = (e / p.D) % p.heads${j};
+    let t = (e / (p.D * p.heads${j})) % p.T;
+    let b = e / (p.D * p.heads${j} * p.T);
+    ${
+      rotate
+        ? `let half = p.D / 2u;
+    var partner: f32;
+    if (d < half) { partner = -x${j}[e + half]; } else { partner = x${j}[e - half]; }
+    let c = b * p.csB + t * half + (d % half); // tables are [B, T, D/2]: both halves share a frequency
+    let v = x${j}[e] * cs[c] + partner * cs[p.sinOff + c];`
+        : `let v = x${j}[e];`
+    }
+    y${j}[((b * p.heads${j} + h) * p.cap${j} + p.off${j} + t) * p.D + d] = v;`;
+  const body = jobs
+    .map(({ j, rotate }) => `if (i >= p.s${j}${j + 1 < jobs.length ? ` && i < p.s${j + 1}` : ""}) {
+    let e = i - p.s${j};
+    ${element(j, rotate)}
+  }`)
+    .join(" else ");
+  return flatKernel(`rope:${rotations}`, `T: u32, D: u32, csB: u32, sinOff: u32, ${fields}`, bindings, body);
 }
 
 /** out = x.permute(0, 2, 1, 3): [A, B, C, D] → [A, C, B, D]. One thread per element. */

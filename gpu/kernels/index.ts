@@ -45,4 +45,5 @@ export { GEMV_MAX_M } from "./matmul.js";
 export { flashBlocks, headDimBucket } from "./attention.js";
 export { DECODE_CHUNK } from "./attention-decode.js";
 export { MAX_TOP_K } from "./sampling.js";
-export { flatGrid } from "./elementwise.js";
+export { ROPE_MAX_JOBS, flatGrid } from "./elementwise.js";
+export type { GemvEpilogue } from "./matmul.js";

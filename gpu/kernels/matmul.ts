@@ -3,6 +3,7 @@
  * (f32, f16 native/packed, bf16), x and y float32, accumulation float32.
  */
 import type { Kernel } from "../executor.js";
+import { SILU_MUL_FN, rmsApply, rmsInverse } from "./elementwise.js";
 import { type WeightFormat, enables, weightDecl } from "./weights.js";
 
 /** Largest M the GEMV kernel handles (decode: one row per sequence in the batch). */
@@ -92,6 +93,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   return { key, wgsl };
 }
 
+/** What a GEMV does with each output value besides storing it (ops/fused-linear.ts picks these). */
+export type GemvEpilogue =
+  /** y = x·Wᵀ (+ b). */
+  | "none"
+  /** y = r + (x·Wᵀ (+ b)): the residual add after o_proj / down_proj. */
+  | "residual"
+  /** Two weights (gate, up) of N rows each → y = silu(x·Gᵀ) · (x·Uᵀ), [M, N]: the SwiGLU MLP's first half. */
+  | "swiglu";
+
 /**
  * GEMV for decode (M ≤ 8 rows of x).
  *
@@ -106,14 +116,44 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
  * (q/k/v, gate/up) in one dispatch. The workgroups are laid end to end —
  * the first ceil(N0/4) compute W0's outputs into y0, the next ceil(N1/4) W1's
  * into y1, … — so each workgroup still reads one weight's rows exactly once.
+ *
+ * `norm` (the RMSNorm weight's format): x is the RMSNorm *input*; every
+ * workgroup first computes each row's 1/rms with RMSNorm's own reduction
+ * (elementwise.ts rmsInverse; x is small and cached) and normalizes x as it
+ * reads it, so the normalized row is never written. `epilogue`: see
+ * GemvEpilogue; "swiglu" (parts = 2) gives each workgroup 2 features, the
+ * gate and up rows of each, and multiplies them after the reduction.
+ * Every row's products and reduction are those of the plain GEMV, so the
+ * fused results equal the separate ops' bit for bit.
  */
-export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean, parts = 1): Kernel {
+export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean, parts = 1,
+  norm?: WeightFormat, epilogue: GemvEpilogue = "none"): Kernel {
   if (parts > 1 && bias) throw new Error("gemvKernel: several weights take no bias");
-  const key = `gemv:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}${parts > 1 ? `:x${parts}` : ""}`;
+  if (epilogue === "swiglu" && parts !== 2) throw new Error("gemvKernel: swiglu takes two weights (gate, up)");
+  if (epilogue === "residual" && parts !== 1) throw new Error("gemvKernel: a residual follows one weight");
+  const key = `gemv:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}${parts > 1 ? `:x${parts}` : ""}` +
+    `${norm ? `:norm-${norm}` : ""}${epilogue === "none" ? "" : `:${epilogue}`}`;
   const segs = Array.from({ length: parts }, (_, i) => i);
-  // Where the output goes: y (one weight) or y<seg> (several).
-  const store = (value: string) =>
-    parts === 1 ? `y[(p.m0 + m) * p.ldo + n] = ${value};` : `store(seg, (p.m0 + m) * N + n, ${value});`;
+  const swiglu = epilogue === "swiglu";
+  const single = parts === 1;
+  // Bindings after x and the weights.
+  let next = 1 + parts;
+  const biasAt = bias ? next++ : -1;
+  const normAt = norm ? next++ : -1;
+  const residualAt = epilogue === "residual" ? next++ : -1;
+  const outAt = next;
+  const outs = single || swiglu ? 1 : parts;
+  const uniformAt = outAt + outs;
+  // What the row's reduced dot product t becomes.
+  const finish = (t: string): string => {
+    const v = bias ? `${t} + B_at(n)` : t;
+    if (swiglu) return `gu[r] = ${v};`;
+    if (single) {
+      const at = "(p.m0 + m) * p.ldo + n";
+      return `y[${at}] = ${epilogue === "residual" ? `R[${at}] + (${v})` : v};`;
+    }
+    return `store(seg, (p.m0 + m) * N + n, ${v});`;
+  };
   const reduce = subgroups
     ? `let s = subgroupAdd(acc[m]);
     if (sgid == 0u) { red[li / sgsize] = s; }
@@ -122,7 +162,7 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
       let per = 64u / sgsize;
       var t = 0.0;
       for (var i = 0u; i < per; i++) { t += red[r * per + i]; }
-      ${store(`t${bias ? " + B_at(n)" : ""}`)}
+      ${finish("t")}
     }
     workgroupBarrier();`
     : `red[li] = acc[m];
@@ -131,23 +171,31 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
       if (lane < s) { red[li] += red[li + s]; }
       workgroupBarrier();
     }
-    if (lane == 0u && n < N) { ${store(`red[li]${bias ? " + B_at(n)" : ""}`)} }
+    if (lane == 0u && n < N) { ${finish("red[li]")} }
     workgroupBarrier();`;
-  const load4 = parts === 1 ? "W_at4" : "Wseg_at4";
-  const load1 = parts === 1 ? "W_at" : "Wseg_at";
-  const decls = parts === 1
-    ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32 } // rows m0..m0+M-1 of x and y
-@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
-${weightDecl("W", 1, wf, vec4)}
-${bias ? weightDecl("B", 2, bias, false) : ""}
-@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
-@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;`
+  // swiglu: threads 0 and 1 combine the gate (gu[0..1]) and up (gu[2..3]) sums of the workgroup's two features.
+  const swigluStore = swiglu
+    ? `
+    if (li < 2u && wg.x * 2u + li < N) { y[(p.m0 + m) * N + wg.x * 2u + li] = silu_mul(gu[li], gu[li + 2u]); }`
+    : "";
+  const load4 = single ? "W_at4" : "Wseg_at4";
+  const load1 = single ? "W_at" : "Wseg_at";
+  const xDecl = `@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;`;
+  const extras = `${bias ? weightDecl("B", biasAt, bias, false) : ""}${norm ? weightDecl("NW", normAt, norm, vec4) : ""}${
+    residualAt >= 0 ? `@group(0) @binding(${residualAt}) var<storage, read> R: array<f32>;\n` : ""}`;
+  const decls = single
+    ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32, eps: f32 } // rows m0..m0+M-1 of x and y
+${xDecl}
+${weightDecl("W", 1, wf, vec4)}${extras}@group(0) @binding(${outAt}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${uniformAt}) var<uniform> p: P;`
     : `// rows m0..m0+M-1 of x and of every y<i>; weight i has N<i> rows and its first workgroup is g<i>
-struct P { M: u32, K: u32, m0: u32, N0: u32, N1: u32, N2: u32, g1: u32, g2: u32 }
-@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
-${segs.map((i) => weightDecl(`W${i}`, 1 + i, wf, vec4)).join("")}
-${segs.map((i) => `@group(0) @binding(${1 + parts + i}) var<storage, read_write> y${i}: array<f32>;`).join("\n")}
-@group(0) @binding(${1 + 2 * parts}) var<uniform> p: P;
+struct P { M: u32, K: u32, m0: u32, N0: u32, N1: u32, N2: u32, g1: u32, g2: u32, eps: f32 }
+${xDecl}
+${segs.map((i) => weightDecl(`W${i}`, 1 + i, wf, vec4)).join("")}${extras}${
+  swiglu
+    ? `@group(0) @binding(${outAt}) var<storage, read_write> y: array<f32>;`
+    : segs.map((i) => `@group(0) @binding(${outAt + i}) var<storage, read_write> y${i}: array<f32>;`).join("\n")}
+@group(0) @binding(${uniformAt}) var<uniform> p: P;
 ${vec4 ? `fn Wseg_at4(seg: u32, j: u32) -> vec4<f32> {
 ${segs.map((i) => `  if (seg == ${i}u) { return W${i}_at4(j); }`).join("\n")}
   return vec4<f32>(0.0);
@@ -155,16 +203,30 @@ ${segs.map((i) => `  if (seg == ${i}u) { return W${i}_at4(j); }`).join("\n")}
 ${segs.map((i) => `  if (seg == ${i}u) { return W${i}_at(i); }`).join("\n")}
   return 0.0;
 }`}
-fn store(seg: u32, i: u32, v: f32) {
+${swiglu ? `${SILU_MUL_FN}
+var<workgroup> gu: array<f32, 4>;` : `fn store(seg: u32, i: u32, v: f32) {
 ${segs.map((i) => `  if (seg == ${i}u) { y${i}[i] = v; }`).join("\n")}
-}`;
-  // Which weight this workgroup serves, how many rows it has, and the workgroup's index within it.
-  const locate = parts === 1
+}`}`;
+  // Which weight this workgroup serves, how many rows it has, and the row n of it this thread's group reads.
+  const locate = single
     ? "let N = p.N;\n  let n = wg.x * 4u + r;"
-    : `let seg = select(select(0u, 1u, wg.x >= p.g1), 2u, ${parts > 2 ? "wg.x >= p.g2" : "false"});
+    : swiglu
+      ? "let seg = r >> 1u;  // rows 0, 1: gate; rows 2, 3: up\n  let N = p.N0;\n  let n = wg.x * 2u + (r & 1u);"
+      : `let seg = select(select(0u, 1u, wg.x >= p.g1), 2u, ${parts > 2 ? "wg.x >= p.g2" : "false"});
   let N = select(select(p.N0, p.N1, seg == 1u), p.N2, seg == 2u);
   let n = (wg.x - select(select(0u, p.g1, seg == 1u), p.g2, seg == 2u)) * 4u + r;`;
-  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
+  // x as the products read it: the stored row, or RMSNorm of it.
+  const xAt = (i: string) => (norm ? rmsApply("g", i, "invs[m]") : i);
+  const prologue = norm
+    ? `var invs: array<f32, ${GEMV_MAX_M}>; // 1/rms of each x row (RMSNorm folded in)
+  for (var m = 0u; m < p.M; m++) {
+    ${rmsInverse((i) => (vec4 ? `x[(${i}) >> 2u][(${i}) & 3u]` : `x[${i}]`), "(p.m0 + m) * p.K", "p.K", "p.eps")}
+    invs[m] = inv;
+    workgroupBarrier(); // red is reused by the next row
+  }
+  `
+    : "";
+  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32", norm ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
 ${decls}
 
 var<workgroup> red: array<f32, 256>;
@@ -176,23 +238,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let r = li >> 6u;     // which of the 4 rows
   let lane = li & 63u;  // position within the row's 64 threads
   ${locate}
-  var acc: array<f32, ${GEMV_MAX_M}>;
+  ${prologue}var acc: array<f32, ${GEMV_MAX_M}>;
   if (n < N) {
     ${
       vec4
         ? `let k4 = p.K >> 2u;
     for (var j = lane; j < k4; j += 64u) {
-      let w = ${load4}(${parts > 1 ? "seg, " : ""}n * k4 + j);
-      for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, x[(p.m0 + m) * k4 + j]); }
+      let w = ${load4}(${single ? "" : "seg, "}n * k4 + j);${norm ? "\n      let g = NW_at4(j);" : ""}
+      for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, ${xAt("x[(p.m0 + m) * k4 + j]")}); }
     }`
         : `for (var k = lane; k < p.K; k += 64u) {
-      let w = ${load1}(${parts > 1 ? "seg, " : ""}n * p.K + k);
-      for (var m = 0u; m < p.M; m++) { acc[m] += w * x[(p.m0 + m) * p.K + k]; }
+      let w = ${load1}(${single ? "" : "seg, "}n * p.K + k);${norm ? "\n      let g = NW_at(k);" : ""}
+      for (var m = 0u; m < p.M; m++) { acc[m] += w * ${xAt("x[(p.m0 + m) * p.K + k]")}; }
     }`
     }
   }
   for (var m = 0u; m < p.M; m++) {
-    ${reduce}
+    ${reduce}${swigluStore}
   }
 }
 `;

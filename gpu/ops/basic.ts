@@ -5,7 +5,7 @@ import { LlamaError } from "../../lib/errors.js";
 import { numel } from "../../lib/tensor/tensor.js";
 import type { GpuTensor, PooledBuffer } from "../buffers.js";
 import {
-  addKernel, embeddingKernel, flatGrid, permute0213Kernel, rmsNormKernel, ropeKernel, scaleKernel, siluMulKernel,
+  addKernel, embeddingKernel, flatGrid, permute0213Kernel, rmsNormKernel, scaleKernel, siluMulKernel,
 } from "../kernels/index.js";
 import type { WeightFormat } from "../kernels/weights.js";
 import { act, type GpuRuntime } from "../runtime.js";
@@ -41,18 +41,25 @@ export function embedding(rt: GpuRuntime, table: GpuTensor, ids: Int32Array, bat
   return gatherRows(rt, table.buf, rt.format(table), H, new Uint32Array(ids.buffer, ids.byteOffset, ids.length), [batch, seqLen, H]);
 }
 
-export function rmsNorm(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, eps: number): GpuTensor {
+/** Checks an RMSNorm's operands; returns the workgroup grid of its rows. */
+export function rmsNormGrid(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor): [number, number] {
   const H = x.shape[x.shape.length - 1]!;
   if (weight.size !== H) throw new LlamaError(`webgpu rmsNorm: weight [${weight.shape.join(", ")}] does not match hidden size ${H}`);
+  rt.format(weight);
   const rows = x.size / H;
-  const out = rt.empty(x.shape);
   const maxWg = rt.ctx.limits.maxComputeWorkgroupsPerDimension;
   const grid: [number, number] = rows <= maxWg ? [rows, 1] : [maxWg, Math.ceil(rows / maxWg)];
   if (grid[0] * grid[1] !== rows) {
     throw new LlamaError(`webgpu rmsNorm: ${rows} rows cannot be laid out on the workgroup grid (limit ${maxWg})`);
   }
-  rt.exec.dispatch(rmsNormKernel(rt.format(weight)), [{ buf: x.buf }, { buf: weight.buf }, { buf: out.buf }], [H, { f32: eps }], grid);
-  return out;
+  return grid;
+}
+
+/** Records RMSNorm of x into `out` (a buffer of x's size). */
+export function rmsNormInto(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, eps: number, out: PooledBuffer): void {
+  const grid = rmsNormGrid(rt, x, weight);
+  const H = x.shape[x.shape.length - 1]!;
+  rt.exec.dispatch(rmsNormKernel(rt.format(weight)), [{ buf: x.buf }, { buf: weight.buf }, { buf: out }], [H, { f32: eps }], grid);
 }
 
 export function add(rt: GpuRuntime, a: GpuTensor, b: GpuTensor): GpuTensor {
@@ -72,29 +79,6 @@ export function siluMul(rt: GpuRuntime, gate: GpuTensor, up: GpuTensor): GpuTens
   sameShape(gate, up, "siluMul");
   const out = rt.empty(gate.shape);
   flat(rt, siluMulKernel(), [{ buf: gate.buf }, { buf: up.buf }, { buf: out.buf }], [gate.size], gate.size);
-  return out;
-}
-
-/** x [B, T, heads*D] → [B, heads, T, D], with RoPE when cos/sin [B, T, D/2] are given. */
-export function splitHeads(rt: GpuRuntime, x: GpuTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): GpuTensor {
-  const [B, T, HD] = x.shape as [number, number, number];
-  const D = HD / heads;
-  if (x.shape.length !== 3 || !Number.isInteger(D)) throw new LlamaError(`splitHeads: cannot split [${x.shape.join(", ")}] into ${heads} heads`);
-  const out = rt.empty([B, heads, T, D]);
-  const n = x.size;
-  if (rope) {
-    if (D % 2 !== 0) throw new LlamaError(`splitHeads: rotary embedding needs an even head_dim, got ${D}`);
-    if (rope.cos.length !== B * T * (D / 2) || rope.sin.length !== rope.cos.length) {
-      throw new LlamaError(`splitHeads: rope tables have ${rope.cos.length}/${rope.sin.length} entries, expected ${B}*${T}*${D / 2}`);
-    }
-    const cos = rt.hostBuffer(rope.cos);
-    const sin = rt.hostBuffer(rope.sin);
-    flat(rt, ropeKernel(true), [{ buf: x.buf }, { buf: out.buf }, { buf: cos }, { buf: sin }], [n, T, heads, D, T, 0, T * (D / 2)], n);
-    rt.pool.release(cos);
-    rt.pool.release(sin);
-  } else {
-    flat(rt, ropeKernel(false), [{ buf: x.buf }, { buf: out.buf }], [n, T, heads, D, T, 0, 0], n);
-  }
   return out;
 }
 

@@ -53,35 +53,3 @@ export function useSubgroups(rt: GpuRuntime): boolean {
   const { useSubgroups: on, info } = rt.ctx;
   return on && info.subgroupMaxSize > 0 && info.subgroupMaxSize <= 64 && (info.subgroupMinSize & (info.subgroupMinSize - 1)) === 0;
 }
-
-/**
- * Several linear layers on one decode-sized input (q/k/v, gate/up) in one
- * GEMV dispatch per GEMV_MAX_M rows: the same products as `linear` for each
- * weight (same kernel body, same accumulation order). Returns undefined when
- * the weights cannot share a dispatch (bias, prefill-sized M, mixed formats,
- * more than 3 weights); the caller then runs them one by one.
- */
-export function linearManyFused(rt: GpuRuntime, x: GpuTensor, weights: readonly GpuTensor[]): GpuTensor[] | undefined {
-  const K = x.shape[x.shape.length - 1]!;
-  const M = x.size / K;
-  if (weights.length < 2 || weights.length > 3 || M === 0 || M > GEMV_MAX_M) return undefined;
-  // Quantized weights have their own products (ops/quant.ts); format() refuses them, so test first.
-  if (weights.some((w) => w.quant)) return undefined;
-  const wf = rt.format(weights[0]!);
-  const maxBinding = rt.ctx.limits.maxStorageBufferBindingSize;
-  for (const w of weights) {
-    if (w.shape.length !== 2 || w.shape[1] !== K || w.shape[0] === 0 || rt.format(w) !== wf || w.buf.size > maxBinding) return undefined;
-  }
-  const Ns = weights.map((w) => w.shape[0]!);
-  const outs = Ns.map((N) => rt.empty([...x.shape.slice(0, -1), N]));
-  const groups = Ns.map((N) => Math.ceil(N / 4));
-  const g1 = groups[0]!;
-  const g2 = g1 + (groups[1] ?? 0);
-  const total = groups.reduce((a, b) => a + b, 0);
-  const bindings = [{ buf: x.buf }, ...weights.map((w) => ({ buf: w.buf })), ...outs.map((o) => ({ buf: o.buf }))];
-  const kernel = gemvKernel(wf, K % 4 === 0, undefined, useSubgroups(rt), weights.length);
-  for (let m0 = 0; m0 < M; m0 += GEMV_MAX_M) {
-    rt.exec.dispatch(kernel, bindings, [Math.min(GEMV_MAX_M, M - m0), K, m0, Ns[0]!, Ns[1]!, Ns[2] ?? 0, g1, g2], [total]);
-  }
-  return outs;
-}
