@@ -37,6 +37,18 @@ const CHUNKS_PER_THREAD = 4;
 const KIND: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
 const kindOf = (j: LinearJob): number => (j.quant ? FIRST_QUANT_KIND + QUANT_KINDS.indexOf(j.quant) : KIND[j.dtype]);
 
+const NO_BUFFER = new ArrayBuffer(0);
+
+/** One memory's share of a call: its workspace and the bytes per x row it holds (x's row, its jobs' outputs). */
+interface Workspace {
+  arena: WasmArena;
+  perRow: number;
+  base: number;
+  /** Where the next job's output goes. */
+  y: number;
+  buf: ArrayBufferLike;
+}
+
 /** Where a tensor's storage lives: its memory and its address there. */
 interface Home {
   arena: WasmArena;
@@ -262,62 +274,66 @@ export class WasmLinearEngine implements LinearEngine {
    * for the workspace.
    */
   private runWasm(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[], homes: readonly Home[]): boolean {
-    // Bytes per x row in each memory: x's row and the outputs of the jobs there.
-    const perRow = new Map<WasmArena, number>();
-    homes.forEach((h, i) => perRow.set(h.arena, (perRow.get(h.arena) ?? 4 * K) + 4 * jobs[i]!.N));
-    const rows = Math.max(1, Math.min(M, Math.floor(WORKSPACE_BYTES / Math.max(...perRow.values()))));
+    // The memories this call touches (usually one), each with the bytes per x row there: x's row and its jobs' outputs.
+    const spaces: Workspace[] = [];
+    const spaceOf = homes.map((h, i) => {
+      let w = spaces.find((s) => s.arena === h.arena);
+      if (!w) spaces.push(w = { arena: h.arena, perRow: 4 * K, base: 0, y: 0, buf: NO_BUFFER });
+      w.perRow += 4 * jobs[i]!.N;
+      return w;
+    });
+    let widest = 0;
+    for (const w of spaces) widest = Math.max(widest, w.perRow);
+    const rows = Math.max(1, Math.min(M, Math.floor(WORKSPACE_BYTES / widest)));
     // Opt-in int8 decode: x rounded once to Q8_0 blocks, read by every thread.
     const int8 = this.quantDot === "int8" && M === 1 && K % 32 === 0 && jobs.some((j) => j.quant && INT8_DOT_TYPES.includes(j.quant));
     const xqBytes = int8 ? (K / 32) * 34 : 0;
     const threadScratch = this.threads * K * 16;
-    // Each memory's workspace: x rows, then the jobs' outputs, the threads' scratch, x as Q8_0.
-    const bases = new Map<WasmArena, number>();
-    for (const [arena, bytes] of perRow) {
-      const base = arena.scratch(rows * bytes + threadScratch + xqBytes);
+    // Each memory's workspace: x rows, then its jobs' outputs, the threads' scratch, x as Q8_0.
+    for (const w of spaces) {
+      const base = w.arena.scratch(rows * w.perRow + threadScratch + xqBytes);
       if (base === undefined) {
         this.warnOnce("a WebAssembly memory has no room for a product's workspace; it runs on the (slower) JavaScript kernels");
         return false;
       }
-      bases.set(arena, base);
+      w.base = base;
+      w.y = base + rows * K * 4;
     }
+    for (const w of spaces) w.buf = w.arena.buffer; // after every scratch(): growing a memory replaces its buffer
     const c = this.pool.ctrl;
     c[C.JOBS] = jobs.length; c[C.K] = K; c[C.SINGLE] = M === 1 ? 1 : 0;
-    const yAt = new Map<WasmArena, number>();
-    for (const [arena, base] of bases) yAt.set(arena, base + rows * K * 4);
-    const yPtrs: number[] = [];
     let weightBytes = 0;
     for (const j of jobs) weightBytes += j.w.byteLength;
     const T = weightBytes >= THREAD_MIN_BYTES ? this.threads : 1;
+    const yPtrs: number[] = [];
     let chunks = 0;
     jobs.forEach((j, i) => {
-      const { arena } = homes[i]!;
+      const w = spaceOf[i]!;
       const b = HEADER + i * JOB_STRIDE;
-      const base = bases.get(arena)!;
-      const yPtr = yAt.get(arena)!;
-      yAt.set(arena, yPtr + rows * j.N * 4);
-      yPtrs.push(yPtr);
+      yPtrs.push(w.y);
       // Rows in multiples of 4 (the kernels' block), in chunks for the threads to take.
       const rows4 = j.N - (j.N % 4);
       const chunkRows = Math.max(4, Math.ceil(rows4 / (T * (T > 1 ? CHUNKS_PER_THREAD : 1)) / 4) * 4);
       const count = Math.ceil(rows4 / chunkRows);
-      c[b + J.KIND] = kindOf(j); c[b + J.W] = homes[i]!.ptr; c[b + J.N] = j.N; c[b + J.Y] = yPtr;
+      const scratch = w.base + rows * w.perRow;
+      c[b + J.KIND] = kindOf(j); c[b + J.W] = homes[i]!.ptr; c[b + J.N] = j.N; c[b + J.Y] = w.y;
       c[b + J.ROWS] = rows4; c[b + J.CHUNK] = chunkRows; c[b + J.FIRST] = chunks; c[b + J.END] = chunks + count;
-      c[b + J.MEMORY] = arena.index; c[b + J.X] = base; c[b + J.SCRATCH] = base + rows * perRow.get(arena)!;
-      c[b + J.TABLE] = arena.table; c[b + J.XQ] = int8 ? base + rows * perRow.get(arena)! + threadScratch : 0;
+      c[b + J.MEMORY] = w.arena.index; c[b + J.X] = w.base; c[b + J.SCRATCH] = scratch;
+      c[b + J.TABLE] = w.arena.table; c[b + J.XQ] = int8 ? scratch + threadScratch : 0;
       chunks += count;
+      w.y += rows * j.N * 4;
     });
     c[C.CHUNKS] = chunks;
     for (let m0 = 0; m0 < M; m0 += rows) {
       const mb = Math.min(rows, M - m0);
       const xs = x.subarray(m0 * K, (m0 + mb) * K);
-      for (const [arena, base] of bases) {
-        const buf = arena.buffer;
-        new Float32Array(buf, base, mb * K).set(xs);
-        if (int8) quantizeQ8_0(xs, new Uint8Array(buf, base + rows * perRow.get(arena)! + threadScratch, xqBytes), K / 32);
+      for (const w of spaces) {
+        new Float32Array(w.buf, w.base, mb * K).set(xs);
+        if (int8) quantizeQ8_0(xs, new Uint8Array(w.buf, w.base + rows * w.perRow + threadScratch, xqBytes), K / 32);
       }
       c[C.M] = mb;
       this.pool.run(this.kernels, T);
-      jobs.forEach((j, i) => j.y.set(new Float32Array(homes[i]!.arena.buffer, yPtrs[i]!, mb * j.N), m0 * j.N));
+      jobs.forEach((j, i) => j.y.set(new Float32Array(spaceOf[i]!.buf, yPtrs[i]!, mb * j.N), m0 * j.N));
     }
     return true;
   }
