@@ -94,7 +94,7 @@ describe("weights over several WebAssembly memories", () => {
       for (let i = 0; i < 3; i++) e.adopt(new Float32Array(150_000), "f32"); // 600 kB each: one per 1 MiB memory
       expect(e.description).toMatch(/3 memories/);
       process.env.LLAMA_TS_WASM_MEMORY_MIB = "lots";
-      await expect(createLinearEngine()).rejects.toThrow('LLAMA_TS_WASM_MEMORY_MIB: "lots" is not a size in MiB between 0 and 4096');
+      await expect(createLinearEngine()).rejects.toThrow('LLAMA_TS_WASM_MEMORY_MIB: "lots" is not a size in MiB above 0 and at most 4096');
       await expect(createLinearEngine({ memoryMiB: -2 })).rejects.toThrow("memoryMiB: -2 is not a size in MiB");
     } finally {
       if (saved === undefined) delete process.env.LLAMA_TS_WASM_MEMORY_MIB;

@@ -117,7 +117,7 @@ function memoryCapBytes(option: number | undefined): number {
   const [mib, what] = option !== undefined ? [option, "memoryMiB"] : env !== undefined && env !== "" ? [Number(env), "LLAMA_TS_WASM_MEMORY_MIB"] : [undefined, ""];
   if (mib === undefined) return DEFAULT_MEMORY_CAP;
   if (!(Number.isFinite(mib) && mib > 0 && mib <= 4096)) {
-    throw new LlamaError(`${what}: ${option ?? JSON.stringify(env)} is not a size in MiB between 0 and 4096 (bytes of weights per WebAssembly memory)`);
+    throw new LlamaError(`${what}: ${option ?? JSON.stringify(env)} is not a size in MiB above 0 and at most 4096 (bytes of weights per WebAssembly memory)`);
   }
   return Math.round(mib * 2 ** 20);
 }
