@@ -6,8 +6,10 @@
  * attentions, a LoRA path, the heads, a hook that throws — nothing is live
  * but the weights and the cache's own tensors, and nothing was released twice
  * or released without having been made. Also: no hooks means no read-back.
+ * On WebGPU the same ledger, and the buffer pool's scratch in use returns to
+ * where it was (KV-cache buffers are their own kind).
  */
-import { describe, it, expect, beforeAll } from "vitest";
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import * as path from "node:path";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { LlamaForSequenceClassification } from "../lib/model/seq-cls.js";
@@ -15,18 +17,19 @@ import { LlamaModel } from "../lib/model/llama.js";
 import { Scope } from "../lib/model/scope.js";
 import { hookPointNames } from "../lib/model/types.js";
 import { CpuBackend } from "../lib/backend/cpu/cpu-backend.js";
+import { getBackend } from "../lib/backend/registry.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../lib/backend/backend.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import type { DynamicCache } from "../lib/model/kv-cache.js";
 import { HF, golden } from "./core-helpers.js";
 
-/** A Backend that keeps a ledger of live tensors and of ownership mistakes. */
+/** A Backend that keeps a ledger of live tensors and of ownership mistakes (over the CPU or WebGPU backend). */
 class LedgerBackend implements Backend {
   readonly live = new Set<DeviceTensor>();
   readonly mistakes: string[] = [];
   reads = 0;
 
-  constructor(private readonly inner: CpuBackend) {}
+  constructor(private readonly inner: Backend) {}
 
   private made<T extends DeviceTensor>(t: T, op: string): T {
     if (this.live.has(t)) this.mistakes.push(`${op} returned a tensor that was already live`);
@@ -74,6 +77,10 @@ class LedgerBackend implements Backend {
   selectBatch(x: DeviceTensor, rows: Int32Array) { return this.made(this.inner.selectBatch(x, rows), "selectBatch"); }
 }
 
+function shapesOf(ts: DeviceTensor[]): string[] {
+  return ts.map((t) => `[${t.shape.join(", ")}]`);
+}
+
 /** The tensors a cache holds (each layer's keys and values). */
 function cacheTensors(cache: DynamicCache | undefined): Set<DeviceTensor> {
   const held = new Set<DeviceTensor>();
@@ -91,8 +98,8 @@ describe("the forward pass frees what it makes (ledger backend over the CPU)", (
   let model: LlamaForCausalLM;
   let weights: Set<DeviceTensor>;
 
-  /** Live tensors beyond the weights and `kept`. */
-  const leaked = (kept: Set<DeviceTensor> = new Set()) => [...be.live].filter((t) => !weights.has(t) && !kept.has(t));
+  /** Shapes of the live tensors beyond the weights and `kept` (shapes, so a failure prints small). */
+  const leaked = (kept: Set<DeviceTensor> = new Set()) => shapesOf([...be.live].filter((t) => !weights.has(t) && !kept.has(t)));
 
   beforeAll(async () => {
     be = new LedgerBackend(await CpuBackend.create());
@@ -198,8 +205,40 @@ describe("Scope", () => {
       expect(be.live.size).toBe(1 + 1 + 2); // x, y and the inner result (a was freed with the inner scope)
       return inner[0];
     });
-    expect([...be.live]).toEqual([x, kept]);
+    expect([...be.live].length).toBe(2);
+    expect(be.live.has(x) && be.live.has(kept)).toBe(true);
     expect((await be.read(kept)).toFloat32()).toEqual(Float32Array.from([5, 10, 15, 20]));
+    expect(be.mistakes).toEqual([]);
+  });
+});
+
+describe("the forward pass frees what it makes on webgpu (ledger + the pool's scratch in use)", () => {
+  const g = golden("tiny-llama");
+  const c = g.json.cases.batch_left_padded!;
+  let gpu: Backend & { memory(): { scratchInUse: number } };
+  let be: LedgerBackend;
+  let model: LlamaForCausalLM;
+  beforeAll(async () => {
+    gpu = (await getBackend("webgpu")) as Backend & { memory(): { scratchInUse: number } };
+    be = new LedgerBackend(gpu);
+    model = await LlamaForCausalLM.fromPretrained(path.join(HF, "tiny-llama"), { backend: be });
+  });
+  afterAll(() => gpu?.dispose());
+
+  it("plain, cached decode, and every hook replacing its activation: scratch back to the start, no mistakes", async () => {
+    const weights = new Set(be.live);
+    const scratch0 = gpu.memory().scratchInUse;
+    const names = hookPointNames(model.config.num_hidden_layers);
+    const copy = (t: Tensor) => new Tensor(t.toFloat32().slice(), t.shape);
+    const args = { inputIds: c.input_ids, attentionMask: c.attention_mask };
+    const out = await model.forward({ ...args, outputHiddenStates: true, outputAttentions: true });
+    const cache = out.pastKeyValues!;
+    await model.forward({ inputIds: [[5], [7]], attentionMask: c.attention_mask.map((r) => [...r, 1]), pastKeyValues: cache, logitsToKeep: 1 });
+    expect(shapesOf([...be.live].filter((t) => !weights.has(t) && !cacheTensors(cache).has(t)))).toEqual([]);
+    cache.release();
+    await model.forward({ ...args, useCache: false, hooks: Object.fromEntries(names.map((n) => [n, copy])) });
+    expect(shapesOf([...be.live].filter((t) => !weights.has(t)))).toEqual([]);
+    expect(gpu.memory().scratchInUse).toBe(scratch0);
     expect(be.mistakes).toEqual([]);
   });
 });

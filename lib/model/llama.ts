@@ -58,6 +58,7 @@ export interface ForwardStep {
 export class LlamaModel {
   /** [vocab, hidden] */
   readonly embed_tokens: Embedding;
+  /** num_hidden_layers decoder layers (weights below, at LlamaDecoderLayer) */
   readonly layers: LlamaDecoderLayer[];
   /** final norm, [hidden] */
   readonly norm: RMSNorm;
