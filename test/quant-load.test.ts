@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { pathToFileURL } from "node:url";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { loadPretrained } from "../lib/model/auto.js";
 import { exportHfToGguf } from "../lib/io/gguf-export.js";
@@ -88,16 +89,16 @@ describe("fromPretrained({ quantize }) equals llama-ts quantize, then loading th
 
   it("loadPretrained takes it too; progress goes 0 → total bytes, naming each tensor's type", async () => {
     const calls: [number, number, ProgressInfo | undefined][] = [];
-    const m = await loadPretrained(MODEL, { quantize: "Q5_K_M" as QuantPreset, onProgress: (d, t, i) => calls.push([d, t, i]) });
+    const m = await loadPretrained(MODEL, { quantize: "Q4_0" as QuantPreset, onProgress: (d, t, i) => calls.push([d, t, i]) });
     const total = calls[0]![1];
     expect(calls[0]).toEqual([0, total, { unit: "bytes" }]);
     expect(calls.at(-1)!.slice(0, 2)).toEqual([total, total]);
     for (let i = 1; i < calls.length; i++) expect(calls[i]![0]).toBeGreaterThanOrEqual(calls[i - 1]![0]);
     const labels = calls.map((c) => c[2]?.label).filter(Boolean);
-    expect(labels).toContain("model.layers.0.self_attn.q_proj.weight → Q5_K");
+    expect(labels).toContain("model.layers.0.self_attn.q_proj.weight → Q4_0");
     expect(labels).toContain("model.layers.0.mlp.down_proj.weight → F16");
     expect(labels).toContain("model.norm.weight");
-    expect(m.parameters().find((p) => p.name === "model.layers.1.self_attn.v_proj.weight")!.get().quant).toBe("q5_k");
+    expect(m.parameters().find((p) => p.name === "model.layers.1.self_attn.v_proj.weight")!.get().quant).toBe("q4_0");
   }, SLOW);
 });
 
@@ -123,6 +124,22 @@ describe("quantizeForLoad", () => {
     expect((quantizeForLoad(norm, "keep", "norm") as Tensor).data).toEqual(norm.toFloat32());
     expect(quantizeForLoad(half, GgmlType.F16, "w")).toBe(half);
   });
+});
+
+describe("SyncQuantizePool (the built package: node scripts/build.mjs)", () => {
+  it("quantizes from synchronous code on 3 threads: the bytes of one thread, for every chunk split", async () => {
+    const dist = (p: string) => pathToFileURL(path.resolve("dist", p)).href;
+    const { SyncQuantizePool } = (await import(dist("lib/quant/quantize-sync-pool.js"))) as typeof import("../lib/quant/quantize-sync-pool.js");
+    const pool = SyncQuantizePool.create(3)!;
+    expect(pool.threads).toBe(3);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // let the workers start, so that they take chunks too
+    const rows = 700, cols = 512; // 128 rows a chunk: 6 chunks, the last one short
+    const f = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.013) * (1 + (i % 11)) * 0.02);
+    for (const type of [GgmlType.Q4_K, GgmlType.Q8_0, GgmlType.F16] as const) {
+      const want = quantizeRows(type, f, cols);
+      for (let run = 0; run < 3; run++) expect(Buffer.from(pool.quantize(type, f, cols)).equals(Buffer.from(want)), `${type} run ${run}`).toBe(true);
+    }
+  }, SLOW);
 });
 
 describe("bad input: one-line errors", () => {

@@ -11,7 +11,8 @@
  * rotary-permuted q/k rows and permuting the blocks back on load.
  *
  * Memory: a tensor is read in its stored dtype, then widened to float32 one
- * slab of rows at a time; no tensor is ever whole in float32.
+ * slab of rows at a time; no tensor is ever whole in float32. Speed: a slab
+ * is quantized on every core (quantize-sync-pool.ts) from the built package.
  */
 import { ConfigError, FormatError } from "../errors.js";
 import type { LlamaConfig } from "../config.js";
@@ -22,6 +23,7 @@ import { QuantizedTensor, quantTypeOfGgml } from "../tensor/quantized.js";
 import { Tensor } from "../tensor/tensor.js";
 import { QUANT_PRESETS, type QuantPreset, type TensorPlan, isQuantPreset, planQuantization } from "./mix.js";
 import { type QuantOutputType, quantizeRows, typeBytes } from "./quantize.js";
+import { type SyncQuantizePool, syncQuantizePool } from "./quantize-sync-pool.js";
 
 /** A `quantize` option checked: lower-cased, or a one-line error listing the valid types. */
 export function quantizePreset(value: string): QuantPreset {
@@ -88,16 +90,20 @@ export const SLAB_ELEMENTS = 1 << 22;
  * GGUF that `llama-ts quantize` writes holds: 1-D tensors (norms) in F32, as
  * convert_hf_to_gguf.py stores them, anything else as it is. `name` names the
  * tensor in errors; `slabElements` bounds the float32 widened at once (whole
- * rows, at least one).
+ * rows, at least one); `pool` quantizes a slab on several threads (by default
+ * the process's, where there is one: the built package; the bytes are the same).
  */
-export function quantizeForLoad(t: Tensor, type: QuantOutputType | "keep", name: string, slabElements = SLAB_ELEMENTS): Tensor | QuantizedTensor {
+export function quantizeForLoad(
+  t: Tensor, type: QuantOutputType | "keep", name: string, slabElements = SLAB_ELEMENTS, pool: SyncQuantizePool | undefined = syncQuantizePool(),
+): Tensor | QuantizedTensor {
   if (type === "keep") return t.shape.length === 1 ? t.float() : t;
   if ((type === GgmlType.F16 && t.dtype === "f16") || (type === GgmlType.F32 && t.dtype === "f32")) return t;
   const rowLen = t.shape[t.shape.length - 1]!;
   const out = new Uint8Array(typeBytes(type, t.size));
   const step = Math.max(1, Math.floor(slabElements / rowLen)) * rowLen;
   for (let at = 0, byte = 0; at < t.size; at += step) {
-    const bytes = quantizeRows(type, slabAsF32(t, at, Math.min(t.size, at + step)), rowLen);
+    const slab = slabAsF32(t, at, Math.min(t.size, at + step));
+    const bytes = pool ? pool.quantize(type, slab, rowLen) : quantizeRows(type, slab, rowLen);
     out.set(bytes, byte);
     byte += bytes.length;
   }
