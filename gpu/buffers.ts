@@ -135,6 +135,8 @@ export class BufferPool {
   private pendingDestroy: PooledBuffer[] = [];
   private bytes: Record<AllocKind, number> = { weights: 0, kv: 0, scratch: 0 };
   private scratchInUse = 0;
+  /** Scratch buffers of each bucket size taken now, and the most taken at once since the last trim. */
+  private readonly taken = new Map<number, { now: number; peak: number }>();
   private peak = 0;
   /** Incremented by the executor on each submit. */
   epoch = 0;
@@ -158,10 +160,7 @@ export class BufferPool {
     const size = bucketSize(bytes);
     const list = this.free.get(size);
     const got = list?.pop();
-    if (got) {
-      this.scratchInUse += size;
-      return got;
-    }
+    if (got) return this.take(got);
     return this.newScratch(size);
   }
 
@@ -173,8 +172,7 @@ export class BufferPool {
       for (let i = list.length - 1; i >= 0; i--) {
         if (list[i]!.lastEpoch < this.epoch) {
           const [got] = list.splice(i, 1);
-          this.scratchInUse += size;
-          return got!;
+          return this.take(got!);
         }
       }
     }
@@ -185,8 +183,16 @@ export class BufferPool {
     this.checkSize(size);
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE() });
     this.count("scratch", size);
-    this.scratchInUse += size;
-    return this.track({ id: newBufferId(), buffer, size, kind: "scratch", lastEpoch: -1 });
+    return this.take(this.track({ id: newBufferId(), buffer, size, kind: "scratch", lastEpoch: -1 }));
+  }
+
+  private take(b: PooledBuffer): PooledBuffer {
+    this.scratchInUse += b.size;
+    let n = this.taken.get(b.size);
+    if (!n) this.taken.set(b.size, (n = { now: 0, peak: 0 }));
+    n.now++;
+    if (n.now > n.peak) n.peak = n.now;
+    return b;
   }
 
   private track(b: PooledBuffer): PooledBuffer {
@@ -203,6 +209,7 @@ export class BufferPool {
   release(b: PooledBuffer): void {
     if (b.kind === "scratch") {
       this.scratchInUse -= b.size;
+      this.taken.get(b.size)!.now--;
       let list = this.free.get(b.size);
       if (!list) this.free.set(b.size, (list = []));
       list.push(b);
@@ -215,15 +222,20 @@ export class BufferPool {
   }
 
   /**
-   * Destroys free scratch buffers not used by unsubmitted work, keeping at most
-   * `keepPerBucket` per size (called after submits so the pool cannot grow without bound).
+   * Destroys free scratch buffers not used by unsubmitted work (called after
+   * submits so the pool cannot grow without bound), keeping per size at least
+   * `keepPerBucket` and as many as were taken at once since the last trim: a
+   * decode step that needs the same buffers as the previous one creates none.
    */
   trim(keepPerBucket = 8): void {
     const pending = this.pendingDestroy;
     this.pendingDestroy = [];
     for (const b of pending) this.release(b);
     for (const [size, list] of this.free) {
-      while (list.length > keepPerBucket) {
+      const n = this.taken.get(size);
+      const keep = Math.max(keepPerBucket, n ? n.peak - n.now : 0);
+      if (n) n.peak = n.now;
+      while (list.length > keep) {
         const i = list.findIndex((b) => b.lastEpoch < this.epoch);
         if (i < 0) break;
         const [b] = list.splice(i, 1);
@@ -252,6 +264,7 @@ export class BufferPool {
     }
     this.live.clear();
     this.free.clear();
+    this.taken.clear();
     this.pendingDestroy = [];
     this.device = undefined as unknown as GPUDevice;
   }
