@@ -204,7 +204,8 @@ describe("the GGUF writer with raw block bytes", () => {
 
 describe("llama.cpp loads our quantized files", () => {
   let llama: Llama;
-  beforeAll(async () => { llama = await loadCpuLlama(); });
+  let fullModel: Promise<LlamaForCausalLM>;
+  beforeAll(async () => { llama = await loadCpuLlama(); fullModel = LlamaForCausalLM.fromPretrained(MODEL); });
   afterAll(async () => { await llama?.dispose(); });
 
   for (const preset of ["q4_0", "q4_k_m", "q5_1"] as const) {
@@ -215,24 +216,38 @@ describe("llama.cpp loads our quantized files", () => {
       const ids = (await AutoTokenizer.fromPretrained(MODEL)).encode("Once upon a time, there was a little dog");
       const V = ours.config.vocab_size;
       const logits = (await ours.forward({ inputIds: [ids] })).logits.toFloat32();
+      // What quantizing moved: our unquantized model's distributions against our quantized file's.
+      const full = (await (await fullModel).forward({ inputIds: [ids] })).logits.toFloat32();
       const model = await llama.loadModel({ modelPath: file });
       // One thread: llama.cpp's spinning thread pool takes ~10 s per token on a busy 2-core machine.
       const ctx = await model.createContext({ contextSize: 128, batchSize: 128, sequences: 1, threads: 1 });
       try {
         const seq = ctx.getSequence();
         const res = await seq.controlledEvaluate(ids.map((id) => [id as Token, { generateNext: { probabilities: true } }]));
-        let d = 0;
-        for (let t = 0; t < ids.length; t++) {
-          const row = logits.subarray(t * V, (t + 1) * V);
+        const softmax = (all: Float32Array, t: number) => {
+          const row = all.subarray(t * V, (t + 1) * V);
           const m = Math.max(...row);
           let z = 0;
           for (const x of row) z += Math.exp(x - m);
-          for (const [tok, p] of res[t]!.next.probabilities!) d = Math.max(d, Math.abs(p - Math.exp(row[tok]! - m) / z));
+          return Float64Array.from(row, (x) => Math.exp(x - m) / z);
+        };
+        let d = 0;
+        let moved = 0;
+        for (let t = 0; t < ids.length; t++) {
+          const p = softmax(logits, t);
+          const pFull = softmax(full, t);
+          for (const [tok, q] of res[t]!.next.probabilities!) d = Math.max(d, Math.abs(q - p[tok]!));
+          for (let v = 0; v < V; v++) moved = Math.max(moved, Math.abs(p[v]! - pFull[v]!));
         }
         // llama.cpp rounds the activations to 8 bits for its quantized dot products (we dequantize
-        // the weights exactly and multiply in f32), hence more than the F16 files' 1e-3.
-        console.log(`${preset}: max|Δp| ours vs llama.cpp on our file ${d.toExponential(2)}`);
-        expect(d).toBeLessThanOrEqual(5e-3);
+        // the weights exactly and multiply in f32), hence more than the F16 files' 1e-3; how much
+        // more depends on the CPU kernel llama.cpp picks (AVX2 or AVX-512/VNNI sum the 8-bit
+        // products in another order: q4_k_m gave 4.9e-3 on one machine, 5.65e-3 on another).
+        // The file is read right when llama.cpp lands well within what quantizing moved us (a
+        // misread block moves the distributions by at least that much).
+        console.log(`${preset}: max|Δp| ours vs llama.cpp on our file ${d.toExponential(2)}; quantizing moved ours by ${moved.toExponential(2)}`);
+        expect(d).toBeLessThanOrEqual(1e-2);
+        expect(d).toBeLessThanOrEqual(moved / 2);
         // Greedy continuation, one token at a time (argmax of llama.cpp's distribution).
         const argmax = (probs: ReadonlyMap<Token, number>) => [...probs].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
         const gen: number[] = [argmax(res.at(-1)!.next.probabilities!)];
