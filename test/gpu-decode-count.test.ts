@@ -3,12 +3,14 @@
  * from outside our code (bench/dawn-count.ts wraps Dawn's own
  * dispatchWorkgroups*, queue.submit and getMappedRange): the whole step is one
  * submit, only the chosen token id comes back (4 bytes per sequence), and the
- * dispatch count stays at what the fused kernels reach: 39 on the default
- * model between KV-cache growths, 6 per layer (norm + q/k/v GEMV; q rope +
- * k rope/append + v append; attention; o_proj + residual; norm + gate/up +
- * SwiGLU; down_proj + residual) and 3 per token (embedding, norm + lm_head,
- * the token choice). It was 111 with the logits read back and every op its
- * own dispatch, 94 with q/k/v and gate/up as one product each.
+ * dispatch count stays at what the fused kernels reach: 52 on the default
+ * model between KV-cache growths (the issue's bound), 8 per layer (1/rms;
+ * q/k/v GEMV normalizing its input; q rope + k rope/append + v append;
+ * attention; o_proj + residual; 1/rms; gate/up + SwiGLU; down_proj +
+ * residual) and 4 per token (embedding, 1/rms, lm_head, the token choice).
+ * It was 111 with the logits read back and every op its own dispatch, 94 with
+ * q/k/v and gate/up as one product each, 39 with the 1/rms reduction repeated
+ * in every GEMV workgroup (2.3× slower decode on lavapipe).
  * `npm run bench -- gpu` prints the same row.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -28,7 +30,7 @@ describe("greedy decode on webgpu, counted on Dawn", () => {
     model?.backend.dispose();
   });
 
-  it("≤ 1 submit, ≤ 16 bytes mapped back and ≤ 39 dispatches per token", async () => {
+  it("≤ 1 submit, ≤ 16 bytes mapped back and ≤ 52 dispatches per token", async () => {
     const inputIds = [[1, 153, 429, 59, 1024, 338]];
     const run = (n: number) => model.generate({ inputIds, maxNewTokens: n, doSample: false, eosTokenId: null });
     await run(2); // pipelines compiled outside the count
@@ -36,7 +38,7 @@ describe("greedy decode on webgpu, counted on Dawn", () => {
     expect(per.submits).toBeLessThanOrEqual(1);
     expect(per.mappedBytes).toBeLessThanOrEqual(16);
     expect(per.mappedBytes).toBeGreaterThan(0); // the id itself does come back through getMappedRange
-    expect(per.dispatches).toBeLessThanOrEqual(6 * 6 + 3);
+    expect(per.dispatches).toBeLessThanOrEqual(6 * 8 + 4);
     expect(per.dispatches).toBeGreaterThan(6 * 5); // the counter sees the real dispatches
   });
 

@@ -1,7 +1,8 @@
 /**
  * The WebGPU decode fusions (gpu/ops/fused-linear.ts, gpu/ops/heads.ts)
  * against the same ops run one by one (each deferred tensor read first, so
- * the plain kernel runs): RMSNorm folded into the q/k/v and gate/up GEMVs,
+ * the plain kernel runs): RMSNorm folded into the q/k/v and gate/up GEMVs
+ * (its per-row 1/rms one small dispatch before each),
  * SwiGLU in the gate/up epilogue, the residual add in a linear's epilogue,
  * q rope + k rope/append + v append as one dispatch. Bit-identical results
  * (the fused kernels are the single ops' snippets), the dispatch counts, and
@@ -55,7 +56,7 @@ describe.each(setups)("decode fusions (f16 $f16, subgroups $subgroups)", ({ f16 
     const [q, k, v] = be.linearMany(x, [wq!, wk!, wv!]);
     be.release(x);
     const qkv = [await bits(be, q!), await bits(be, k!), await bits(be, v!)];
-    expect(be.counters.dispatches - before).toBe(1); // RMSNorm folded into the one q/k/v GEMV
+    expect(be.counters.dispatches - before).toBe(2); // 1/rms, then the one q/k/v GEMV normalizing as it reads
     before = be.counters.dispatches;
     const a = be.linear(q!, wo!);
     const mid = be.add(h, a);
@@ -69,7 +70,7 @@ describe.each(setups)("decode fusions (f16 $f16, subgroups $subgroups)", ({ f16 
     const out = be.add(mid, down);
     be.release(down);
     const fused = { mid: await bits(be, mid), act: await bits(be, act), out: await bits(be, out) };
-    expect(be.counters.dispatches - before).toBe(3); // o_proj + add, norm + gate/up + silu·mul, down_proj + add
+    expect(be.counters.dispatches - before).toBe(4); // o_proj + add, 1/rms, norm + gate/up + silu·mul, down_proj + add
     for (const t of [q, k, v, mid, act, out]) be.release(t!);
 
     // One by one: every intermediate read (so recorded by its own kernel) before the next op.

@@ -107,6 +107,26 @@ ${ROW_MAIN}
   };
 }
 
+/**
+ * Each row's 1/rms (RMSNorm's reduction alone, one float per row): what a GEMV
+ * with RMSNorm folded into its input reads. Same grid and reduction as
+ * rmsNormKernel, so the folded product equals RMSNorm then GEMV bit for bit.
+ */
+export function rmsInverseKernel(): Kernel {
+  return {
+    key: "rms_inverse",
+    wgsl: /* wgsl */ `struct P { H: u32, eps: f32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+${ROW_MAIN}
+  ${rmsInverse((i) => `x[${i}]`, "base", "p.H", "p.eps")}
+  if (li == 0u) { y[row] = inv; }
+}
+`,
+  };
+}
+
 /** out = a + b (same shape); the residual connections. One thread per element. */
 export function addKernel(): Kernel {
   return flatKernel(

@@ -14,6 +14,7 @@ import * as sampling from "./sampling.js";
 export const tiledMatmulKernel = memoKernel(mm.tiledMatmulKernel);
 export const gemvKernel = memoKernel(mm.gemvKernel);
 export const rmsNormKernel = memoKernel(ew.rmsNormKernel);
+export const rmsInverseKernel = memoKernel(ew.rmsInverseKernel);
 export const addKernel = memoKernel(ew.addKernel);
 export const scaleKernel = memoKernel(ew.scaleKernel);
 export const siluMulKernel = memoKernel(ew.siluMulKernel);

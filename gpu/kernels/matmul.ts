@@ -3,7 +3,7 @@
  * (f32, f16 native/packed, bf16), x and y float32, accumulation float32.
  */
 import type { Kernel } from "../executor.js";
-import { SILU_MUL_FN, rmsApply, rmsInverse } from "./elementwise.js";
+import { SILU_MUL_FN, rmsApply } from "./elementwise.js";
 import { type WeightFormat, enables, weightDecl } from "./weights.js";
 
 /** Largest M the GEMV kernel handles (decode: one row per sequence in the batch). */
@@ -117,10 +117,11 @@ export type GemvEpilogue =
  * the first ceil(N0/4) compute W0's outputs into y0, the next ceil(N1/4) W1's
  * into y1, … — so each workgroup still reads one weight's rows exactly once.
  *
- * `norm` (the RMSNorm weight's format): x is the RMSNorm *input*; every
- * workgroup first computes each row's 1/rms with RMSNorm's own reduction
- * (elementwise.ts rmsInverse; x is small and cached) and normalizes x as it
- * reads it, so the normalized row is never written. `epilogue`: see
+ * `norm` (the RMSNorm weight's format): x is the RMSNorm *input* and `inv`
+ * holds each row's 1/rms (rmsInverseKernel: RMSNorm's own reduction, run once
+ * per row, since a reduction repeated in every workgroup made decode 2.3×
+ * slower on lavapipe); the GEMV normalizes x as it reads it, so the
+ * normalized row is never written. `epilogue`: see
  * GemvEpilogue; "swiglu" (parts = 2) gives each workgroup 2 features, the
  * gate and up rows of each, and multiplies them after the reduction.
  * Every row's products and reduction are those of the plain GEMV, so the
@@ -140,6 +141,7 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
   let next = 1 + parts;
   const biasAt = bias ? next++ : -1;
   const normAt = norm ? next++ : -1;
+  const invAt = norm ? next++ : -1;
   const residualAt = epilogue === "residual" ? next++ : -1;
   const outAt = next;
   const outs = single || swiglu ? 1 : parts;
@@ -181,15 +183,16 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
   const load4 = single ? "W_at4" : "Wseg_at4";
   const load1 = single ? "W_at" : "Wseg_at";
   const xDecl = `@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;`;
-  const extras = `${bias ? weightDecl("B", biasAt, bias, false) : ""}${norm ? weightDecl("NW", normAt, norm, vec4) : ""}${
+  const extras = `${bias ? weightDecl("B", biasAt, bias, false) : ""}${norm ? `${weightDecl("NW", normAt, norm, vec4)}@group(0) @binding(${invAt}) var<storage, read> inv: array<f32>;
+` : ""}${
     residualAt >= 0 ? `@group(0) @binding(${residualAt}) var<storage, read> R: array<f32>;\n` : ""}`;
   const decls = single
-    ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32, eps: f32 } // rows m0..m0+M-1 of x and y
+    ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32 } // rows m0..m0+M-1 of x and y
 ${xDecl}
 ${weightDecl("W", 1, wf, vec4)}${extras}@group(0) @binding(${outAt}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${uniformAt}) var<uniform> p: P;`
     : `// rows m0..m0+M-1 of x and of every y<i>; weight i has N<i> rows and its first workgroup is g<i>
-struct P { M: u32, K: u32, m0: u32, N0: u32, N1: u32, N2: u32, g1: u32, g2: u32, eps: f32 }
+struct P { M: u32, K: u32, m0: u32, N0: u32, N1: u32, N2: u32, g1: u32, g2: u32 }
 ${xDecl}
 ${segs.map((i) => weightDecl(`W${i}`, 1 + i, wf, vec4)).join("")}${extras}${
   swiglu
@@ -216,16 +219,7 @@ ${segs.map((i) => `  if (seg == ${i}u) { y${i}[i] = v; }`).join("\n")}
   let N = select(select(p.N0, p.N1, seg == 1u), p.N2, seg == 2u);
   let n = (wg.x - select(select(0u, p.g1, seg == 1u), p.g2, seg == 2u)) * 4u + r;`;
   // x as the products read it: the stored row, or RMSNorm of it.
-  const xAt = (i: string) => (norm ? rmsApply("g", i, "invs[m]") : i);
-  const prologue = norm
-    ? `var invs: array<f32, ${GEMV_MAX_M}>; // 1/rms of each x row (RMSNorm folded in)
-  for (var m = 0u; m < p.M; m++) {
-    ${rmsInverse((i) => (vec4 ? `x[(${i}) >> 2u][(${i}) & 3u]` : `x[${i}]`), "(p.m0 + m) * p.K", "p.K", "p.eps")}
-    invs[m] = inv;
-    workgroupBarrier(); // red is reused by the next row
-  }
-  `
-    : "";
+  const xAt = (i: string) => (norm ? rmsApply("g", i, "inv[p.m0 + m]") : i);
   const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32", norm ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
 ${decls}
 
@@ -238,7 +232,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let r = li >> 6u;     // which of the 4 rows
   let lane = li & 63u;  // position within the row's 64 threads
   ${locate}
-  ${prologue}var acc: array<f32, ${GEMV_MAX_M}>;
+  var acc: array<f32, ${GEMV_MAX_M}>;
   if (n < N) {
     ${
       vec4

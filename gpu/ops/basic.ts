@@ -5,7 +5,7 @@ import { LlamaError } from "../../lib/errors.js";
 import { numel } from "../../lib/tensor/tensor.js";
 import type { GpuTensor, PooledBuffer } from "../buffers.js";
 import {
-  addKernel, embeddingKernel, flatGrid, permute0213Kernel, rmsNormKernel, scaleKernel, siluMulKernel,
+  addKernel, embeddingKernel, flatGrid, permute0213Kernel, rmsInverseKernel, rmsNormKernel, scaleKernel, siluMulKernel,
 } from "../kernels/index.js";
 import type { WeightFormat } from "../kernels/weights.js";
 import { act, type GpuRuntime } from "../runtime.js";
@@ -60,6 +60,15 @@ export function rmsNormInto(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, eps
   const grid = rmsNormGrid(rt, x, weight);
   const H = x.shape[x.shape.length - 1]!;
   rt.exec.dispatch(rmsNormKernel(rt.format(weight)), [{ buf: x.buf }, { buf: weight.buf }, { buf: out }], [H, { f32: eps }], grid);
+}
+
+/** Records each row's 1/rms of x (RMSNorm's reduction) into a new [rows] tensor: the input of a GEMV with RMSNorm folded in. */
+export function rmsInverse(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, eps: number): GpuTensor {
+  const grid = rmsNormGrid(rt, x, weight);
+  const H = x.shape[x.shape.length - 1]!;
+  const out = rt.empty([x.size / H]);
+  rt.exec.dispatch(rmsInverseKernel(), [{ buf: x.buf }, { buf: out.buf }], [H, { f32: eps }], grid);
+  return out;
 }
 
 export function add(rt: GpuRuntime, a: GpuTensor, b: GpuTensor): GpuTensor {

@@ -2,10 +2,10 @@
  * RMSNorm, linear products, residual adds and SwiGLU, deferred so that a
  * decode step runs them as few GEMV dispatches:
  *
- *   rmsNorm → linearMany(q, k, v)        one GEMV with RMSNorm folded into its input
+ *   rmsNorm → linearMany(q, k, v)        1/rms per row, then one GEMV that normalizes its input as it reads it
  *   linear(o_proj) → add(residual)       one GEMV with the add in its epilogue
  *   rmsNorm → linearMany(gate, up) → siluMul
- *                                        one GEMV with RMSNorm in, SwiGLU out
+ *                                        1/rms per row, then one GEMV with RMSNorm in, SwiGLU out
  *   linear(down_proj) → add(residual)    one GEMV with the add in its epilogue
  *
  * `rmsNorm` and the decode-sized (M ≤ GEMV_MAX_M) products return deferred
@@ -99,28 +99,29 @@ class PendingGemv implements Deferred {
     const K = x.shape[x.shape.length - 1]!;
     const M = x.size / K;
     const nf = norm ? rt.format(norm.w) : undefined;
+    const inv = norm ? basic.rmsInverse(rt, x, norm.w, norm.eps) : undefined;
     const bindings = [
       { buf: x.buf },
       ...weights.map((w) => ({ buf: w.buf })),
       ...(this.bias ? [{ buf: this.bias.buf }] : []),
-      ...(norm ? [{ buf: norm.w.buf }] : []),
+      ...(norm && inv ? [{ buf: norm.w.buf }, { buf: inv.buf }] : []),
       ...(residual ? [{ buf: residual.buf }] : []),
       ...outs.map((buf) => ({ buf })),
     ];
-    const eps = { f32: norm?.eps ?? 0 };
     const kernel = gemvKernel(rt.format(weights[0]!), K % 4 === 0, this.bias && rt.format(this.bias), useSubgroups(rt), weights.length, nf, epilogue);
     const Ns = weights.map((w) => w.shape[0]!);
     if (epilogue === "swiglu") {
-      rt.exec.dispatch(kernel, bindings, [M, K, 0, Ns[0]!, Ns[1]!, 0, 0, 0, eps], [Math.ceil(Ns[0]! / 2)]);
+      rt.exec.dispatch(kernel, bindings, [M, K, 0, Ns[0]!, Ns[1]!, 0, 0, 0], [Math.ceil(Ns[0]! / 2)]);
     } else if (weights.length === 1) {
-      rt.exec.dispatch(kernel, bindings, [M, Ns[0]!, K, Ns[0]!, 0, eps], [Math.ceil(Ns[0]! / 4)]);
+      rt.exec.dispatch(kernel, bindings, [M, Ns[0]!, K, Ns[0]!, 0], [Math.ceil(Ns[0]! / 4)]);
     } else {
       const groups = Ns.map((N) => Math.ceil(N / 4));
       const g1 = groups[0]!;
       const g2 = g1 + (groups[1] ?? 0);
       const total = groups.reduce((a, b) => a + b, 0);
-      rt.exec.dispatch(kernel, bindings, [M, K, 0, Ns[0]!, Ns[1]!, Ns[2] ?? 0, g1, g2, eps], [total]);
+      rt.exec.dispatch(kernel, bindings, [M, K, 0, Ns[0]!, Ns[1]!, Ns[2] ?? 0, g1, g2], [total]);
     }
+    if (inv) rt.release(inv);
   }
 }
 
