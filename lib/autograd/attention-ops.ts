@@ -130,7 +130,7 @@ export function attendWith(weights: Var, v: Var): Var {
                 dw[wo + j] = s;
               }
               const p = w[wo + j]!;
-              if (dv && p !== 0) for (let d = 0; d < D; d++) dv[vo + d] += p * g[go + d]!;
+              if (dv && p !== 0) for (let d = 0; d < D; d++) dv[vo + d] = dv[vo + d]! + p * g[go + d]!;
             }
           }
         }

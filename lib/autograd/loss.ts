@@ -47,7 +47,7 @@ export function crossEntropy(logits: Var, targets: ArrayLike<number>): Var {
         if (t === IGNORE_INDEX) continue;
         const o = r * V, l = lse[r]!;
         for (let v = 0; v < V; v++) dx[o + v] = Math.exp(x[o + v]! - l) * f;
-        dx[o + t] -= f;
+        dx[o + t] = dx[o + t]! - f;
       }
       return [dx];
     },

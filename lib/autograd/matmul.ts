@@ -37,7 +37,7 @@ export function matmulABt(
   }
   if (accScratch.length < M * N) accScratch = new Float32Array(M * N);
   const y = matmulTransposedInto(A, M, K, B, "f32", N, undefined, accScratch.subarray(0, M * N));
-  for (let i = 0; i < M * N; i++) out[outOff + i] += y[i]!;
+  for (let i = 0; i < M * N; i++) out[outOff + i] = out[outOff + i]! + y[i]!;
 }
 
 /** out[M,N] = a[K,M]ᵀ · b[K,N] (+ out when `accumulate`): the weight-gradient product dW = dYᵀ · X, as Aᵀ · (Bᵀ)ᵀ. */

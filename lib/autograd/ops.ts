@@ -78,7 +78,7 @@ export function embedding(table: Weight, ids: ArrayLike<number>, batch: number, 
       const dw = new Float32Array(V * H);
       for (let i = 0; i < idsCopy.length; i++) {
         const o = idsCopy[i]! * H;
-        for (let h = 0; h < H; h++) dw[o + h] += g[i * H + h]!;
+        for (let h = 0; h < H; h++) dw[o + h] = dw[o + h]! + g[i * H + h]!;
       }
       return [dw];
     },
@@ -113,7 +113,7 @@ export function rmsNorm(x: Var, weight: Weight, eps: number): Var {
         const m = dot / H;
         for (let h = 0; h < H; h++) {
           const n = xv[o + h]! * rs;
-          if (dw) dw[h] += g[o + h]! * n;
+          if (dw) dw[h] = dw[h]! + g[o + h]! * n;
           if (dx) dx[o + h] = rs * (g[o + h]! * w[h]! - n * m);
         }
       }
@@ -169,7 +169,7 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
       if (bias instanceof Var) {
         if (bias.requiresGrad) {
           const db = new Float32Array(N);
-          for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) db[n] += g[m * N + n]!;
+          for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) db[n] = db[n]! + g[m * N + n]!;
           grads.push(db);
         } else grads.push(null);
       }
@@ -260,7 +260,7 @@ export function expandBatch(x: Var, batch: number): Var {
     inputs: [x],
     backward: (g) => {
       const dx = new Float32Array(n);
-      for (let b = 0; b < batch; b++) for (let i = 0; i < n; i++) dx[i] += g[b * n + i]!;
+      for (let b = 0; b < batch; b++) for (let i = 0; i < n; i++) dx[i] = dx[i]! + g[b * n + i]!;
       return [dx];
     },
   }));
@@ -290,7 +290,7 @@ export function selectRows(x: Var, rows: ArrayLike<number>, outShape?: readonly 
       const dx = new Float32Array(x.size);
       for (let i = 0; i < idx.length; i++) {
         const o = idx[i]! * C;
-        for (let c = 0; c < C; c++) dx[o + c] += g[i * C + c]!;
+        for (let c = 0; c < C; c++) dx[o + c] = dx[o + c]! + g[i * C + c]!;
       }
       return [dx];
     },

@@ -114,7 +114,7 @@ const hostGrads: GradStore<Float32Array> = {
     for (let i = 0; i < a.length; i++) s[i] = a[i]! + b[i]!;
     return s;
   },
-  addInPlace: (acc, g) => { for (let i = 0; i < acc.length; i++) acc[i] += g[i]!; },
+  addInPlace: (acc, g) => { for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + g[i]!; },
   copy: (g) => g.slice(),
   release: () => {},
 };

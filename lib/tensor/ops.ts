@@ -209,7 +209,7 @@ export function attentionInto(
           const p = scores[j]!;
           if (p === 0) continue;
           const vo = kvBase + j * D;
-          for (let d = 0; d < D; d++) acc[d] += p * vd[vo + d]!;
+          for (let d = 0; d < D; d++) acc[d] = acc[d]! + p * vd[vo + d]!;
         }
         const oo = (b * T + i) * n * D + h * D;
         for (let d = 0; d < D; d++) out[oo + d] = acc[d]!;
@@ -237,7 +237,7 @@ export function attendWithInto(w: Float32Array, v: Float32Array, s: AttentionSha
           const p = w[wo + j]!;
           if (p === 0) continue;
           const vo = vBase + j * D;
-          for (let d = 0; d < D; d++) out[oo + d] += p * v[vo + d]!;
+          for (let d = 0; d < D; d++) out[oo + d] = out[oo + d]! + p * v[vo + d]!;
         }
       }
     }

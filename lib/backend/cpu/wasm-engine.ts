@@ -244,7 +244,7 @@ export class WasmLinearEngine implements LinearEngine {
     arena.kernels.gemm_f32(base, M, base + aBytes, Kp, base + aBytes + bBytes, Np, Np);
     for (let m = 0; m < M; m++) {
       const o = outOff + m * N, y = m * Np;
-      if (accumulate) for (let n = 0; n < N; n++) out[o + n] += Y[y + n]!;
+      if (accumulate) for (let n = 0; n < N; n++) out[o + n] = out[o + n]! + Y[y + n]!;
       else out.set(Y.subarray(y, y + N), o);
     }
     return true;
