@@ -24,14 +24,6 @@ function sameShape(a: GpuTensor, b: GpuTensor, op: string): void {
   }
 }
 
-/** a + b into a new tensor, giving both inputs back (gradient accumulation). */
-export function addInto(rt: GpuRuntime, a: GpuTensor, b: GpuTensor): GpuTensor {
-  const sum = add(rt, a, b);
-  rt.release(a);
-  rt.release(b);
-  return sum;
-}
-
 /** A copy (one gradient handed to two inputs needs two owners). */
 export function copy(rt: GpuRuntime, x: GpuTensor): GpuTensor {
   return scale(rt, x, 1);
