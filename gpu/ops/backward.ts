@@ -12,7 +12,7 @@ import {
   scatterRowsKernel, siluMulBackwardKernel, transposeToF32Kernel,
 } from "../kernels/index.js";
 import { act, gpu, type GpuRuntime } from "../runtime.js";
-import { add, scale } from "./basic.js";
+import { scale } from "./basic.js";
 
 function grid(rt: GpuRuntime, n: number): [number, number] {
   return flatGrid(n, rt.ctx.limits.maxComputeWorkgroupsPerDimension);
