@@ -79,9 +79,9 @@ describe("WebGPU device", () => {
     const after = be.counters;
     expect(next.logits.shape).toEqual([1, 1, 2048]);
     expect(after.submits - before.submits).toBe(1);
-    // 6 layers × (norm + q/k/v GEMV, q rope + k rope/append + v append, attention, o_proj + add,
-    // norm + gate/up GEMV + silu·mul, down_proj + add), then the embedding and final norm + lm_head
-    expect(after.dispatches - before.dispatches).toBe(6 * 6 + 2);
+    // 6 layers × (1/rms, q/k/v GEMV normalizing its input, q rope + k rope/append + v append, attention,
+    // o_proj + add, 1/rms, gate/up GEMV + silu·mul, down_proj + add), then the embedding, 1/rms and lm_head
+    expect(after.dispatches - before.dispatches).toBe(6 * 8 + 3);
     next.pastKeyValues!.release();
   });
 

@@ -82,6 +82,13 @@ export interface Backend {
    * loader then dequantizes to float32 itself.
    */
   uploadQuantized?(q: QuantizedTensor): DeviceTensor;
+  /**
+   * Room for `bytes` in the memory the backend keeps weights in, for a loader
+   * to read a weight straight into: `upload`/`uploadQuantized` of a tensor
+   * over exactly these bytes takes them without a copy. Absent, or undefined
+   * when there is no room: the loader reads into a buffer of its own.
+   */
+  hostBytes?(bytes: number): Uint8Array | undefined;
   /** Reads a tensor back as a dense host float32 Tensor (flushes pending work on a GPU). */
   read(t: DeviceTensor): Promise<Tensor>;
   /** Frees device memory early (optional to call; a released tensor must not be used again). */

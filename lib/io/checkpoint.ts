@@ -10,6 +10,7 @@ import { FormatError, LlamaError } from "../errors.js";
 import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
 import { packageModel, packageModelNames } from "./package-models.js";
 import type { Tensor } from "../tensor/tensor.js";
+import type { ByteAlloc } from "./byte-alloc.js";
 
 export const SAFETENSORS_FILE = "model.safetensors";
 export const SAFETENSORS_INDEX = "model.safetensors.index.json";
@@ -155,10 +156,10 @@ export class CheckpointReader {
     return { ...f.info(name), file: f.path };
   }
 
-  read(name: string): Tensor {
+  read(name: string, alloc?: ByteAlloc): Tensor {
     const f = this.where.get(name);
     if (!f) throw new FormatError(this.dir, `missing tensor "${name}"`);
-    return f.read(name);
+    return f.read(name, alloc);
   }
 
   /** Total bytes of the named tensors (for progress). */

@@ -15,6 +15,7 @@ import { fitRopeFreqs, ggufToHfName, rotaryHeadsFor } from "./gguf-llama.js";
 import { type GgufTokenizerData, readGgufTokenizer } from "./gguf-tokenizer.js";
 import { GgmlType, ggmlTypeName } from "./gguf-types.js";
 import type { TensorInfo } from "./safetensors.js";
+import type { ByteAlloc } from "./byte-alloc.js";
 
 export interface GgufAsHf {
   /** The HF config.json dict. */
@@ -159,17 +160,19 @@ export class GgufHfWeights {
     return t;
   }
 
-  read(name: string): Tensor {
+  /** `alloc` places the data of an F32/F16/BF16 tensor (after the q/k row permutation, if any). */
+  read(name: string, alloc?: ByteAlloc): Tensor {
     const t = this.raw(name);
-    let tensor = this.gguf.read(t.name);
     const heads = rotaryHeadsFor(name, this.heads, this.kvHeads);
+    let tensor = this.gguf.read(t.name, heads === undefined ? alloc : undefined);
     if (heads !== undefined) {
       const rows = tensor.shape[0]!;
       const data = tensor.data;
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       const rowBytes = bytes.length / rows;
-      const p = interleavedToHalfSplit(bytes, rows, rowBytes, heads);
-      const out = tensor.dtype === "f32" ? new Float32Array(p.buffer) : new Uint16Array(p.buffer);
+      const p = interleavedToHalfSplit(bytes, rows, rowBytes, heads, alloc?.(bytes.length));
+      const n = data.length;
+      const out = tensor.dtype === "f32" ? new Float32Array(p.buffer, p.byteOffset, n) : new Uint16Array(p.buffer, p.byteOffset, n);
       tensor = new Tensor(out, tensor.shape, tensor.dtype);
     }
     if (DTYPE_NAME[tensor.dtype] !== this.info(name).dtype) throw new FormatError(this.gguf.path, `internal: dtype of "${name}"`);
@@ -181,13 +184,13 @@ export class GgufHfWeights {
    * Q6_K stays in its blocks (one positioned read, no float32 at any point; q/k
    * rows permuted as whole rows of blocks); anything else is `read(name)`.
    */
-  readStored(name: string): Tensor | QuantizedTensor {
+  readStored(name: string, alloc?: ByteAlloc): Tensor | QuantizedTensor {
     const t = this.raw(name);
     const type = quantTypeOfGgml(t.type);
-    if (!type || t.shape.length !== 2) return this.read(name);
-    let bytes = this.gguf.readRaw(t.name);
+    if (!type || t.shape.length !== 2) return this.read(name, alloc);
     const heads = rotaryHeadsFor(name, this.heads, this.kvHeads);
-    if (heads !== undefined) bytes = interleavedToHalfSplit(bytes, t.shape[0]!, bytes.length / t.shape[0]!, heads);
+    let bytes = this.gguf.readRaw(t.name, heads === undefined ? alloc : undefined);
+    if (heads !== undefined) bytes = interleavedToHalfSplit(bytes, t.shape[0]!, bytes.length / t.shape[0]!, heads, alloc?.(bytes.length));
     return new QuantizedTensor(type, bytes, t.shape, `${this.gguf.path}: tensor "${t.name}"`);
   }
 

@@ -17,6 +17,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { dequantize } from "./gguf-dequant.js";
 import { GGML_BLOCK, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_SCALAR_BYTES, GgmlType, GgufValueType, ggmlTypeName } from "./gguf-types.js";
 import { readExact } from "./zip.js";
+import type { ByteAlloc } from "./byte-alloc.js";
 
 export type GgufScalar = number | bigint | boolean | string;
 export interface GgufArray {
@@ -246,19 +247,20 @@ export class GgufFile {
     return t;
   }
 
-  /** The raw (possibly quantized) bytes of a tensor. */
-  readRaw(name: string): Uint8Array {
+  /** The raw (possibly quantized) bytes of a tensor (in a new buffer, or where `alloc` says). */
+  readRaw(name: string, alloc?: ByteAlloc): Uint8Array {
     const t = this.info(name);
-    return readExact(this.path, this.fd, this.fileSize, t.offset, t.byteSize, `tensor "${name}"`);
+    return readExact(this.path, this.fd, this.fileSize, t.offset, t.byteSize, `tensor "${name}"`, alloc);
   }
 
   /**
    * A tensor in row-major shape: F16/BF16 stay 16-bit, F32 is f32, quantized
    * and integer types are dequantized/converted to f32.
    */
-  read(name: string): Tensor {
+  read(name: string, alloc?: ByteAlloc): Tensor {
     const t = this.info(name);
-    return dequantize(this.readRaw(name), t.type, t.shape, `${this.path}: tensor "${name}"`);
+    const direct = t.type === GgmlType.F32 || t.type === GgmlType.F16 || t.type === GgmlType.BF16; // the bytes are the data
+    return dequantize(this.readRaw(name, direct ? alloc : undefined), t.type, t.shape, `${this.path}: tensor "${name}"`);
   }
 
   close(): void {

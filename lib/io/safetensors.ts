@@ -10,6 +10,7 @@ import { FormatError, LlamaError } from "../errors.js";
 import { Tensor, numel } from "../tensor/tensor.js";
 import { type DType, f32ToF16, f32ToBf16 } from "../tensor/dtype.js";
 import { writeAll, writeFileAtomic } from "./atomic.js";
+import { type ByteAlloc, freshBytes } from "./byte-alloc.js";
 
 export type SafetensorsDType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
@@ -98,11 +99,11 @@ export class SafetensorsFile {
     return info;
   }
 
-  /** Raw bytes of one tensor (a fresh buffer, aligned for typed-array views). */
-  readBytes(name: string): Uint8Array {
+  /** Raw bytes of one tensor (in a fresh buffer, or where `alloc` says; aligned for typed-array views). */
+  readBytes(name: string, alloc: ByteAlloc = freshBytes): Uint8Array {
     const info = this.info(name);
     const len = info.end - info.begin;
-    const buf = new Uint8Array(new ArrayBuffer(len));
+    const buf = alloc(len);
     let off = 0;
     while (off < len) {
       const n = fs.readSync(this.fd, buf, off, len - off, info.begin + off);
@@ -115,15 +116,18 @@ export class SafetensorsFile {
   /**
    * Reads one tensor. F16/BF16 stay 16-bit (the kernels widen them); F32 is
    * f32; F64 and integer types are converted to f32 (fine for ids and masks).
+   * `alloc` places the bytes of an F32/F16/BF16 tensor, which become its data.
    */
-  read(name: string): Tensor {
+  read(name: string, alloc?: ByteAlloc): Tensor {
     const info = this.info(name);
-    const bytes = this.readBytes(name);
+    const direct = info.dtype === "F32" || info.dtype === "F16" || info.dtype === "BF16";
+    const bytes = this.readBytes(name, direct ? alloc : undefined);
     const n = numel(info.shape);
+    const at = bytes.byteOffset;
     switch (info.dtype) {
-      case "F32": return new Tensor(new Float32Array(bytes.buffer, 0, n), info.shape, "f32");
-      case "F16": return new Tensor(new Uint16Array(bytes.buffer, 0, n), info.shape, "f16");
-      case "BF16": return new Tensor(new Uint16Array(bytes.buffer, 0, n), info.shape, "bf16");
+      case "F32": return new Tensor(new Float32Array(bytes.buffer, at, n), info.shape, "f32");
+      case "F16": return new Tensor(new Uint16Array(bytes.buffer, at, n), info.shape, "f16");
+      case "BF16": return new Tensor(new Uint16Array(bytes.buffer, at, n), info.shape, "bf16");
       case "F64": return new Tensor(Float32Array.from(new Float64Array(bytes.buffer, 0, n)), info.shape, "f32");
       case "I64": return new Tensor(Float32Array.from(new BigInt64Array(bytes.buffer, 0, n), (v) => Number(v)), info.shape, "f32");
       case "I32": return new Tensor(Float32Array.from(new Int32Array(bytes.buffer, 0, n)), info.shape, "f32");

@@ -11,6 +11,7 @@
 import * as fs from "node:fs";
 import * as zlib from "node:zlib";
 import { FormatError } from "../errors.js";
+import { type ByteAlloc, freshBytes } from "./byte-alloc.js";
 
 export interface ZipEntry {
   readonly name: string;
@@ -137,11 +138,11 @@ export class ZipFile {
 }
 
 /** Reads exactly `length` bytes at `pos` into a fresh, aligned buffer. */
-export function readExact(file: string, fd: number, fileSize: number, pos: number, length: number, what: string): Uint8Array {
+export function readExact(file: string, fd: number, fileSize: number, pos: number, length: number, what: string, alloc: ByteAlloc = freshBytes): Uint8Array {
   if (pos < 0 || length < 0 || pos + length > fileSize) {
     throw new FormatError(file, `${what}: ${length} bytes at offset ${pos} run past the end of the file (${fileSize} bytes)`);
   }
-  return readExactInto(file, fd, fileSize, pos, new Uint8Array(new ArrayBuffer(length)), what);
+  return readExactInto(file, fd, fileSize, pos, alloc(length), what);
 }
 
 /** Fills `buf` from file position `pos` (bounds checked first). */

@@ -21,6 +21,7 @@ import type { OnProgress } from "../progress.js";
 import type { QuantPreset } from "../quant/mix.js";
 import { type LoadQuantization, planLoadQuantization, quantizeForLoad, quantizePreset } from "../quant/quantize-at-load.js";
 import { ggmlTypeName } from "../io/gguf-types.js";
+import { type ByteAlloc, freshBytes } from "../io/byte-alloc.js";
 
 export interface FromPretrainedOptions {
   device?: Device;
@@ -50,7 +51,7 @@ export interface OpenedCheckpoint {
   /** A safetensors folder, or a .gguf file read as one (lib/io/gguf-hf.ts). */
   reader: Pick<CheckpointReader, "names" | "has" | "info" | "read" | "bytes" | "close"> & {
     /** Quantized GGUF matrices as stored (lib/tensor/quantized.ts), for a backend with uploadQuantized. */
-    readStored?(name: string): Tensor | QuantizedTensor;
+    readStored?(name: string, alloc?: ByteAlloc): Tensor | QuantizedTensor;
   };
   /** The per-tensor types when loading with `quantize`. */
   quantization?: LoadQuantization;
@@ -140,6 +141,8 @@ export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: OnProgress):
   const { reader, backend, config } = ck;
   const total = reader.bytes(reader.names());
   let done = 0;
+  // Weights are read straight into the backend's memory where it offers room (no second copy).
+  const alloc: ByteAlloc | undefined = backend.hostBytes ? (n) => backend.hostBytes!(n) ?? freshBytes(n) : undefined;
   onProgress?.(0, total, { unit: "bytes" });
   const load: WeightLoader = (name, shape) => {
     const candidates = name.startsWith("model.") ? [name, name.slice(6)] : [name, `model.${name}`];
@@ -166,7 +169,7 @@ export function checkpointLoader(ck: OpenedCheckpoint, onProgress?: OnProgress):
       stored = quantizeForLoad(reader.read(found), plan.type, found);
     } else {
       // Quantized matrices of a GGUF stay in their blocks on a backend with kernels for them.
-      stored = backend.uploadQuantized && reader.readStored ? reader.readStored(found) : reader.read(found);
+      stored = backend.uploadQuantized && reader.readStored ? reader.readStored(found, alloc) : reader.read(found, alloc);
     }
     const t = stored instanceof QuantizedTensor
       ? backend.uploadQuantized ? backend.uploadQuantized(stored) : backend.upload(dequantized(stored))

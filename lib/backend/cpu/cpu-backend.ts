@@ -82,6 +82,10 @@ export class CpuBackend implements Backend {
     return new CpuTensor(this.engine.adopt(t.data, t.dtype), t.shape, t.dtype);
   }
 
+  hostBytes(bytes: number): Uint8Array | undefined {
+    return this.engine.hostBytes?.(bytes);
+  }
+
   uploadQuantized(q: QuantizedTensor): DeviceTensor {
     return new CpuTensor(this.engine.adopt(q.data, "f32"), q.shape, "f32", 0, q.type);
   }
