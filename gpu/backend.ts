@@ -146,9 +146,9 @@ export class WebGpuBackend implements Backend {
     return basic.mergeHeads(this.runtime, act(x, "mergeHeads input"));
   }
 
-  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor, reserve = 0): DeviceTensor {
     this.runtime.ctx.assertAlive();
-    return headOps.kvAppend(this.runtime, cache && gpu(cache, "kvAppend cache"), gpu(x, "kvAppend input"));
+    return headOps.kvAppend(this.runtime, cache && gpu(cache, "kvAppend cache"), gpu(x, "kvAppend input"), reserve);
   }
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask,

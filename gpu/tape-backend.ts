@@ -272,9 +272,9 @@ export class WebGpuTapeBackend implements Backend, DifferentiableBackend {
     }));
   }
 
-  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor, reserve?: number): DeviceTensor {
     const xi = t(x, "kvAppend input"), ci = cache && t(cache, "kvAppend cache");
-    if (!xi.requiresGrad && !ci?.requiresGrad) return this.plain(this.gpu.kvAppend(ci?.inner, xi.inner) as GpuTensor);
+    if (!xi.requiresGrad && !ci?.requiresGrad) return this.plain(this.gpu.kvAppend(ci?.inner, xi.inner, reserve) as GpuTensor);
     // Recorded: a dense copy (attention's backward reads dense K/V) rather than growing the cache in place.
     const rt = this.gpu.runtime;
     const P = ci ? ci.shape[2]! : 0;

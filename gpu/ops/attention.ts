@@ -29,7 +29,7 @@ function copyBlock(rt: GpuRuntime, src: GpuTensor, dst: GpuTensor["buf"], heads:
  * (or undefined) → [B, k, P+T, D], rows P.. not yet written. Grows
  * geometrically (copying the old rows), in place when the capacity allows.
  */
-export function kvReserve(rt: GpuRuntime, cacheIn: GpuTensor | undefined, x: GpuTensor): { out: GpuTensor; past: number } {
+export function kvReserve(rt: GpuRuntime, cacheIn: GpuTensor | undefined, x: GpuTensor, reserve = 0): { out: GpuTensor; past: number } {
   const [B, H, T, D] = x.shape as [number, number, number, number];
   if (x.shape.length !== 4) throw new LlamaError(`kvAppend: expected [B, heads, T, D], got [${x.shape.join(", ")}]`);
   const cache = cacheIn && gpu(cacheIn, "kvAppend cache");
@@ -41,7 +41,7 @@ export function kvReserve(rt: GpuRuntime, cacheIn: GpuTensor | undefined, x: Gpu
   if (cache) rt.settle(cache); // its own append, if still deferred, lands before this one
   if (cache && cache.capacity >= S) return { out: rt.transfer(cache, [B, H, S, D], cache.capacity), past: P };
   // Grow geometrically so token-by-token decoding copies the cache O(log T) times.
-  const capacity = Math.max(S, cache ? cache.capacity * 2 : 0, 16);
+  const capacity = Math.max(S, cache ? cache.capacity * 2 : 0, 16, reserve);
   const out = rt.emptyExact([B, H, S, D], "kv", capacity);
   if (cache && P > 0) copyBlock(rt, cache, out.buf, H, P, D, cache.capacity, 0, capacity, 0, B);
   if (cache) rt.release(cache);
@@ -49,9 +49,9 @@ export function kvReserve(rt: GpuRuntime, cacheIn: GpuTensor | undefined, x: Gpu
 }
 
 /** cache [B, k, P, D] (or undefined) + x [B, k, T, D] → [B, k, P+T, D] (a copy of x's values into the cache). */
-export function kvAppend(rt: GpuRuntime, cacheIn: GpuTensor | undefined, xIn: GpuTensor): GpuTensor {
+export function kvAppend(rt: GpuRuntime, cacheIn: GpuTensor | undefined, xIn: GpuTensor, reserve = 0): GpuTensor {
   const x = act(xIn, "kvAppend input");
-  const { out, past } = kvReserve(rt, cacheIn, x);
+  const { out, past } = kvReserve(rt, cacheIn, x, reserve);
   const [B, H, T, D] = x.shape as [number, number, number, number];
   copyBlock(rt, x, out.storage, H, T, D, T, 0, out.capacity, past, B);
   return out;

@@ -154,11 +154,11 @@ export function splitHeads(rt: GpuRuntime, xIn: GpuTensor, heads: number, rope?:
  * cache [B, k, P, D] (or undefined) + x [B, k, T, D] → [B, k, P+T, D]. A
  * deferred splitHeads result is not copied: its job is queued again, aimed at the cache.
  */
-export function kvAppend(rt: GpuRuntime, cache: GpuTensor | undefined, xIn: GpuTensor): GpuTensor {
+export function kvAppend(rt: GpuRuntime, cache: GpuTensor | undefined, xIn: GpuTensor, reserve = 0): GpuTensor {
   const x = act(xIn, "kvAppend input");
   const p = x.pending;
-  if (!(p instanceof PendingHeads)) return eagerKvAppend(rt, cache, x);
-  const { out, past } = kvReserve(rt, cache, x);
+  if (!(p instanceof PendingHeads)) return eagerKvAppend(rt, cache, x, reserve);
+  const { out, past } = kvReserve(rt, cache, x, reserve);
   const job = new PendingHeads(rt, { ...p.job, dst: out, cap: out.capacity, off: past });
   queueOf(rt).jobs.push(job);
   out.pending = job;

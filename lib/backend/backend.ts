@@ -145,9 +145,12 @@ export interface Backend {
    * storage in place (amortized O(T) per call), so the `cache` handle must not
    * be used after this call; use only the returned one. The result may be a
    * strided view (capacity > P+T): only `attention`, `kvAppend`, `selectBatch`
-   * and `read` are guaranteed to accept it.
+   * and `read` are guaranteed to accept it. `reserve` (rows per head): when
+   * this call allocates storage, room for at least that many positions, so a
+   * generate that knows its final length allocates the cache once (HF's
+   * StaticCache max_cache_len) instead of growing it, with a copy, O(log T) times.
    */
-  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor;
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor, reserve?: number): DeviceTensor;
 
   /**
    * Scaled dot-product attention with causal + padding mask and GQA (query head

@@ -17,7 +17,7 @@ import type { TokenSelector } from "../backend/token-select.js";
 import { buildLogitsProcessors } from "./processors.js";
 import { SeededRng } from "./rng.js";
 import { anyDone, EosTokenCriterion } from "./stopping.js";
-import { decodeInputs, extendMaskAndPositions, repeatInterleave, repeatTensorRows } from "./inputs.js";
+import { decodeInputs, extendMaskAndPositions, prefillArgs, repeatInterleave, repeatTensorRows } from "./inputs.js";
 import type { Prepared, StepEvent } from "./generate.js";
 import type { GenerateOptions, GenerateOutput, GenerationDeviceOutput, GenerationModel } from "./types.js";
 
@@ -95,14 +95,7 @@ async function* deviceLoop(
 
 /** The prompt once (B rows), then every row repeated `expand` times on the device, as the host loop's prefill. */
 async function prefillOnDevice(model: DeviceModel, p: Prepared, opts: GenerateOptions): Promise<GenerationDeviceOutput> {
-  const out = await model.forwardOnDevice({
-    ...(p.embeds ? { inputsEmbeds: p.embeds } : { inputIds: p.prompts }),
-    attentionMask: p.mask,
-    positionIds: p.positions,
-    useCache: p.cfg.useCache,
-    outputAttentions: opts.outputAttentions === true,
-    logitsToKeep: 1,
-  });
+  const out = await model.forwardOnDevice(prefillArgs(p, opts.outputAttentions === true));
   if (p.expand === 1) return out;
   const order = repeatInterleave(p.prompts.map((_, b) => b), p.expand);
   const logits = model.backend.selectBatch(out.logits, Int32Array.from(order));

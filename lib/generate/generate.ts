@@ -27,6 +27,7 @@ import {
   repeatTensorRows,
   resolveAttentionMask,
   decodeInputs,
+  prefillArgs,
 } from "./inputs.js";
 import type {
   GenerateOptions,
@@ -56,7 +57,15 @@ export interface Prepared {
   positions: number[][];
   expand: number;
   criteria: StoppingCriterion[];
+  /**
+   * The length the KV cache can reach (maxLength, as HF's StaticCache takes
+   * max_cache_len from generate's max_length): the prefill asks for it up
+   * front, so decoding never reallocates the cache (on WebGPU each growth
+   * cost 6 extra dispatches and a copy of the whole cache).
+   */
+  cacheCapacity: number;
 }
+
 
 function prepare(model: GenerationModel, opts: GenerateOptions): Prepared {
   const V = model.config.vocab_size;
@@ -85,7 +94,10 @@ function prepare(model: GenerationModel, opts: GenerateOptions): Prepared {
   const criteria: StoppingCriterion[] = [new MaxLengthCriterion(cfg.maxLength)];
   if (cfg.stopStrings.length) criteria.push(new StopStringCriterion(opts.tokenizer!, cfg.stopStrings));
   if (cfg.eosTokenIds.length) criteria.push(new EosTokenCriterion(cfg.eosTokenIds));
-  return { cfg, V, prompts, embeds, mask, positions: positionsFromMask(mask), expand: Math.max(cfg.numBeams, cfg.numReturnSequences), criteria };
+  return {
+    cfg, V, prompts, embeds, mask, positions: positionsFromMask(mask), expand: Math.max(cfg.numBeams, cfg.numReturnSequences), criteria,
+    cacheCapacity: cfg.maxLength,
+  };
 }
 
 /**
@@ -94,14 +106,7 @@ function prepare(model: GenerationModel, opts: GenerateOptions): Prepared {
  * expand-then-prefill at 1/expand of the cost.
  */
 async function prefill(model: GenerationModel, p: Prepared, opts: GenerateOptions) {
-  const out = await model.forward({
-    ...(p.embeds ? { inputsEmbeds: p.embeds } : { inputIds: p.prompts }),
-    attentionMask: p.mask,
-    positionIds: p.positions,
-    useCache: p.cfg.useCache,
-    outputAttentions: opts.outputAttentions === true,
-    logitsToKeep: 1,
-  });
+  const out = await model.forward(prefillArgs(p, opts.outputAttentions === true));
   let logits = lastPositionLogits(out.logits);
   let attentions = out.attentions;
   const cache = out.pastKeyValues;

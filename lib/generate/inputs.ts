@@ -6,6 +6,8 @@
  */
 import { InputError } from "../errors.js";
 import { Tensor } from "../tensor/tensor.js";
+import type { Prepared } from "./generate.js";
+import type { GenerationForwardArgs } from "./types.js";
 
 /** Checks a [B, T] batch of token ids (rectangular, integer, in [0, V)). */
 export function checkPrompts(inputIds: unknown, vocabSize: number): asserts inputIds is number[][] {
@@ -127,6 +129,19 @@ export function decodeInputs<C>(
     positionIds: positions.map((r) => [r[r.length - 1]!]),
     pastKeyValues: cache,
     useCache: true,
+    outputAttentions,
+    logitsToKeep: 1,
+  };
+}
+
+/** The prefill forward's arguments: the whole prompt, last position's logits, the cache sized once. */
+export function prefillArgs(p: Prepared, outputAttentions: boolean): GenerationForwardArgs {
+  return {
+    ...(p.embeds ? { inputsEmbeds: p.embeds } : { inputIds: p.prompts }),
+    attentionMask: p.mask,
+    positionIds: p.positions,
+    useCache: p.cfg.useCache,
+    ...(p.cfg.useCache ? { cacheCapacity: p.cacheCapacity } : {}),
     outputAttentions,
     logitsToKeep: 1,
   };

@@ -28,6 +28,8 @@ export interface GenerationForwardArgs {
   positionIds?: number[][];
   pastKeyValues?: GenerationCache;
   useCache?: boolean;
+  /** When this call creates the KV cache: the positions to allocate room for up front. */
+  cacheCapacity?: number;
   outputAttentions?: boolean;
   outputHiddenStates?: boolean;
   /** 1 = logits for the last position only (what generation needs). */

@@ -13,9 +13,19 @@ export class DynamicCache {
   private readonly keys: (DeviceTensor | undefined)[] = [];
   private readonly values: (DeviceTensor | undefined)[] = [];
   private backendRef: Backend | undefined;
+  /** Positions to allocate room for on each layer's first append (0: grow as needed). */
+  private readonly reserve: number;
 
-  constructor(backend?: Backend) {
+  /**
+   * `reserve`: the sequence length the cache will reach, when known (generate
+   * knows it: prompt + max new tokens). Each layer's keys and values are then
+   * allocated once at that length, as HF's StaticCache does, and a decode step
+   * never stops to copy the cache into a larger buffer. It only sizes storage:
+   * the cache still holds exactly the appended positions.
+   */
+  constructor(backend?: Backend, opts: { reserve?: number } = {}) {
     this.backendRef = backend;
+    this.reserve = Math.max(0, Math.floor(opts.reserve ?? 0));
   }
 
   /** The backend the cache lives on (set by the first update). */
@@ -55,8 +65,8 @@ export class DynamicCache {
         `DynamicCache: layer ${layer} holds [${prevK.shape.join(", ")}], cannot append [${k.shape.join(", ")}] (batch or heads differ)`,
       );
     }
-    const keys = backend.kvAppend(prevK, k);
-    const values = backend.kvAppend(this.values[layer], v);
+    const keys = backend.kvAppend(prevK, k, this.reserve);
+    const values = backend.kvAppend(this.values[layer], v, this.reserve);
     this.keys[layer] = keys;
     this.values[layer] = values;
     return { keys, values };

@@ -91,7 +91,7 @@ export class LlamaModel {
       rope: this.rotary.tables(inputs.positions),
       // Query row i sits at absolute position P + i: the causal mask's offset once a cache holds P tokens.
       mask: { queryOffset: P, keyMask: inputs.keyMask },
-      cache: past ?? (args.useCache === false ? undefined : new DynamicCache(be)),
+      cache: past ?? (args.useCache === false ? undefined : new DynamicCache(be, { reserve: args.cacheCapacity })),
       attentions: args.outputAttentions ? [] : undefined,
     };
     // HF's hidden_states: the embeddings, each layer's output but the last, then the final normed output.

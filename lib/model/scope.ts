@@ -173,10 +173,10 @@ export class Scope implements Backend {
     return this.own(this.outer.mergeHeads(x), x);
   }
 
-  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor, reserve?: number): DeviceTensor {
     // The cache argument is consumed (its storage may move to the result), and the result belongs to the cache.
     if (cache) this.made.delete(cache);
-    return this.outer.kvAppend(cache, x);
+    return this.outer.kvAppend(cache, x, reserve);
   }
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {

@@ -51,6 +51,12 @@ export interface ForwardArgs {
   pastKeyValues?: DynamicCache;
   /** Build and return a cache (default true, as HF's config.use_cache). */
   useCache?: boolean;
+  /**
+   * When this call creates the cache (no pastKeyValues): allocate each layer's
+   * keys/values for this many positions at once (HF StaticCache's
+   * max_cache_len). Sizing only: results are the same with or without it.
+   */
+  cacheCapacity?: number;
   outputHiddenStates?: boolean;
   outputAttentions?: boolean;
   hooks?: HookMap;

@@ -244,7 +244,7 @@ export class CpuBackend implements Backend {
     return new CpuTensor(out, [B, T, H * D], "f32");
   }
 
-  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor): DeviceTensor {
+  kvAppend(cache: DeviceTensor | undefined, x: DeviceTensor, reserve = 0): DeviceTensor {
     const xd = f32(x, "kvAppend input");
     const [B, H, T, D] = x.shape as [number, number, number, number];
     const c = cache ? cpu(cache, "kvAppend cache") : undefined;
@@ -257,7 +257,7 @@ export class CpuBackend implements Backend {
       capacity = c.capacity;
     } else {
       // Grow geometrically so a token-by-token decode copies the cache O(log T) times.
-      capacity = Math.max(S, c ? c.capacity * 2 : 0, 16);
+      capacity = Math.max(S, c ? c.capacity * 2 : 0, 16, reserve);
       data = this.engine.allocF32(B * H * capacity * D);
       if (c) {
         for (let bh = 0; bh < B * H; bh++) {
