@@ -19,8 +19,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { LlamaForCausalLM } from "../lib/model/index.js";
 import { generate, SeededRng } from "../lib/generate/index.js";
-import { exportHfToGguf } from "../lib/io/gguf-export.js";
-import { ensureRandomLlama, TINYLLAMA_1_1B } from "./random-llama.js";
+import { ensureGgufExport, ensureRandomLlama, TINYLLAMA_1_1B } from "./random-llama.js";
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => {
@@ -129,16 +128,7 @@ async function llamaCppOn(gguf: string, prompt: number[], decodeN: number): Prom
 }
 
 function ggufOf(dir: string, name: string, outtype: "f32" | "f16"): string {
-  const file = path.join(work, `${name}-${outtype}.gguf`);
-  const stamp = `${file}.source`;
-  const source = JSON.stringify({ dir: path.resolve(dir), mtime: fs.statSync(path.join(dir, "config.json")).mtimeMs, outtype });
-  if (!fs.existsSync(file) || !fs.existsSync(stamp) || fs.readFileSync(stamp, "utf8") !== source) {
-    log(`exporting ${dir} → ${file} (${outtype})`);
-    fs.mkdirSync(work, { recursive: true });
-    exportHfToGguf(dir, file, { outtype, name });
-    fs.writeFileSync(stamp, source);
-  }
-  return file;
+  return ensureGgufExport(dir, path.join(work, `${name}-${outtype}.gguf`), outtype, log);
 }
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));

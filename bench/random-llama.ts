@@ -1,6 +1,7 @@
 /**
- * Writes a random-weight LLaMA checkpoint (HF folder, f16 safetensors,
- * sharded one layer per file so memory stays at one layer) for benchmarks.
+ * Random-weight LLaMA models for benchmarks, never committed: an HF folder
+ * (f16 safetensors, sharded one layer per file so memory stays at one layer),
+ * its GGUF export, or a GGUF written straight from random ggml blocks.
  * Deterministic: the same spec and seed give the same bytes. A `.complete`
  * marker holding the spec lets a later run reuse the folder.
  */
@@ -10,6 +11,10 @@ import { saveSafetensors } from "../lib/io/safetensors.js";
 import { writeTextAtomic } from "../lib/io/atomic.js";
 import { f32ToF16Bits } from "../lib/tensor/dtype.js";
 import { Tensor } from "../lib/tensor/tensor.js";
+import { exportHfToGguf } from "../lib/io/gguf-export.js";
+import { gguf, writeGguf, type GgufTensorSpec } from "../lib/io/gguf-writer.js";
+import { GgmlType } from "../lib/io/gguf-types.js";
+import { syntheticSpmVocab, tokenizerMetadata } from "../lib/io/gguf-tokenizer.js";
 
 export interface RandomLlamaSpec {
   hidden: number;
@@ -110,4 +115,93 @@ export function ensureRandomLlama(dir: string, spec: RandomLlamaSpec, seed = 1, 
   writeTextAtomic(path.join(dir, "generation_config.json"), JSON.stringify({ bos_token_id: 1, eos_token_id: 2 }));
   writeTextAtomic(marker, specJson);
   return dir;
+}
+
+/** The exported GGUF of a checkpoint folder (llama.cpp's convert_hf_to_gguf layout), made once per folder and type, then reused. */
+export function ensureGgufExport(dir: string, file: string, outtype: "f32" | "f16", log: (m: string) => void = () => {}): string {
+  const stamp = `${file}.source`;
+  const source = JSON.stringify({ dir: path.resolve(dir), mtime: fs.statSync(path.join(dir, "config.json")).mtimeMs, outtype });
+  if (!fs.existsSync(file) || !fs.existsSync(stamp) || fs.readFileSync(stamp, "utf8") !== source) {
+    log(`exporting ${dir} → ${file} (${outtype})`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    exportHfToGguf(dir, file, { outtype, name: path.basename(file, ".gguf") });
+    fs.writeFileSync(stamp, source);
+  }
+  return file;
+}
+
+/** A model's shape for a GGUF written straight from random blocks (no f16 checkpoint first: a 7B one would be 13.5 GB). */
+export interface GgufShape { hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; vocab: number; ropeTheta: number; context: number }
+export const LLAMA2_7B: GgufShape = { hidden: 4096, layers: 32, heads: 32, kvHeads: 32, ffn: 11008, vocab: 32000, ropeTheta: 10000, context: 4096 };
+export const LLAMA3_8B: GgufShape = { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: 14336, vocab: 128256, ropeTheta: 500000, context: 8192 };
+/** A 4-layer, hidden-512 model: checks a bench script itself in seconds. */
+export const SMALL_GGUF: GgufShape = { hidden: 512, layers: 4, heads: 8, kvHeads: 2, ffn: 1536, vocab: 4096, ropeTheta: 500000, context: 8192 };
+
+/**
+ * Blocks of random codes from a xorshift32 stream, with one fixed f16 scale
+ * chosen so the weights have std ≈ 0.018: Q4_0 (scale, 16 bytes of nibbles;
+ * codes 0..15 − 8, std ≈ 4.6·d) or Q8_0 (scale, 32 int8 codes, std ≈ 74·d).
+ */
+function* randomBlocks(type: "q4_0" | "q8_0", elems: number, state: { s: number }): Iterable<Uint8Array> {
+  const codeBytes = type === "q4_0" ? 16 : 32;
+  const scale = f32ToF16Bits(type === "q4_0" ? 0.004 : 0.00025);
+  const blockBytes = 2 + codeBytes;
+  const blocksPerChunk = 1 << 20;
+  for (let left = elems / 32; left > 0; left -= blocksPerChunk) {
+    const n = Math.min(left, blocksPerChunk);
+    const out = new Uint8Array(n * blockBytes);
+    const words = new Uint32Array((n * codeBytes) / 4);
+    let s = state.s;
+    for (let i = 0; i < words.length; i++) {
+      s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+      words[i] = s >>> 0;
+    }
+    state.s = s;
+    const bytes = new Uint8Array(words.buffer);
+    for (let b = 0; b < n; b++) {
+      out[blockBytes * b] = scale & 0xff;
+      out[blockBytes * b + 1] = scale >> 8;
+      out.set(bytes.subarray(codeBytes * b, codeBytes * (b + 1)), blockBytes * b + 2);
+    }
+    yield out;
+  }
+}
+
+/**
+ * A random-weight GGUF (every matrix in `type`, norms F32), written once to
+ * `file` and reused: the same shape and type always give the same bytes.
+ */
+export function ensureRandomGguf(file: string, s: GgufShape, type: "q4_0" | "q8_0", name: string, log: (m: string) => void = () => {}): string {
+  if (fs.existsSync(file)) return file;
+  log(`writing ${file} (once)`);
+  const t0 = performance.now();
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const state = { s: 2024 };
+  const headDim = s.hidden / s.heads;
+  const ggml = type === "q4_0" ? GgmlType.Q4_0 : GgmlType.Q8_0;
+  const mat = (tensor: string, shape: [number, number]): GgufTensorSpec => ({ name: tensor, shape, type: ggml, data: () => randomBlocks(type, shape[0] * shape[1], state) });
+  const norm = (tensor: string): GgufTensorSpec => ({ name: tensor, shape: [s.hidden], type: GgmlType.F32, data: () => new Tensor(new Float32Array(s.hidden).fill(1), [s.hidden], "f32") });
+  const tensors: GgufTensorSpec[] = [mat("token_embd.weight", [s.vocab, s.hidden])];
+  for (let l = 0; l < s.layers; l++) {
+    const b = `blk.${l}.`;
+    tensors.push(norm(`${b}attn_norm.weight`),
+      mat(`${b}attn_q.weight`, [s.heads * headDim, s.hidden]), mat(`${b}attn_k.weight`, [s.kvHeads * headDim, s.hidden]),
+      mat(`${b}attn_v.weight`, [s.kvHeads * headDim, s.hidden]), mat(`${b}attn_output.weight`, [s.hidden, s.heads * headDim]),
+      norm(`${b}ffn_norm.weight`),
+      mat(`${b}ffn_gate.weight`, [s.ffn, s.hidden]), mat(`${b}ffn_up.weight`, [s.ffn, s.hidden]), mat(`${b}ffn_down.weight`, [s.hidden, s.ffn]));
+  }
+  tensors.push(norm("output_norm.weight"), mat("output.weight", [s.vocab, s.hidden]));
+  const meta: [string, ReturnType<typeof gguf.u32>][] = [
+    ["general.architecture", gguf.str("llama")], ["general.name", gguf.str(name)], ["general.file_type", gguf.u32(type === "q4_0" ? 2 : 7)],
+    ["llama.context_length", gguf.u32(s.context)], ["llama.embedding_length", gguf.u32(s.hidden)], ["llama.block_count", gguf.u32(s.layers)],
+    ["llama.feed_forward_length", gguf.u32(s.ffn)], ["llama.attention.head_count", gguf.u32(s.heads)],
+    ["llama.attention.head_count_kv", gguf.u32(s.kvHeads)], ["llama.rope.freq_base", gguf.f32(s.ropeTheta)],
+    ["llama.attention.layer_norm_rms_epsilon", gguf.f32(1e-5)], ["llama.vocab_size", gguf.u32(s.vocab)],
+    ...tokenizerMetadata(syntheticSpmVocab(s.vocab)), // a placeholder vocabulary: llama.cpp will not load a GGUF without one
+  ];
+  const tmp = `${file}.partial`;
+  writeGguf(tmp, meta, tensors, { onTensor: (t) => { if (t.endsWith("ffn_down.weight")) log(`wrote ${t}`); } });
+  fs.renameSync(tmp, file);
+  log(`written in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  return file;
 }

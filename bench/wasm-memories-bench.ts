@@ -17,10 +17,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { gguf, writeGguf, type GgufTensorSpec } from "../lib/io/gguf-writer.js";
-import { GgmlType } from "../lib/io/gguf-types.js";
-import { f32ToF16Bits } from "../lib/tensor/dtype.js";
-import { Tensor } from "../lib/tensor/tensor.js";
+import { ensureRandomGguf, LLAMA3_8B, SMALL_GGUF, type GgufShape } from "./random-llama.js";
 
 const argv = process.argv.slice(2);
 const flag = (name: string, fallback: string) => {
@@ -34,62 +31,7 @@ const THREADS = Number(flag("--threads", "2"));
 const work = path.join(os.tmpdir(), "llama-ts-bench");
 const log = (m: string) => process.stderr.write(`[wasm-memories-bench] ${m}\n`);
 
-interface Shape { hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; vocab: number }
-const SHAPES: Record<string, Shape> = {
-  "llama3-8b": { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: 14336, vocab: 128256 },
-  small: { hidden: 512, layers: 4, heads: 8, kvHeads: 2, ffn: 1536, vocab: 4096 },
-};
-
-/** Q4_0 blocks (f16 scale, 16 bytes of nibbles) of random codes, scale 0.004 (weights of std ≈ 0.018), from a xorshift32 stream. */
-function* randomQ4_0(elems: number, state: { s: number }): Iterable<Uint8Array> {
-  const scale = f32ToF16Bits(0.004);
-  const blocksPerChunk = 1 << 20; // 18 MiB per chunk
-  for (let left = elems / 32; left > 0; left -= blocksPerChunk) {
-    const n = Math.min(left, blocksPerChunk);
-    const out = new Uint8Array(n * 18);
-    const words = new Uint32Array(n * 4);
-    let s = state.s;
-    for (let i = 0; i < words.length; i++) {
-      s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
-      words[i] = s >>> 0;
-    }
-    state.s = s;
-    const bytes = new Uint8Array(words.buffer);
-    for (let b = 0; b < n; b++) {
-      out[18 * b] = scale & 0xff;
-      out[18 * b + 1] = scale >> 8;
-      out.set(bytes.subarray(16 * b, 16 * b + 16), 18 * b + 2);
-    }
-    yield out;
-  }
-}
-
-function writeModel(file: string, s: Shape): void {
-  const state = { s: 2024 };
-  const headDim = s.hidden / s.heads;
-  const q4 = (name: string, shape: [number, number]): GgufTensorSpec => ({ name, shape, type: GgmlType.Q4_0, data: () => randomQ4_0(shape[0] * shape[1], state) });
-  const norm = (name: string): GgufTensorSpec => ({ name, shape: [s.hidden], type: GgmlType.F32, data: () => new Tensor(new Float32Array(s.hidden).fill(1), [s.hidden], "f32") });
-  const tensors: GgufTensorSpec[] = [q4("token_embd.weight", [s.vocab, s.hidden])];
-  for (let l = 0; l < s.layers; l++) {
-    const b = `blk.${l}.`;
-    tensors.push(norm(`${b}attn_norm.weight`),
-      q4(`${b}attn_q.weight`, [s.heads * headDim, s.hidden]), q4(`${b}attn_k.weight`, [s.kvHeads * headDim, s.hidden]),
-      q4(`${b}attn_v.weight`, [s.kvHeads * headDim, s.hidden]), q4(`${b}attn_output.weight`, [s.hidden, s.heads * headDim]),
-      norm(`${b}ffn_norm.weight`),
-      q4(`${b}ffn_gate.weight`, [s.ffn, s.hidden]), q4(`${b}ffn_up.weight`, [s.ffn, s.hidden]), q4(`${b}ffn_down.weight`, [s.hidden, s.ffn]));
-  }
-  tensors.push(norm("output_norm.weight"), q4("output.weight", [s.vocab, s.hidden]));
-  const meta: [string, ReturnType<typeof gguf.u32>][] = [
-    ["general.architecture", gguf.str("llama")], ["general.name", gguf.str(`random ${SHAPE}`)], ["general.file_type", gguf.u32(2)],
-    ["llama.context_length", gguf.u32(8192)], ["llama.embedding_length", gguf.u32(s.hidden)], ["llama.block_count", gguf.u32(s.layers)],
-    ["llama.feed_forward_length", gguf.u32(s.ffn)], ["llama.attention.head_count", gguf.u32(s.heads)],
-    ["llama.attention.head_count_kv", gguf.u32(s.kvHeads)], ["llama.rope.freq_base", gguf.f32(500000)],
-    ["llama.attention.layer_norm_rms_epsilon", gguf.f32(1e-5)], ["llama.vocab_size", gguf.u32(s.vocab)],
-  ];
-  const tmp = `${file}.partial`;
-  writeGguf(tmp, meta, tensors, { onTensor: (name) => { if (name.endsWith("ffn_down.weight")) log(`wrote ${name}`); } });
-  fs.renameSync(tmp, file);
-}
+const SHAPES: Record<string, GgufShape> = { "llama3-8b": LLAMA3_8B, small: SMALL_GGUF };
 
 interface Result { description: string; loadS: number; prefill: number; decode: number; tokens: number[]; peakRssMiB: number }
 
@@ -124,13 +66,7 @@ async function main(): Promise<void> {
   console.log(`# command: node --import tsx bench/wasm-memories-bench.ts ${argv.join(" ")}`.trimEnd());
   console.log(`# load average at start: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")} (the cores may be shared)`);
   fs.mkdirSync(work, { recursive: true });
-  const file = path.join(work, `${SHAPE}-random-q4_0.gguf`);
-  if (!fs.existsSync(file)) {
-    log(`writing ${file} (once)`);
-    const t0 = performance.now();
-    writeModel(file, shape);
-    log(`written in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  }
+  const file = ensureRandomGguf(path.join(work, `${SHAPE}-random-q4_0.gguf`), shape, "q4_0", `random ${SHAPE}`, log);
   const mib = fs.statSync(file).size / 2 ** 20;
   console.log(`# file: ${SHAPE} shape, random Q4_0 weights (norms F32), ${mib.toFixed(0)} MiB; prompt ${PROMPT}, greedy decode ${DECODE} tokens, ${THREADS} threads\n`);
   const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--child", "--file", file, ...argv], {

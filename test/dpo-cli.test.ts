@@ -109,6 +109,33 @@ describe("llama-ts dpo / reward-train / score", () => {
     expect(g.status, g.stderr).toBe(0);
   });
 
+  it("--init-adapter: the policy starts from a trained adapter and the reference is that adapter (step 1 at ln 2), or with --ref base the model without it", async () => {
+    const sft = path.join(tmp, "dpo"); // the adapter the test above trained (B non-zero)
+    expect(fs.existsSync(path.join(sft, "adapter_model.safetensors"))).toBe(true);
+    const run = (out: string, extra: string[]) =>
+      runCli(["dpo", "--data", pairs, "--out", path.join(tmp, out), "--init-adapter", sft, "--max-steps", "1", "--batch-size", "2", "--seed", "3", ...extra], { timeoutMs: 300_000 });
+    const asRef = await run("from-sft", []);
+    expect(asRef.status, asRef.stderr).toBe(0);
+    const [s1] = stepLines(asRef.stdout);
+    expect(s1!.loss).toBeCloseTo(Math.log(2), 6); // policy = reference at the first step
+    expect(s1!["rewards/margins"]).toBe(0);
+    // The adapter's own r and targets carry over.
+    const config = JSON.parse(fs.readFileSync(path.join(tmp, "from-sft", "adapter_config.json"), "utf8")) as Record<string, unknown>;
+    expect(config).toMatchObject({ r: 4, lora_alpha: 8, target_modules: ALL_LINEAR });
+
+    const baseRef = await run("from-sft-base", ["--ref", "base"]);
+    expect(baseRef.status, baseRef.stderr).toBe(0);
+    const [b1] = stepLines(baseRef.stdout);
+    expect(Math.abs(b1!.loss! - Math.log(2))).toBeGreaterThan(1e-4); // the trained adapter already moved the policy off the base
+    expect(b1!["rewards/margins"]).not.toBe(0);
+
+    const noInit = await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "never"), "--ref", "adapter"]);
+    expect(noInit.status).toBe(2);
+    expect(noInit.stderr.trim().split("\n").filter((l) => l.startsWith("llama-ts"))).toHaveLength(1);
+    expect(noInit.stderr).toMatch(/--ref adapter needs --init-adapter/);
+    expect(fs.existsSync(path.join(tmp, "never"))).toBe(false);
+  });
+
   it("bad input: one line with file, line and field; exit 1; nothing written", async () => {
     const bad = (name: string, lines: string[]) => {
       const f = path.join(tmp, name);

@@ -94,6 +94,86 @@ describe("DPO matches TRL's DPOTrainer", () => {
     }
   }
 
+  // TRL given a PeftModel that already holds a trained adapter (no peft_config) adds a frozen "ref" copy of
+  // it as the reference: ours is reference "initial-adapter", whose log-probs are computed once before the
+  // first update. Golden: test/fixtures/trl/dpo-ref-adapter (the same pairs and init as dpo-sigmoid).
+  describe("reference = the starting adapter (TRL's frozen \"ref\" copy)", () => {
+    const dir = "test/fixtures/trl/dpo-ref-adapter";
+    const g = JSON.parse(fs.readFileSync(path.join(dir, "golden.json"), "utf8")) as Golden;
+    const st = SafetensorsFile.open(path.join(dir, "golden.safetensors"));
+    const ref = (name: string) => st.read(name).toFloat32();
+    const init = () => new Map(g.modules.map((m) => [m, { A: ref(`init.${m}.lora_A`), B: ref(`init.${m}.lora_B`) }]));
+    const examples: DpoExample[] = g.pairs.map((p) => ({ promptIds: p.prompt_ids, chosenIds: p.chosen_ids, rejectedIds: p.rejected_ids }));
+    const opts = { beta: g.beta, lossType: g.loss_type, maxLength: g.max_length, padTokenId: g.pad_token_id, reference: "initial-adapter" as const };
+
+    for (const device of ["cpu", "webgpu"] as const) {
+      it(`${device}: reference log-probs, loss ln 2 and metrics at init, gradients, 5 Adam steps against a reference that stays put`, async () => {
+        const be = await createDifferentiableBackend(device);
+        backends.push(be);
+        const base = await LlamaForCausalLM.fromPretrained(BASE, { backend: be });
+        const lora = LoraModel.fromValues(base, g.lora, init());
+        // Without its log-probs computed up front the starting adapter is gone after one update: refused.
+        await expect(dpoLossAndGrad(lora, examples, opts)).rejects.toThrow(/initial-adapter.*before the first update/);
+        const pre = await precomputeReferenceLogps(lora, examples, opts);
+        pre.forEach((e, i) => {
+          expectNear(device, `ref chosen ${i}`, e.refChosenLogp!, g.ref_logps.chosen[i]!);
+          expectNear(device, `ref rejected ${i}`, e.refRejectedLogp!, g.ref_logps.rejected[i]!);
+        });
+        const r0 = await dpoLossAndGrad(lora, pre, opts);
+        expectNear(device, "loss at init", r0.loss, g.init.loss);
+        expect(r0.loss).toBeCloseTo(Math.LN2, 6);
+        const { num_tokens: _n, ...initMetrics } = g.init.metrics;
+        expectMetrics(device, "init", r0.metrics, initMetrics);
+        for (const [m, { A, B }] of lora.modules) {
+          closeTo(device, diffStats(A.grad!, ref(`grad.${m}.lora_A`)), 1e-5);
+          closeTo(device, diffStats(B.grad!, ref(`grad.${m}.lora_B`)), 1e-5);
+        }
+
+        const trained = LoraModel.fromValues(base, g.lora, init());
+        const fixedRef = await precomputeReferenceLogps(trained, examples, opts);
+        const metrics: Record<string, number>[] = [];
+        const losses = await adamRun(trained.parameters(), g.adam, 5, async () => {
+          const r = await dpoLossAndGrad(trained, fixedRef, opts);
+          metrics.push(r.metrics);
+          return r.loss;
+        });
+        g.steps.forEach((s, i) => {
+          expectNear(device, `loss at step ${i + 1}`, losses[i]!, s.loss);
+          const { num_tokens: _, ...trlMetrics } = s.metrics;
+          expectMetrics(device, `step ${i + 1}`, metrics[i]!, trlMetrics);
+        });
+        // At init policy = reference: each gradient is a difference of two nearly equal terms (chosen and
+        // rejected), so its smallest components (one of layer 0's q_proj B is below 1e-7) carry a large
+        // relative rounding error, and Adam's m/√v, which divides by |g|, turns it into a visible weight
+        // change (1.2e-4 at a component of 2.7e-5 ≈ 0.3% of its matrix's largest). Components above 1% of
+        // their matrix's largest initial gradient are held to 1e-4 (CPU) / 1e-3 relative; all to 5 steps × lr.
+        for (const [m, { A, B }] of trained.modules) {
+          for (const [which, ours] of [["A", A.value], ["B", B.value]] as const) {
+            const trl = ref(`final.${m}.lora_${which}`), g0 = ref(`grad.${m}.lora_${which}`);
+            const big = 0.01 * Math.max(...Array.from(g0, Math.abs));
+            const settled = (a: ArrayLike<number>) => Array.from(a).filter((_, i) => Math.abs(g0[i]!) >= big);
+            closeTo(device, diffStats(settled(ours), settled(trl)), 1e-4);
+            expect(diffStats(ours, trl).abs).toBeLessThan(5 * g.adam.lr);
+          }
+        }
+      });
+    }
+
+    it("trainDpo computes that reference before training: step 1 at ln 2, where the base as reference does not", async () => {
+      const be = await createDifferentiableBackend("cpu");
+      backends.push(be);
+      const base = await LlamaForCausalLM.fromPretrained(BASE, { backend: be });
+      const first = async (reference: "base" | "initial-adapter") => {
+        const r = await trainDpo(LoraModel.fromValues(base, g.lora, init()), examples, { ...opts, reference, batchSize: 3, steps: 1, lr: 0.01 });
+        return r.losses[0]!;
+      };
+      expect(await first("initial-adapter")).toBeCloseTo(Math.LN2, 6);
+      const withBase = (await dpoLossAndGrad(LoraModel.fromValues(base, g.lora, init()), examples, { ...opts, reference: "base" })).loss;
+      expect(Math.abs(withBase - Math.LN2)).toBeGreaterThan(1e-3);
+      expect(await first("base")).toBeCloseTo(withBase, 6);
+    });
+  });
+
   it("trainDpo runs the loop: TRL's metrics in every step log and in onProgress; the guard warns (or stops) when the chosen log-prob falls below the reference's", async () => {
     const g = JSON.parse(fs.readFileSync("test/fixtures/trl/dpo-sigmoid/golden.json", "utf8")) as Golden;
     const be = await createDifferentiableBackend("cpu");

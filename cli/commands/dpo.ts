@@ -5,7 +5,12 @@
  *
  *   llama-ts dpo [--model DIR] --data pairs.jsonl --out DIR [--beta B] [--loss sigmoid|ipo] [--r R]
  *     [--target-modules all-linear|LIST] [--lr X] [--epochs N | --max-steps N | --time-budget S]
- *     [--batch-size N] [--device cpu|webgpu] [--seed S]
+ *     [--batch-size N] [--device cpu|webgpu] [--seed S] [--init-adapter DIR [--ref adapter|base]]
+ *
+ * --init-adapter starts the policy from a trained LoRA adapter (an SFT one,
+ * say); the reference is then that adapter as loaded (TRL's ref_adapter_name
+ * with the adapter loaded twice; the DPO paper's π_ref = π_SFT), or with
+ * --ref base the model without it (TRL's default for a PEFT model).
  *
  * The defaults are the recipe that works on the shared preference task
  * without tuning (bench/dpo-bench.ts has the experiments that chose them).
@@ -22,9 +27,12 @@ import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
 import { LoraModel } from "../../lib/peft/lora-train.js";
 import { tokenizeDpoRows } from "../../lib/peft/preference-data.js";
 import { trainDpo } from "../../lib/peft/dpo.js";
+import { readLoraAdapter } from "../../lib/peft/lora.js";
+import { namingBase, readAdapterKind } from "../../lib/peft/adapter-load.js";
 import { DEVICE_FLAG, MODEL_FLAG, QUANTIZE_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, quantizeFlag, numberFlag, positive } from "../args.js";
 import { cliProgress } from "../progress.js";
 import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
+import { UsageError } from "../cli-error.js";
 
 /** The defaults (see bench/dpo-bench.ts for the experiment table behind them). */
 // TRL's best fluent recipe (all-linear, lr 2e-3, beta 0.1) reaches a share of 0.235; a larger step with a
@@ -54,6 +62,8 @@ export const command = defineCommand({
     "batch-size": { type: "string", arg: "N", default: DPO_DEFAULTS.batch, help: "pairs per step" },
     device: DEVICE_FLAG,
     seed: { type: "string", arg: "N", default: "0", help: "seed of LoRA's init and of the shuffling" },
+    "init-adapter": { type: "string", arg: "DIR", help: "start from this LoRA adapter (e.g. an SFT one; its r, alpha and targets replace the flags)" },
+    ref: { type: "string", arg: "adapter|base", shownDefault: "adapter with --init-adapter", help: "the reference: the starting adapter as loaded, or the model without any adapter (TRL's default)" },
   },
   async run(f) {
     const modelDir = modelPath("--model", f.model);
@@ -68,6 +78,9 @@ export const command = defineCommand({
     const batchSize = positive("--batch-size", intFlag("--batch-size", f["batch-size"]))!;
     const device = choiceFlag("--device", f.device, ["cpu", "webgpu"] as const);
     const seed = intFlag("--seed", f.seed)!;
+    const initAdapter = f["init-adapter"] === undefined ? undefined : existingPath("--init-adapter", f["init-adapter"]);
+    const ref = choiceFlag("--ref", f.ref ?? (initAdapter ? "adapter" : "base"), ["adapter", "base"] as const);
+    if (ref === "adapter" && !initAdapter) throw new UsageError("--ref adapter needs --init-adapter DIR (without one, the adapter starts as a no-op and the reference is the model itself)");
     const warn = (m: string) => process.stderr.write(`llama-ts dpo: warning: ${m}\n`);
 
     const tok = AutoTokenizer.fromPretrained(modelDir);
@@ -79,13 +92,16 @@ export const command = defineCommand({
       // TRL keeps the first max_length tokens of prompt + completion; the model's context bounds it here.
       const maxLength = Math.min(1024, context);
       const { examples } = tokenizeDpoRows(tok, rows, { maxLength });
-      const lora = LoraModel.create(model, { r, lora_alpha: alpha, target_modules: targets }, { seed });
+      const lora = initAdapter
+        ? await namingBase(readAdapterKind(initAdapter).baseModel, modelDir, () => LoraModel.fromAdapter(model, readLoraAdapter(initAdapter)))
+        : LoraModel.create(model, { r, lora_alpha: alpha, target_modules: targets }, { seed });
       const progress = cliProgress("dpo");
       const result = await trainDpo(lora, examples, {
         beta, lossType, maxLength, lr, batchSize, seed, ...length,
-        // The reference is the frozen base: its log-probs are computed once up front (TRL's
+        // The reference is frozen: its log-probs are computed once up front (TRL's
         // precompute_ref_log_probs, the same numbers) instead of one extra forward per step.
         precomputeRefLogProbs: true,
+        reference: ref === "adapter" ? "initial-adapter" : "base",
         optimizer: "adamw", schedule: "linear", scheduleBy: length.timeBudgetMs !== undefined ? "time" : "steps",
         onProgress: progress, onWarning: warn,
         onStep: (log) => {

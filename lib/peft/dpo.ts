@@ -53,6 +53,15 @@ export interface DpoOptions {
   padTokenId?: number;
   /** Compute the reference log-probs once before training (TRL's precompute_ref_log_probs); default false. */
   precomputeRefLogProbs?: boolean;
+  /**
+   * What the policy is compared with. "base" (default, TRL's behaviour with a
+   * PEFT model): the same model with the adapter disabled. "initial-adapter":
+   * the adapter as it was before the first update, for a policy that starts
+   * from a trained (e.g. SFT) adapter: TRL's ref_adapter_name with the adapter
+   * loaded twice, the DPO paper's π_ref = π_SFT. That reference never changes,
+   * so its log-probs are computed once, before training (precomputeReferenceLogps).
+   */
+  reference?: "base" | "initial-adapter";
   /** The collapse guard (see the file comment); false turns it off. */
   guard?: DpoGuardOptions | false;
   /** Where guard warnings go (default: one line on stderr, once per run). */
@@ -77,6 +86,7 @@ interface Resolved {
   labelSmoothing: number;
   maxLength: number | null;
   padTokenId: number;
+  reference: "base" | "initial-adapter";
 }
 
 function resolve(policy: LoraModel, o: DpoOptions): Resolved {
@@ -86,8 +96,9 @@ function resolve(policy: LoraModel, o: DpoOptions): Resolved {
   if (pad === null || pad === undefined) throw new ConfigError("DPO: the model has neither pad_token_id nor eos_token_id; pass padTokenId");
   const r: Resolved = {
     beta: o.beta ?? 0.1, lossType: o.lossType ?? "sigmoid", labelSmoothing: o.labelSmoothing ?? 0,
-    maxLength: o.maxLength === undefined ? 1024 : o.maxLength, padTokenId: pad,
+    maxLength: o.maxLength === undefined ? 1024 : o.maxLength, padTokenId: pad, reference: o.reference ?? "base",
   };
+  if (r.reference !== "base" && r.reference !== "initial-adapter") throw new ConfigError(`DPO reference "${String(r.reference)}": expected "base" or "initial-adapter"`);
   checkDpoLossConfig(r);
   if (r.maxLength !== null && !(Number.isInteger(r.maxLength) && r.maxLength >= 2)) throw new ConfigError(`DPO maxLength ${r.maxLength}: expected an integer ≥ 2 or null`);
   if (!("lm_head" in policy.base)) throw new ConfigError("DPO: the policy must be a causal LM with a LoRA adapter (LoraModel on a LlamaForCausalLM)");
@@ -152,13 +163,17 @@ async function completionLogits(policy: LoraModel, b: Prepared, mode: "policy" |
 /**
  * Reference log-probs [2B] of a batch: precomputed when every example has them, else a
  * forward with the adapter disabled (then also its logits, for the KL metric).
+ * `fromAdapter`: the forward with the adapter as it is now (precomputing the "initial-adapter" reference).
  */
-async function referenceLogps(policy: LoraModel, examples: readonly DpoExample[], b: Prepared): Promise<{ logps: Float64Array; logits?: Float32Array }> {
+async function referenceLogps(policy: LoraModel, examples: readonly DpoExample[], b: Prepared, r: Resolved, fromAdapter = false): Promise<{ logps: Float64Array; logits?: Float32Array }> {
   const B = examples.length;
-  if (examples.every((e) => e.refChosenLogp !== undefined && e.refRejectedLogp !== undefined)) {
+  if (!fromAdapter && examples.every((e) => e.refChosenLogp !== undefined && e.refRejectedLogp !== undefined)) {
     return { logps: Float64Array.from([...examples.map((e) => e.refChosenLogp!), ...examples.map((e) => e.refRejectedLogp!)]) };
   }
-  const t = await completionLogits(policy, b, "reference");
+  if (!fromAdapter && r.reference === "initial-adapter") {
+    throw new InputError("DPO: reference \"initial-adapter\" needs every example's reference log-probs computed before the first update (precomputeReferenceLogps, as trainDpo does)");
+  }
+  const t = await completionLogits(policy, b, fromAdapter ? "policy-nograd" : "reference");
   const logits = t.toFloat32();
   const { logps } = sequenceLogps(Var.constant(logits, t.shape), b.targets);
   if (logps.size !== 2 * B) throw new LlamaError("DPO: reference logps have the wrong size");
@@ -196,7 +211,7 @@ export async function dpoLossAndGrad(policy: LoraModel, examples: readonly DpoEx
   if (examples.length === 0) throw new InputError("DPO: an empty batch");
   const r = resolve(policy, options);
   const b = prepare(examples, r);
-  const ref = await referenceLogps(policy, examples, b);
+  const ref = await referenceLogps(policy, examples, b, r);
   const logits = await completionLogits(policy, b, "policy");
   const lv = be.varOf(logits);
   const { logps, stats } = sequenceLogps(lv, b.targets);
@@ -216,7 +231,7 @@ export async function dpoEvaluate(policy: LoraModel, examples: readonly DpoExamp
   for (let i = 0; i < examples.length; i += bs) {
     const batch = examples.slice(i, i + bs);
     const b = prepare(batch, r);
-    const ref = await referenceLogps(policy, batch, b);
+    const ref = await referenceLogps(policy, batch, b, r);
     const logits = await completionLogits(policy, b, "policy-nograd");
     const values = logits.toFloat32();
     const { logps, stats } = sequenceLogps(Var.constant(values, logits.shape), b.targets);
@@ -230,7 +245,8 @@ export async function dpoEvaluate(policy: LoraModel, examples: readonly DpoExamp
 
 /**
  * TRL's precompute_ref_log_probs: every example's reference log-probs
- * (adapter disabled), computed once in batches; returns the examples with
+ * (adapter disabled, or with `reference: "initial-adapter"` the adapter as it
+ * is now), computed once in batches; returns the examples with
  * refChosenLogp/refRejectedLogp set (the inputs are not changed).
  */
 export async function precomputeReferenceLogps(policy: LoraModel, examples: readonly DpoExample[], options: DpoOptions & { batchSize?: number } = {}): Promise<DpoExample[]> {
@@ -239,7 +255,7 @@ export async function precomputeReferenceLogps(policy: LoraModel, examples: read
   const out: DpoExample[] = [];
   for (let i = 0; i < examples.length; i += bs) {
     const batch = examples.slice(i, i + bs).map((e) => ({ ...e, refChosenLogp: undefined, refRejectedLogp: undefined }));
-    const { logps } = await referenceLogps(policy, batch, prepare(batch, r));
+    const { logps } = await referenceLogps(policy, batch, prepare(batch, r), r, r.reference === "initial-adapter");
     batch.forEach((e, k) => out.push({ ...e, refChosenLogp: logps[k]!, refRejectedLogp: logps[batch.length + k]! }));
   }
   return out;
@@ -251,8 +267,9 @@ export async function precomputeReferenceLogps(policy: LoraModel, examples: read
  * step log and in onProgress's info.metrics, the guard after every step.
  */
 export async function trainDpo(policy: LoraModel, examples: readonly DpoExample[], o: DpoTrainOptions): Promise<DpoTrainResult> {
-  resolve(policy, o);
-  const data = o.precomputeRefLogProbs ? await precomputeReferenceLogps(policy, examples, { ...o, batchSize: o.batchSize }) : examples;
+  const r = resolve(policy, o);
+  const precompute = o.precomputeRefLogProbs === true || r.reference === "initial-adapter";
+  const data = precompute ? await precomputeReferenceLogps(policy, examples, { ...o, batchSize: o.batchSize }) : examples;
   const guard = o.guard === false ? undefined : { maxDropPerToken: o.guard?.maxDropPerToken ?? 1.0, stop: o.guard?.stop ?? false };
   const warn = o.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   const guardTrips: number[] = [];
