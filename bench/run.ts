@@ -28,6 +28,7 @@ const BENCHES: Record<string, { file: string; what: string }> = {
   "wasm-memories": { file: "wasm-memories-bench.ts", what: "a Llama-3-8B-shape Q4_0 GGUF (over 4 GiB) on the wasm kernels: memories used, load s, tok/s, peak RSS" },
   quant: { file: "quant-bench.ts", what: "Q4_0 TinyLlama-1.1B-shape GGUF: peak RSS, prefill/decode tok/s, ours vs llama.cpp on the same file" },
   "train-step": { file: "train-step-bench.ts", what: "one prompt-tuning / LoRA / DPO step on the CPU tape, default model, batch 8: ms and CPU-s per step" },
+  reward: { file: "reward-bench.ts", what: "reward-train settings on the preference task: held-out pair accuracy, margin, CPU s/step (the defaults' experiment)" },
   dpo: { file: "dpo-bench.ts", what: "DPO with the CLI defaults on the preference task vs TRL 1.13 on this CPU: friend share, distinct bigrams, s/step, peak RSS" },
 };
 

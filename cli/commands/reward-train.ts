@@ -23,6 +23,9 @@ import { DEVICE_FLAG, MODEL_FLAG, QUANTIZE_FLAG, choiceFlag, defineCommand, exis
 import { cliProgress } from "../progress.js";
 import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
 
+/** The defaults (bench/reward-bench.ts has the experiments behind them). */
+export const REWARD_DEFAULTS = { r: "8", targets: "all-linear", lr: "1e-3", epochs: "1", batch: "8" } as const;
+
 export const command = defineCommand({
   summary: "train a reward model (TRL's RewardTrainer) on {prompt, chosen, rejected} pairs; writes a PEFT SEQ_CLS adapter",
   usage: "--data FILE --out DIR [options]",
@@ -32,14 +35,14 @@ export const command = defineCommand({
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"chosen\", \"rejected\"[, \"margin\"]}" },
     out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write (a full model folder with --head-only)" },
     "head-only": { type: "boolean", help: "train only the score head (no LoRA)" },
-    r: { type: "string", arg: "N", default: "8", help: "LoRA rank" },
+    r: { type: "string", arg: "N", default: REWARD_DEFAULTS.r, help: "LoRA rank" },
     "lora-alpha": { type: "string", arg: "X", shownDefault: "2*r", help: "LoRA alpha (scaling = alpha / r)" },
-    "target-modules": { type: "string", arg: "LIST", default: "all-linear", help: "all-linear, or comma-separated Linear names" },
-    lr: { type: "string", arg: "X", default: "1e-3", help: "AdamW learning rate, decayed linearly to 0 over the run" },
-    epochs: { type: "string", arg: "N", shownDefault: "1", help: "passes over the pairs" },
+    "target-modules": { type: "string", arg: "LIST", default: REWARD_DEFAULTS.targets, help: "all-linear, or comma-separated Linear names" },
+    lr: { type: "string", arg: "X", default: REWARD_DEFAULTS.lr, help: "AdamW learning rate, decayed linearly to 0 over the run" },
+    epochs: { type: "string", arg: "N", shownDefault: REWARD_DEFAULTS.epochs, help: "passes over the pairs" },
     "max-steps": { type: "string", arg: "N", help: "optimizer steps (instead of --epochs)" },
     "time-budget": { type: "string", arg: "S", help: "train for this many seconds (instead of --epochs)" },
-    "batch-size": { type: "string", arg: "N", default: "8", help: "pairs per step" },
+    "batch-size": { type: "string", arg: "N", default: REWARD_DEFAULTS.batch, help: "pairs per step" },
     "center-rewards-coefficient": { type: "string", arg: "C", help: "TRL's center_rewards_coefficient (keeps rewards near 0)" },
     device: DEVICE_FLAG,
     seed: { type: "string", arg: "N", default: "0", help: "seed of the head's and LoRA's init and of the shuffling" },
@@ -51,7 +54,7 @@ export const command = defineCommand({
     const alpha = positive("--lora-alpha", numberFlag("--lora-alpha", f["lora-alpha"])) ?? 2 * r;
     const targets = targetModules("--target-modules", f["target-modules"]);
     const lr = positive("--lr", numberFlag("--lr", f.lr))!;
-    const length = runLength(f, "1");
+    const length = runLength(f, REWARD_DEFAULTS.epochs);
     const batchSize = positive("--batch-size", intFlag("--batch-size", f["batch-size"]))!;
     const center = numberFlag("--center-rewards-coefficient", f["center-rewards-coefficient"]);
     const device = choiceFlag("--device", f.device, ["cpu", "webgpu"] as const);
