@@ -39,6 +39,11 @@
  *
  * TRL on the same machine and data: base 0.118 → 0.235 (distinct-2 1.08×, 2 non-printable, 36.3 → 33.2 words),
  * 0.75 CPU s/step (all-linear lr 2e-3); q/v lr 5e-4: 0.118 → 0.121, 0.66 CPU s/step.
+ *
+ * On the idle machine (2026-12-06 20:51, load 1.4), the tree of 425dcc9: ours 90 steps in 94 s (1.04 s/step,
+ * 1.57 CPU s/step, peak RSS 537 MiB), share 0.121 → 0.364, distinct-2 1.20×, 0 non-printable, 36.2 → 34.3
+ * words; TRL in the same hour: 40.9 s (0.454 s/step, 0.743 CPU s/step), 0.118 → 0.250, 0 non-printable.
+ * Every goal holds but s/step: ours is 2.3× TRL's wall time per step.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -55,15 +60,16 @@ const SEED = 1000;
 
 /**
  * TRL 1.13 on this machine (bench/trl-dpo-baseline.py, torch 2.13 CPU with its 2 threads, OMP_WAIT_POLICY
- * PASSIVE), 2026-12-06, while the machine was shared (load average 15–22 on 2 cores: wall seconds are
- * inflated, CPU seconds much less so). The issue quotes 0.46 s/step for the first run on an idle machine.
- * A rerun of the first (same losses to the last digit) read 0.81 CPU s/step and a peak RSS of 787 MiB.
+ * PASSIVE), 2026-12-06. The all-linear row's timing and tuned samples are from a run on the idle machine
+ * (20:58, load 1.1: 40.9 s, 0.454 s/step, 0.743 CPU s/step, peak RSS 778 MiB, as the issue's 0.46 s/step);
+ * the q/v row's from a run while the machine was shared (load average 15–22 on 2 cores: wall seconds
+ * inflated, CPU seconds much less so). The base model's samples are the same in every run.
  */
 const TRL_BASE: PreferenceMetrics = { samples: 272, share: 0.11764705882352941, distinctBigrams: 0.3020280811232449, nonPrintable: 1, meanWords: 36.349264705882355 };
 const TRL_RUNS: { label: string; steps: number; seconds: number; sPerStep: number; cpuSPerStep: number | null; rssMiB?: number; base: PreferenceMetrics | null; tuned: PreferenceMetrics }[] = [
   {
-    label: "TRL 1.13 DPOTrainer, LoRA r 8 all-linear, lr 2e-3, beta 0.1, batch 8, 3 epochs", steps: 90, seconds: 167.8, sPerStep: 1.865, cpuSPerStep: 0.748, rssMiB: 787,
-    base: TRL_BASE, tuned: { samples: 272, share: 0.23529411764705882, distinctBigrams: 0.32666590467482, nonPrintable: 2, meanWords: 33.16544117647059 },
+    label: "TRL 1.13 DPOTrainer, LoRA r 8 all-linear, lr 2e-3, beta 0.1, batch 8, 3 epochs", steps: 90, seconds: 40.9, sPerStep: 0.454, cpuSPerStep: 0.743, rssMiB: 778,
+    base: TRL_BASE, tuned: { samples: 272, share: 0.25, distinctBigrams: 0.30618521471693816, nonPrintable: 0, meanWords: 33.275735294117645 },
   },
   {
     label: "TRL 1.13 DPOTrainer, LoRA r 8 q/v, lr 5e-4, beta 0.1, batch 8, 3 epochs", steps: 90, seconds: 272.8, sPerStep: 3.031, cpuSPerStep: 0.658,

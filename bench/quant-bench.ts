@@ -93,7 +93,7 @@ interface Result {
   tokens?: number[];
 }
 
-interface LoraResult { stepS: number; stepCpuS: number; peakRssMiB: number; loss: number }
+interface LoraResult { stepS: number; stepCpuS: number; loadedRssMiB: number; peakRssMiB: number; loss: number }
 
 const cpuSeconds = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1e6;
 
@@ -167,6 +167,7 @@ async function loraStep(file: string, row: Row): Promise<LoraResult> {
   const { Adam } = await import("../lib/peft/optim.js");
   const tape = await createDifferentiableBackend("cpu");
   const base = await LlamaForCausalLM.fromPretrained(file, { backend: tape });
+  const loadedRssMiB = process.memoryUsage().rss / 2 ** 20;
   const lora = LoraModel.create(base, { r: 8, lora_alpha: 16, target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] }, { seed: 1 });
   const params = lora.parameters();
   const adam = new Adam(params, { lr: 1e-3 });
@@ -183,7 +184,7 @@ async function loraStep(file: string, row: Row): Promise<LoraResult> {
     stepS = (performance.now() - t0) / 1000;
     stepCpuS = cpuSeconds(process.cpuUsage(c0));
   }
-  return { stepS, stepCpuS, peakRssMiB: process.resourceUsage().maxRSS / 1024, loss };
+  return { stepS, stepCpuS, loadedRssMiB, peakRssMiB: process.resourceUsage().maxRSS / 1024, loss };
 }
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
@@ -252,14 +253,14 @@ async function main(): Promise<void> {
       const line = runChild("lora", file, key);
       if (line) {
         const l = JSON.parse(line) as LoraResult;
-        loraRows.push([row.label, mib.toFixed(0), fmt(l.stepS), fmt(l.stepCpuS), l.loss.toFixed(3), l.peakRssMiB.toFixed(0), (l.peakRssMiB - mib).toFixed(0)]);
+        loraRows.push([row.label, mib.toFixed(0), fmt(l.stepS), fmt(l.stepCpuS), l.loss.toFixed(3), l.loadedRssMiB.toFixed(0), l.peakRssMiB.toFixed(0), (l.peakRssMiB - mib).toFixed(0)]);
       }
     }
   }
   printTable(table);
   if (loraRows.length) {
     console.log("\n# one LoRA step on the quantized frozen base (CPU tape; r 8 / alpha 16 on q,k,v,o,gate,up,down; batch 4 × 64 tokens; forward + backward + Adam)\n");
-    printTable([["model", "file MiB", "step s", "step cpu-s", "loss", "peak RSS MiB", "RSS − file MiB"], ...loraRows]);
+    printTable([["model", "file MiB", "step s", "step cpu-s", "loss", "RSS after load MiB", "peak RSS MiB", "peak RSS − file MiB"], ...loraRows]);
   }
   console.log(`\n# load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
 }

@@ -25,7 +25,7 @@ const MODEL = "models/tiny-stories";
 interface Setting { name: string; lora: boolean; r?: number; targets?: string[]; lr: number; epochs: number }
 const D = REWARD_DEFAULTS;
 const SETTINGS: Setting[] = [
-  { name: "defaults", lora: true, r: Number(D.r), targets: ALL_LINEAR, lr: Number(D.lr), epochs: Number(D.epochs) },
+  { name: "defaults (lr 3e-3, 3 epochs)", lora: true, r: Number(D.r), targets: ALL_LINEAR, lr: Number(D.lr), epochs: Number(D.epochs) },
   { name: "lora-lr1e-3-1ep", lora: true, r: 8, targets: ALL_LINEAR, lr: 1e-3, epochs: 1 },
   { name: "lora-lr1e-4-1ep (TRL's lr)", lora: true, r: 8, targets: ALL_LINEAR, lr: 1e-4, epochs: 1 },
   { name: "lora-lr3e-3-1ep", lora: true, r: 8, targets: ALL_LINEAR, lr: 3e-3, epochs: 1 },

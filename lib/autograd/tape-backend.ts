@@ -217,6 +217,15 @@ export class TapeBackend implements Backend, DifferentiableBackend {
     return v ? TapeTensor.ofVar(v) : TapeTensor.ofTensor(t);
   }
 
+  /**
+   * Weights are read straight into the CPU kernels' memory, where the frozen
+   * products adopt them without a copy (else a loaded model would be held
+   * twice: the tape's host copy and the kernels' own).
+   */
+  hostBytes(bytes: number): Uint8Array | undefined {
+    return this.cpu.hostBytes(bytes);
+  }
+
   /** A frozen weight kept in its ggml blocks (lib/tensor/quantized.ts). */
   uploadQuantized(q: QuantizedTensor): DeviceTensor {
     return TapeTensor.ofQuantized(q);

@@ -84,7 +84,11 @@ export class WasmLinearEngine implements LinearEngine {
     this.finalizer = new FinalizationRegistry(([arena, ptr, bytes]) => {
       if (this.disposed) return;
       arena.heap.release(ptr, bytes);
-      for (const byPtr of this.lent.values()) if (byPtr.get(ptr)?.home.arena === arena) byPtr.delete(ptr);
+      for (const [buffer, byPtr] of this.lent) {
+        if (byPtr.get(ptr)?.home.arena !== arena) continue;
+        byPtr.delete(ptr);
+        if (byPtr.size === 0) this.lent.delete(buffer); // (a grown memory's old buffer would otherwise stay keyed here)
+      }
     });
   }
 
