@@ -5,7 +5,8 @@
  * Rows (random weights, in the temp folder, never in the repo; written once, reused):
  *  - TinyLlama-1.1B shape in f16, q8_0, q4_0 and q4_k_m: a random f16 checkpoint
  *    (bench/random-llama.ts), exported to an F16 GGUF or quantized by lib/quant's
- *    quantizeModel (bytes identical to llama.cpp's quantizer);
+ *    quantizeModel (bytes identical to llama.cpp's quantizer); and one whose matrices
+ *    take Q4_K, Q5_K, Q6_K, Q8_0, Q4_1, Q5_0 and Q5_1 in turn (the issue's memory check);
  *  - the Llama-2-7B shape in Q8_0 (7.2 GB) and the Llama-3-8B shape in Q4_0
  *    (4.3 GiB, over one wasm memory's 4 GiB), written straight from random blocks.
  * Each engine runs in its own child process, so each peak RSS
@@ -63,11 +64,46 @@ async function tinyQuantized(type: string): Promise<string> {
   return file;
 }
 
+/**
+ * The issue's memory check mixes seven types: the TinyLlama-shape F16 GGUF with its matrices in turn
+ * Q4_K, Q5_K, Q6_K, Q8_0, Q4_1, Q5_0, Q5_1 (lib/quant's quantizers, llama.cpp's bytes), norms F32,
+ * streamed one tensor at a time.
+ */
+async function tinyMixed(): Promise<string> {
+  const file = path.join(work, "tinyllama-1.1b-random-mixed7.gguf");
+  if (fs.existsSync(file)) return file;
+  const f16 = await ROWS["tinyllama-f16"]!.file();
+  const { GgufFile } = await import("../lib/io/gguf.js");
+  const { writeGguf } = await import("../lib/io/gguf-writer.js");
+  const { GgmlType } = await import("../lib/io/gguf-types.js");
+  const { quantizeRows } = await import("../lib/quant/quantize.js");
+  const { Tensor } = await import("../lib/tensor/tensor.js");
+  const types = [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q8_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1] as const;
+  log(`quantizing → ${file} (seven types in turn; once, minutes)`);
+  const g = GgufFile.open(f16);
+  try {
+    let i = 0;
+    const specs = g.tensorNames().map((name) => {
+      const info = g.info(name);
+      if (info.shape.length !== 2) return { name, shape: info.shape, type: GgmlType.F32, data: () => new Tensor(g.read(name).toFloat32(), info.shape, "f32") };
+      const type = types[i++ % types.length]!;
+      return { name, shape: info.shape, type, data: () => quantizeRows(type, g.read(name).toFloat32(), info.shape[1]!) };
+    });
+    const tmp = `${file}.partial`;
+    writeGguf(tmp, [...g.metadata], specs);
+    fs.renameSync(tmp, file);
+  } finally {
+    g.close();
+  }
+  return file;
+}
+
 const ROWS: Record<string, Row> = {
   "tinyllama-f16": { label: "TinyLlama-1.1B F16", file: async () => ensureGgufExport(tinyDir(), path.join(work, "tinyllama-f16.gguf"), "f16", log), vocab: 32000, prompt: 32, decode: 16, int8: false },
   "tinyllama-q8_0": { label: "TinyLlama-1.1B Q8_0", file: () => tinyQuantized("q8_0"), vocab: 32000, prompt: 32, decode: 24, int8: true },
   "tinyllama-q4_0": { label: "TinyLlama-1.1B Q4_0", file: () => tinyQuantized("q4_0"), vocab: 32000, prompt: 32, decode: 24, int8: true, lora: true },
   "tinyllama-q4_k_m": { label: "TinyLlama-1.1B Q4_K_M", file: () => tinyQuantized("q4_k_m"), vocab: 32000, prompt: 32, decode: 24, int8: true },
+  "tinyllama-mixed": { label: "TinyLlama-1.1B Q4_K/Q5_K/Q6_K/Q8_0/Q4_1/Q5_0/Q5_1", file: tinyMixed, vocab: 32000, prompt: 32, decode: 24, int8: true },
   "llama2-7b-q8_0": {
     label: "Llama-2-7B Q8_0", file: async () => ensureRandomGguf(path.join(work, "llama2-7b-random-q8_0.gguf"), LLAMA2_7B, "q8_0", "random llama2-7b", log),
     vocab: LLAMA2_7B.vocab, prompt: 16, decode: 8, int8: true,

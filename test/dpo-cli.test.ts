@@ -134,6 +134,14 @@ describe("llama-ts dpo / reward-train / score", () => {
     expect(noInit.stderr.trim().split("\n").filter((l) => l.startsWith("llama-ts"))).toHaveLength(1);
     expect(noInit.stderr).toMatch(/--ref adapter needs --init-adapter/);
     expect(fs.existsSync(path.join(tmp, "never"))).toBe(false);
+
+    // An adapter made for another base model: one line naming the misfit and the adapter's base, nothing written.
+    const other = await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "never"), "--init-adapter", "test/fixtures/peft/tiny-llama-lora"]);
+    expect(other.status).toBe(1);
+    const lines = other.stderr.trim().split("\n").filter((l) => l.startsWith("llama-ts"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/the model needs \[\d+, \d+\].*base_model_name_or_path/);
+    expect(fs.existsSync(path.join(tmp, "never"))).toBe(false);
   });
 
   it("bad input: one line with file, line and field; exit 1; nothing written", async () => {
