@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { LoraModel } from "../lib/peft/lora-train.js";
-import { dpoEvaluate, dpoLossAndGrad, precomputeReferenceLogps, trainDpo } from "../lib/peft/dpo.js";
+import { dpoEvaluate, dpoLossAndGrad, precomputeReferenceLogps, trainDpo, type DpoOptions } from "../lib/peft/dpo.js";
 import type { DpoExample } from "../lib/peft/preference-data.js";
 import { createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
 import { dpoLoss } from "../lib/peft/dpo-loss.js";
@@ -30,6 +30,21 @@ interface Golden {
   ref_logps: { chosen: number[]; rejected: number[] };
   adam: { lr: number; betas: [number, number]; eps: number };
   steps: { loss: number; metrics: Record<string, number> }[];
+}
+
+/** TRL's 5 torch Adam steps on the golden batch: each step's loss and metrics. */
+async function adamStepsAsTrl(device: "cpu" | "webgpu", g: Golden, trained: LoraModel, examples: readonly DpoExample[], opts: DpoOptions): Promise<void> {
+  const metrics: Record<string, number>[] = [];
+  const losses = await adamRun(trained.parameters(), g.adam, g.steps.length, async () => {
+    const r = await dpoLossAndGrad(trained, examples, opts);
+    metrics.push(r.metrics);
+    return r.loss;
+  });
+  g.steps.forEach((s, i) => {
+    expectNear(device, `loss at step ${i + 1}`, losses[i]!, s.loss);
+    const { num_tokens: _, ...trlMetrics } = s.metrics;
+    expectMetrics(device, `step ${i + 1}`, metrics[i]!, trlMetrics);
+  });
 }
 
 describe("DPO matches TRL's DPOTrainer", () => {
@@ -74,17 +89,7 @@ describe("DPO matches TRL's DPOTrainer", () => {
         expectNear(device, "loss with precomputed reference", viaPre.loss!, g.init.loss);
 
         const trained = LoraModel.fromValues(base, g.lora, init());
-        const metrics: Record<string, number>[] = [];
-        const losses = await adamRun(trained.parameters(), g.adam, 5, async () => {
-          const r = await dpoLossAndGrad(trained, examples, opts);
-          metrics.push(r.metrics);
-          return r.loss;
-        });
-        g.steps.forEach((s, i) => {
-          expectNear(device, `loss at step ${i + 1}`, losses[i]!, s.loss);
-          const { num_tokens: _, ...trlMetrics } = s.metrics;
-          expectMetrics(device, `step ${i + 1}`, metrics[i]!, trlMetrics);
-        });
+        await adamStepsAsTrl(device, g, trained, examples, opts);
         for (const [m, { A, B }] of trained.modules) {
           closeTo(device, diffStats(A.value, ref(`final.${m}.lora_A`)), 1e-4);
           closeTo(device, diffStats(B.value, ref(`final.${m}.lora_B`)), 1e-4);
@@ -130,18 +135,7 @@ describe("DPO matches TRL's DPOTrainer", () => {
         }
 
         const trained = LoraModel.fromValues(base, g.lora, init());
-        const fixedRef = await precomputeReferenceLogps(trained, examples, opts);
-        const metrics: Record<string, number>[] = [];
-        const losses = await adamRun(trained.parameters(), g.adam, 5, async () => {
-          const r = await dpoLossAndGrad(trained, fixedRef, opts);
-          metrics.push(r.metrics);
-          return r.loss;
-        });
-        g.steps.forEach((s, i) => {
-          expectNear(device, `loss at step ${i + 1}`, losses[i]!, s.loss);
-          const { num_tokens: _, ...trlMetrics } = s.metrics;
-          expectMetrics(device, `step ${i + 1}`, metrics[i]!, trlMetrics);
-        });
+        await adamStepsAsTrl(device, g, trained, await precomputeReferenceLogps(trained, examples, opts), opts);
         // At init policy = reference: each gradient is a difference of two nearly equal terms (chosen and
         // rejected), so its smallest components (one of layer 0's q_proj B is below 1e-7) carry a large
         // relative rounding error, and Adam's m/√v, which divides by |g|, turns it into a visible weight
