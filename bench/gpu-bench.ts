@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { createWebGpuBackend, type WebGpuBackend } from "../gpu/index.js";
 import { installDawnCounter } from "./dawn-count.js";
+import { DECODE_CHUNK } from "../gpu/kernels/attention-decode.js";
 import { LlamaConfig } from "../lib/config.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { TINYLLAMA_1B_CONFIG, randomWeightsLoader } from "../lib/model/random.js";
@@ -120,7 +121,10 @@ async function main(): Promise<void> {
       [`prefill ${P} tokens`, `${fmt(P / prefillS)} tok/s  (${fmt(prefillS * 1000)} ms)`],
       [`decode ${N} tokens`, `${fmt(decodeTokS)} tok/s  (${fmt((decodeS * 1000) / N, 2)} ms/token)`],
       ["decode GB/s", `${fmt(gbs, 2)} GB/s of weights + KV${bandwidth ? `  = ${fmt((100 * gbs) / bandwidth)}% of ${bandwidth} GB/s` : ""}`],
-      ["per decode token", `${fmt(per("dispatches"), 2)} dispatches, ${fmt(per("submits"), 2)} submits, ${fmt(per("mappedBytes"), 0)} readback bytes`],
+      ["per decode token", `${fmt(per("dispatches"), 2)} dispatches, ${fmt(per("submits"), 2)} submits, ${fmt(per("mappedBytes"), 0)} readback bytes` +
+        // Past DECODE_CHUNK positions decode attention splits its keys over several workgroups (the GPU's
+        // parallelism at long contexts) and merges them in one more dispatch per layer.
+        (P + N > DECODE_CHUNK ? ` (past ${DECODE_CHUNK} positions: split-K attention, + 1 combine per layer)` : "")],
       [`allocator at ${ctx} ctx`, `weights ${fmt(mem.weights / MB)} + kv ${fmt(mem.kv / MB)} + scratch ${fmt(mem.scratch / MB)} = ${fmt(mem.total / MB)} MiB (peak ${fmt(mem.peak / MB)} MiB)`],
       ["model's own sum", `weights ${fmt(mem.weights / MB)} + kv ${fmt(kvSum / MB)} MiB = ${fmt((mem.weights + kvSum) / MB)} MiB; peak / sum = ${fmt(mem.peak / (mem.weights + kvSum), 3)}`],
     ];
