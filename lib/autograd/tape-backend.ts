@@ -103,6 +103,11 @@ class CpuLinearKernel implements LinearKernel {
     if (!this.cpu.gemm(a, b, out, M, N, K, accumulate, aOff, bOff, outOff)) matmulABt(a, b, out, M, N, K, accumulate, aOff, bOff, outOff);
   };
 
+  /** Hands `w` to the CPU backend now (a weight read into its memory: adopting takes that room, no copy). */
+  adopt(w: Tensor | QuantizedTensor): void {
+    this.handle(w);
+  }
+
   private handle(w: Tensor | QuantizedTensor): DeviceTensor {
     let h = this.weights.get(w);
     if (!h) {
@@ -214,20 +219,43 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   // ------------------------------------------------------------ memory
   upload(t: Tensor): DeviceTensor {
     const v = this.views.find(t);
-    return v ? TapeTensor.ofVar(v) : TapeTensor.ofTensor(t);
+    if (v) return TapeTensor.ofVar(v);
+    this.adoptIfLent(t);
+    return TapeTensor.ofTensor(t);
   }
 
   /**
    * Weights are read straight into the CPU kernels' memory, where the frozen
    * products adopt them without a copy (else a loaded model would be held
-   * twice: the tape's host copy and the kernels' own).
+   * twice: the tape's host copy and the kernels' own). The room is lent
+   * until the weight is uploaded; `upload` adopts it there and then (the
+   * engine frees lent room once the view it lent is collected, and the
+   * tensor's own view of those bytes would outlive it).
    */
   hostBytes(bytes: number): Uint8Array | undefined {
-    return this.cpu.hostBytes(bytes);
+    const view = this.cpu.hostBytes(bytes);
+    if (view) {
+      let offsets = this.lentRoom.get(view.buffer);
+      if (!offsets) this.lentRoom.set(view.buffer, (offsets = new Set()));
+      offsets.add(view.byteOffset);
+    }
+    return view;
+  }
+
+  /** Where hostBytes lent room not yet uploaded: buffer → byte offsets. */
+  private readonly lentRoom = new Map<ArrayBufferLike, Set<number>>();
+
+  /** A weight read into lent room: the kernels take it now. */
+  private adoptIfLent(w: Tensor | QuantizedTensor): void {
+    const offsets = this.lentRoom.get(w.data.buffer);
+    if (!offsets?.delete(w.data.byteOffset)) return;
+    if (offsets.size === 0) this.lentRoom.delete(w.data.buffer);
+    this.kernel.adopt(w);
   }
 
   /** A frozen weight kept in its ggml blocks (lib/tensor/quantized.ts). */
   uploadQuantized(q: QuantizedTensor): DeviceTensor {
+    this.adoptIfLent(q);
     return TapeTensor.ofQuantized(q);
   }
 

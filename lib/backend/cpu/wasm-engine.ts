@@ -33,6 +33,8 @@ const WORKSPACE_BYTES = 64 * MIB;
 const THREAD_MIN_BYTES = 96 * 1024;
 /** Chunks per thread and job: small enough that a thread the OS runs late leaves little work behind. */
 const CHUNKS_PER_THREAD = 4;
+/** A `gemm` of fewer multiply-adds than this runs on the calling thread alone (waking the others costs more). */
+const GEMM_THREAD_MIN_MACS = 1 << 22;
 
 const KIND: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
 const kindOf = (j: LinearJob): number => (j.quant ? FIRST_QUANT_KIND + QUANT_KINDS.indexOf(j.quant) : KIND[j.dtype]);
@@ -290,13 +292,32 @@ export class WasmLinearEngine implements LinearEngine {
     pack(A, a, aOff, M);
     Bm.fill(0, Kp === K ? N * Kp : 0);
     pack(Bm, b, bOff, N);
-    arena.kernels.gemm_f32(base, M, base + aBytes, Kp, base + aBytes + bBytes, Np, Np);
+    if (this.threads > 1 && M * Np * Kp >= GEMM_THREAD_MIN_MACS) this.gemmOnPool(arena, base, M, base + aBytes, Kp, base + aBytes + bBytes, Np);
+    else arena.kernels.gemm_f32(base, M, base + aBytes, Kp, base + aBytes + bBytes, Np, Np);
     for (let m = 0; m < M; m++) {
       const o = outOff + m * N, y = m * Np;
       if (accumulate) for (let n = 0; n < N; n++) out[o + n] = out[o + n]! + Y[y + n]!;
       else out.set(Y.subarray(y, y + N), o);
     }
     return true;
+  }
+
+  /**
+   * gemm_f32 over packed operands in `arena` (y[M, N] = x[M, K] · w[N, K]ᵀ, N a
+   * multiple of 4) split by output columns over the worker pool, as one f32
+   * "weight" job: every element comes from the same kernel as on one thread,
+   * so the bits do not depend on the split (the training tape's products:
+   * LoRA's, a head's, attention's backward).
+   */
+  private gemmOnPool(arena: WasmArena, x: number, M: number, w: number, K: number, y: number, N: number): void {
+    const c = this.pool.ctrl, T = this.threads, b = HEADER;
+    const chunkRows = Math.max(4, Math.ceil(N / (T * CHUNKS_PER_THREAD) / 4) * 4);
+    const count = Math.ceil(N / chunkRows);
+    c[C.JOBS] = 1; c[C.K] = K; c[C.SINGLE] = 0; c[C.M] = M; c[C.CHUNKS] = count;
+    c[b + J.KIND] = KIND.f32; c[b + J.W] = w; c[b + J.N] = N; c[b + J.Y] = y;
+    c[b + J.ROWS] = N; c[b + J.CHUNK] = chunkRows; c[b + J.FIRST] = 0; c[b + J.END] = count;
+    c[b + J.MEMORY] = arena.index; c[b + J.X] = x; c[b + J.SCRATCH] = 0; c[b + J.TABLE] = 0; c[b + J.XQ] = 0;
+    this.pool.run(this.kernels, T);
   }
 
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void {
