@@ -26,7 +26,7 @@ const BENCHES: Record<string, { file: string; what: string }> = {
   lora: { file: "lora-bench.ts", what: "LoRA (r 8, q/v) on the topic task for a time budget: accuracy, s/step" },
   quantize: { file: "quantize-bench.ts", what: "quantizing: ns/weight per type vs llama.cpp's ggml_quantize_chunk; llama-ts quantize on the default model" },
   "wasm-memories": { file: "wasm-memories-bench.ts", what: "a Llama-3-8B-shape Q4_0 GGUF (over 4 GiB) on the wasm kernels: memories used, load s, tok/s, peak RSS" },
-  quant: { file: "quant-bench.ts", what: "Q4_0 TinyLlama-1.1B-shape GGUF: peak RSS, prefill/decode tok/s, ours vs llama.cpp on the same file" },
+  quant: { file: "quant-bench.ts", what: "GGUF models on the CPU (TinyLlama shape F16/Q8_0/Q4_0/Q4_K_M/7-type mix, Llama-2-7B Q8_0, Llama-3-8B Q4_0): load, tok/s, peak RSS, ours vs llama.cpp; a LoRA step on Q4_0" },
   "train-step": { file: "train-step-bench.ts", what: "one prompt-tuning / LoRA / DPO step on the CPU tape, default model, batch 8: ms and CPU-s per step" },
   reward: { file: "reward-bench.ts", what: "reward-train settings on the preference task: held-out pair accuracy, margin, CPU s/step (the defaults' experiment)" },
   dpo: { file: "dpo-bench.ts", what: "DPO with the CLI defaults on the preference task vs TRL 1.13 on this CPU: friend share, distinct bigrams, s/step, peak RSS" },
