@@ -103,7 +103,7 @@ export { trainLora, type LoraTrainOptions } from "./peft/lora-train.js";
 // Preference tuning as TRL computes it: reward model, DPO, best-of-n.
 export { readPreferenceFile, tokenizeDpoRows, tokenizeRewardRows, type PreferenceRow, type DpoExample, type RewardExample } from "./peft/preference-data.js";
 export { RewardModel, loadRewardBase, trainReward, type RewardTrainOptions } from "./peft/reward.js";
-export { trainDpo, dpoEvaluate, type DpoTrainOptions, type DpoTrainResult, type DpoLossType } from "./peft/dpo.js";
+export { trainDpo, dpoEvaluate, precomputeReferenceLogps, type DpoTrainOptions, type DpoTrainResult, type DpoLossType } from "./peft/dpo.js";
 export { bestOfN, type BestOfNOptions, type BestOfNResult } from "./peft/best-of-n.js";
 export { sampleContinuations, preferenceMetrics, mentionsFriend, type PreferenceMetrics, type SampleOptions } from "./peft/preference-eval.js";
 export { Adam, AdamW, clipGradNorm, type AdamOptions } from "./peft/optim.js";

@@ -8,6 +8,14 @@ import { LlamaError } from "../errors.js";
 import type { Backend, DeviceTensor } from "../backend/backend.js";
 import type { Tensor } from "../tensor/tensor.js";
 
+/**
+ * At most this many bytes per layer's keys (and as many for its values) are
+ * allocated up front for `reserve`; past that the cache grows as it fills.
+ * A generate asked for thousands of new tokens that stops at an early EOS
+ * should not hold a full-length cache (2 GiB for Llama-3-8B at 8192 tokens).
+ */
+const RESERVE_MAX_BYTES = 8 * 1024 * 1024;
+
 export class DynamicCache {
   /** Per layer [B, kv_heads, T, head_dim]; undefined until the layer's first update. */
   private readonly keys: (DeviceTensor | undefined)[] = [];
@@ -19,9 +27,10 @@ export class DynamicCache {
   /**
    * `reserve`: the sequence length the cache will reach, when known (generate
    * knows it: prompt + max new tokens). Each layer's keys and values are then
-   * allocated once at that length, as HF's StaticCache does, and a decode step
-   * never stops to copy the cache into a larger buffer. It only sizes storage:
-   * the cache still holds exactly the appended positions.
+   * allocated once at that length (up to RESERVE_MAX_BYTES each), as HF's
+   * StaticCache does, and a decode step never stops to copy the cache into a
+   * larger buffer. It only sizes storage: the cache still holds exactly the
+   * appended positions.
    */
   constructor(backend?: Backend, opts: { reserve?: number } = {}) {
     this.backendRef = backend;
@@ -65,8 +74,10 @@ export class DynamicCache {
         `DynamicCache: layer ${layer} holds [${prevK.shape.join(", ")}], cannot append [${k.shape.join(", ")}] (batch or heads differ)`,
       );
     }
-    const keys = backend.kvAppend(prevK, k, this.reserve);
-    const values = backend.kvAppend(this.values[layer], v, this.reserve);
+    const bytesPerPosition = k.shape[0]! * k.shape[1]! * k.shape[3]! * 4;
+    const reserve = Math.min(this.reserve, Math.floor(RESERVE_MAX_BYTES / bytesPerPosition));
+    const keys = backend.kvAppend(prevK, k, reserve);
+    const values = backend.kvAppend(this.values[layer], v, reserve);
     this.keys[layer] = keys;
     this.values[layer] = values;
     return { keys, values };
