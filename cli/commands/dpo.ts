@@ -8,9 +8,10 @@
  *     [--batch-size N] [--device cpu|webgpu] [--seed S] [--init-adapter DIR [--ref adapter|base]]
  *
  * --init-adapter starts the policy from a trained LoRA adapter (an SFT one,
- * say); the reference is then that adapter as loaded (TRL's ref_adapter_name
- * with the adapter loaded twice; the DPO paper's π_ref = π_SFT), or with
- * --ref base the model without it (TRL's default for a PEFT model).
+ * say); the reference is then that adapter as loaded (TRL 1.13's frozen
+ * "ref" copy of a pretrained adapter; the DPO paper's π_ref = π_SFT), or with
+ * --ref base the model without it (TRL's reference for an adapter it makes
+ * itself from a peft_config).
  *
  * The defaults are the recipe that works on the shared preference task
  * without tuning (bench/dpo-bench.ts has the experiments that chose them).
@@ -63,7 +64,7 @@ export const command = defineCommand({
     device: DEVICE_FLAG,
     seed: { type: "string", arg: "N", default: "0", help: "seed of LoRA's init and of the shuffling" },
     "init-adapter": { type: "string", arg: "DIR", help: "start from this LoRA adapter (e.g. an SFT one; its r, alpha and targets replace the flags)" },
-    ref: { type: "string", arg: "adapter|base", shownDefault: "adapter with --init-adapter", help: "the reference: the starting adapter as loaded, or the model without any adapter (TRL's default)" },
+    ref: { type: "string", arg: "adapter|base", shownDefault: "adapter with --init-adapter", help: "the reference: the starting adapter as loaded (TRL's frozen ref copy), or the model without any adapter" },
   },
   async run(f) {
     const modelDir = modelPath("--model", f.model);

@@ -54,12 +54,13 @@ export interface DpoOptions {
   /** Compute the reference log-probs once before training (TRL's precompute_ref_log_probs); default false. */
   precomputeRefLogProbs?: boolean;
   /**
-   * What the policy is compared with. "base" (default, TRL's behaviour with a
-   * PEFT model): the same model with the adapter disabled. "initial-adapter":
-   * the adapter as it was before the first update, for a policy that starts
-   * from a trained (e.g. SFT) adapter: TRL's ref_adapter_name with the adapter
-   * loaded twice, the DPO paper's π_ref = π_SFT. That reference never changes,
-   * so its log-probs are computed once, before training (precomputeReferenceLogps).
+   * What the policy is compared with. "base" (default; TRL's reference when it
+   * makes the adapter itself from a peft_config): the same model with the
+   * adapter disabled. "initial-adapter": the adapter as it was before the
+   * first update, for a policy that starts from a trained (e.g. SFT) adapter;
+   * TRL 1.13 given such a PeftModel adds a frozen "ref" copy of it (the DPO
+   * paper's π_ref = π_SFT). That reference never changes, so its log-probs
+   * are computed once, before training (precomputeReferenceLogps).
    */
   reference?: "base" | "initial-adapter";
   /** The collapse guard (see the file comment); false turns it off. */
