@@ -233,24 +233,12 @@ export class TapeBackend implements Backend, DifferentiableBackend {
    * tensor's own view of those bytes would outlive it).
    */
   hostBytes(bytes: number): Uint8Array | undefined {
-    const view = this.cpu.hostBytes(bytes);
-    if (view) {
-      let offsets = this.lentRoom.get(view.buffer);
-      if (!offsets) this.lentRoom.set(view.buffer, (offsets = new Set()));
-      offsets.add(view.byteOffset);
-    }
-    return view;
+    return this.cpu.hostBytes(bytes);
   }
-
-  /** Where hostBytes lent room not yet uploaded: buffer → byte offsets. */
-  private readonly lentRoom = new Map<ArrayBufferLike, Set<number>>();
 
   /** A weight read into lent room: the kernels take it now. */
   private adoptIfLent(w: Tensor | QuantizedTensor): void {
-    const offsets = this.lentRoom.get(w.data.buffer);
-    if (!offsets?.delete(w.data.byteOffset)) return;
-    if (offsets.size === 0) this.lentRoom.delete(w.data.buffer);
-    this.kernel.adopt(w);
+    if (this.cpu.isLent(w.data)) this.kernel.adopt(w);
   }
 
   /** A frozen weight kept in its ggml blocks (lib/tensor/quantized.ts). */

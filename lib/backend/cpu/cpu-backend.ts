@@ -86,6 +86,11 @@ export class CpuBackend implements Backend {
     return this.engine.hostBytes?.(bytes);
   }
 
+  /** Whether `data` is room from hostBytes that no upload has adopted yet. */
+  isLent(data: ArrayBufferView): boolean {
+    return this.engine.isLent?.(data) ?? false;
+  }
+
   uploadQuantized(q: QuantizedTensor): DeviceTensor {
     return new CpuTensor(this.engine.adopt(q.data, "f32"), q.shape, "f32", 0, q.type);
   }

@@ -62,6 +62,8 @@ export interface LinearEngine {
   adopt<T extends Float32Array | Uint16Array | Uint8Array>(data: T, dtype: DType): T;
   /** Room in the kernels' memory for a weight to be read into; `adopt` of a view over exactly it copies nothing. */
   hostBytes?(bytes: number): Uint8Array | undefined;
+  /** Whether `data` is exactly room from hostBytes not yet adopted. */
+  isLent?(data: ArrayBufferView): boolean;
   /** y_j = x [M, K] @ W_j^T + b_j for every job. */
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void;
   /** A float32 buffer the engine's kernels can read in place (KV caches). */

@@ -187,14 +187,24 @@ export class WasmLinearEngine implements LinearEngine {
     return view;
   }
 
+  /** The lent room `data` covers exactly, if any. */
+  private lentTo(data: ArrayBufferView): Lent | undefined {
+    const lent = this.lent.get(data.buffer)?.get(data.byteOffset);
+    return lent && lent.bytes === data.byteLength ? lent : undefined;
+  }
+
+  isLent(data: ArrayBufferView): boolean {
+    return this.lentTo(data) !== undefined;
+  }
+
   adopt<T extends Float32Array | Uint16Array | Uint8Array>(data: T, dtype?: DType): T {
     const bytes = data.byteLength;
-    const lentHere = this.lent.get(data.buffer);
-    const lent = lentHere?.get(data.byteOffset);
-    if (lent && lent.bytes === bytes) {
+    const lent = this.lentTo(data);
+    if (lent) {
       // Read in place by the loader: the room becomes the tensor's.
-      lentHere!.delete(data.byteOffset);
-      if (lentHere!.size === 0) this.lent.delete(data.buffer);
+      const lentHere = this.lent.get(data.buffer)!;
+      lentHere.delete(data.byteOffset);
+      if (lentHere.size === 0) this.lent.delete(data.buffer);
       this.finalizer.unregister(lent.token);
       this.finalizer.register(data, [lent.home.arena, lent.home.ptr, bytes]);
       return this.settle(data, lent.home, dtype);
