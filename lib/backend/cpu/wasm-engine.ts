@@ -320,14 +320,27 @@ export class WasmLinearEngine implements LinearEngine {
    * LoRA's, a head's, attention's backward).
    */
   private gemmOnPool(arena: WasmArena, x: number, M: number, w: number, K: number, y: number, N: number): void {
-    const c = this.pool.ctrl, T = this.threads, b = HEADER;
-    const chunkRows = Math.max(4, Math.ceil(N / (T * CHUNKS_PER_THREAD) / 4) * 4);
-    const count = Math.ceil(N / chunkRows);
-    c[C.JOBS] = 1; c[C.K] = K; c[C.SINGLE] = 0; c[C.M] = M; c[C.CHUNKS] = count;
-    c[b + J.KIND] = KIND.f32; c[b + J.W] = w; c[b + J.N] = N; c[b + J.Y] = y;
-    c[b + J.ROWS] = N; c[b + J.CHUNK] = chunkRows; c[b + J.FIRST] = 0; c[b + J.END] = count;
-    c[b + J.MEMORY] = arena.index; c[b + J.X] = x; c[b + J.SCRATCH] = 0; c[b + J.TABLE] = 0; c[b + J.XQ] = 0;
-    this.pool.run(this.kernels, T);
+    const c = this.pool.ctrl;
+    c[C.JOBS] = 1; c[C.K] = K; c[C.SINGLE] = 0; c[C.M] = M;
+    c[C.CHUNKS] = this.writeJob(0, 0, this.threads, { kind: KIND.f32, w, N, y, rows4: N, arena, x, scratch: 0, xq: 0 });
+    this.pool.run(this.kernels, this.threads);
+  }
+
+  /**
+   * Job `i` of the control block: its first `rows4` rows (a multiple of 4,
+   * the kernels' block) cut into chunks for `T` threads to take, numbered from
+   * `first`. Returns how many chunks that is.
+   */
+  private writeJob(i: number, first: number, T: number,
+    job: { kind: number; w: number; N: number; y: number; rows4: number; arena: WasmArena; x: number; scratch: number; xq: number }): number {
+    const c = this.pool.ctrl, b = HEADER + i * JOB_STRIDE;
+    const chunkRows = Math.max(4, Math.ceil(job.rows4 / (T * (T > 1 ? CHUNKS_PER_THREAD : 1)) / 4) * 4);
+    const count = Math.ceil(job.rows4 / chunkRows);
+    c[b + J.KIND] = job.kind; c[b + J.W] = job.w; c[b + J.N] = job.N; c[b + J.Y] = job.y;
+    c[b + J.ROWS] = job.rows4; c[b + J.CHUNK] = chunkRows; c[b + J.FIRST] = first; c[b + J.END] = first + count;
+    c[b + J.MEMORY] = job.arena.index; c[b + J.X] = job.x; c[b + J.SCRATCH] = job.scratch;
+    c[b + J.TABLE] = job.arena.table; c[b + J.XQ] = job.xq;
+    return count;
   }
 
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void {
@@ -389,18 +402,12 @@ export class WasmLinearEngine implements LinearEngine {
     let chunks = 0;
     jobs.forEach((j, i) => {
       const w = spaceOf[i]!;
-      const b = HEADER + i * JOB_STRIDE;
       yPtrs.push(w.y);
-      // Rows in multiples of 4 (the kernels' block), in chunks for the threads to take.
-      const rows4 = j.N - (j.N % 4);
-      const chunkRows = Math.max(4, Math.ceil(rows4 / (T * (T > 1 ? CHUNKS_PER_THREAD : 1)) / 4) * 4);
-      const count = Math.ceil(rows4 / chunkRows);
       const scratch = w.base + rows * w.perRow;
-      c[b + J.KIND] = kindOf(j); c[b + J.W] = homes[i]!.ptr; c[b + J.N] = j.N; c[b + J.Y] = w.y;
-      c[b + J.ROWS] = rows4; c[b + J.CHUNK] = chunkRows; c[b + J.FIRST] = chunks; c[b + J.END] = chunks + count;
-      c[b + J.MEMORY] = w.arena.index; c[b + J.X] = w.base; c[b + J.SCRATCH] = scratch;
-      c[b + J.TABLE] = w.arena.table; c[b + J.XQ] = int8 ? scratch + threadScratch : 0;
-      chunks += count;
+      chunks += this.writeJob(i, chunks, T, {
+        kind: kindOf(j), w: homes[i]!.ptr, N: j.N, y: w.y, rows4: j.N - (j.N % 4), arena: w.arena, x: w.base,
+        scratch, xq: int8 ? scratch + threadScratch : 0,
+      });
       w.y += rows * j.N * 4;
     });
     c[C.CHUNKS] = chunks;
