@@ -57,15 +57,7 @@ export interface Prepared {
   positions: number[][];
   expand: number;
   criteria: StoppingCriterion[];
-  /**
-   * The length the KV cache can reach (maxLength, as HF's StaticCache takes
-   * max_cache_len from generate's max_length): the prefill asks for it up
-   * front, so decoding never reallocates the cache (on WebGPU each growth
-   * cost 6 extra dispatches and a copy of the whole cache).
-   */
-  cacheCapacity: number;
 }
-
 
 function prepare(model: GenerationModel, opts: GenerateOptions): Prepared {
   const V = model.config.vocab_size;
@@ -94,10 +86,7 @@ function prepare(model: GenerationModel, opts: GenerateOptions): Prepared {
   const criteria: StoppingCriterion[] = [new MaxLengthCriterion(cfg.maxLength)];
   if (cfg.stopStrings.length) criteria.push(new StopStringCriterion(opts.tokenizer!, cfg.stopStrings));
   if (cfg.eosTokenIds.length) criteria.push(new EosTokenCriterion(cfg.eosTokenIds));
-  return {
-    cfg, V, prompts, embeds, mask, positions: positionsFromMask(mask), expand: Math.max(cfg.numBeams, cfg.numReturnSequences), criteria,
-    cacheCapacity: cfg.maxLength,
-  };
+  return { cfg, V, prompts, embeds, mask, positions: positionsFromMask(mask), expand: Math.max(cfg.numBeams, cfg.numReturnSequences), criteria };
 }
 
 /**

@@ -134,14 +134,19 @@ export function decodeInputs<C>(
   };
 }
 
-/** The prefill forward's arguments: the whole prompt, last position's logits, the cache sized once. */
+/**
+ * The prefill forward's arguments: the whole prompt, the last position's
+ * logits, and the cache sized for maxLength (as HF's StaticCache takes
+ * max_cache_len from max_length), so decoding does not reallocate it (on
+ * WebGPU each growth cost 6 extra dispatches and a copy of the whole cache).
+ */
 export function prefillArgs(p: Prepared, outputAttentions: boolean): GenerationForwardArgs {
   return {
     ...(p.embeds ? { inputsEmbeds: p.embeds } : { inputIds: p.prompts }),
     attentionMask: p.mask,
     positionIds: p.positions,
     useCache: p.cfg.useCache,
-    ...(p.cfg.useCache ? { cacheCapacity: p.cacheCapacity } : {}),
+    cacheCapacity: p.cfg.maxLength,
     outputAttentions,
     logitsToKeep: 1,
   };

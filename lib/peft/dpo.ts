@@ -163,15 +163,16 @@ async function completionLogits(policy: LoraModel, b: Prepared, mode: "policy" |
 
 /**
  * Reference log-probs [2B] of a batch: precomputed when every example has them, else a
- * forward with the adapter disabled (then also its logits, for the KL metric).
- * `fromAdapter`: the forward with the adapter as it is now (precomputing the "initial-adapter" reference).
+ * forward with the adapter disabled (then also its logits, for the KL metric), or for
+ * the "initial-adapter" reference, while `precomputing` it, with the adapter as it is now.
  */
-async function referenceLogps(policy: LoraModel, examples: readonly DpoExample[], b: Prepared, r: Resolved, fromAdapter = false): Promise<{ logps: Float64Array; logits?: Float32Array }> {
+async function referenceLogps(policy: LoraModel, examples: readonly DpoExample[], b: Prepared, r: Resolved, precomputing = false): Promise<{ logps: Float64Array; logits?: Float32Array }> {
   const B = examples.length;
-  if (!fromAdapter && examples.every((e) => e.refChosenLogp !== undefined && e.refRejectedLogp !== undefined)) {
+  if (examples.every((e) => e.refChosenLogp !== undefined && e.refRejectedLogp !== undefined)) {
     return { logps: Float64Array.from([...examples.map((e) => e.refChosenLogp!), ...examples.map((e) => e.refRejectedLogp!)]) };
   }
-  if (!fromAdapter && r.reference === "initial-adapter") {
+  const fromAdapter = r.reference === "initial-adapter";
+  if (fromAdapter && !precomputing) {
     throw new InputError("DPO: reference \"initial-adapter\" needs every example's reference log-probs computed before the first update (precomputeReferenceLogps, as trainDpo does)");
   }
   const t = await completionLogits(policy, b, fromAdapter ? "policy-nograd" : "reference");
@@ -256,7 +257,7 @@ export async function precomputeReferenceLogps(policy: LoraModel, examples: read
   const out: DpoExample[] = [];
   for (let i = 0; i < examples.length; i += bs) {
     const batch = examples.slice(i, i + bs).map((e) => ({ ...e, refChosenLogp: undefined, refRejectedLogp: undefined }));
-    const { logps } = await referenceLogps(policy, batch, prepare(batch, r), r, r.reference === "initial-adapter");
+    const { logps } = await referenceLogps(policy, batch, prepare(batch, r), r, true);
     batch.forEach((e, k) => out.push({ ...e, refChosenLogp: logps[k]!, refRejectedLogp: logps[batch.length + k]! }));
   }
   return out;
