@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { createWebGpuBackend, type WebGpuBackend } from "../gpu/index.js";
 import { installDawnCounter } from "./dawn-count.js";
+import { cliProgress } from "../cli/progress.js";
 import { DECODE_CHUNK } from "../gpu/kernels/attention-decode.js";
 import { LlamaConfig } from "../lib/config.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
@@ -51,9 +52,7 @@ async function loadModel(be: WebGpuBackend): Promise<{ model: LlamaForCausalLM; 
     return { model: new LlamaForCausalLM(config, be, randomWeightsLoader(be, { dtype: "f16" })), name: "TinyLlama-1.1B shape, random f16" };
   }
   const dir = flags.model ?? path.join(ROOT, "models", "tiny-stories");
-  const bar = (done: number, total: number) => process.stderr.write(`\rloading ${((100 * done) / total).toFixed(0)}%`);
-  const model = await LlamaForCausalLM.fromPretrained(dir, { backend: be, onProgress: bar });
-  process.stderr.write("\n");
+  const model = await LlamaForCausalLM.fromPretrained(dir, { backend: be, onProgress: cliProgress("loading") });
   return { model, name: path.relative(ROOT, dir) || dir };
 }
 
@@ -123,8 +122,8 @@ async function main(): Promise<void> {
       ["decode GB/s", `${fmt(gbs, 2)} GB/s of weights + KV${bandwidth ? `  = ${fmt((100 * gbs) / bandwidth)}% of ${bandwidth} GB/s` : ""}`],
       ["per decode token", `${fmt(per("dispatches"), 2)} dispatches, ${fmt(per("submits"), 2)} submits, ${fmt(per("mappedBytes"), 0)} readback bytes` +
         // Past DECODE_CHUNK positions decode attention splits its keys over several workgroups (the GPU's
-        // parallelism at long contexts) and merges them in one more dispatch per layer.
-        (P + N > DECODE_CHUNK ? ` (past ${DECODE_CHUNK} positions: split-K attention, + 1 combine per layer)` : "")],
+        // parallelism at long contexts); o_proj's GEMV merges the splits as it reads them, so no extra dispatch.
+        (P + N > DECODE_CHUNK ? ` (past ${DECODE_CHUNK} positions: split-K attention, merged in o_proj's GEMV)` : "")],
       [`allocator at ${ctx} ctx`, `weights ${fmt(mem.weights / MB)} + kv ${fmt(mem.kv / MB)} + scratch ${fmt(mem.scratch / MB)} = ${fmt(mem.total / MB)} MiB (peak ${fmt(mem.peak / MB)} MiB)`],
       ["model's own sum", `weights ${fmt(mem.weights / MB)} + kv ${fmt(kvSum / MB)} MiB = ${fmt((mem.weights + kvSum) / MB)} MiB; peak / sum = ${fmt(mem.peak / (mem.weights + kvSum), 3)}`],
     ];

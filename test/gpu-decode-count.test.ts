@@ -14,7 +14,9 @@
  * crosses the lengths where a growing cache would reallocate (33 and 65
  * positions): generate sizes the cache once for its whole length, so no
  * step pays the 6 extra copies a growth cost (52.25 per token here before).
- * `npm run bench -- gpu` prints the same row.
+ * Past 256 positions decode attention splits its keys over several
+ * workgroups and o_proj's GEMV merges the splits as it reads them (a
+ * separate combine was 58 per token there). `npm run bench -- gpu` prints the same row.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as path from "node:path";
@@ -43,6 +45,14 @@ describe("greedy decode on webgpu, counted on Dawn", () => {
     expect(per.mappedBytes).toBeGreaterThan(0); // the id itself does come back through getMappedRange
     expect(per.dispatches).toBeLessThanOrEqual(6 * 8 + 4);
     expect(per.dispatches).toBeGreaterThan(6 * 5); // the counter sees the real dispatches
+  });
+
+  it("past 256 positions (split-K attention) still ≤ 52 dispatches per token: o_proj's GEMV merges the splits", async () => {
+    const inputIds = [Array.from({ length: 300 }, (_, i) => 1 + ((i * 37) % 2000))];
+    const run = (n: number) => model.generate({ inputIds, maxNewTokens: n, doSample: false, eosTokenId: null });
+    const per = await perDecodeToken(counter, run, 4, 16); // 304..316 positions: two key splits
+    expect(per.submits).toBeLessThanOrEqual(1);
+    expect(per.dispatches).toBeLessThanOrEqual(6 * 8 + 4);
   });
 
   it("the same count sees a whole logits row when the host picks (scores asked for)", async () => {

@@ -135,4 +135,56 @@ describe.each(setups)("decode fusions (f16 $f16, subgroups $subgroups)", ({ f16 
     expect(plain.dispatches).toBe(5 + growth);
     expect(be.memory().scratchInUse).toBe(scratch0);
   });
+
+  it.each([
+    { B: 1, n: 4, kv: 2, D: 8, S: 600, masked: false, merged: true },
+    { B: 2, n: 4, kv: 2, D: 8, S: 300, masked: true, merged: true }, // row 1 sees no key: the mean of V
+    { B: 1, n: 2, kv: 1, D: 6, S: 520, masked: false, merged: false }, // a vec4 would straddle heads: the combine runs
+  ])("B=$B heads $n/$kv D=$D over S=$S keys: split-K attention merged by o_proj's GEMV", async ({ B, n, kv, D, S, masked, merged }) => {
+    const be = backends.get(f16)!;
+    const r = rng(S + D);
+    const H = n * D;
+    const cache = () => be.kvAppend(undefined, be.upload(new Tensor(randn(r, B * kv * S * D), [B, kv, S, D])));
+    const [kc, vc] = [cache(), cache()];
+    const q = be.upload(new Tensor(randn(r, B * n * D), [B, n, 1, D]));
+    const h = be.upload(new Tensor(randn(r, B * H), [B, 1, H]));
+    const wo = weight(be, randn(r, H * H, 0.3), [H, H], "f16");
+    const keyMask = masked ? Uint8Array.from({ length: B * S }, (_, i) => (i < S && i % 3 !== 0 ? 1 : 0)) : undefined;
+    const mask = { queryOffset: S - 1, keyMask };
+    const scratch0 = be.memory().scratchInUse;
+
+    const step = async (oneByOne: boolean) => {
+      const before = be.counters.dispatches;
+      const z = be.attention(q, kc, vc, mask, { scale: 0.3 }).out;
+      if (oneByOne) await be.read(z);
+      const a = be.linear(z, wo);
+      const mid = be.add(h, a);
+      be.release(a);
+      const got = await bits(be, mid);
+      const dispatches = be.counters.dispatches - before;
+      const attn = await bits(be, z); // read after its merged use: the combine runs now, same values
+      for (const t of [z, mid]) be.release(t);
+      return { got, attn, dispatches };
+    };
+    const fused = await step(false);
+    const plain = await step(true);
+    expect(fused.got).toEqual(plain.got);
+    expect(fused.attn).toEqual(plain.attn);
+    expect(fused.got.every(Number.isFinite)).toBe(true);
+    expect(plain.dispatches).toBe(3); // split attention, combine, o_proj + add
+    expect(fused.dispatches).toBe(merged ? 2 : 3);
+    if (masked) { // row 1 of z is the mean of its values, HF's uniform softmax over an all-masked row
+      const values = await be.read(vc);
+      const z1 = fused.attn.slice(H, 2 * H);
+      for (let h0 = 0; h0 < n; h0++) {
+        for (let d = 0; d < D; d++) {
+          let mean = 0;
+          for (let j = 0; j < S; j++) mean += values.data[((1 * kv + Math.floor(h0 / (n / kv))) * S + j) * D + d]!;
+          expect(z1[h0 * D + d]).toBeCloseTo(mean / S, 4);
+        }
+      }
+    }
+    for (const t of [kc, vc, q, h, wo]) be.release(t);
+    expect(be.memory().scratchInUse).toBe(scratch0);
+  });
 });

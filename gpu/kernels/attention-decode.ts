@@ -110,7 +110,37 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 }
 
 /**
- * Merges split-K partials: out = Σ_s O_s·exp(m_s − M) / Σ_s l_s·exp(m_s − M), M = max m_s.
+ * The split-K merge, shared by decodeCombineKernel and the o_proj GEMV that
+ * folds the merge into its input read (gemvKernel's `merge`). Needs the
+ * bindings partML (each split's running max m_s and sum l_s) and V.
+ *   out = Σ_s O_s·w_s / L,  w_s = exp(m_s − M) (0 for a split that saw no key),  M = max m_s,  L = Σ_s l_s·w_s
+ */
+export const SPLIT_MERGE_FNS = /* wgsl */ `
+fn splitMax(base: u32, nSplit: u32) -> f32 {
+  var M = -3.0e38;
+  for (var i = 0u; i < nSplit; i++) {
+    if (partML[(base + i) * 2u + 1u] > 0.0) { M = max(M, partML[(base + i) * 2u]); }
+  }
+  return M;
+}
+fn splitWeight(slot: u32, M: f32) -> f32 {
+  if (partML[slot * 2u + 1u] > 0.0) { return exp(partML[slot * 2u] - M); }
+  return 0.0;
+}
+fn splitSum(base: u32, nSplit: u32, M: f32) -> f32 {
+  var L = 0.0;
+  for (var i = 0u; i < nSplit; i++) { L += partML[(base + i) * 2u + 1u] * splitWeight(base + i, M); }
+  return L;
+}
+// No visible key at all (L = 0): HF's softmax over an all-masked row is uniform, so the mean of V.
+fn meanValue(kvBase: u32, D: u32, Tkv: u32, d: u32) -> f32 {
+  var v = 0.0;
+  for (var j = 0u; j < Tkv; j++) { v += V[kvBase + j * D + d]; }
+  return v / f32(max(Tkv, 1u));
+}`;
+
+/**
+ * Merges split-K partials (SPLIT_MERGE_FNS) into the attention output.
  * Tiling: 64 threads per (query row · head, batch); each owns dims lane, lane+64, …
  */
 export function decodeCombineKernel(): Kernel {
@@ -123,35 +153,22 @@ ${ATTN_PARAMS}
 @group(0) @binding(2) var<storage, read> V: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: P;
-const NEG = -3.0e38;
+${SPLIT_MERGE_FNS}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wg.x % p.heads;
   let qi = wg.x / p.heads;
   let b = wg.y;
   let base = ((b * p.heads + h) * p.T + qi) * p.nSplit;
-  var M = NEG;
-  for (var i = 0u; i < p.nSplit; i++) {
-    if (partML[(base + i) * 2u + 1u] > 0.0) { M = max(M, partML[(base + i) * 2u]); }
-  }
-  var L = 0.0;
-  for (var i = 0u; i < p.nSplit; i++) {
-    let l = partML[(base + i) * 2u + 1u];
-    if (l > 0.0) { L += l * exp(partML[(base + i) * 2u] - M); }
-  }
+  let M = splitMax(base, p.nSplit);
+  let L = splitSum(base, p.nSplit, M);
   let kvh = h / (p.heads / p.kvHeads);
   let kvBase = (b * p.kvHeads + kvh) * p.cap * p.D;
   for (var d = li; d < p.D; d += 64u) {
     var o = 0.0;
-    for (var i = 0u; i < p.nSplit; i++) {
-      let l = partML[(base + i) * 2u + 1u];
-      if (l > 0.0) { o += partO[(base + i) * p.D + d] * exp(partML[(base + i) * 2u] - M); }
-    }
-    var v = 0.0;
-    if (L > 0.0) { v = o / L; } else {
-      for (var j = 0u; j < p.Tkv; j++) { v += V[kvBase + j * p.D + d]; }
-      v = v / f32(max(p.Tkv, 1u));
-    }
+    for (var i = 0u; i < p.nSplit; i++) { o += partO[(base + i) * p.D + d] * splitWeight(base + i, M); }
+    var v: f32;
+    if (L > 0.0) { v = o / L; } else { v = meanValue(kvBase, p.D, p.Tkv, d); }
     out[((b * p.T + qi) * p.heads + h) * p.D + d] = v;
   }
 }

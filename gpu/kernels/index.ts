@@ -42,7 +42,7 @@ export const attendWithWeightsBackwardKernel = memoKernel(bwd.attendWithWeightsB
 export const attendWithValuesBackwardKernel = memoKernel(bwd.attendWithValuesBackwardKernel);
 export const linearWeightBackwardKernel = memoKernel(bwd.linearWeightBackwardKernel);
 
-export { GEMV_MAX_M } from "./matmul.js";
+export { GEMV_MAX_M, GEMV_MERGE_MAX_SUMS, GEMV_MERGE_MAX_WEIGHTS } from "./matmul.js";
 export { flashBlocks, headDimBucket } from "./attention.js";
 export { DECODE_CHUNK } from "./attention-decode.js";
 export { MAX_TOP_K } from "./sampling.js";

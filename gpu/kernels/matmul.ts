@@ -4,10 +4,15 @@
  */
 import type { Kernel } from "../executor.js";
 import { SILU_MUL_FN, rmsApply } from "./elementwise.js";
+import { SPLIT_MERGE_FNS } from "./attention-decode.js";
 import { type WeightFormat, enables, weightDecl } from "./weights.js";
 
 /** Largest M the GEMV kernel handles (decode: one row per sequence in the batch). */
 export const GEMV_MAX_M = 8;
+/** A merging GEMV keeps every (row, head, split)'s weight in workgroup memory: at most this many (8 KiB). */
+export const GEMV_MERGE_MAX_WEIGHTS = 2048;
+/** … and every (row, head)'s softmax sum. */
+export const GEMV_MERGE_MAX_SUMS = 512;
 
 /**
  * Tiled matmul for prefill (M > GEMV_MAX_M).
@@ -93,6 +98,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   return { key, wgsl };
 }
 
+/** The merging GEMV's extra uniforms: attention's shape (rows of x are (b, qi) = divmod(row, T)). */
+const MERGE_FIELDS = ", heads: u32, kvHeads: u32, T: u32, Tkv: u32, cap: u32, D: u32, nSplit: u32";
+
+/** x for a merging GEMV (x binds the partials [B, heads, T, nSplit, D] as vec4s). */
+const MERGE_READ = /* wgsl */ `${SPLIT_MERGE_FNS}
+var<workgroup> splitW: array<f32, ${GEMV_MERGE_MAX_WEIGHTS}>;
+var<workgroup> sumL: array<f32, ${GEMV_MERGE_MAX_SUMS}>;
+fn partBase(m: u32, h: u32) -> u32 {
+  let row = p.m0 + m;
+  return (((row / p.T) * p.heads + h) * p.T + row % p.T) * p.nSplit;
+}
+fn mergeWeights(li: u32) {
+  for (var i = li; i < p.M * p.heads; i += 256u) {
+    let base = partBase(i / p.heads, i % p.heads);
+    let M = splitMax(base, p.nSplit);
+    for (var s = 0u; s < p.nSplit; s++) { splitW[i * p.nSplit + s] = splitWeight(base + s, M); }
+    sumL[i] = splitSum(base, p.nSplit, M);
+  }
+  workgroupBarrier();
+}
+fn mergedX4(m: u32, j: u32) -> vec4<f32> {
+  let h = (j * 4u) / p.D;
+  let d = (j * 4u) % p.D;
+  let base = partBase(m, h);
+  let wi = (m * p.heads + h) * p.nSplit;
+  var o = vec4<f32>(0.0);
+  for (var s = 0u; s < p.nSplit; s++) { o += x[((base + s) * p.D + d) >> 2u] * splitW[wi + s]; }
+  let L = sumL[m * p.heads + h];
+  if (L > 0.0) { return o / L; }
+  let row = p.m0 + m;
+  let kvBase = ((row / p.T) * p.kvHeads + h / (p.heads / p.kvHeads)) * p.cap * p.D;
+  return vec4<f32>(meanValue(kvBase, p.D, p.Tkv, d), meanValue(kvBase, p.D, p.Tkv, d + 1u),
+                   meanValue(kvBase, p.D, p.Tkv, d + 2u), meanValue(kvBase, p.D, p.Tkv, d + 3u));
+}
+`;
+
 /** What a GEMV does with each output value besides storing it (ops/fused-linear.ts picks these). */
 export type GemvEpilogue =
   /** y = x·Wᵀ (+ b). */
@@ -124,16 +165,23 @@ export type GemvEpilogue =
  * normalized row is never written. `epilogue`: see
  * GemvEpilogue; "swiglu" (parts = 2) gives each workgroup 2 features, the
  * gate and up rows of each, and multiplies them after the reduction.
+ * `merge` (one weight, no norm, vec4): x is split-K decode attention's
+ * output not yet merged; the GEMV reads the partials (bound as x) and merges
+ * them as it reads (SPLIT_MERGE_FNS, the combine kernel's math), so o_proj
+ * needs no combine dispatch. Each workgroup first computes every (row, head)'s
+ * split weights once into workgroup memory: n·nSplit exps, against the
+ * n·nSplit·D reads the merge adds; a vec4 never straddles two heads (D % 4 = 0).
  * Every row's products and reduction are those of the plain GEMV, so the
  * fused results equal the separate ops' bit for bit.
  */
 export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean, parts = 1,
-  norm?: WeightFormat, epilogue: GemvEpilogue = "none"): Kernel {
+  norm?: WeightFormat, epilogue: GemvEpilogue = "none", merge = false): Kernel {
   if (parts > 1 && bias) throw new Error("gemvKernel: several weights take no bias");
+  if (merge && (parts !== 1 || norm || !vec4)) throw new Error("gemvKernel: a merged input takes one weight, no norm, vec4 reads");
   if (epilogue === "swiglu" && parts !== 2) throw new Error("gemvKernel: swiglu takes two weights (gate, up)");
   if (epilogue === "residual" && parts !== 1) throw new Error("gemvKernel: a residual follows one weight");
   const key = `gemv:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}${parts > 1 ? `:x${parts}` : ""}` +
-    `${norm ? `:norm-${norm}` : ""}${epilogue === "none" ? "" : `:${epilogue}`}`;
+    `${norm ? `:norm-${norm}` : ""}${epilogue === "none" ? "" : `:${epilogue}`}${merge ? ":merge" : ""}`;
   const segs = Array.from({ length: parts }, (_, i) => i);
   const swiglu = epilogue === "swiglu";
   const single = parts === 1;
@@ -143,6 +191,8 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
   const normAt = norm ? next++ : -1;
   const invAt = norm ? next++ : -1;
   const residualAt = epilogue === "residual" ? next++ : -1;
+  const mergeAt = merge ? next : -1;
+  if (merge) next += 2; // partML, V
   const outAt = next;
   const outs = single || swiglu ? 1 : parts;
   const uniformAt = outAt + outs;
@@ -185,9 +235,12 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
   const xDecl = `@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;`;
   const extras = `${bias ? weightDecl("B", biasAt, bias, false) : ""}${norm ? `${weightDecl("NW", normAt, norm, vec4)}@group(0) @binding(${invAt}) var<storage, read> inv: array<f32>;
 ` : ""}${
-    residualAt >= 0 ? `@group(0) @binding(${residualAt}) var<storage, read> R: array<f32>;\n` : ""}`;
+    residualAt >= 0 ? `@group(0) @binding(${residualAt}) var<storage, read> R: array<f32>;\n` : ""}${
+    merge ? `@group(0) @binding(${mergeAt}) var<storage, read> partML: array<f32>;
+@group(0) @binding(${mergeAt + 1}) var<storage, read> V: array<f32>;
+` : ""}`;
   const decls = single
-    ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32 } // rows m0..m0+M-1 of x and y
+    ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32${merge ? MERGE_FIELDS : ""} } // rows m0..m0+M-1 of x and y
 ${xDecl}
 ${weightDecl("W", 1, wf, vec4)}${extras}@group(0) @binding(${outAt}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${uniformAt}) var<uniform> p: P;`
@@ -218,17 +271,17 @@ ${segs.map((i) => `  if (seg == ${i}u) { y${i}[i] = v; }`).join("\n")}
       : `let seg = select(select(0u, 1u, wg.x >= p.g1), 2u, ${parts > 2 ? "wg.x >= p.g2" : "false"});
   let N = select(select(p.N0, p.N1, seg == 1u), p.N2, seg == 2u);
   let n = (wg.x - select(select(0u, p.g1, seg == 1u), p.g2, seg == 2u)) * 4u + r;`;
-  // x as the products read it: the stored row, or RMSNorm of it.
-  const xAt = (i: string) => (norm ? rmsApply("g", i, "inv[p.m0 + m]") : i);
+  // x as the products read it: the stored row, RMSNorm of it, or the merged attention partials.
+  const xAt = (i: string) => (norm ? rmsApply("g", i, "inv[p.m0 + m]") : merge ? "mergedX4(m, j)" : i);
   const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32", norm ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
 ${decls}
 
 var<workgroup> red: array<f32, 256>;
-
+${merge ? MERGE_READ : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${
     subgroups ? ",\n        @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32" : ""
-  }) {
+  }) {${merge ? "\n  mergeWeights(li);" : ""}
   let r = li >> 6u;     // which of the 4 rows
   let lane = li & 63u;  // position within the row's 64 threads
   ${locate}

@@ -5,7 +5,8 @@
  */
 import type { AttentionMask, AttentionOptions } from "../../lib/backend/backend.js";
 import { LlamaError } from "../../lib/errors.js";
-import type { GpuTensor } from "../buffers.js";
+import type { Deferred, GpuTensor } from "../buffers.js";
+import type { Param } from "../executor.js";
 import {
   DECODE_CHUNK, attendWithKernel, attentionWeightsKernel, decodeAttentionKernel, decodeCombineKernel, flashAttentionKernel,
   flashBlocks, flatGrid, headDimBucket, kvCopyKernel,
@@ -22,6 +23,47 @@ function copyBlock(rt: GpuRuntime, src: GpuTensor, dst: GpuTensor["buf"], heads:
   const n = B * heads * T * D;
   rt.exec.dispatch(kvCopyKernel(), [{ buf: src.buf }, { buf: dst }], [n, heads, T, D, capS, offS, capD, offD],
     flatGrid(n, rt.ctx.limits.maxComputeWorkgroupsPerDimension));
+}
+
+/**
+ * Split-K decode attention's output before its combine: the partials, and
+ * the uniforms the combine (or a GEMV merging as it reads) takes. Reading the
+ * output records the combine; o_proj's GEMV folds it in instead
+ * (ops/fused-linear.ts), which is how a decode step past DECODE_CHUNK
+ * positions keeps the dispatch count it has below.
+ */
+export class PendingMerge implements Deferred {
+  constructor(
+    private readonly rt: GpuRuntime,
+    /** [B, heads, T, nSplit, D] unnormalized outputs, and each one's running max and sum [.., 2]. */
+    readonly partO: GpuTensor,
+    readonly partML: GpuTensor,
+    /** The values the all-masked fallback averages. */
+    readonly values: GpuTensor,
+    /** ATTN_PARAMS as the combine kernel takes them. */
+    readonly params: Param[],
+    readonly shape: { B: number; heads: number; kvHeads: number; T: number; Tkv: number; cap: number; D: number; nSplit: number },
+  ) {
+    rt.hold(values);
+  }
+  materialize(t: GpuTensor): void {
+    const { B, T, heads } = this.shape;
+    const bindings = [{ buf: this.partO.buf }, { buf: this.partML.buf }, { buf: this.values.buf }, { buf: t.storage }];
+    this.rt.exec.dispatch(decodeCombineKernel(), bindings, this.params, [T * heads, B]);
+    this.done();
+  }
+  cancel(): void {
+    this.done();
+  }
+  /** What a consumer that merges as it reads (the o_proj GEMV) reads, and so holds until it is recorded. */
+  get inputs(): GpuTensor[] {
+    return [this.partO, this.partML, this.values];
+  }
+  private done(): void {
+    this.rt.release(this.partO);
+    this.rt.release(this.partML);
+    this.rt.unhold(this.values);
+  }
 }
 
 /**
@@ -97,12 +139,10 @@ export function attention(rt: GpuRuntime, qIn: GpuTensor, kIn: GpuTensor, vIn: G
       if (nSplit === 1) {
         rt.exec.dispatch(decodeAttentionKernel(bucket, D % 4 === 0, false), [...inputs, { buf: out.buf }], base(1), [1, T * n, B]);
       } else {
-        const partO = rt.pool.acquire(B * n * T * nSplit * D * 4);
-        const partML = rt.pool.acquire(B * n * T * nSplit * 2 * 4);
-        rt.exec.dispatch(decodeAttentionKernel(bucket, D % 4 === 0, true), [...inputs, { buf: partO }, { buf: partML }], base(nSplit), [nSplit, T * n, B]);
-        rt.exec.dispatch(decodeCombineKernel(), [{ buf: partO }, { buf: partML }, { buf: v.buf }, { buf: out.buf }], base(nSplit), [T * n, B]);
-        rt.pool.release(partO);
-        rt.pool.release(partML);
+        const partO = rt.empty([B, n, T, nSplit, D]);
+        const partML = rt.empty([B, n, T, nSplit, 2]);
+        rt.exec.dispatch(decodeAttentionKernel(bucket, D % 4 === 0, true), [...inputs, { buf: partO.buf }, { buf: partML.buf }], base(nSplit), [nSplit, T * n, B]);
+        out.pending = new PendingMerge(rt, partO, partML, v, base(nSplit), { B, heads: n, kvHeads: kh, T, Tkv: S, cap, D, nSplit });
       }
     }
   }

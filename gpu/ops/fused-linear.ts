@@ -7,6 +7,7 @@
  *   rmsNorm → linearMany(gate, up) → siluMul
  *                                        1/rms per row, then one GEMV with RMSNorm in, SwiGLU out
  *   linear(down_proj) → add(residual)    one GEMV with the add in its epilogue
+ *   attention (split-K) → linear(o_proj)  the GEMV merges the attention partials as it reads them
  *
  * `rmsNorm` and the decode-sized (M ≤ GEMV_MAX_M) products return deferred
  * tensors (GpuTensor.pending): a consumer that can fuse reads the recipe;
@@ -18,8 +19,9 @@
  */
 import { LlamaError } from "../../lib/errors.js";
 import type { Deferred, GpuTensor, PooledBuffer } from "../buffers.js";
-import { GEMV_MAX_M, type GemvEpilogue, gemvKernel } from "../kernels/index.js";
+import { GEMV_MAX_M, GEMV_MERGE_MAX_SUMS, GEMV_MERGE_MAX_WEIGHTS, type GemvEpilogue, gemvKernel } from "../kernels/index.js";
 import { act, type GpuRuntime } from "../runtime.js";
+import { PendingMerge } from "./attention.js";
 import * as basic from "./basic.js";
 import { type LinearOptions, linear as eagerLinear, useSubgroups } from "./linear.js";
 import * as quant from "./quant.js";
@@ -43,10 +45,11 @@ class PendingNorm implements Deferred {
   }
 }
 
-/** A GEMV's x: a stored row, or RMSNorm(x) computed on the fly. */
+/** A GEMV's x: a stored row, RMSNorm(x) computed on the fly, or split-K attention partials merged on the fly. */
 interface GemvInput {
   x: GpuTensor;
   norm?: { w: GpuTensor; eps: number };
+  merge?: PendingMerge;
 }
 
 /**
@@ -69,8 +72,8 @@ class PendingGemv implements Deferred {
   }
 
   private held(): GpuTensor[] {
-    const { x, norm } = this.input;
-    return [x, ...(norm ? [norm.w] : []), ...this.weights, ...(this.bias ? [this.bias] : [])];
+    const { x, norm, merge } = this.input;
+    return [x, ...(norm ? [norm.w] : []), ...(merge ? merge.inputs : []), ...this.weights, ...(this.bias ? [this.bias] : [])];
   }
 
   materialize(t: GpuTensor): void {
@@ -95,25 +98,29 @@ class PendingGemv implements Deferred {
    */
   emit(outs: PooledBuffer[], epilogue: GemvEpilogue, weights = this.weights, residual?: GpuTensor): void {
     const { rt } = this;
-    const { x, norm } = this.input;
+    const { x, norm, merge } = this.input;
     const K = x.shape[x.shape.length - 1]!;
     const M = x.size / K;
     const nf = norm ? rt.format(norm.w) : undefined;
     const inv = norm ? basic.rmsInverse(rt, x, norm.w, norm.eps) : undefined;
     const bindings = [
-      { buf: x.buf },
+      { buf: merge ? merge.partO.buf : x.buf }, // a merged x is read from the partials; x itself stays deferred
       ...weights.map((w) => ({ buf: w.buf })),
       ...(this.bias ? [{ buf: this.bias.buf }] : []),
       ...(norm && inv ? [{ buf: norm.w.buf }, { buf: inv.buf }] : []),
       ...(residual ? [{ buf: residual.buf }] : []),
+      ...(merge ? [{ buf: merge.partML.buf }, { buf: merge.values.buf }] : []),
       ...outs.map((buf) => ({ buf })),
     ];
-    const kernel = gemvKernel(rt.format(weights[0]!), K % 4 === 0, this.bias && rt.format(this.bias), useSubgroups(rt), weights.length, nf, epilogue);
+    const kernel = gemvKernel(rt.format(weights[0]!), K % 4 === 0, this.bias && rt.format(this.bias), useSubgroups(rt), weights.length, nf,
+      epilogue, !!merge);
     const Ns = weights.map((w) => w.shape[0]!);
     if (epilogue === "swiglu") {
       rt.exec.dispatch(kernel, bindings, [M, K, 0, Ns[0]!, Ns[1]!, 0, 0, 0], [Math.ceil(Ns[0]! / 2)]);
     } else if (weights.length === 1) {
-      rt.exec.dispatch(kernel, bindings, [M, Ns[0]!, K, Ns[0]!, 0], [Math.ceil(Ns[0]! / 4)]);
+      const m = merge?.shape;
+      const mergeFields = m ? [m.heads, m.kvHeads, m.T, m.Tkv, m.cap, m.D, m.nSplit] : [];
+      rt.exec.dispatch(kernel, bindings, [M, Ns[0]!, K, Ns[0]!, 0, ...mergeFields], [Math.ceil(Ns[0]! / 4)]);
     } else {
       const groups = Ns.map((N) => Math.ceil(N / 4));
       const g1 = groups[0]!;
@@ -151,12 +158,20 @@ function deferGemv(rt: GpuRuntime, xIn: GpuTensor, weights: readonly GpuTensor[]
   }
   if (bias && bias.size !== weights[0]!.shape[0]) return undefined;
   const norm = x.pending instanceof PendingNorm && !x.pending.w.quant ? x.pending : undefined;
-  const input: GemvInput = norm ? { x: norm.x, norm: { w: norm.w, eps: norm.eps } } : { x };
-  if (!norm) rt.settle(x);
+  const merge = x.pending instanceof PendingMerge && mergeFits(x.pending, M, K, weights.length) ? x.pending : undefined;
+  const input: GemvInput = norm ? { x: norm.x, norm: { w: norm.w, eps: norm.eps } } : { x, merge };
+  if (!norm && !merge) rt.settle(x);
   const outs = weights.map((w) => rt.empty([...x.shape.slice(0, -1), w.shape[0]!]));
   const pending = new PendingGemv(rt, input, weights, bias, outs);
   for (const o of outs) o.pending = pending;
   return outs;
+}
+
+/** Whether one weight's GEMV over x = attention's output can merge the partials as it reads (gemvKernel's `merge`). */
+function mergeFits(m: PendingMerge, M: number, K: number, weights: number): boolean {
+  const { B, T, heads, D, nSplit } = m.shape;
+  return weights === 1 && M === B * T && K === heads * D && D % 4 === 0 &&
+    M * heads * nSplit <= GEMV_MERGE_MAX_WEIGHTS && M * heads <= GEMV_MERGE_MAX_SUMS;
 }
 
 /** x [..., K] · weight[N, K]ᵀ (+ bias) → [..., N]; deferred for decode-sized x, else recorded now. */
