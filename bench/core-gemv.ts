@@ -57,6 +57,7 @@ for (const [label, e] of engines) {
   for (const dtype of ["f16", "bf16", "f32"] as const) await run(label, e, 1, 5632, 2048, dtype);
   await run(label, e, 1, 32000, 2048, "f16");
   await run(label, e, 128, 5632, 2048, "f16");
+  await run(label, e, 128, 5632, 2048, "f32");
 }
 await run("javascript, 1 thread", new JsLinearEngine(), 1, 5632, 2048, "f16");
 const head = ["kernel", "weights", "shape (x @ W^T)", "wall ms", "cpu ms", "GFLOP/s", "GB/s", "GFLOP per cpu-s"];

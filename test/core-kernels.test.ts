@@ -9,6 +9,7 @@ import { createLinearEngine, JsLinearEngine, type LinearEngine } from "../lib/ba
 import { WasmLinearEngine } from "../lib/backend/cpu/wasm-engine.js";
 import { WasmHeap } from "../lib/backend/cpu/wasm-heap.js";
 import { wasm } from "../lib/backend/cpu/wasm-api.js";
+import { fusedMultiplyAdd } from "../lib/backend/cpu/wasm-asm.js";
 import { CpuBackend } from "../lib/backend/cpu/cpu-backend.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type DType } from "../lib/tensor/dtype.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
@@ -60,6 +61,22 @@ describe("wasm matmul kernels", async () => {
   it("are available on this runtime", () => {
     expect(single).toBeDefined();
     expect(threaded!.threads).toBe(3);
+  });
+  it("multiply-accumulate fused (relaxed SIMD, turned on by V8's flag on Node 20), one thread or several alike", () => {
+    expect(fusedMultiplyAdd()).toBe(true);
+    // lane 0 sums 1·(−1 − 2⁻¹¹) then a·a with a = 1 + 2⁻¹², a² = 1 + 2⁻¹¹ + 2⁻²⁴: exactly 2⁻²⁴ when
+    // fused, 0 when a² is rounded first (to 1 + 2⁻¹¹, the tie to even)
+    const K = 8, N = 4096, a = 1 + 2 ** -12; // 128 KiB of weights: split over the threads
+    const x = Float32Array.from([1, 0, 0, 0, a, 0, 0, 0]);
+    const w = new Float32Array(N * K);
+    for (let n = 0; n < N; n++) { w[n * K] = -1 - 2 ** -11; w[n * K + 4] = a; }
+    for (const M of [1, 2, 3]) {
+      for (const e of [single!, threaded!]) {
+        const y = new Float32Array(M * N);
+        e.run(Float32Array.from({ length: M * K }, (_, i) => x[i % K]!), M, K, [{ w: e.adopt(w, "f32"), dtype: "f32", N, y }]);
+        expect(new Set(y)).toEqual(new Set([2 ** -24]));
+      }
+    }
   });
   for (const dtype of ["f32", "f16", "bf16"] as const) {
     for (const [M, K, N] of [[1, 64, 36], [1, 256, 131], [3, 96, 10], [8, 200, 517]] as const) {

@@ -140,13 +140,16 @@ describe("DPO matches TRL's DPOTrainer", () => {
         // rejected), so its smallest components (one of layer 0's q_proj B is below 1e-7) carry a large
         // relative rounding error, and Adam's m/√v, which divides by |g|, turns it into a visible weight
         // change (1.2e-4 at a component of 2.7e-5 ≈ 0.3% of its matrix's largest). Components above 1% of
-        // their matrix's largest initial gradient are held to 1e-4 (CPU) / 1e-3 relative; all to 5 steps × lr.
+        // their matrix's largest initial gradient are held to 3e-4 (CPU) / 1e-3 relative; all to 5 steps × lr.
+        // (Their error too comes mostly from one such component, TRL's −1.65e-8 in layer 0's q_proj B, close
+        // to Adam's eps 1e-8: its last bits move the whole trajectory, 1e-4 with mul + add kernels, 2e-4 with
+        // fused multiply-add, the same components in the same proportions.)
         for (const [m, { A, B }] of trained.modules) {
           for (const [which, ours] of [["A", A.value], ["B", B.value]] as const) {
             const trl = ref(`final.${m}.lora_${which}`), g0 = ref(`grad.${m}.lora_${which}`);
             const big = 0.01 * Math.max(...Array.from(g0, Math.abs));
             const settled = (a: ArrayLike<number>) => Array.from(a).filter((_, i) => Math.abs(g0[i]!) >= big);
-            closeTo(device, diffStats(settled(ours), settled(trl)), 1e-4);
+            closeTo(device, diffStats(settled(ours), settled(trl)), 3e-4);
             expect(diffStats(ours, trl).abs).toBeLessThan(5 * g.adam.lr);
           }
         }

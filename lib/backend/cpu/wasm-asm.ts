@@ -5,6 +5,8 @@
  * matmul kernels in wasm-kernels.ts. No toolchain is installed on the build
  * machines, so the module is assembled from JavaScript at startup (< 1 ms).
  */
+import * as v8 from "node:v8";
+import { wasm } from "./wasm-api.js";
 
 export const I32 = 0x7f;
 export const F32 = 0x7d;
@@ -41,6 +43,44 @@ function str(s: string): number[] {
 
 function section(id: number, body: number[]): number[] {
   return [id, ...uleb(body.length), ...body];
+}
+
+/** f32x4.relaxed_madd (relaxed SIMD): a·b + c, fused where the CPU has FMA. */
+const RELAXED_MADD = 0x105;
+
+/** Whether a module holding f32x4.relaxed_madd validates: (func (result v128) (relaxed_madd 0 0 0)). */
+function maddValidates(): boolean {
+  const zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)]; // v128.const 0
+  const body = [0, ...zero, ...zero, ...zero, 0xfd, ...uleb(RELAXED_MADD), 0x0b];
+  const bytes = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 0, 1, V128]), ...section(3, [1, 0]), ...section(10, [1, ...uleb(body.length), ...body])];
+  return wasm?.validate(new Uint8Array(bytes)) ?? false;
+}
+
+let fused: boolean | undefined;
+
+/**
+ * Whether the kernels multiply-accumulate with f32x4.relaxed_madd (one fused
+ * vfmadd on x86 with FMA3) rather than f32x4.mul + f32x4.add: decided once per
+ * process, so every module assembled here (the one the worker threads are
+ * handed included) makes the same choice and a product's bits do not depend
+ * on which thread computed it. Relaxed SIMD is on by default from Node 22;
+ * Node 20 (V8 11.3) has it behind a flag, which V8 reads when it validates and
+ * compiles, so turning it on here, before the first kernel module is built,
+ * is enough (worker threads share the process's flags).
+ */
+export function fusedMultiplyAdd(): boolean {
+  if (fused !== undefined) return fused;
+  fused = maddValidates();
+  if (!fused && wasm) {
+    try {
+      v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+    } catch {
+      // a runtime without V8 flags: keep mul + add
+    }
+    fused = maddValidates();
+  }
+  return fused;
 }
 
 /** Instruction emitter for one function body. Locals are numbered params first. */
@@ -134,6 +174,22 @@ export class Code {
   f32x4mul(): this { return this.simd(0xe6); }
   f32x4sub(): this { return this.simd(0xe5); }
   f32x4div(): this { return this.simd(0xe7); }
+  /**
+   * local acc = acc + a·b, a and b the two f32x4 `operands` pushes: one fused
+   * multiply-add (rounded once) where fusedMultiplyAdd(), else mul then add
+   * (rounded twice). The kernels' multiply-accumulates all go through here.
+   */
+  mulAdd(acc: number, operands: () => void): this {
+    if (fusedMultiplyAdd()) {
+      operands();
+      this.get(acc).simd(RELAXED_MADD);
+    } else {
+      this.get(acc);
+      operands();
+      this.f32x4mul().f32x4add();
+    }
+    return this.set(acc);
+  }
   f32x4min(): this { return this.simd(0xe8); }
   f32x4max(): this { return this.simd(0xe9); }
   f32x4neg(): this { return this.simd(0xe1); }

@@ -12,7 +12,9 @@
  *    rows × four W rows per step, eight SIMD accumulators.
  *  - gemm_f16 / gemm_bf16: widen four W rows into a per-thread scratch block
  *    (4·K floats, L1-resident), then gemm_f32 on it: prefill.
- * Accumulation is float32 in four lanes (as BLAS does), summed at the end.
+ * Accumulation is float32 in four lanes (as BLAS does), summed at the end;
+ * each multiply-accumulate is fused (one rounding) where the runtime has
+ * relaxed SIMD (Code.mulAdd), as BLAS's FMA kernels do.
  */
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
@@ -82,25 +84,29 @@ export function gemvFn(name: string, bf16: boolean, variant: GemvVariant = {}): 
       if (prescale) c.get(magic).f32x4mul();
       c.set(x1);
       for (let j = 0; j < 4; j++) {
-        if (variant.extend) {
-          c.get(wp[j]!).v128load(0).set(raw);
-          c.get(acc[2 * j]!).get(raw);
-          if (bf16) c.extendLowU(); else c.extendLowS();
-        } else {
-          c.get(acc[2 * j]!).get(wp[j]!);
-          if (bf16) c.load16x4u(0); else c.load16x4s(0);
-        }
-        widen(c, mask, magic);
-        c.get(x0).f32x4mul().f32x4add().set(acc[2 * j]!);
-        if (variant.extend) {
-          c.get(acc[2 * j + 1]!).get(raw);
-          if (bf16) c.extendHighU(); else c.extendHighS();
-        } else {
-          c.get(acc[2 * j + 1]!).get(wp[j]!);
-          if (bf16) c.load16x4u(8); else c.load16x4s(8);
-        }
-        widen(c, mask, magic);
-        c.get(x1).f32x4mul().f32x4add().set(acc[2 * j + 1]!);
+        if (variant.extend) c.get(wp[j]!).v128load(0).set(raw);
+        c.mulAdd(acc[2 * j]!, () => {
+          if (variant.extend) {
+            c.get(raw);
+            if (bf16) c.extendLowU(); else c.extendLowS();
+          } else {
+            c.get(wp[j]!);
+            if (bf16) c.load16x4u(0); else c.load16x4s(0);
+          }
+          widen(c, mask, magic);
+          c.get(x0);
+        });
+        c.mulAdd(acc[2 * j + 1]!, () => {
+          if (variant.extend) {
+            c.get(raw);
+            if (bf16) c.extendHighU(); else c.extendHighS();
+          } else {
+            c.get(wp[j]!);
+            if (bf16) c.load16x4u(8); else c.load16x4s(8);
+          }
+          widen(c, mask, magic);
+          c.get(x1);
+        });
       }
     });
     for (let j = 0; j < 4; j++) {
@@ -139,8 +145,8 @@ function gemmF32Fn(): FunctionDef {
         c.sum(xa, off).v128load().set(va).sum(xb, off).v128load().set(vb);
         for (let j = 0; j < 4; j++) {
           c.sum(wp[j]!, off).v128load().set(p);
-          c.get(accA[j]!).get(va).get(p).f32x4mul().f32x4add().set(accA[j]!);
-          c.get(accB[j]!).get(vb).get(p).f32x4mul().f32x4add().set(accB[j]!);
+          c.mulAdd(accA[j]!, () => c.get(va).get(p));
+          c.mulAdd(accB[j]!, () => c.get(vb).get(p));
         }
       });
       c.get(y).get(m).get(N).mul().get(r).add().i32(2).shl().add().set(yp);
@@ -155,7 +161,7 @@ function gemmF32Fn(): FunctionDef {
       c.i32(0).set(off);
       c.loop(off, rowBytes, 16, () => {
         c.sum(xa, off).v128load().set(va);
-        for (let j = 0; j < 4; j++) c.get(accA[j]!).get(va).sum(wp[j]!, off).v128load().f32x4mul().f32x4add().set(accA[j]!);
+        for (let j = 0; j < 4; j++) c.mulAdd(accA[j]!, () => c.get(va).sum(wp[j]!, off).v128load());
       });
       c.get(y).get(mPairs).get(N).mul().get(r).add().i32(2).shl().add().set(yp);
       for (let j = 0; j < 4; j++) c.get(yp).get(accA[j]!).hsum(tmp).f32store(4 * j);
@@ -189,7 +195,7 @@ function weightedSumFn(): FunctionDef {
       c.get(pRow).set(pp);
       c.loop(pp, pEnd, () => { c.inc(pp, 4); c.get(vp).get(rowBytes).add().set(vp); }, () => {
         c.get(pp).f32load().f32x4splat().set(sp);
-        for (let q = 0; q < 4; q++) c.get(acc[q]!).get(sp).get(vp).v128load(16 * q).f32x4mul().f32x4add().set(acc[q]!);
+        for (let q = 0; q < 4; q++) c.mulAdd(acc[q]!, () => c.get(sp).get(vp).v128load(16 * q));
       });
       for (let q = 0; q < 4; q++) c.get(op).get(dOff).add().get(acc[q]!).v128store(16 * q);
     });

@@ -283,7 +283,7 @@ export function gemvQuantFn(type: QuantType): FunctionDef {
   const splat8 = splatLocals(c);
   const e: Emit = {
     c, src: cur, table, splat8,
-    sink: (off, weights) => { c.get(acc[j]!).get(xp).v128load(off); weights(); c.f32x4mul().f32x4add().set(acc[j]!); },
+    sink: (off, weights) => { c.mulAdd(acc[j]!, () => { c.get(xp).v128load(off); weights(); }); },
   };
   c.get(K).i32(Math.log2(elems)).shrU().i32(bytes).mul().set(rowBytes);
   c.get(x).get(K).i32(2).shl().add().set(xEnd);
@@ -359,9 +359,10 @@ export function gemvInt8Fn(type: QuantType): FunctionDef {
           pair(hi, xs[1]!); c.i32x4extaddPairwiseI16S().i32x4add().set(sum);
         }
         // acc += float(sum) · (dw · dx)
-        c.get(acc[j]!).get(sum).f32x4convertI32();
-        c.get(table).get(wp[j]!).i32load16u(0).i32(2).shl().add().f32load().get(dx).f32mul().f32x4splat();
-        c.f32x4mul().f32x4add().set(acc[j]!);
+        c.mulAdd(acc[j]!, () => {
+          c.get(sum).f32x4convertI32();
+          c.get(table).get(wp[j]!).i32load16u(0).i32(2).shl().add().f32load().get(dx).f32mul().f32x4splat();
+        });
       }
     });
     for (let i = 0; i < 4; i++) c.get(y).get(r).i32(2).shl().add().get(acc[i]!).hsum(hs).f32store(4 * i);
@@ -411,13 +412,14 @@ function gemvInt8Q4K(): FunctionDef {
             if (high) c.i32(4).i8x16shrU(); else { splat8(0x0f); c.and(); }
             c.set(v);
           }
-          // |q·x| ≤ 15·127: four products fit an i16 sum
-          c.get(v0).get(x0).i16x8extmulLowS().get(v0).get(x0).i16x8extmulHighS().i16x8add();
-          c.get(v1).get(x1).i16x8extmulLowS().i16x8add().get(v1).get(x1).i16x8extmulHighS().i16x8add();
-          c.i32x4extaddPairwiseI16S().f32x4convertI32();
           // acc += Σq·xq · (dx·(d·sc)); accS −= dx·(dmin·m)·Σxq
-          c.get(ds[j]!); scaleMinK4(rowEmit(j), 4, sub, 0); c.f32convertI32().f32mul().get(dx).f32mul().f32x4splat();
-          c.f32x4mul().get(acc[j]!).f32x4add().set(acc[j]!);
+          c.mulAdd(acc[j]!, () => {
+            // |q·x| ≤ 15·127: four products fit an i16 sum
+            c.get(v0).get(x0).i16x8extmulLowS().get(v0).get(x0).i16x8extmulHighS().i16x8add();
+            c.get(v1).get(x1).i16x8extmulLowS().i16x8add().get(v1).get(x1).i16x8extmulHighS().i16x8add();
+            c.i32x4extaddPairwiseI16S().f32x4convertI32();
+            c.get(ds[j]!); scaleMinK4(rowEmit(j), 4, sub, 0); c.f32convertI32().f32mul().get(dx).f32mul().f32x4splat();
+          });
           c.get(accS[j]!).get(dm[j]!); scaleMinK4(rowEmit(j), 4, sub, 1); c.f32convertI32().f32mul().get(dx).f32mul().get(xsum).f32mul();
           c.f32sub().set(accS[j]!);
         }
@@ -462,11 +464,12 @@ function gemvInt8Q6K(): FunctionDef {
           for (let j = 0; j < 4; j++) {
             for (let l = 0; l < 2; l++) {
               q6kCodes(rowEmit(j), n, k, l, v);
-              // |(q6 − 32)·x| ≤ 32·127: two products fit an i16 sum
-              c.get(v).get(xs[l]!).i16x8extmulLowS().get(v).get(xs[l]!).i16x8extmulHighS().i16x8add();
-              c.i32x4extaddPairwiseI16S().f32x4convertI32();
-              c.get(ds[j]!); q6kScale(rowEmit(j), n, k, l); c.f32convertI32().f32mul().get(dx).f32mul().f32x4splat();
-              c.f32x4mul().get(acc[j]!).f32x4add().set(acc[j]!);
+              c.mulAdd(acc[j]!, () => {
+                // |(q6 − 32)·x| ≤ 32·127: two products fit an i16 sum
+                c.get(v).get(xs[l]!).i16x8extmulLowS().get(v).get(xs[l]!).i16x8extmulHighS().i16x8add();
+                c.i32x4extaddPairwiseI16S().f32x4convertI32();
+                c.get(ds[j]!); q6kScale(rowEmit(j), n, k, l); c.f32convertI32().f32mul().get(dx).f32mul().f32x4splat();
+              });
             }
           }
         }
