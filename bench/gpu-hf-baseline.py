@@ -29,6 +29,15 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+def copy_bandwidth_gbs(nbytes: int = 256 * 2**20, reps: int = 8) -> float:
+    """A device-to-device copy, counted as bytes read + bytes written (as bench/gpu-copy-bandwidth.ts)."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch
+    _, s = timed(lambda: [dst.copy_(src) for _ in range(reps)])
+    return 2 * nbytes * reps / s / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompt", type=int, default=512)
@@ -65,6 +74,7 @@ def main() -> None:
     print(f"| prefill {args.prompt} tokens | {args.prompt / prefill_s:,.1f} tok/s ({prefill_s * 1000:,.1f} ms) |")
     print(f"| decode {args.new} tokens | {args.new / decode_s:,.1f} tok/s ({decode_s * 1000 / args.new:,.2f} ms/token) |")
     print(f"| torch peak allocated | {torch.cuda.max_memory_allocated() / 2**20:,.1f} MiB |")
+    print(f"| copy bandwidth | {copy_bandwidth_gbs():,.1f} GB/s device-to-device (256 MiB, read + write bytes) |")
 
 
 if __name__ == "__main__":

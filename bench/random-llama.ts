@@ -132,6 +132,7 @@ export function ensureGgufExport(dir: string, file: string, outtype: "f32" | "f1
 
 /** A model's shape for a GGUF written straight from random blocks (no f16 checkpoint first: a 7B one would be 13.5 GB). */
 export interface GgufShape { hidden: number; layers: number; heads: number; kvHeads: number; ffn: number; vocab: number; ropeTheta: number; context: number }
+export const TINYLLAMA_GGUF: GgufShape = { hidden: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632, vocab: 32000, ropeTheta: 10000, context: 2048 };
 export const LLAMA2_7B: GgufShape = { hidden: 4096, layers: 32, heads: 32, kvHeads: 32, ffn: 11008, vocab: 32000, ropeTheta: 10000, context: 4096 };
 export const LLAMA3_8B: GgufShape = { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: 14336, vocab: 128256, ropeTheta: 500000, context: 8192 };
 /** A 4-layer, hidden-512 model: checks a bench script itself in seconds. */
