@@ -55,6 +55,20 @@ describe("greedy decode on webgpu, counted on Dawn", () => {
     expect(per.dispatches).toBeLessThanOrEqual(6 * 8 + 4);
   });
 
+  it("a Q4_0 model (blocks kept on the GPU) decodes through the same fused GEMVs: ≤ 52 dispatches per token", async () => {
+    const quantized = await LlamaForCausalLM.fromPretrained(path.join("models", "tiny-stories"), { device: "webgpu", quantize: "q4_0" });
+    try {
+      const inputIds = [[1, 153, 429, 59, 1024, 338]];
+      const run = (n: number) => quantized.generate({ inputIds, maxNewTokens: n, doSample: false, eosTokenId: null });
+      await run(2);
+      const per = await perDecodeToken(counter, run, 4, 16);
+      expect(per.submits).toBeLessThanOrEqual(1);
+      expect(per.dispatches).toBeLessThanOrEqual(6 * 8 + 4);
+    } finally {
+      for (const p of quantized.parameters()) quantized.backend.release(p.get()); // the backend is shared with `model`
+    }
+  });
+
   it("the same count sees a whole logits row when the host picks (scores asked for)", async () => {
     const inputIds = [[1, 153, 429]];
     const run = (n: number) => model.generate({ inputIds, maxNewTokens: n, returnDictInGenerate: true, outputScores: true });

@@ -14,6 +14,8 @@ import type { DeviceTensor } from "../lib/backend/backend.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { f32ToBf16, f32ToF16 } from "../lib/tensor/dtype.js";
 import { randn, rng } from "./gpu-reference.js";
+import { QUANT_LAYOUT, QuantizedTensor } from "../lib/tensor/quantized.js";
+import { quantizeRows, type QuantizedType } from "../lib/quant/quantize.js";
 
 const setups = [
   { f16: "native", subgroups: true },
@@ -25,7 +27,13 @@ beforeAll(async () => {
 });
 afterAll(() => backends.forEach((b) => b.dispose()));
 
-function weight(be: WebGpuBackend, values: Float32Array, shape: number[], dtype: "f32" | "f16" | "bf16"): DeviceTensor {
+type WeightDtype = "f32" | "f16" | "bf16" | "q4_0" | "q8_0" | "q6_k";
+
+function weight(be: WebGpuBackend, values: Float32Array, shape: number[], dtype: WeightDtype): DeviceTensor {
+  if (dtype === "q4_0" || dtype === "q8_0" || dtype === "q6_k") {
+    const K = shape[shape.length - 1]!;
+    return be.uploadQuantized(new QuantizedTensor(dtype, quantizeRows(QUANT_LAYOUT[dtype].ggml as QuantizedType, values, K), shape));
+  }
   if (dtype === "f16") return be.upload(new Tensor(f32ToF16(values), shape, "f16"));
   if (dtype === "bf16") return be.upload(new Tensor(f32ToBf16(values), shape, "bf16"));
   return be.upload(new Tensor(values, shape, "f32"));
@@ -39,12 +47,16 @@ describe.each(setups)("decode fusions (f16 $f16, subgroups $subgroups)", ({ f16 
     { dtype: "f32", M: 3, K: 36, I: 20 },
     { dtype: "bf16", M: 8, K: 30, I: 9 },
     { dtype: "f16", M: 2, K: 300, I: 301 },
+    // ggml blocks, read by the same GEMV: v in another format than q and k (as Q4_K_M's Q6_K v)
+    { dtype: "q4_0", M: 2, K: 64, I: 96 },
+    { dtype: "q6_k", M: 1, K: 256, I: 256 },
   ] as const)("$dtype M=$M K=$K I=$I: one decoder layer's products equal the ops one by one", async ({ dtype, M, K, I }) => {
     const be = backends.get(f16)!;
     const r = rng(M * 7919 + K);
+    const quant = dtype.startsWith("q");
     const h = be.upload(new Tensor(randn(r, M * K), [1, M, K]));
-    const normW = weight(be, randn(r, K, 0.5), [K], dtype);
-    const [wq, wk, wv] = [K, 8, 8].map((N) => weight(be, randn(r, N * K, 0.3), [N, K], dtype));
+    const normW = weight(be, randn(r, K, 0.5), [K], quant ? "f32" : dtype);
+    const [wq, wk, wv] = [K, 8, 8].map((N, i) => weight(be, randn(r, N * K, 0.3), [N, K], quant && i === 2 ? "q8_0" : dtype));
     const wo = weight(be, randn(r, K * K, 0.3), [K, K], dtype);
     const [wg, wu] = [I, I].map((N) => weight(be, randn(r, N * K, 0.3), [N, K], dtype));
     const wd = weight(be, randn(r, K * I, 0.3), [K, I], dtype);

@@ -6,6 +6,8 @@ import type { Kernel } from "../executor.js";
 import { SILU_MUL_FN, rmsApply } from "./elementwise.js";
 import { SPLIT_MERGE_FNS } from "./attention-decode.js";
 import { type WeightFormat, enables, weightDecl } from "./weights.js";
+import { QUANT_LAYOUT, type QuantType } from "../../lib/tensor/quantized.js";
+import { quantDecl } from "./quant-formats.js";
 
 /** Largest M the GEMV kernel handles (decode: one row per sequence in the batch). */
 export const GEMV_MAX_M = 8;
@@ -134,6 +136,13 @@ fn mergedX4(m: u32, j: u32) -> vec4<f32> {
 }
 `;
 
+/** A GEMV weight's storage: a dense format, or a ggml block type. */
+export type GemvWeight = WeightFormat | QuantType;
+
+export function isQuantFormat(f: GemvWeight): f is QuantType {
+  return Object.hasOwn(QUANT_LAYOUT, f);
+}
+
 /** What a GEMV does with each output value besides storing it (ops/fused-linear.ts picks these). */
 export type GemvEpilogue =
   /** y = x·Wᵀ (+ b). */
@@ -153,7 +162,11 @@ export type GemvEpilogue =
  * device has subgroups (then across subgroups in workgroup memory), else by a
  * workgroup-memory tree.
  *
- * `parts` > 1 (no bias): the same GEMV over up to 3 weights that share x
+ * Each weight is dense (weights.ts) or in ggml blocks (quant-formats.ts,
+ * dequantized four weights at a time as it is read: vec4 only, K being a
+ * multiple of the block), each in its own format.
+ *
+ * Several weights (no bias): the same GEMV over up to 3 weights that share x
  * (q/k/v, gate/up) in one dispatch. The workgroups are laid end to end —
  * the first ceil(N0/4) compute W0's outputs into y0, the next ceil(N1/4) W1's
  * into y1, … — so each workgroup still reads one weight's rows exactly once.
@@ -174,13 +187,17 @@ export type GemvEpilogue =
  * Every row's products and reduction are those of the plain GEMV, so the
  * fused results equal the separate ops' bit for bit.
  */
-export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean, parts = 1,
+export function gemvKernel(weights: string, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean,
   norm?: WeightFormat, epilogue: GemvEpilogue = "none", merge = false): Kernel {
+  const formats = weights.split("+") as GemvWeight[];
+  const parts = formats.length;
+  if (parts > 3) throw new Error("gemvKernel: at most 3 weights");
+  if (!vec4 && formats.some(isQuantFormat)) throw new Error("gemvKernel: quantized weights are read as vec4");
   if (parts > 1 && bias) throw new Error("gemvKernel: several weights take no bias");
   if (merge && (parts !== 1 || norm || !vec4)) throw new Error("gemvKernel: a merged input takes one weight, no norm, vec4 reads");
   if (epilogue === "swiglu" && parts !== 2) throw new Error("gemvKernel: swiglu takes two weights (gate, up)");
   if (epilogue === "residual" && parts !== 1) throw new Error("gemvKernel: a residual follows one weight");
-  const key = `gemv:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}${parts > 1 ? `:x${parts}` : ""}` +
+  const key = `gemv:${weights}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}` +
     `${norm ? `:norm-${norm}` : ""}${epilogue === "none" ? "" : `:${epilogue}`}${merge ? ":merge" : ""}`;
   const segs = Array.from({ length: parts }, (_, i) => i);
   const swiglu = epilogue === "swiglu";
@@ -230,8 +247,19 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
     ? `
     if (li < 2u && wg.x * 2u + li < N) { y[(p.m0 + m) * N + wg.x * 2u + li] = silu_mul(gu[li], gu[li + 2u]); }`
     : "";
-  const load4 = single ? "W_at4" : "Wseg_at4";
-  const load1 = single ? "W_at" : "Wseg_at";
+  const load4 = single ? "W_row4(" : "Wseg_row4(seg, ";
+  const load1 = single ? "W_row1(" : "Wseg_row1(seg, ";
+  // Weight i's declaration and its row reader: W_row4(n, j) = elements 4j..4j+3 of row n (W_row1: element k).
+  const weightAt = (i: number): string => {
+    const name = single ? "W" : `W${i}`, f = formats[i]!;
+    if (isQuantFormat(f)) {
+      const { elems, bytes } = QUANT_LAYOUT[f];
+      return `${quantDecl(f, 1 + i, name)}fn ${name}_row4(n: u32, j: u32) -> vec4<f32> { return ${name}_dq4(n * ((p.K / ${elems}u) * ${bytes}u), j << 2u); }\n`;
+    }
+    return weightDecl(name, 1 + i, f, vec4) + (vec4
+      ? `fn ${name}_row4(n: u32, j: u32) -> vec4<f32> { return ${name}_at4(n * (p.K >> 2u) + j); }\n`
+      : `fn ${name}_row1(n: u32, k: u32) -> f32 { return ${name}_at(n * p.K + k); }\n`);
+  };
   const xDecl = `@group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;`;
   const extras = `${bias ? weightDecl("B", biasAt, bias, false) : ""}${norm ? `${weightDecl("NW", normAt, norm, vec4)}@group(0) @binding(${invAt}) var<storage, read> inv: array<f32>;
 ` : ""}${
@@ -242,21 +270,21 @@ export function gemvKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat |
   const decls = single
     ? `struct P { M: u32, N: u32, K: u32, ldo: u32, m0: u32${merge ? MERGE_FIELDS : ""} } // rows m0..m0+M-1 of x and y
 ${xDecl}
-${weightDecl("W", 1, wf, vec4)}${extras}@group(0) @binding(${outAt}) var<storage, read_write> y: array<f32>;
+${weightAt(0)}${extras}@group(0) @binding(${outAt}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${uniformAt}) var<uniform> p: P;`
     : `// rows m0..m0+M-1 of x and of every y<i>; weight i has N<i> rows and its first workgroup is g<i>
 struct P { M: u32, K: u32, m0: u32, N0: u32, N1: u32, N2: u32, g1: u32, g2: u32 }
 ${xDecl}
-${segs.map((i) => weightDecl(`W${i}`, 1 + i, wf, vec4)).join("")}${extras}${
+${segs.map(weightAt).join("")}${extras}${
   swiglu
     ? `@group(0) @binding(${outAt}) var<storage, read_write> y: array<f32>;`
     : segs.map((i) => `@group(0) @binding(${outAt + i}) var<storage, read_write> y${i}: array<f32>;`).join("\n")}
 @group(0) @binding(${uniformAt}) var<uniform> p: P;
-${vec4 ? `fn Wseg_at4(seg: u32, j: u32) -> vec4<f32> {
-${segs.map((i) => `  if (seg == ${i}u) { return W${i}_at4(j); }`).join("\n")}
+${vec4 ? `fn Wseg_row4(seg: u32, n: u32, j: u32) -> vec4<f32> {
+${segs.map((i) => `  if (seg == ${i}u) { return W${i}_row4(n, j); }`).join("\n")}
   return vec4<f32>(0.0);
-}` : `fn Wseg_at(seg: u32, i: u32) -> f32 {
-${segs.map((i) => `  if (seg == ${i}u) { return W${i}_at(i); }`).join("\n")}
+}` : `fn Wseg_row1(seg: u32, n: u32, k: u32) -> f32 {
+${segs.map((i) => `  if (seg == ${i}u) { return W${i}_row1(n, k); }`).join("\n")}
   return 0.0;
 }`}
 ${swiglu ? `${SILU_MUL_FN}
@@ -273,7 +301,8 @@ ${segs.map((i) => `  if (seg == ${i}u) { y${i}[i] = v; }`).join("\n")}
   let n = (wg.x - select(select(0u, p.g1, seg == 1u), p.g2, seg == 2u)) * 4u + r;`;
   // x as the products read it: the stored row, RMSNorm of it, or the merged attention partials.
   const xAt = (i: string) => (norm ? rmsApply("g", i, "inv[p.m0 + m]") : merge ? "mergedX4(m, j)" : i);
-  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32", norm ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
+  const wgsl = /* wgsl */ `${enables(...formats.filter((f): f is WeightFormat => !isQuantFormat(f)), bias ?? "f32", norm ?? "f32")}${
+    subgroups ? "enable subgroups;\n" : ""}
 ${decls}
 
 var<workgroup> red: array<f32, 256>;
@@ -291,11 +320,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       vec4
         ? `let k4 = p.K >> 2u;
     for (var j = lane; j < k4; j += 64u) {
-      let w = ${load4}(${single ? "" : "seg, "}n * k4 + j);${norm ? "\n      let g = NW_at4(j);" : ""}
+      let w = ${load4}n, j);${norm ? "\n      let g = NW_at4(j);" : ""}
       for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, ${xAt("x[(p.m0 + m) * k4 + j]")}); }
     }`
         : `for (var k = lane; k < p.K; k += 64u) {
-      let w = ${load1}(${single ? "" : "seg, "}n * p.K + k);${norm ? "\n      let g = NW_at(k);" : ""}
+      let w = ${load1}n, k);${norm ? "\n      let g = NW_at(k);" : ""}
       for (var m = 0u; m < p.M; m++) { acc[m] += w * ${xAt("x[(p.m0 + m) * p.K + k]")}; }
     }`
     }

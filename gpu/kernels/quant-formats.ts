@@ -8,7 +8,7 @@
  * at an even offset, which always lies inside one word). f16 scales are
  * widened with `unpack2x16float`, so no kernel needs `shader-f16`.
  *
- * One function per format, `dq4(row, k) -> vec4<f32>`: the weights k..k+3
+ * One function per format, `W_dq4(row, k) -> vec4<f32>`: the weights k..k+3
  * (k a multiple of 4) of the row whose blocks start at byte `row`. Four
  * consecutive weights never straddle a block or sub-block, so each call
  * decodes its scales once. Every weight is ggml's dequantize_row_* expression
@@ -139,7 +139,12 @@ fn dq4(row: u32, k: u32) -> vec4<f32> {
 }`,
 };
 
-/** The storage binding `W` of a quantized weight, its byte helpers and its `dq4(row, k)`. */
-export function quantDecl(type: QuantType, binding: number): string {
-  return prelude(binding) + DQ4[type] + "\n";
+/**
+ * The storage binding NAME of a quantized weight, its byte helpers and its
+ * `NAME_dq4(row, k)`. Every identifier carries the name, so a kernel can read
+ * several weights, each in its own format (a q/k/v GEMV over Q4_K and Q6_K).
+ */
+export function quantDecl(type: QuantType, binding: number, name = "W"): string {
+  const text = (prelude(binding) + DQ4[type] + "\n").replace(/\b(dq4|bytes4|scale_min_k4)\b/g, "W_$1");
+  return name === "W" ? text : text.replace(/\bW(?=[[_:])/g, name);
 }

@@ -5,79 +5,18 @@
  * Linear's [out, in]); K is a multiple of the block (32 or 256), so it is
  * always a multiple of 4 and x rows load as vec4.
  *
- *   quantGemvKernel     y[M,N] = x·Wᵀ for decode (M ≤ GEMV_MAX_M), as gemvKernel in matmul.ts
+ * Decode (M ≤ GEMV_MAX_M) runs matmul.ts's gemvKernel, which reads these
+ * formats too, so its fusions (RMSNorm in, q/k/v and gate/up as one product,
+ * SwiGLU and residual epilogues) serve quantized models as well.
  *   quantMatmulKernel   y[M,N] = x·Wᵀ for prefill, as tiledMatmulKernel in matmul.ts
  *   quantMatmulTKernel  y[M,K] = g·W  (the input gradient of a frozen quantized Linear)
  *   quantGatherKernel   rows of W (an embedding table) → f32
  */
 import { memoKernel, type Kernel } from "../executor.js";
 import type { QuantType } from "../../lib/tensor/quantized.js";
-import { GEMV_MAX_M } from "./matmul.js";
 import { quantDecl } from "./quant-formats.js";
 import { FLAT, FLAT_INDEX } from "./elementwise.js";
 import { type WeightFormat, enables, weightDecl } from "./weights.js";
-
-/**
- * GEMV: a workgroup of 256 threads computes 4 outputs; the 64 threads of one W
- * row take its 4-weight groups in turn (neighbouring threads read neighbouring
- * bytes), each dequantized once for all M rows of x. Partial sums are reduced
- * with subgroupAdd when available, else by a workgroup-memory tree.
- */
-function quantGemv(type: QuantType, bias: WeightFormat | undefined, subgroups: boolean): Kernel {
-  const key = `qgemv:${type}:${bias ?? "nobias"}:${subgroups ? "sg" : "wg"}`;
-  const out = `y[(p.m0 + m) * p.N + n] = ${subgroups ? "t" : "red[li]"}${bias ? " + B_at(n)" : ""};`;
-  const reduce = subgroups
-    ? `let s = subgroupAdd(acc[m]);
-    if (sgid == 0u) { red[li / sgsize] = s; }
-    workgroupBarrier();
-    if (lane == 0u && n < p.N) {
-      let per = 64u / sgsize;
-      var t = 0.0;
-      for (var i = 0u; i < per; i++) { t += red[r * per + i]; }
-      ${out}
-    }
-    workgroupBarrier();`
-    : `red[li] = acc[m];
-    workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
-      if (lane < s) { red[li] += red[li + s]; }
-      workgroupBarrier();
-    }
-    if (lane == 0u && n < p.N) { ${out} }
-    workgroupBarrier();`;
-  const wgsl = /* wgsl */ `${enables(bias ?? "f32")}${subgroups ? "enable subgroups;\n" : ""}
-struct P { M: u32, N: u32, K: u32, rowBytes: u32, m0: u32 } // rows m0..m0+M-1 of x and y
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-${quantDecl(type, 1)}
-${bias ? weightDecl("B", 2, bias, false) : ""}
-@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
-@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
-
-var<workgroup> red: array<f32, 256>;
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${
-    subgroups ? ",\n        @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32" : ""
-  }) {
-  let r = li >> 6u;     // which of the 4 rows
-  let lane = li & 63u;  // position within the row's 64 threads
-  let n = wg.x * 4u + r;
-  var acc: array<f32, ${GEMV_MAX_M}>;
-  if (n < p.N) {
-    let row = n * p.rowBytes;
-    let k4 = p.K >> 2u;
-    for (var j = lane; j < k4; j += 64u) {
-      let w = dq4(row, j << 2u);
-      for (var m = 0u; m < p.M; m++) { acc[m] += dot(w, x[(p.m0 + m) * k4 + j]); }
-    }
-  }
-  for (var m = 0u; m < p.M; m++) {
-    ${reduce}
-  }
-}
-`;
-  return { key, wgsl };
-}
 
 /**
  * The tiled matmul shared by the forward (y = x·Wᵀ) and the transposed
@@ -142,7 +81,7 @@ function quantMatmul(type: QuantType, bias: WeightFormat | undefined): Kernel {
     var a = vec4<f32>(0.0);
     if (m < p.M) { a = x[(m * p.R + r0 + lk) >> 2u]; }
     var b = vec4<f32>(0.0);
-    if (n < p.N) { b = dq4(n * p.rowBytes, r0 + lk); }
+    if (n < p.N) { b = W_dq4(n * p.rowBytes, r0 + lk); }
     for (var e = 0u; e < 4u; e++) {
       As[lk + e][lr >> 2u][lr & 3u] = a[e];
       Bs[lk + e][lr >> 2u][lr & 3u] = b[e];
@@ -164,7 +103,7 @@ function quantMatmulT(type: QuantType): Kernel {
     let wn = r0 + (li >> 4u);
     let wk = c0 + (li & 15u) * 4u;
     var b = vec4<f32>(0.0);
-    if (wn < p.R && wk < p.K) { b = dq4(wn * p.rowBytes, wk); }
+    if (wn < p.R && wk < p.K) { b = W_dq4(wn * p.rowBytes, wk); }
     Bs[li >> 4u][li & 15u] = b;`;
   return tiled(`qmatmulT:${type}`, type, undefined, "M: u32, R: u32, K: u32, rowBytes: u32", loads, "p.K", false);
 }
@@ -183,13 +122,12 @@ fn main(${FLAT}) {
   ${FLAT_INDEX}
   if (i >= p.n) { return; }
   let r = i / p.H4;
-  y[i] = dq4(ids[r] * p.rowBytes, (i - r * p.H4) * 4u);
+  y[i] = W_dq4(ids[r] * p.rowBytes, (i - r * p.H4) * 4u);
 }
 `,
   };
 }
 
-export const quantGemvKernel = memoKernel(quantGemv);
 export const quantMatmulKernel = memoKernel(quantMatmul);
 export const quantMatmulTKernel = memoKernel(quantMatmulT);
 export const quantGatherKernel = memoKernel(quantGather);

@@ -112,8 +112,8 @@ class PendingGemv implements Deferred {
       ...(merge ? [{ buf: merge.partML.buf }, { buf: merge.values.buf }] : []),
       ...outs.map((buf) => ({ buf })),
     ];
-    const kernel = gemvKernel(rt.format(weights[0]!), K % 4 === 0, this.bias && rt.format(this.bias), useSubgroups(rt), weights.length, nf,
-      epilogue, !!merge);
+    const formats = weights.map((w) => w.quant ?? rt.format(w)).join("+");
+    const kernel = gemvKernel(formats, K % 4 === 0, this.bias && rt.format(this.bias), useSubgroups(rt), nf, epilogue, !!merge);
     const Ns = weights.map((w) => w.shape[0]!);
     if (epilogue === "swiglu") {
       rt.exec.dispatch(kernel, bindings, [M, K, 0, Ns[0]!, Ns[1]!, 0, 0, 0], [Math.ceil(Ns[0]! / 2)]);
@@ -142,19 +142,18 @@ export function rmsNorm(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, eps: nu
 
 /**
  * The deferred GEMV of `weights` over x, when it can be one: decode-sized x,
- * 1–3 dense weights [N, K] of one format, a bias only with a single weight.
- * Undefined otherwise (the caller runs the plain ops).
+ * 1–3 weights [N, K] (dense, or ggml blocks with K a multiple of 4), a bias
+ * only with a single weight. Undefined otherwise (the caller runs the plain ops).
  */
 function deferGemv(rt: GpuRuntime, xIn: GpuTensor, weights: readonly GpuTensor[], bias?: GpuTensor): GpuTensor[] | undefined {
   const x = act(xIn, "linear input");
   const K = x.shape[x.shape.length - 1]!;
   const M = x.size / K;
   if (weights.length < 1 || weights.length > 3 || M === 0 || M > GEMV_MAX_M || (bias && weights.length > 1)) return undefined;
-  if (weights.some((w) => w.quant) || bias?.quant) return undefined; // quantized products have their own kernels (ops/quant.ts)
-  const wf = rt.format(weights[0]!);
+  if (bias?.quant || (K % 4 !== 0 && weights.some((w) => w.quant))) return undefined;
   const maxBinding = rt.ctx.limits.maxStorageBufferBindingSize;
   for (const w of weights) {
-    if (w.shape.length !== 2 || w.shape[1] !== K || w.shape[0] === 0 || rt.format(w) !== wf || w.buf.size > maxBinding) return undefined;
+    if (w.shape.length !== 2 || w.shape[1] !== K || w.shape[0] === 0 || w.buf.size > maxBinding) return undefined;
   }
   if (bias && bias.size !== weights[0]!.shape[0]) return undefined;
   const norm = x.pending instanceof PendingNorm && !x.pending.w.quant ? x.pending : undefined;

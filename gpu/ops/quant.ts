@@ -9,8 +9,8 @@ import { LlamaError } from "../../lib/errors.js";
 import { QUANT_LAYOUT, type QuantizedTensor, type QuantType, dequantizeRows } from "../../lib/tensor/quantized.js";
 import { Tensor } from "../../lib/tensor/tensor.js";
 import type { GpuTensor } from "../buffers.js";
-import { GEMV_MAX_M, flatGrid } from "../kernels/index.js";
-import { quantGatherKernel, quantGemvKernel, quantMatmulKernel, quantMatmulTKernel } from "../kernels/quant-matmul.js";
+import { GEMV_MAX_M, flatGrid, gemvKernel } from "../kernels/index.js";
+import { quantGatherKernel, quantMatmulKernel, quantMatmulTKernel } from "../kernels/quant-matmul.js";
 import type { GpuRuntime } from "../runtime.js";
 import type { LinearOptions } from "./linear.js";
 import { useSubgroups } from "./linear.js";
@@ -64,7 +64,7 @@ export function quantLinear(rt: GpuRuntime, x: GpuTensor, w: GpuTensor, bias?: G
   const kind = opts.kernel ?? (M <= GEMV_MAX_M ? "gemv" : "tiled");
   if (kind === "gemv") {
     for (let m0 = 0; m0 < M; m0 += GEMV_MAX_M) {
-      rt.exec.dispatch(quantGemvKernel(type, bf, useSubgroups(rt)), bindings, [Math.min(GEMV_MAX_M, M - m0), N, K, rb, m0], [Math.ceil(N / 4)]);
+      rt.exec.dispatch(gemvKernel(type, true, bf, useSubgroups(rt)), bindings, [Math.min(GEMV_MAX_M, M - m0), N, K, N, m0], [Math.ceil(N / 4)]);
     }
   } else {
     rt.exec.dispatch(quantMatmulKernel(type, bf), bindings, [M, N, K, rb], [Math.ceil(N / 64), Math.ceil(M / 64)]);
