@@ -25,13 +25,19 @@ export const GEMV_MERGE_MAX_SUMS = 512;
  * memory transposed to [k][row] (so the inner loop reads two vec4s per k and
  * does 16 FMAs); each thread loads 4 consecutive k of one row, as one vec4
  * when K % 4 == 0 (`vec4`) and element by element with bounds checks otherwise.
+ * W dense, or in ggml blocks dequantized four weights at a time as the tile
+ * is loaded (vec4 only: K is a multiple of the block).
  */
-export function tiledMatmulKernel(wf: WeightFormat, vec4: boolean, bias: WeightFormat | undefined): Kernel {
+export function tiledMatmulKernel(wf: LinearWeight, vec4: boolean, bias: WeightFormat | undefined): Kernel {
+  if (isQuantFormat(wf) && !vec4) throw new Error("tiledMatmulKernel: quantized weights are read as vec4");
   const key = `matmul_tiled:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}`;
-  const wgsl = /* wgsl */ `${enables(wf, bias ?? "f32")}
+  const wRead = isQuantFormat(wf)
+    ? `W_dq4(n * ((p.K / ${QUANT_LAYOUT[wf].elems}u) * ${QUANT_LAYOUT[wf].bytes}u), k)`
+    : "W_at4((n * p.K + k) >> 2u)";
+  const wgsl = /* wgsl */ `${enables(isQuantFormat(wf) ? "f32" : wf, bias ?? "f32")}
 struct P { M: u32, N: u32, K: u32, ldo: u32 }
 @group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
-${weightDecl("W", 1, wf, vec4)}
+${isQuantFormat(wf) ? quantDecl(wf, 1) : weightDecl("W", 1, wf, vec4)}
 ${bias ? weightDecl("B", 2, bias, false) : ""}
 @group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
@@ -54,7 +60,7 @@ fn loadW(n: u32, k: u32) -> vec4<f32> {
   if (n >= p.N) { return vec4<f32>(0.0); }
   ${
     vec4
-      ? "if (k >= p.K) { return vec4<f32>(0.0); } return W_at4((n * p.K + k) >> 2u);"
+      ? `if (k >= p.K) { return vec4<f32>(0.0); } return ${wRead};`
       : `var v = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) { if (k + e < p.K) { v[e] = W_at(n * p.K + k + e); } }
   return v;`
@@ -137,9 +143,9 @@ fn mergedX4(m: u32, j: u32) -> vec4<f32> {
 `;
 
 /** A GEMV weight's storage: a dense format, or a ggml block type. */
-export type GemvWeight = WeightFormat | QuantType;
+export type LinearWeight = WeightFormat | QuantType;
 
-export function isQuantFormat(f: GemvWeight): f is QuantType {
+export function isQuantFormat(f: LinearWeight): f is QuantType {
   return Object.hasOwn(QUANT_LAYOUT, f);
 }
 
@@ -189,7 +195,7 @@ export type GemvEpilogue =
  */
 export function gemvKernel(weights: string, vec4: boolean, bias: WeightFormat | undefined, subgroups: boolean,
   norm?: WeightFormat, epilogue: GemvEpilogue = "none", merge = false): Kernel {
-  const formats = weights.split("+") as GemvWeight[];
+  const formats = weights.split("+") as LinearWeight[];
   const parts = formats.length;
   if (parts > 3) throw new Error("gemvKernel: at most 3 weights");
   if (!vec4 && formats.some(isQuantFormat)) throw new Error("gemvKernel: quantized weights are read as vec4");

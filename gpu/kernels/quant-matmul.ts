@@ -5,10 +5,10 @@
  * Linear's [out, in]); K is a multiple of the block (32 or 256), so it is
  * always a multiple of 4 and x rows load as vec4.
  *
- * Decode (M ≤ GEMV_MAX_M) runs matmul.ts's gemvKernel, which reads these
- * formats too, so its fusions (RMSNorm in, q/k/v and gate/up as one product,
- * SwiGLU and residual epilogues) serve quantized models as well.
- *   quantMatmulKernel   y[M,N] = x·Wᵀ for prefill, as tiledMatmulKernel in matmul.ts
+ * The forward products run matmul.ts's gemvKernel (decode, M ≤ GEMV_MAX_M)
+ * and tiledMatmulKernel (prefill), which read these formats too; so the
+ * GEMV's fusions (RMSNorm in, q/k/v and gate/up as one product, SwiGLU and
+ * residual epilogues) serve quantized models as well.
  *   quantMatmulTKernel  y[M,K] = g·W  (the input gradient of a frozen quantized Linear)
  *   quantGatherKernel   rows of W (an embedding table) → f32
  */
@@ -16,27 +16,24 @@ import { memoKernel, type Kernel } from "../executor.js";
 import type { QuantType } from "../../lib/tensor/quantized.js";
 import { quantDecl } from "./quant-formats.js";
 import { FLAT, FLAT_INDEX } from "./elementwise.js";
-import { type WeightFormat, enables, weightDecl } from "./weights.js";
 
 /**
- * The tiled matmul shared by the forward (y = x·Wᵀ) and the transposed
- * product (y = g·W): a 16×16 workgroup computes a 64×64 output tile, each
- * thread a 4×4 block, the reduction advancing 16 at a time through two tiles
- * staged in workgroup memory as [reduction index][output/4] (the layout of
- * tiledMatmulKernel in matmul.ts). `loads` fills As (the left operand) and Bs
- * (the right one, dequantized) for the step starting at r0.
+ * Backward: y[M,K] = g[M,N]·W[N,K], the reduction over N (p.R = N), W's rows.
+ * The tiling of tiledMatmulKernel (matmul.ts): a 16×16 workgroup computes a
+ * 64×64 output tile, each thread a 4×4 block, the reduction advancing 16 at a
+ * time through two tiles staged in workgroup memory as [r][output/4]. Each
+ * thread loads 4 consecutive n of one g row (N may be any size) and 4
+ * consecutive k of one of 16 W rows, dequantized.
  */
-function tiled(key: string, type: QuantType, bias: WeightFormat | undefined, params: string, loads: string, outCols: string,
-  xVec4: boolean): Kernel {
-  const wgsl = /* wgsl */ `${enables(bias ?? "f32")}
-struct P { ${params} }
-@group(0) @binding(0) var<storage, read> x: array<${xVec4 ? "vec4<f32>" : "f32"}>;
+function quantMatmulT(type: QuantType): Kernel {
+  const wgsl = /* wgsl */ `
+struct P { M: u32, R: u32, K: u32, rowBytes: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
 ${quantDecl(type, 1)}
-${bias ? weightDecl("B", 2, bias, false) : ""}
-@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
-@group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
 
-var<workgroup> As: array<array<vec4<f32>, 16>, 16>; // [r][row/4]: left tile, transposed
+var<workgroup> As: array<array<vec4<f32>, 16>, 16>; // [r][row/4]: g tile, transposed
 var<workgroup> Bs: array<array<vec4<f32>, 16>, 16>; // [r][col/4]: dequantized weight tile
 
 @compute @workgroup_size(16, 16)
@@ -46,7 +43,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let c0 = wg.x * 64u;
   var acc: array<vec4<f32>, 4>;
   for (var r0 = 0u; r0 < p.R; r0 += 16u) {
-    ${loads}
+    let lr = li >> 2u;
+    let lk = (li & 3u) * 4u;
+    let m = m0 + lr;
+    var a = vec4<f32>(0.0);
+    if (m < p.M) {
+      for (var e = 0u; e < 4u; e++) { if (r0 + lk + e < p.R) { a[e] = x[m * p.R + r0 + lk + e]; } }
+    }
+    for (var e = 0u; e < 4u; e++) { As[lk + e][lr >> 2u][lr & 3u] = a[e]; }
+    let wn = r0 + (li >> 4u);
+    let wk = c0 + (li & 15u) * 4u;
+    var b = vec4<f32>(0.0);
+    if (wn < p.R && wk < p.K) { b = W_dq4(wn * p.rowBytes, wk); }
+    Bs[li >> 4u][li & 15u] = b;
     workgroupBarrier();
     for (var kk = 0u; kk < 16u; kk++) {
       let av = As[kk][lid.y];
@@ -63,49 +72,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     if (m >= p.M) { break; }
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + lid.x * 4u + j;
-      if (c < ${outCols}) { y[m * ${outCols} + c] = acc[i][j]${bias ? " + B_at(c)" : ""}; }
+      if (c < p.K) { y[m * p.K + c] = acc[i][j]; }
     }
   }
 }
 `;
-  return { key, wgsl };
-}
-
-/** Prefill: y[M,N] = x[M,K]·Wᵀ (+ b); the reduction runs over K (p.R = K). */
-function quantMatmul(type: QuantType, bias: WeightFormat | undefined): Kernel {
-  // Each thread loads 4 consecutive k of one row of x (one vec4: 4 divides K) and of W (k < K always: 16 divides K).
-  const loads = /* wgsl */ `let lr = li >> 2u;
-    let lk = (li & 3u) * 4u;
-    let m = m0 + lr;
-    let n = c0 + lr;
-    var a = vec4<f32>(0.0);
-    if (m < p.M) { a = x[(m * p.R + r0 + lk) >> 2u]; }
-    var b = vec4<f32>(0.0);
-    if (n < p.N) { b = W_dq4(n * p.rowBytes, r0 + lk); }
-    for (var e = 0u; e < 4u; e++) {
-      As[lk + e][lr >> 2u][lr & 3u] = a[e];
-      Bs[lk + e][lr >> 2u][lr & 3u] = b[e];
-    }`;
-  return tiled(`qmatmul:${type}:${bias ?? "nobias"}`, type, bias, "M: u32, N: u32, R: u32, rowBytes: u32", loads, "p.N", true);
-}
-
-/** Backward: y[M,K] = g[M,N]·W[N,K]; the reduction runs over N (p.R = N), W's rows. */
-function quantMatmulT(type: QuantType): Kernel {
-  // g: 4 consecutive n of one row (N may be any size); W: 4 consecutive k of one of 16 rows.
-  const loads = /* wgsl */ `let lr = li >> 2u;
-    let lk = (li & 3u) * 4u;
-    let m = m0 + lr;
-    var a = vec4<f32>(0.0);
-    if (m < p.M) {
-      for (var e = 0u; e < 4u; e++) { if (r0 + lk + e < p.R) { a[e] = x[m * p.R + r0 + lk + e]; } }
-    }
-    for (var e = 0u; e < 4u; e++) { As[lk + e][lr >> 2u][lr & 3u] = a[e]; }
-    let wn = r0 + (li >> 4u);
-    let wk = c0 + (li & 15u) * 4u;
-    var b = vec4<f32>(0.0);
-    if (wn < p.R && wk < p.K) { b = W_dq4(wn * p.rowBytes, wk); }
-    Bs[li >> 4u][li & 15u] = b;`;
-  return tiled(`qmatmulT:${type}`, type, undefined, "M: u32, R: u32, K: u32, rowBytes: u32", loads, "p.K", false);
+  return { key: `qmatmulT:${type}`, wgsl };
 }
 
 /** Embedding gather: y[i, h..h+3] = W[ids[i], h..h+3], one thread per 4 outputs (H is a multiple of 4). */
@@ -128,6 +100,5 @@ fn main(${FLAT}) {
   };
 }
 
-export const quantMatmulKernel = memoKernel(quantMatmul);
 export const quantMatmulTKernel = memoKernel(quantMatmulT);
 export const quantGatherKernel = memoKernel(quantGather);

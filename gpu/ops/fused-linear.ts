@@ -24,7 +24,6 @@ import { act, type GpuRuntime } from "../runtime.js";
 import { PendingMerge } from "./attention.js";
 import * as basic from "./basic.js";
 import { type LinearOptions, linear as eagerLinear, useSubgroups } from "./linear.js";
-import * as quant from "./quant.js";
 
 /** RMSNorm not yet recorded: the GEMV that consumes it folds it in. */
 class PendingNorm implements Deferred {
@@ -179,8 +178,7 @@ export function linear(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, bias?: G
     const deferred = deferGemv(rt, x, [weight], bias);
     if (deferred) return deferred[0]!;
   }
-  const run = weight.quant ? quant.quantLinear : eagerLinear;
-  return run(rt, act(x, "linear input"), weight, bias, opts);
+  return eagerLinear(rt, act(x, "linear input"), weight, bias, opts);
 }
 
 /** Several products of one input (q/k/v, gate/up): one deferred GEMV when it can be, else one `linear` each. */

@@ -1,6 +1,7 @@
 /**
  * Linear layers on the GPU: GEMV for decode-sized inputs (M ≤ 8 rows), the
- * tiled kernel otherwise. See kernels/matmul.ts for the tiling.
+ * tiled kernel otherwise, over dense or ggml-block weights. See
+ * kernels/matmul.ts for the tiling.
  */
 import { LlamaError } from "../../lib/errors.js";
 import type { GpuTensor } from "../buffers.js";
@@ -30,7 +31,7 @@ export function linear(rt: GpuRuntime, x: GpuTensor, weight: GpuTensor, bias?: G
   const M = x.size / K;
   const out = rt.empty([...x.shape.slice(0, -1), N]);
   if (M === 0 || N === 0) return out;
-  const wf = rt.format(weight);
+  const wf = weight.quant ?? rt.format(weight); // ggml blocks are read (and dequantized) by the same kernels
   const bf = bias ? rt.format(bias) : undefined;
   const vec4 = K % 4 === 0;
   const bindings = bias

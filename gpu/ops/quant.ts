@@ -1,19 +1,18 @@
 /**
  * Weights kept in their ggml blocks on the GPU (lib/tensor/quantized.ts):
- * the upload (the file's bytes as they are, the tail padded to 4 bytes), the
- * Linear forward (GEMV for decode, tiled for prefill), its input gradient
+ * the upload (the file's bytes as they are, the tail padded to 4 bytes), its
+ * input gradient
  * (g·W, dequantizing in the kernel: no dense copy of W is ever made), the
- * embedding gather and the read-back. Kernels: kernels/quant-matmul.ts.
+ * embedding gather and the read-back. Kernels: kernels/quant-matmul.ts. The
+ * Linear forward is ops/linear.ts's (its GEMV and tiled kernels read blocks too).
  */
 import { LlamaError } from "../../lib/errors.js";
 import { QUANT_LAYOUT, type QuantizedTensor, type QuantType, dequantizeRows } from "../../lib/tensor/quantized.js";
 import { Tensor } from "../../lib/tensor/tensor.js";
 import type { GpuTensor } from "../buffers.js";
-import { GEMV_MAX_M, flatGrid, gemvKernel } from "../kernels/index.js";
-import { quantGatherKernel, quantMatmulKernel, quantMatmulTKernel } from "../kernels/quant-matmul.js";
+import { flatGrid } from "../kernels/index.js";
+import { quantGatherKernel, quantMatmulTKernel } from "../kernels/quant-matmul.js";
 import type { GpuRuntime } from "../runtime.js";
-import type { LinearOptions } from "./linear.js";
-import { useSubgroups } from "./linear.js";
 
 /** Bytes of one row of a quantized [N, K] weight. */
 function rowBytes(type: QuantType, K: number): number {
@@ -43,33 +42,6 @@ export async function readQuantized(rt: GpuRuntime, w: GpuTensor): Promise<Tenso
   const [N, K] = w.shape as [number, number];
   const raw = new Uint8Array(await rt.exec.read({ buf: w.buf }, N * rowBytes(type, K)));
   return new Tensor(dequantizeRows(type, raw, K, 0, N, new Float32Array(N * K)), w.shape, "f32");
-}
-
-/** x [..., K] · W[N, K]ᵀ (+ bias[N]) → [..., N], W quantized. */
-export function quantLinear(rt: GpuRuntime, x: GpuTensor, w: GpuTensor, bias?: GpuTensor, opts: LinearOptions = {}): GpuTensor {
-  const type = quantOf(w, "linear");
-  const K = x.shape[x.shape.length - 1]!;
-  const [N, Kw] = w.shape as [number, number];
-  if (Kw !== K) throw new LlamaError(`webgpu linear: input [${x.shape.join(", ")}] does not match ${type} weight [${w.shape.join(", ")}]`);
-  if (bias && bias.size !== N) throw new LlamaError(`webgpu linear: bias [${bias.shape.join(", ")}] does not match ${N} outputs`);
-  checkBinding(rt, w);
-  const M = x.size / K;
-  const out = rt.empty([...x.shape.slice(0, -1), N]);
-  if (M === 0) return out;
-  const bf = bias ? rt.format(bias) : undefined;
-  const bindings = bias
-    ? [{ buf: x.buf }, { buf: w.buf }, { buf: bias.buf }, { buf: out.buf }]
-    : [{ buf: x.buf }, { buf: w.buf }, { buf: out.buf }];
-  const rb = rowBytes(type, K);
-  const kind = opts.kernel ?? (M <= GEMV_MAX_M ? "gemv" : "tiled");
-  if (kind === "gemv") {
-    for (let m0 = 0; m0 < M; m0 += GEMV_MAX_M) {
-      rt.exec.dispatch(gemvKernel(type, true, bf, useSubgroups(rt)), bindings, [Math.min(GEMV_MAX_M, M - m0), N, K, N, m0], [Math.ceil(N / 4)]);
-    }
-  } else {
-    rt.exec.dispatch(quantMatmulKernel(type, bf), bindings, [M, N, K, rb], [Math.ceil(N / 64), Math.ceil(M / 64)]);
-  }
-  return out;
 }
 
 /** The input gradient of a frozen quantized Linear: g [..., N] · W[N, K] → [..., K]. */
