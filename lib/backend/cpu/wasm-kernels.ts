@@ -85,28 +85,19 @@ export function gemvFn(name: string, bf16: boolean, variant: GemvVariant = {}): 
       c.set(x1);
       for (let j = 0; j < 4; j++) {
         if (variant.extend) c.get(wp[j]!).v128load(0).set(raw);
-        c.mulAdd(acc[2 * j]!, () => {
-          if (variant.extend) {
-            c.get(raw);
-            if (bf16) c.extendLowU(); else c.extendLowS();
-          } else {
-            c.get(wp[j]!);
-            if (bf16) c.load16x4u(0); else c.load16x4s(0);
-          }
-          widen(c, mask, magic);
-          c.get(x0);
-        });
-        c.mulAdd(acc[2 * j + 1]!, () => {
-          if (variant.extend) {
-            c.get(raw);
-            if (bf16) c.extendHighU(); else c.extendHighS();
-          } else {
-            c.get(wp[j]!);
-            if (bf16) c.load16x4u(8); else c.load16x4s(8);
-          }
-          widen(c, mask, magic);
-          c.get(x1);
-        });
+        for (const high of [false, true]) { // the row's 8 weights: lanes 0..3 with x0, 4..7 with x1
+          c.mulAdd(acc[2 * j + (high ? 1 : 0)]!, () => {
+            if (variant.extend) {
+              c.get(raw);
+              if (bf16) { if (high) c.extendHighU(); else c.extendLowU(); } else if (high) c.extendHighS(); else c.extendLowS();
+            } else {
+              c.get(wp[j]!);
+              if (bf16) c.load16x4u(high ? 8 : 0); else c.load16x4s(high ? 8 : 0);
+            }
+            widen(c, mask, magic);
+            c.get(high ? x1 : x0);
+          });
+        }
       }
     });
     for (let j = 0; j < 4; j++) {
