@@ -111,74 +111,72 @@ async function main(): Promise<void> {
 async function benchModel(be: WebGpuBackend, target: Target, bandwidth: number): Promise<void> {
   const P = Number(flags.prompt);
   const N = Number(flags.new);
-  {
-    const t0 = performance.now();
-    const { model, name } = await loadModel(be, target);
-    const loadS = (performance.now() - t0) / 1000;
-    const c = model.config;
-    const V = c.vocab_size;
-    const ids = Array.from({ length: P }, (_, i) => 1 + ((i * 7919) % (V - 1)));
+  const t0 = performance.now();
+  const { model, name } = await loadModel(be, target);
+  const loadS = (performance.now() - t0) / 1000;
+  const c = model.config;
+  const V = c.vocab_size;
+  const ids = Array.from({ length: P }, (_, i) => 1 + ((i * 7919) % (V - 1)));
 
-    // Warm-up: compiles every pipeline used by prefill and decode.
-    const warm = await model.forward({ inputIds: [ids.slice(0, Math.min(P, 16))], logitsToKeep: 1 });
-    await model.forward({ inputIds: [[5]], pastKeyValues: warm.pastKeyValues, logitsToKeep: 1 });
-    warm.pastKeyValues!.release();
+  // Warm-up: compiles every pipeline used by prefill and decode.
+  const warm = await model.forward({ inputIds: [ids.slice(0, Math.min(P, 16))], logitsToKeep: 1 });
+  await model.forward({ inputIds: [[5]], pastKeyValues: warm.pastKeyValues, logitsToKeep: 1 });
+  warm.pastKeyValues!.release();
 
-    const tp = performance.now();
-    const out = await model.forward({ inputIds: [ids], logitsToKeep: 1 });
-    const prefillS = (performance.now() - tp) / 1000;
-    out.pastKeyValues!.release();
+  const tp = performance.now();
+  const out = await model.forward({ inputIds: [ids], logitsToKeep: 1 });
+  const prefillS = (performance.now() - tp) / 1000;
+  out.pastKeyValues!.release();
 
-    // Decode: `generate` itself (greedy; the GPU picks each token and only its id comes back), counted
-    // from outside our code by wrapping Dawn's own methods. Steady state = the difference of two runs
-    // (n1 and N new tokens) divided by N − n1, so the prefill and the first token's setup cancel out.
-    const counter = await installDawnCounter();
-    const gen = async (n: number) => {
-      const t = performance.now();
-      await model.generate({ inputIds: [ids], maxNewTokens: n, doSample: false, eosTokenId: null });
-      return performance.now() - t;
-    };
-    await gen(2); // compiles the token-selection pipelines
-    const n1 = Math.max(1, Math.floor(N / 4));
-    const s0 = counter.snapshot();
-    const ms1 = await gen(n1);
-    const s1 = counter.snapshot();
-    const msN = await gen(N);
-    const s2 = counter.snapshot();
-    counter.uninstall();
-    const steps = N - n1;
-    const per = (k: keyof typeof s0) => ((s2[k] - s1[k]) - (s1[k] - s0[k])) / steps;
-    const decodeS = ((msN - ms1) / 1000 / steps) * N;
-    const mem = be.memory();
+  // Decode: `generate` itself (greedy; the GPU picks each token and only its id comes back), counted
+  // from outside our code by wrapping Dawn's own methods. Steady state = the difference of two runs
+  // (n1 and N new tokens) divided by N − n1, so the prefill and the first token's setup cancel out.
+  const counter = await installDawnCounter();
+  const gen = async (n: number) => {
+    const t = performance.now();
+    await model.generate({ inputIds: [ids], maxNewTokens: n, doSample: false, eosTokenId: null });
+    return performance.now() - t;
+  };
+  await gen(2); // compiles the token-selection pipelines
+  const n1 = Math.max(1, Math.floor(N / 4));
+  const s0 = counter.snapshot();
+  const ms1 = await gen(n1);
+  const s1 = counter.snapshot();
+  const msN = await gen(N);
+  const s2 = counter.snapshot();
+  counter.uninstall();
+  const steps = N - n1;
+  const per = (k: keyof typeof s0) => ((s2[k] - s1[k]) - (s1[k] - s0[k])) / steps;
+  const decodeS = ((msN - ms1) / 1000 / steps) * N;
+  const mem = be.memory();
 
-    // Bytes one decode token reads: every weight except the embedding table (one row is gathered), plus the KV cache.
-    const embedBytes = c.vocab_size * c.hidden_size * 2;
-    const weightRead = mem.weights - (c.tie_word_embeddings ? 0 : embedBytes);
-    const avgCtx = P + N / 2;
-    const kvRead = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * avgCtx * 4;
-    const decodeTokS = N / decodeS;
-    const gbs = ((weightRead + kvRead) * decodeTokS) / GB;
-    const ctx = P + N;
-    const kvSum = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * ctx * 4;
+  // Bytes one decode token reads: every weight except the embedding table (one row is gathered), plus the KV cache.
+  const embedBytes = c.vocab_size * c.hidden_size * 2;
+  const weightRead = mem.weights - (c.tie_word_embeddings ? 0 : embedBytes);
+  const avgCtx = P + N / 2;
+  const kvRead = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * avgCtx * 4;
+  const decodeTokS = N / decodeS;
+  const gbs = ((weightRead + kvRead) * decodeTokS) / GB;
+  const ctx = P + N;
+  const kvSum = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * ctx * 4;
 
-    const rows: [string, string][] = [
-      ["model", `${name} (${c.num_hidden_layers} layers, hidden ${c.hidden_size}, vocab ${V})`],
-      ["weights", `${fmt(mem.weights / MB)} MiB on the GPU (loaded in ${fmt(loadS, 2)} s)`],
-      [`prefill ${P} tokens`, `${fmt(P / prefillS)} tok/s  (${fmt(prefillS * 1000)} ms)`],
-      [`decode ${N} tokens`, `${fmt(decodeTokS)} tok/s  (${fmt((decodeS * 1000) / N, 2)} ms/token)`],
-      ["decode GB/s", `${fmt(gbs, 2)} GB/s of weights + KV = ${fmt((100 * gbs) / bandwidth)}% of the copy's ${fmt(bandwidth, 1)} GB/s`],
-      ["per decode token", `${fmt(per("dispatches"), 2)} dispatches, ${fmt(per("submits"), 2)} submits, ${fmt(per("mappedBytes"), 0)} readback bytes` +
-        // Past DECODE_CHUNK positions decode attention splits its keys over several workgroups (the GPU's
-        // parallelism at long contexts); o_proj's GEMV merges the splits as it reads them, so no extra dispatch.
-        (P + N > DECODE_CHUNK ? ` (past ${DECODE_CHUNK} positions: split-K attention, merged in o_proj's GEMV)` : "")],
-      [`allocator at ${ctx} ctx`, `weights ${fmt(mem.weights / MB)} + kv ${fmt(mem.kv / MB)} + scratch ${fmt(mem.scratch / MB)} = ${fmt(mem.total / MB)} MiB (peak ${fmt(mem.peak / MB)} MiB)`],
-      ["model's own sum", `weights ${fmt(mem.weights / MB)} + kv ${fmt(kvSum / MB)} MiB = ${fmt((mem.weights + kvSum) / MB)} MiB; peak / sum = ${fmt(mem.peak / (mem.weights + kvSum), 3)}`],
-    ];
-    const lines = ["", "| measure | value |", "| --- | --- |", ...rows.map(([k, v]) => `| ${k} | ${v} |`)];
-    process.stdout.write(lines.join("\n") + "\n");
-    // The next model's allocator rows must not count this one's weights (tied ones are released once).
-    for (const p of model.parameters()) be.release(p.get());
-  }
+  const rows: [string, string][] = [
+    ["model", `${name} (${c.num_hidden_layers} layers, hidden ${c.hidden_size}, vocab ${V})`],
+    ["weights", `${fmt(mem.weights / MB)} MiB on the GPU (loaded in ${fmt(loadS, 2)} s)`],
+    [`prefill ${P} tokens`, `${fmt(P / prefillS)} tok/s  (${fmt(prefillS * 1000)} ms)`],
+    [`decode ${N} tokens`, `${fmt(decodeTokS)} tok/s  (${fmt((decodeS * 1000) / N, 2)} ms/token)`],
+    ["decode GB/s", `${fmt(gbs, 2)} GB/s of weights + KV = ${fmt((100 * gbs) / bandwidth)}% of the copy's ${fmt(bandwidth, 1)} GB/s`],
+    ["per decode token", `${fmt(per("dispatches"), 2)} dispatches, ${fmt(per("submits"), 2)} submits, ${fmt(per("mappedBytes"), 0)} readback bytes` +
+      // Past DECODE_CHUNK positions decode attention splits its keys over several workgroups (the GPU's
+      // parallelism at long contexts); o_proj's GEMV merges the splits as it reads them, so no extra dispatch.
+      (P + N > DECODE_CHUNK ? ` (past ${DECODE_CHUNK} positions: split-K attention, merged in o_proj's GEMV)` : "")],
+    [`allocator at ${ctx} ctx`, `weights ${fmt(mem.weights / MB)} + kv ${fmt(mem.kv / MB)} + scratch ${fmt(mem.scratch / MB)} = ${fmt(mem.total / MB)} MiB (peak ${fmt(mem.peak / MB)} MiB)`],
+    ["model's own sum", `weights ${fmt(mem.weights / MB)} + kv ${fmt(kvSum / MB)} MiB = ${fmt((mem.weights + kvSum) / MB)} MiB; peak / sum = ${fmt(mem.peak / (mem.weights + kvSum), 3)}`],
+  ];
+  const lines = ["", "| measure | value |", "| --- | --- |", ...rows.map(([k, v]) => `| ${k} | ${v} |`)];
+  process.stdout.write(lines.join("\n") + "\n");
+  // The next model's allocator rows must not count this one's weights (tied ones are released once).
+  for (const p of model.parameters()) be.release(p.get());
 }
 
 await main();

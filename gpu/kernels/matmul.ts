@@ -6,7 +6,7 @@ import type { Kernel } from "../executor.js";
 import { SILU_MUL_FN, rmsApply } from "./elementwise.js";
 import { SPLIT_MERGE_FNS } from "./attention-decode.js";
 import { type WeightFormat, enables, weightDecl } from "./weights.js";
-import { QUANT_LAYOUT, type QuantType } from "../../lib/tensor/quantized.js";
+import { QUANT_LAYOUT, type QuantType, isQuantType } from "../../lib/tensor/quantized.js";
 import { quantDecl } from "./quant-formats.js";
 
 /** Largest M the GEMV kernel handles (decode: one row per sequence in the batch). */
@@ -29,15 +29,15 @@ export const GEMV_MERGE_MAX_SUMS = 512;
  * is loaded (vec4 only: K is a multiple of the block).
  */
 export function tiledMatmulKernel(wf: LinearWeight, vec4: boolean, bias: WeightFormat | undefined): Kernel {
-  if (isQuantFormat(wf) && !vec4) throw new Error("tiledMatmulKernel: quantized weights are read as vec4");
+  if (isQuantType(wf) && !vec4) throw new Error("tiledMatmulKernel: quantized weights are read as vec4");
   const key = `matmul_tiled:${wf}:${vec4 ? "v4" : "s"}:${bias ?? "nobias"}`;
-  const wRead = isQuantFormat(wf)
-    ? `W_dq4(n * ((p.K / ${QUANT_LAYOUT[wf].elems}u) * ${QUANT_LAYOUT[wf].bytes}u), k)`
+  const wRead = isQuantType(wf)
+    ? `W_dq4(n * ${rowBytesWgsl(wf)}, k)`
     : "W_at4((n * p.K + k) >> 2u)";
-  const wgsl = /* wgsl */ `${enables(isQuantFormat(wf) ? "f32" : wf, bias ?? "f32")}
+  const wgsl = /* wgsl */ `${enables(isQuantType(wf) ? "f32" : wf, bias ?? "f32")}
 struct P { M: u32, N: u32, K: u32, ldo: u32 }
 @group(0) @binding(0) var<storage, read> x: array<${vec4 ? "vec4<f32>" : "f32"}>;
-${isQuantFormat(wf) ? quantDecl(wf, 1) : weightDecl("W", 1, wf, vec4)}
+${isQuantType(wf) ? quantDecl(wf, 1) : weightDecl("W", 1, wf, vec4)}
 ${bias ? weightDecl("B", 2, bias, false) : ""}
 @group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> y: array<f32>;
 @group(0) @binding(${bias ? 4 : 3}) var<uniform> p: P;
@@ -142,11 +142,12 @@ fn mergedX4(m: u32, j: u32) -> vec4<f32> {
 }
 `;
 
-/** A GEMV weight's storage: a dense format, or a ggml block type. */
+/** A Linear weight's storage in the GEMV and tiled kernels: a dense format, or a ggml block type. */
 export type LinearWeight = WeightFormat | QuantType;
 
-export function isQuantFormat(f: LinearWeight): f is QuantType {
-  return Object.hasOwn(QUANT_LAYOUT, f);
+/** WGSL: the bytes of one row of a [N, p.K] weight in ggml blocks of `type`. */
+function rowBytesWgsl(type: QuantType): string {
+  return `((p.K / ${QUANT_LAYOUT[type].elems}u) * ${QUANT_LAYOUT[type].bytes}u)`;
 }
 
 /** What a GEMV does with each output value besides storing it (ops/fused-linear.ts picks these). */
@@ -198,7 +199,7 @@ export function gemvKernel(weights: string, vec4: boolean, bias: WeightFormat | 
   const formats = weights.split("+") as LinearWeight[];
   const parts = formats.length;
   if (parts > 3) throw new Error("gemvKernel: at most 3 weights");
-  if (!vec4 && formats.some(isQuantFormat)) throw new Error("gemvKernel: quantized weights are read as vec4");
+  if (!vec4 && formats.some(isQuantType)) throw new Error("gemvKernel: quantized weights are read as vec4");
   if (parts > 1 && bias) throw new Error("gemvKernel: several weights take no bias");
   if (merge && (parts !== 1 || norm || !vec4)) throw new Error("gemvKernel: a merged input takes one weight, no norm, vec4 reads");
   if (epilogue === "swiglu" && parts !== 2) throw new Error("gemvKernel: swiglu takes two weights (gate, up)");
@@ -258,9 +259,8 @@ export function gemvKernel(weights: string, vec4: boolean, bias: WeightFormat | 
   // Weight i's declaration and its row reader: W_row4(n, j) = elements 4j..4j+3 of row n (W_row1: element k).
   const weightAt = (i: number): string => {
     const name = single ? "W" : `W${i}`, f = formats[i]!;
-    if (isQuantFormat(f)) {
-      const { elems, bytes } = QUANT_LAYOUT[f];
-      return `${quantDecl(f, 1 + i, name)}fn ${name}_row4(n: u32, j: u32) -> vec4<f32> { return ${name}_dq4(n * ((p.K / ${elems}u) * ${bytes}u), j << 2u); }\n`;
+    if (isQuantType(f)) {
+      return `${quantDecl(f, 1 + i, name)}fn ${name}_row4(n: u32, j: u32) -> vec4<f32> { return ${name}_dq4(n * ${rowBytesWgsl(f)}, j << 2u); }\n`;
     }
     return weightDecl(name, 1 + i, f, vec4) + (vec4
       ? `fn ${name}_row4(n: u32, j: u32) -> vec4<f32> { return ${name}_at4(n * (p.K >> 2u) + j); }\n`
@@ -307,7 +307,7 @@ ${segs.map((i) => `  if (seg == ${i}u) { y${i}[i] = v; }`).join("\n")}
   let n = (wg.x - select(select(0u, p.g1, seg == 1u), p.g2, seg == 2u)) * 4u + r;`;
   // x as the products read it: the stored row, RMSNorm of it, or the merged attention partials.
   const xAt = (i: string) => (norm ? rmsApply("g", i, "inv[p.m0 + m]") : merge ? "mergedX4(m, j)" : i);
-  const wgsl = /* wgsl */ `${enables(...formats.filter((f): f is WeightFormat => !isQuantFormat(f)), bias ?? "f32", norm ?? "f32")}${
+  const wgsl = /* wgsl */ `${enables(...formats.filter((f): f is WeightFormat => !isQuantType(f)), bias ?? "f32", norm ?? "f32")}${
     subgroups ? "enable subgroups;\n" : ""}
 ${decls}
 

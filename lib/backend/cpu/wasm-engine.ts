@@ -86,12 +86,15 @@ export class WasmLinearEngine implements LinearEngine {
     this.finalizer = new FinalizationRegistry(([arena, ptr, bytes]) => {
       if (this.disposed) return;
       arena.heap.release(ptr, bytes);
-      for (const [buffer, byPtr] of this.lent) {
-        if (byPtr.get(ptr)?.home.arena !== arena) continue;
-        byPtr.delete(ptr);
-        if (byPtr.size === 0) this.lent.delete(buffer); // (a grown memory's old buffer would otherwise stay keyed here)
-      }
+      for (const [buffer, byPtr] of this.lent) if (byPtr.get(ptr)?.home.arena === arena) this.forgetLent(buffer, ptr);
     });
+  }
+
+  /** Drops a lent room's entry (and its buffer's map once empty: a grown memory's old buffer would otherwise stay keyed). */
+  private forgetLent(buffer: ArrayBufferLike, ptr: number): void {
+    const byPtr = this.lent.get(buffer);
+    byPtr?.delete(ptr);
+    if (byPtr?.size === 0) this.lent.delete(buffer);
   }
 
   /**
@@ -202,9 +205,7 @@ export class WasmLinearEngine implements LinearEngine {
     const lent = this.lentTo(data);
     if (lent) {
       // Read in place by the loader: the room becomes the tensor's.
-      const lentHere = this.lent.get(data.buffer)!;
-      lentHere.delete(data.byteOffset);
-      if (lentHere.size === 0) this.lent.delete(data.buffer);
+      this.forgetLent(data.buffer, data.byteOffset);
       this.finalizer.unregister(lent.token);
       this.finalizer.register(data, [lent.home.arena, lent.home.ptr, bytes]);
       return this.settle(data, lent.home, dtype);
