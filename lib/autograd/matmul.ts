@@ -45,6 +45,18 @@ export function matmulAtB(a: Float32Array, b: Float32Array, out: Float32Array, M
   matmulABt(transpose(a, K, M), transpose(b, K, N), out, M, N, K, accumulate);
 }
 
+/** out[M,N] += s · a[M,J] · b[J,N]: matmulABt on bᵀ, scaled, then added (the LoRA path's products). */
+export function matmulNN(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): void {
+  const y = new Float32Array(M * N);
+  matmulABt(a, transpose(b, J, N), y, M, N, J);
+  for (let i = 0; i < M * N; i++) out[i] = out[i]! + Math.fround(y[i]! * s);
+}
+
+/** out[S,D] += a[R,S]ᵀ · b[R,D]: a weight gradient summed over the R rows of a batch. */
+export function matmulTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): void {
+  matmulABt(transpose(a, R, S), transpose(b, R, D), out, S, D, R, true);
+}
+
 /** Transpose of a row-major [R,C] matrix into a new [C,R] array. */
 export function transpose(src: Float32Array, R: number, C: number): Float32Array {
   const out = new Float32Array(R * C);
@@ -108,6 +120,10 @@ export interface LinearKernel {
    * products of trainable weights (LoRA's A and B, a head) and of attention.
    */
   gemm: typeof matmulABt;
+  /** out[M,N] += s · a[M,J] · b[J,N] with a small J (matmulNN's contract). */
+  gemmNN: typeof matmulNN;
+  /** out[S,D] += a[R,S]ᵀ · b[R,D] (matmulTN's contract). */
+  gemmTN: typeof matmulTN;
 }
 
 /**
@@ -203,4 +219,6 @@ export const jsLinearKernel: LinearKernel = {
     return dx;
   },
   gemm: matmulABt,
+  gemmNN: matmulNN,
+  gemmTN: matmulTN,
 };

@@ -178,6 +178,77 @@ export function linear(x: Var, weight: Weight, bias?: Weight, kernel: LinearKern
   }));
 }
 
+/** A LoRA matrix's values: a trainable Var's, or a frozen tensor's as float32. */
+function linearValues(w: Var | Tensor): Float32Array {
+  return w instanceof Var ? w.value : weightF32(w);
+}
+
+/**
+ * A frozen linear layer with PEFT's LoRA path as one tape node:
+ * y = x·Wᵀ (+ bias) + s·((x·Aᵀ)·Bᵀ), A [r, K], B [N, r], s = scaling rounded to
+ * float32: the low-rank product is scaled and rounded, then added, in PEFT's
+ * order (on the rank-r kernel, gemmNN, so its sums run in another order than
+ * composing linear + scale + add would: the same numbers to float32 rounding). The backward
+ * writes x's gradient once, with U = x·Aᵀ and G = s·(g·B) [M, r]:
+ *
+ *   dX = g·W + G·A      dA = Gᵀ·X      dB = s·gᵀ·U
+ *
+ * (PEFT scales g before the product with B; here the [M, r] result is scaled,
+ * which is the same number when s is a power of two, as alpha = 2r makes it).
+ * A and B are Vars while trained, frozen tensors under no_grad.
+ */
+export function loraLinear(
+  x: Var, weight: Tensor | QuantizedTensor, bias: Tensor | undefined, A: Var | Tensor, B: Var | Tensor, scaling: number,
+  kernel: LinearKernel = jsLinearKernel,
+): Var {
+  const K = lastDim("loraLinear", x);
+  expectShape("loraLinear", "weight", weight.shape, [null, K]);
+  const N = weight.shape[0]!;
+  expectShape("loraLinear", "lora_A", A.shape, [null, K]);
+  const r = A.shape[0]!;
+  expectShape("loraLinear", "lora_B", B.shape, [N, r]);
+  if (bias) expectShape("loraLinear", "bias", bias.shape, [N]);
+  const M = x.size / K;
+  const s = Math.fround(scaling);
+  const av = linearValues(A), bv = linearValues(B);
+  const y = kernel.forward(x.value, M, K, weight, bias && weightF32(bias));
+  const u = kernel.forwardTrainable(x.value, M, K, av, r); // [M, r]
+  const bt = transpose(bv, N, r); // Bᵀ [r, N]
+  kernel.gemmNN(u, bt, y, M, r, N, s);
+  const mm = kernel.gemm;
+  const inputs = [x, ...[A, B].filter((w): w is Var => w instanceof Var)];
+  return result(y, [...x.shape.slice(0, -1), N], inputs, () => ({
+    name: "loraLinear",
+    inputs,
+    backward: (g) => {
+      const G = new Float32Array(M * r); // s·(g·B)
+      mm(g, bt, G, M, r, N);
+      for (let i = 0; i < G.length; i++) G[i] = G[i]! * s;
+      const grads: (Float32Array | null)[] = [null];
+      if (x.requiresGrad) {
+        const dx = kernel.backwardInput(g, M, N, weight);
+        kernel.gemmNN(G, av, dx, M, r, K, 1);
+        grads[0] = dx;
+      }
+      if (A instanceof Var) {
+        const dA = A.requiresGrad ? new Float32Array(r * K) : null;
+        if (dA) kernel.gemmTN(G, x.value, dA, M, r, K);
+        grads.push(dA);
+      }
+      if (B instanceof Var) {
+        const dB = B.requiresGrad ? new Float32Array(N * r) : null;
+        if (dB) {
+          const su = new Float32Array(M * r);
+          for (let i = 0; i < su.length; i++) su[i] = u[i]! * s;
+          kernel.gemmTN(g, su, dB, M, N, r);
+        }
+        grads.push(dB);
+      }
+      return grads;
+    },
+  }));
+}
+
 /** out = silu(gate) · up elementwise, silu rounded to float32 first (a backend's siluMul kernel). */
 export type SiluMulKernel = (gate: Float32Array, up: Float32Array) => Float32Array;
 

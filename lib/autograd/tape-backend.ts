@@ -24,13 +24,13 @@
 import { LlamaError } from "../errors.js";
 import { Tensor, numel } from "../tensor/tensor.js";
 import type { DType } from "../tensor/dtype.js";
-import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend/backend.js";
+import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor, LowRankPath } from "../backend/backend.js";
 import { CpuBackend, CpuTensor } from "../backend/cpu/cpu-backend.js";
 import { Var } from "./var.js";
 import { VarViews } from "./var-views.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
-import { matmulABt, quantBackwardInput, type LinearKernel } from "./matmul.js";
+import { matmulABt, matmulNN, matmulTN, quantBackwardInput, type LinearKernel } from "./matmul.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 import type { AttentionKernel, MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
@@ -101,6 +101,14 @@ class CpuLinearKernel implements LinearKernel {
   /** out[M,N] (+)= a·bᵀ on the wasm SIMD kernel when the backend has one, else blocked JavaScript. */
   readonly gemm: MatmulABt = (a, b, out, M, N, K, accumulate = false, aOff = 0, bOff = 0, outOff = 0) => {
     if (!this.cpu.gemm(a, b, out, M, N, K, accumulate, aOff, bOff, outOff)) matmulABt(a, b, out, M, N, K, accumulate, aOff, bOff, outOff);
+  };
+
+  readonly gemmNN: LinearKernel["gemmNN"] = (a, b, out, M, J, N, s) => {
+    if (!this.cpu.gemmNN(a, b, out, M, J, N, s)) matmulNN(a, b, out, M, J, N, s);
+  };
+
+  readonly gemmTN: LinearKernel["gemmTN"] = (a, b, out, R, S, D) => {
+    if (!this.cpu.gemmTN(a, b, out, R, S, D)) matmulTN(a, b, out, R, S, D);
   };
 
   /** Hands `w` to the CPU backend now (a weight read into its memory: adopting takes that room, no copy). */
@@ -281,6 +289,16 @@ export class TapeBackend implements Backend, DifferentiableBackend {
 
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
     return weights.map((w, i) => this.linear(x, w, biases?.[i]));
+  }
+
+  /** One tape node per adapted layer (ops.loraLinear); composed from linear, scale and add for a trainable base weight. */
+  loraLinear(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor | undefined, lora: LowRankPath): DeviceTensor {
+    const w = tape(weight, "linear weight").weight, b = bias && tape(bias, "linear bias").weight;
+    const A = tape(lora.A, "lora_A").weight, B = tape(lora.B, "lora_B").weight;
+    if (w instanceof Var || b instanceof Var || b instanceof QuantizedTensor || A instanceof QuantizedTensor || B instanceof QuantizedTensor) {
+      return this.add(this.linear(x, weight, bias), this.scale(this.linear(this.linear(x, lora.A), lora.B), lora.scaling));
+    }
+    return TapeTensor.ofVar(ops.loraLinear(tape(x, "linear input").var, w, b, A, B, lora.scaling, this.kernel));
   }
 
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {

@@ -66,6 +66,13 @@ export interface AttentionResult {
   readonly weights?: DeviceTensor;
 }
 
+/** A LoRA path beside a linear layer: y += scaling · (x · Aᵀ) · Bᵀ, A [r, in], B [out, r]. */
+export interface LowRankPath {
+  readonly A: DeviceTensor;
+  readonly B: DeviceTensor;
+  readonly scaling: number;
+}
+
 export interface Backend {
   readonly device: Device;
   /** Human-readable description ("cpu (wasm simd, 2 threads)", adapter name…). */
@@ -118,6 +125,15 @@ export interface Backend {
    * over x, one dispatch). weights[i] [out_i, in], biases[i] [out_i] or undefined.
    */
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[];
+
+  /**
+   * A linear layer with PEFT's LoRA path as one op: linear(x, weight, bias) +
+   * scaling · (x · Aᵀ) · Bᵀ, the same numbers as composing it from `linear`,
+   * `scale` and `add` (what the model does where this is absent). A backend
+   * that records a tape implements it to keep one node, and one gradient of x,
+   * per adapted layer instead of five.
+   */
+  loraLinear?(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor | undefined, lora: LowRankPath): DeviceTensor;
 
   /** Elementwise a + b, same shapes. */
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor;

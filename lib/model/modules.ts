@@ -6,7 +6,9 @@
  * tensor by name. Modules hold device tensors only; the math is in the backend,
  * the LLaMA-specific modules and the data flow in llama.ts.
  */
-import type { Backend, DeviceTensor } from "../backend/backend.js";
+import type { Backend, DeviceTensor, LowRankPath } from "../backend/backend.js";
+
+export type { LowRankPath } from "../backend/backend.js";
 import { Scope } from "./scope.js";
 
 /** Returns the device tensor for a checkpoint name with the expected shape (throws a FormatError otherwise). */
@@ -19,15 +21,9 @@ export interface ParameterRef {
   set(t: DeviceTensor): void;
 }
 
-/** A LoRA path beside a Linear: y += scaling · (x · Aᵀ) · Bᵀ, A [r, in], B [out, r] (trained by lib/peft/lora-train.ts). */
-export interface LowRankPath {
-  readonly A: DeviceTensor;
-  readonly B: DeviceTensor;
-  readonly scaling: number;
-}
 
 export class Linear {
-  /** Set while a LoRA adapter is trained (lib/peft/lora-train.ts): the forward adds the low-rank path. */
+  /** Set while a LoRA adapter is trained (lib/peft/lora-train.ts): the forward adds the low-rank path (y += scaling · (x · Aᵀ) · Bᵀ). */
   lora?: LowRankPath;
 
   constructor(
@@ -52,6 +48,7 @@ export class Linear {
   forward(be: Backend, x: DeviceTensor): DeviceTensor {
     const lora = this.lora;
     if (!lora) return be.linear(x, this.weight, this.bias);
+    if (be.loraLinear) return be.loraLinear(x, this.weight, this.bias, lora);
     // PEFT's order: the base output first, then scaling · B(A(x)) added to it.
     return Scope.runSync(be, (s) => {
       const y = s.linear(x, this.weight, this.bias); // [..., out]

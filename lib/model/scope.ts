@@ -153,6 +153,12 @@ export class Scope implements Backend {
     return this.outer.linearMany(x, weights, biases).map((y) => this.own(y, x));
   }
 
+  /** The outer backend's fused LoRA linear, where it has one. */
+  get loraLinear(): Backend["loraLinear"] {
+    const outer = this.outer;
+    return outer.loraLinear && ((x, weight, bias, lora) => this.own(outer.loraLinear!(x, weight, bias, lora), x));
+  }
+
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
     return this.own(this.outer.add(a, b), a, b);
   }

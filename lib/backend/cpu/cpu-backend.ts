@@ -221,6 +221,16 @@ export class CpuBackend implements Backend {
     return this.engine.gemm?.(a, b, out, M, N, K, accumulate, aOff, bOff, outOff) ?? false;
   }
 
+  /** out[M,N] += s · a[M,J] · b[J,N] (the engine's gemm_nn); false when the engine cannot. */
+  gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): boolean {
+    return this.engine.gemmNN?.(a, b, out, M, J, N, s) ?? false;
+  }
+
+  /** out[S,D] += a[R,S]ᵀ · b[R,D] (the engine's gemm_tn); false when the engine cannot. */
+  gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
+    return this.engine.gemmTN?.(a, b, out, R, S, D) ?? false;
+  }
+
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {
     sameShape(gate, up, "siluMul");
     const g = f32(gate, "siluMul gate");

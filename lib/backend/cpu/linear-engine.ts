@@ -81,6 +81,10 @@ export interface LinearEngine {
    */
   gemm?(a: Float32Array, b: Float32Array, out: Float32Array, M: number, N: number, K: number,
     accumulate: boolean, aOff: number, bOff: number, outOff: number): boolean;
+  /** out[M,N] += s · a[M,J] · b[J,N] with a small inner J (a LoRA rank); false when it cannot. */
+  gemmNN?(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): boolean;
+  /** out[S,D] += a[R,S]ᵀ · b[R,D] (a weight gradient summed over R rows); false when it cannot. */
+  gemmTN?(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean;
   dispose(): void;
 }
 

@@ -314,6 +314,49 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
+   * out[M, N] += s · a[M, J] · b[J, N] on this thread (gemm_nn: J small, a LoRA
+   * rank). False (nothing written) when N is not a multiple of 16 or the
+   * workspace has no room.
+   */
+  gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): boolean {
+    if (N % 16 !== 0) return false;
+    return this.onScratch([a, b, out], ([pa, pb, po]) => this.arenas[0]!.kernels.gemm_nn(pa!, M, J, pb!, N, s, po!), 2);
+  }
+
+  /**
+   * out[S, D] += a[R, S]ᵀ · b[R, D] on this thread (gemm_tn: a weight gradient
+   * summed over R rows, out kept small). False when D is not a multiple of 4
+   * or the workspace has no room.
+   */
+  gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
+    if (D % 4 !== 0) return false;
+    return this.onScratch([a, b, out], ([pa, pb, po]) => this.arenas[0]!.kernels.gemm_tn(pa!, R, S, pb!, D, po!), 2);
+  }
+
+  /**
+   * Copies `arrays` into the first memory's workspace, runs `kernel` on their
+   * addresses, and copies array `result` back. False when there is no room.
+   */
+  private onScratch(arrays: readonly Float32Array[], kernel: (ptrs: number[]) => void, result: number): boolean {
+    const arena = this.arenas[0]!;
+    let bytes = 0;
+    for (const x of arrays) bytes += x.byteLength + 15 & ~15;
+    const base = arena.scratch(bytes);
+    if (base === undefined) return false;
+    const buf = arena.buffer; // after scratch(): growing the memory replaces the buffer
+    const ptrs: number[] = [];
+    let p = base;
+    for (const x of arrays) {
+      new Float32Array(buf, p, x.length).set(x);
+      ptrs.push(p);
+      p += x.byteLength + 15 & ~15;
+    }
+    kernel(ptrs);
+    arrays[result]!.set(new Float32Array(buf, ptrs[result]!, arrays[result]!.length));
+    return true;
+  }
+
+  /**
    * gemm_f32 over packed operands in `arena` (y[M, N] = x[M, K] · w[N, K]ᵀ, N a
    * multiple of 4) split by output columns over the worker pool, as one f32
    * "weight" job: every element comes from the same kernel as on one thread,

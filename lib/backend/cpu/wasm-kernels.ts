@@ -17,7 +17,7 @@
  * relaxed SIMD (Code.mulAdd), as BLAS's FMA kernels do.
  */
 import { wasm, type WasmModule } from "./wasm-api.js";
-import { Code, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
+import { Code, F32, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
 import { dequantFn, gemmQuantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
 
 const F16_MASK = 0x8fffe000 | 0;
@@ -194,6 +194,77 @@ function weightedSumFn(): FunctionDef {
   return { name: "weighted_sum", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
 
+/**
+ * gemm_nn(a, M, J, b, N, s, out): out[m] += s · Σ_j a[m, j] · B[j] for m < M, with
+ * a [M, J], B [J, N] (rows of N floats, N a multiple of 16), out [M, N]: a product
+ * whose inner dimension J is small (a LoRA rank), 16 output floats per pass.
+ * Each output is accumulated over j in order (as weighted_sum), scaled, then added.
+ */
+function gemmNnFn(): FunctionDef {
+  const [a, M, J, b, N, s, out] = [0, 1, 2, 3, 4, 5, 6];
+  const c = new Code(7);
+  const m = c.local(I32), nOff = c.local(I32), rowBytes = c.local(I32), aRow = c.local(I32), ap = c.local(I32), aEnd = c.local(I32);
+  const bp = c.local(I32), op = c.local(I32);
+  const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
+  const sp = c.local(V128), sv = c.local(V128);
+  c.get(N).i32(2).shl().set(rowBytes);
+  c.get(s).f32x4splat().set(sv);
+  c.i32(0).set(m);
+  c.loop(m, M, 1, () => {
+    c.get(a).get(m).get(J).mul().i32(2).shl().add().set(aRow);
+    c.get(aRow).get(J).i32(2).shl().add().set(aEnd);
+    c.get(out).get(m).get(rowBytes).mul().add().set(op);
+    c.i32(0).set(nOff);
+    c.loop(nOff, rowBytes, 64, () => {
+      for (const q of acc) c.i32x4const(0).set(q);
+      c.get(b).get(nOff).add().set(bp);
+      c.get(aRow).set(ap);
+      c.loop(ap, aEnd, () => { c.inc(ap, 4); c.get(bp).get(rowBytes).add().set(bp); }, () => {
+        c.get(ap).f32load().f32x4splat().set(sp);
+        for (let q = 0; q < 4; q++) c.mulAdd(acc[q]!, () => c.get(sp).get(bp).v128load(16 * q));
+      });
+      for (let q = 0; q < 4; q++) {
+        c.get(op).get(nOff).add(); // the store's address
+        c.get(op).get(nOff).add().v128load(16 * q).get(acc[q]!).get(sv).f32x4mul().f32x4add().v128store(16 * q);
+      }
+    });
+  });
+  return { name: "gemm_nn", params: [I32, I32, I32, I32, I32, F32, I32], results: [], code: c };
+}
+
+/**
+ * gemm_tn(a, R, S, b, D, out): out[s] += Σ_r a[r, s] · B[r] for s < S, with a [R, S],
+ * B [R, D] (D a multiple of 4), out [S, D]: aᵀ · B without a transpose, for weight
+ * gradients (dW = gᵀ · X: the sum runs over the batch's rows). One row r at a time,
+ * each out row a multiply-add of a[r, s] times B's row r, so every output is
+ * accumulated over r in order (out should stay cache-resident: S·D small).
+ */
+function gemmTnFn(): FunctionDef {
+  const [a, R, S, b, D, out] = [0, 1, 2, 3, 4, 5];
+  const c = new Code(6);
+  const r = c.local(I32), ap = c.local(I32), aEnd = c.local(I32), bRow = c.local(I32), rowBytes = c.local(I32);
+  const op = c.local(I32), off = c.local(I32);
+  const sp = c.local(V128), acc = c.local(V128);
+  c.get(D).i32(2).shl().set(rowBytes);
+  c.get(a).set(ap);
+  c.i32(0).set(r);
+  c.loop(r, R, 1, () => {
+    c.get(b).get(r).get(rowBytes).mul().add().set(bRow);
+    c.get(ap).get(S).i32(2).shl().add().set(aEnd);
+    c.get(out).set(op);
+    c.loop(ap, aEnd, () => { c.inc(ap, 4); c.get(op).get(rowBytes).add().set(op); }, () => {
+      c.get(ap).f32load().f32x4splat().set(sp);
+      c.i32(0).set(off);
+      c.loop(off, rowBytes, 16, () => {
+        c.sum(op, off).v128load().set(acc);
+        c.mulAdd(acc, () => c.get(sp).sum(bRow, off).v128load());
+        c.sum(op, off).get(acc).v128store();
+      });
+    });
+  });
+  return { name: "gemm_tn", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
 /** has_nonfinite_f16(p, count) → 1 when any of count (multiple of 8) f16 words is inf/NaN (exponent all ones). */
 function nonFiniteF16Fn(): FunctionDef {
   const [p, count] = [0, 1];
@@ -260,6 +331,8 @@ export interface KernelExports {
   gemm_f16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
+  gemm_nn(a: number, M: number, J: number, b: number, N: number, s: number, out: number): void;
+  gemm_tn(a: number, R: number, S: number, b: number, D: number, out: number): void;
   has_nonfinite_f16(p: number, count: number): number;
   silu_mul(g: number, u: number, out: number, count: number): void;
   /** deq_<type>(src, dst, blocks, f16Table), gemm_<type>(x, M, w, K, y, N, rows, scratch, f16Table), gemv_<type>(x, w, K, y, rows, f16Table): wasm-quant.ts. */
@@ -290,6 +363,8 @@ export function kernelModule(): WasmModule | undefined {
       ...QUANT_KINDS.map((t, i) => gemmQuantFn(t, 10 + i, GEMM_F32)), // 18..25
       ...QUANT_KINDS.map((t) => gemvQuantFn(t)), // 26..33
       ...INT8_DOT_TYPES.map((t) => gemvInt8Fn(t)),
+      gemmNnFn(),
+      gemmTnFn(),
     ], 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;
