@@ -18,13 +18,45 @@ export interface RopeTables {
   readonly sin: Float32Array;
 }
 
+/** splitHeads' RoPE backward on a backend's kernel. */
+export interface RopeKernel {
+  /**
+   * dx [B, T, heads·D] for the output gradient g [B, heads, T, D]: the inverse
+   * rotation (cos, sin [B, T, D/2]), transposed back. May return g itself,
+   * rewritten, when `owned` (nothing else holds g).
+   */
+  backward(g: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number, owned: boolean): Float32Array;
+}
+
+/** The RoPE backward in JavaScript (a fresh dx: the permutation cannot run in place). */
+export const jsRope: RopeKernel = {
+  backward(g, cos, sin, B, T, heads, D) {
+    const half = D / 2, HD = heads * D;
+    const dx = new Float32Array(g.length);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const dst = (b * T + t) * HD, tab = (b * T + t) * half;
+        for (let h = 0; h < heads; h++) {
+          const d0 = dst + h * D, s0 = ((b * heads + h) * T + t) * D;
+          for (let i = 0; i < half; i++) {
+            const g1 = g[s0 + i]!, g2 = g[s0 + i + half]!, c = cos[tab + i]!, s = sin[tab + i]!;
+            dx[d0 + i] = g1 * c + g2 * s;
+            dx[d0 + i + half] = g2 * c - g1 * s;
+          }
+        }
+      }
+    }
+    return dx;
+  },
+};
+
 /**
  * x [B, T, heads·D] → [B, heads, T, D], rotating each (i, i+D/2) pair by the
  * position's angle when `rope` is given, as HF's `q·cos + rotate_half(q)·sin`
  * in float32 (each product rounded, then the sum). The backward is the
- * transpose rotation (angle −θ) followed by the inverse transpose.
+ * transpose rotation (angle −θ) followed by the inverse transpose, on `kernel`.
  */
-export function splitHeads(x: Var, heads: number, rope?: RopeTables): Var {
+export function splitHeads(x: Var, heads: number, rope?: RopeTables, kernel: RopeKernel = jsRope): Var {
   expectShape("splitHeads", "x", x.shape, [null, null, null]);
   const [B, T, HD] = x.shape as [number, number, number];
   const D = HD / heads;
@@ -39,23 +71,9 @@ export function splitHeads(x: Var, heads: number, rope?: RopeTables): Var {
   return result(out, [B, heads, T, D], [x], () => ({
     name: "splitHeads",
     inputs: [x],
-    backward: (g) => {
-      const dx = new Float32Array(x.size);
-      if (!cos || !sin) return [mergeHeadsInto(g, B, heads, T, D, dx)]; // the inverse permutation
-      for (let b = 0; b < B; b++) {
-        for (let t = 0; t < T; t++) {
-          const dst = (b * T + t) * HD, tab = (b * T + t) * half;
-          for (let h = 0; h < heads; h++) {
-            const d0 = dst + h * D, s0 = ((b * heads + h) * T + t) * D;
-            for (let i = 0; i < half; i++) {
-              const g1 = g[s0 + i]!, g2 = g[s0 + i + half]!, c = cos[tab + i]!, s = sin[tab + i]!;
-              dx[d0 + i] = g1 * c + g2 * s;
-              dx[d0 + i + half] = g2 * c - g1 * s;
-            }
-          }
-        }
-      }
-      return [dx];
+    backward: (g, owned) => {
+      if (!cos || !sin) return [mergeHeadsInto(g, B, heads, T, D, new Float32Array(x.size))]; // the inverse permutation
+      return [kernel.backward(g, cos, sin, B, T, heads, D, owned)];
     },
   }));
 }

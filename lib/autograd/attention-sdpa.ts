@@ -3,7 +3,7 @@
  * GQA. The forward is a backend's attention kernel (the CPU backend's: wasm
  * SIMD when available, else attentionInto in lib/tensor/ops.ts), which also
  * returns the weights P; the backward runs per (batch row, kv head) as small
- * dense matrix products (`gemm`), so the O(T²·D) work runs at matmul speed:
+ * dense matrix products (a·bᵀ, a·b, aᵀ·b), so the O(T²·D) work runs at matmul speed:
  *
  *   forward   S = Q·Kᵀ·scale (+ mask), P = softmax(S), O = P·V
  *   backward  dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
@@ -14,11 +14,22 @@
  */
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
-import { matmulABt, transposeInto } from "./matmul.js";
+import { jsLinearKernel, type LinearKernel, type matmulABt } from "./matmul.js";
 import { attentionInto, type AttentionShapes } from "../tensor/ops.js";
 
 /** out[M,N] (+)= a[M,K]·b[N,K]ᵀ from element offsets: `matmulABt`'s contract (a backend may run it on faster kernels). */
 export type MatmulABt = typeof matmulABt;
+
+/**
+ * The backward's products: a·bᵀ, a·b and aᵀ·b (a backend's kernels, else JavaScript), or the
+ * whole backward on a backend's kernels where it has them (false: the products run here).
+ */
+export type AttentionProducts = Pick<LinearKernel, "gemm" | "gemmNN" | "gemmTN"> & {
+  attentionBackward?(
+    P: Float32Array, dOut: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, rowScale: Float32Array,
+    s: AttentionShapes, dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
+  ): boolean;
+};
 
 /**
  * A backend's attention forward, attentionInto's contract (lib/tensor/ops.ts) on dense
@@ -57,7 +68,7 @@ export interface AttentionMaskSpec {
  */
 export function attention(
   q: Var, k: Var, v: Var, mask: AttentionMaskSpec, scale: number,
-  kernel: AttentionKernel = jsAttention, mm: MatmulABt = matmulABt,
+  kernel: AttentionKernel = jsAttention, mm: AttentionProducts = jsLinearKernel,
 ): { out: Var; weights: Var } {
   expectShape("attention", "q", q.shape, [null, null, null, null]);
   const [B, n, T, D] = q.shape as [number, number, number, number];
@@ -71,19 +82,21 @@ export function attention(
   const sc = Math.fround(scale);
   const qv = q.value, kv = k.value, vv = v.value;
 
-  const { out, weights: P } = kernel(qv, kv, vv, { B, n, k: kh, T, S, D, kvHeadStride: S * D }, sc, off, keyMask); // P [B, n, T, S]
+  const shapes: AttentionShapes = { B, n, k: kh, T, S, D, kvHeadStride: S * D };
+  const { out, weights: P } = kernel(qv, kv, vv, shapes, sc, off, keyMask); // P [B, n, T, S]
 
   // Row i of a batch row sees keys j <= last(i) = min(S − 1, off + i) that the key mask keeps; P is
   // exactly 0 beyond last(i), so the backward loops stop there (about half the work). A row that sees
-  // no key at all ("blind") has uniform weights that depend on neither q nor k.
-  const blind = new Uint8Array(B * T);
+  // no key at all ("blind") has uniform weights that depend on neither q nor k: its softmax backward
+  // is scaled by 0 instead of the forward's scale.
+  const rowScale = new Float32Array(B * T).fill(sc);
   if (keyMask) {
     for (let b = 0; b < B; b++) {
       for (let i = 0; i < T; i++) {
         const last = Math.min(S - 1, off + i);
         let seen = false;
         for (let j = 0; j <= last && !seen; j++) seen = keyMask[b * S + j] !== 0;
-        blind[b * T + i] = seen ? 0 : 1;
+        if (!seen) rowScale[b * T + i] = 0;
       }
     }
   }
@@ -98,44 +111,32 @@ export function attention(
       const dq = q.requiresGrad ? new Float32Array(q.size) : null;
       const dk = k.requiresGrad ? new Float32Array(k.size) : null;
       const dv = v.requiresGrad ? new Float32Array(v.size) : null;
-      // Per (batch row, kv head) scratch, reused: dO [R, D], dS [R, S] and transposes for the ABt kernel.
+      if (mm.attentionBackward?.(P, gOut, qv, kv, vv, rowScale, shapes, dq, dk, dv)) return [dq, dk, dv];
+      // Per (batch row, kv head) scratch, reused: dO [R, D] and dS [R, S]. Every product reads its
+      // operands as they lie (aᵀ·b and a·b kernels), so nothing is transposed.
       const dO = new Float32Array(R * D), dS = new Float32Array(R * S);
-      const tRS = new Float32Array(S * R), tRD = new Float32Array(D * R), kt = new Float32Array(D * S);
       for (let b = 0; b < B; b++) {
         for (let g = 0; g < kh; g++) {
           const kOff = (b * kh + g) * S * D;
           const qOff = (b * n + g * rep) * T * D, pOff = (b * n + g * rep) * T * S;
+          const Pg = P.subarray(pOff, pOff + R * S);
           for (let r = 0; r < R; r++) {
             const h = g * rep + Math.floor(r / T), i = r % T, src = (b * T + i) * n * D + h * D;
-            for (let d = 0; d < D; d++) dO[r * D + d] = gOut[src + d]!;
+            dO.set(gOut.subarray(src, src + D), r * D);
           }
-          if (dv) {
-            // dV_g += Pᵀ·dO : [S, R] · ([D, R])ᵀ
-            transposeInto(P, pOff, R, S, tRS);
-            transposeInto(dO, 0, R, D, tRD);
-            mm(tRS, tRD, dv, S, D, R, true, 0, 0, kOff);
-          }
+          if (dv) mm.gemmTN(Pg, dO, dv.subarray(kOff, kOff + S * D), R, S, D); // dV_g += Pᵀ·dO
           if (!dq && !dk) continue;
-          mm(dO, vv, dS, R, S, D, false, 0, kOff, 0); // dP = dO·Vᵀ  [R, S]
+          mm.gemm(dO, vv, dS, R, S, D, false, 0, kOff, 0); // dP = dO·Vᵀ  [R, S]
           for (let r = 0; r < R; r++) {
-            const i = r % T, row = r * S, pr = pOff + r * S;
-            if (blind[b * T + i]) { dS.fill(0, row, row + S); continue; }
+            const i = r % T, row = r * S, rs = rowScale[b * T + i]!;
             const last = Math.min(S - 1, off + i);
             let dot = 0;
-            for (let j = 0; j <= last; j++) dot += P[pr + j]! * dS[row + j]!;
-            for (let j = 0; j <= last; j++) dS[row + j] = P[pr + j]! * (dS[row + j]! - dot) * sc;
+            for (let j = 0; j <= last; j++) dot += Pg[row + j]! * dS[row + j]!;
+            for (let j = 0; j <= last; j++) dS[row + j] = Pg[row + j]! * (dS[row + j]! - dot) * rs;
             dS.fill(0, row + last + 1, row + S);
           }
-          if (dq) {
-            transposeInto(kv, kOff, S, D, kt); // [D, S]
-            mm(dS, kt, dq, R, D, S, false, 0, 0, qOff); // dQ = dS·K, the group's heads contiguous
-          }
-          if (dk) {
-            // dK_g += dSᵀ·Q : [S, R] · ([D, R])ᵀ
-            transposeInto(dS, 0, R, S, tRS);
-            transposeInto(qv, qOff, R, D, tRD);
-            mm(tRS, tRD, dk, S, D, R, true, 0, 0, kOff);
-          }
+          if (dq) mm.gemmNN(dS, kv.subarray(kOff, kOff + S * D), dq.subarray(qOff, qOff + R * D), R, S, D, 1); // dQ = dS·K, the group's heads contiguous
+          if (dk) mm.gemmTN(dS, qv.subarray(qOff, qOff + R * D), dk.subarray(kOff, kOff + S * D), R, S, D); // dK_g += dSᵀ·Q
         }
       }
       return [dq, dk, dv];

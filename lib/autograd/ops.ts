@@ -85,38 +85,55 @@ export function embedding(table: Weight, ids: ArrayLike<number>, batch: number, 
   }));
 }
 
+/** RMSNorm's backward on a backend's kernel (its forward is rmsNormInto, the CPU backend's). */
+export interface RmsNormKernel {
+  /**
+   * For the output gradient g of y = w · x · rstd over rows of H (x, g [rows, H], rstd [rows]):
+   * writes dx (null: not wanted) and adds Σ_rows g·x·rstd to dw [H] (null: not wanted).
+   * dx may be g itself: each g[i] is read before dx[i] is written.
+   */
+  backward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float32Array, H: number,
+    dx: Float32Array | null, dw: Float32Array | null): void;
+}
+
+/** RMSNorm's backward in JavaScript (float64 sums). */
+export const jsRmsNorm: RmsNormKernel = {
+  backward(x, w, g, rstd, H, dx, dw) {
+    // With n = x·r: dn = g·w; dx = r·(dn − n·mean(dn·n)); dw = Σ_rows g·n.
+    for (let r = 0; r < rstd.length; r++) {
+      const o = r * H, rs = rstd[r]!;
+      let dot = 0;
+      for (let h = 0; h < H; h++) dot += g[o + h]! * w[h]! * x[o + h]! * rs;
+      const m = dot / H;
+      for (let h = 0; h < H; h++) {
+        const n = x[o + h]! * rs;
+        if (dw) dw[h] = dw[h]! + g[o + h]! * n;
+        if (dx) dx[o + h] = rs * (g[o + h]! * w[h]! - n * m);
+      }
+    }
+  },
+};
+
 /**
  * RMSNorm over the last dim, as HF's LlamaRMSNorm in float32:
  * y = weight · x · rsqrt(mean(x²) + eps). x [..., H], weight [H].
+ * The backward runs on `kernel` (the CPU tape passes the wasm SIMD one).
  */
-export function rmsNorm(x: Var, weight: Weight, eps: number): Var {
+export function rmsNorm(x: Var, weight: Weight, eps: number, kernel: RmsNormKernel = jsRmsNorm): Var {
   const H = lastDim("rmsNorm", x);
   expectShape("rmsNorm", "weight", weight.shape, [H]);
-  const rows = x.size / H;
   const w = weightValues(weight);
   const xv = x.value;
-  const rstd = new Float32Array(rows); // rsqrt(mean(x²) + eps) per row, saved for backward
+  const rstd = new Float32Array(x.size / H); // rsqrt(mean(x²) + eps) per row, saved for backward
   const out = rmsNormInto(xv, w, eps, H, new Float32Array(x.size), rstd);
   const inputs = weight instanceof Var ? [x, weight] : [x];
   return result(out, x.shape, inputs, () => ({
     name: "rmsNorm",
     inputs,
     backward: (g, owned) => {
-      // With n = x·r: dn = g·w; dx = r·(dn − n·mean(dn·n)); dw = Σ_rows g·n.
-      // Each g[o+h] is read before dx[o+h] is written, so dx may take g's place.
       const dx = x.requiresGrad ? (owned ? g : new Float32Array(x.size)) : null;
       const dw = weight instanceof Var && weight.requiresGrad ? new Float32Array(H) : null;
-      for (let r = 0; r < rows; r++) {
-        const o = r * H, rs = rstd[r]!;
-        let dot = 0;
-        for (let h = 0; h < H; h++) dot += g[o + h]! * w[h]! * xv[o + h]! * rs;
-        const m = dot / H;
-        for (let h = 0; h < H; h++) {
-          const n = xv[o + h]! * rs;
-          if (dw) dw[h] = dw[h]! + g[o + h]! * n;
-          if (dx) dx[o + h] = rs * (g[o + h]! * w[h]! - n * m);
-        }
-      }
+      kernel.backward(xv, w, g, rstd, H, dx, dw);
       return weight instanceof Var ? [dx, dw] : [dx];
     },
   }));
@@ -249,44 +266,50 @@ export function loraLinear(
   }));
 }
 
-/** out = silu(gate) · up elementwise, silu rounded to float32 first (a backend's siluMul kernel). */
-export type SiluMulKernel = (gate: Float32Array, up: Float32Array) => Float32Array;
+/** A backend's siluMul: out = silu(gate) · up elementwise, silu rounded to float32 first, and its gradients. */
+export interface SiluMulKernel {
+  forward(gate: Float32Array, up: Float32Array): Float32Array;
+  /**
+   * For the output gradient g: writes dGate = g·up·silu'(gate) and dUp = g·silu(gate)
+   * (either null: not wanted). dUp may be g itself: each g[i] is read before either is written.
+   */
+  backward(gate: Float32Array, up: Float32Array, g: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void;
+}
 
-/** The CPU backend's JavaScript siluMul (lib/tensor/ops.ts). */
-export const jsSiluMul: SiluMulKernel = (gate, up) => siluMulInto(gate, up, new Float32Array(gate.length));
-
-/** Ones for silu(x) = siluMul(x, 1) (exact: the kernel rounds silu to float32 before the product). */
-let ones = new Float32Array(0);
+/** The CPU backend's JavaScript siluMul (lib/tensor/ops.ts) and its gradients in JavaScript. */
+export const jsSiluMul: SiluMulKernel = {
+  forward: (gate, up) => siluMulInto(gate, up, new Float32Array(gate.length)),
+  backward(gate, up, g, dGate, dUp) {
+    for (let i = 0; i < g.length; i++) {
+      const x = gate[i]!, gi = g[i]!;
+      const si = Math.fround(x / (1 + Math.exp(-x))); // silu(x) rounded as the forward rounds it
+      if (dGate) {
+        // d silu(x)/dx = s + x·s·(1 − s) = s + silu(x)·(1 − s), s = sigmoid(x) (= 1/2 at x = 0).
+        const s = x === 0 ? 0.5 : si / x;
+        dGate[i] = gi * up[i]! * (s + si * (1 - s));
+      }
+      if (dUp) dUp[i] = gi * si;
+    }
+  },
+};
 
 /**
  * SwiGLU gate: silu(gate) · up, elementwise, same shapes [..., I], on `kernel`
- * (the CPU tape passes the wasm SIMD kernel the CPU backend's forward uses).
- * Backward recomputes silu(gate) on the same kernel (as siluMul(gate, 1)) rather than
- * keeping it from the forward: sigmoid(gate) = silu(gate) / gate.
+ * (the CPU tape passes the wasm SIMD kernels, the forward the CPU backend's).
+ * The backward recomputes silu(gate) from gate rather than keeping it from the forward.
  */
 export function siluMul(gate: Var, up: Var, kernel: SiluMulKernel = jsSiluMul): Var {
   expectShape("siluMul", "up", up.shape, gate.shape);
   const n = gate.size;
   const gv = gate.value, uv = up.value;
-  const out = kernel(gv, uv);
+  const out = kernel.forward(gv, uv);
   return result(out, gate.shape, [gate, up], () => ({
     name: "siluMul",
     inputs: [gate, up],
     backward: (g, owned) => {
-      if (ones.length < n) ones = new Float32Array(n).fill(1);
-      const sv = kernel(gv, ones.subarray(0, n)); // silu(gate) as float32
-      // d silu(x)/dx = s + x·s·(1 − s) = s + silu(x)·(1 − s), s = sigmoid(x) (= 1/2 at x = 0).
-      // Element i of g is read before du[i] is written, so du may take g's place.
       const dg = gate.requiresGrad ? new Float32Array(n) : null;
       const du = up.requiresGrad ? (owned ? g : new Float32Array(n)) : null;
-      for (let i = 0; i < n; i++) {
-        const x = gv[i]!, si = sv[i]!, gi = g[i]!;
-        if (dg) {
-          const s = x === 0 ? 0.5 : si / x;
-          dg[i] = gi * uv[i]! * (s + si * (1 - s));
-        }
-        if (du) du[i] = gi * si;
-      }
+      kernel.backward(gv, uv, g, dg, du);
       return [dg, du];
     },
   }));

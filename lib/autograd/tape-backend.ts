@@ -32,7 +32,7 @@ import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
 import { matmulABt, matmulNN, matmulTN, quantBackwardInput, type LinearKernel } from "./matmul.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
-import type { AttentionKernel, MatmulABt } from "./attention-sdpa.js";
+import type { AttentionKernel, AttentionProducts, MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
 
 /** A device tensor of the tape backend. */
@@ -111,6 +111,9 @@ class CpuLinearKernel implements LinearKernel {
     if (!this.cpu.gemmTN(a, b, out, R, S, D)) matmulTN(a, b, out, R, S, D);
   };
 
+  /** Attention's backward on the CPU backend's kernels (false: the caller's JavaScript runs). */
+  readonly attentionBackward: NonNullable<AttentionProducts["attentionBackward"]> = (...args) => this.cpu.attentionBackward(...args);
+
   /** Hands `w` to the CPU backend now (a weight read into its memory: adopting takes that room, no copy). */
   adopt(w: Tensor | QuantizedTensor): void {
     this.handle(w);
@@ -174,18 +177,34 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
   private readonly views = new VarViews();
 
-  /** Attention's backward products: the CPU backend's wasm gemm when it has one, else JavaScript. */
-  private readonly matmul: MatmulABt;
-
   private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
     this.kernel = new CpuLinearKernel(cpu);
-    this.matmul = this.kernel.gemm;
   }
 
-  /** The CPU backend's siluMul (its wasm kernel when it has one). */
-  private readonly siluMulKernel: ops.SiluMulKernel = (gate, up) => {
-    const shape = [gate.length];
-    return (this.cpu.siluMul(new CpuTensor(gate, shape, "f32"), new CpuTensor(up, shape, "f32")) as CpuTensor).data as Float32Array;
+  /** The CPU backend's siluMul and its gradients (its wasm kernels when it has them, else JavaScript). */
+  private readonly siluMulKernel: ops.SiluMulKernel = {
+    forward: (gate, up) => {
+      const shape = [gate.length];
+      return (this.cpu.siluMul(new CpuTensor(gate, shape, "f32"), new CpuTensor(up, shape, "f32")) as CpuTensor).data as Float32Array;
+    },
+    backward: (gate, up, g, dGate, dUp) => {
+      if (!this.cpu.siluMulBackward(gate, up, g, dGate, dUp)) ops.jsSiluMul.backward(gate, up, g, dGate, dUp);
+    },
+  };
+
+  /** RMSNorm's gradients on the CPU backend's wasm kernel when it has one, else JavaScript. */
+  private readonly rmsNormKernel: ops.RmsNormKernel = {
+    backward: (x, w, g, rstd, H, dx, dw) => {
+      if (!this.cpu.rmsNormBackward(x, w, g, rstd, H, dx, dw)) ops.jsRmsNorm.backward(x, w, g, rstd, H, dx, dw);
+    },
+  };
+
+  /** splitHeads' RoPE gradient on the CPU backend's wasm kernel (into g itself when owned), else JavaScript. */
+  private readonly ropeKernel: attn.RopeKernel = {
+    backward: (g, cos, sin, B, T, heads, D, owned) => {
+      const dx = owned ? g : new Float32Array(g.length);
+      return this.cpu.ropeBackward(g, cos, sin, B, T, heads, D, dx) ? dx : attn.jsRope.backward(g, cos, sin, B, T, heads, D, owned);
+    },
   };
 
   /** The CPU backend's attention, keys and values staged where its wasm kernels read them. */
@@ -278,7 +297,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   }
 
   rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
-    return TapeTensor.ofVar(ops.rmsNorm(tape(x, "rmsNorm input").var, tape(weight, "rmsNorm weight").weight, eps));
+    return TapeTensor.ofVar(ops.rmsNorm(tape(x, "rmsNorm input").var, tape(weight, "rmsNorm weight").weight, eps, this.rmsNormKernel));
   }
 
   linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor): DeviceTensor {
@@ -314,7 +333,8 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   }
 
   splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
-    return TapeTensor.ofVar(attn.splitHeads(tape(x, "splitHeads input").var, heads, rope));
+    const xv = tape(x, "splitHeads input").var;
+    return TapeTensor.ofVar(attn.splitHeads(xv, heads, rope, this.ropeKernel));
   }
 
   mergeHeads(x: DeviceTensor): DeviceTensor {
@@ -327,7 +347,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
 
   attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, mask: AttentionMask, opts: AttentionOptions): AttentionResult {
     const r = attn.attention(tape(q, "attention queries").var, tape(k, "attention keys").var, tape(v, "attention values").var, mask, opts.scale,
-      this.attentionKernel, this.matmul);
+      this.attentionKernel, this.kernel);
     return { out: TapeTensor.ofVar(r.out), weights: opts.returnWeights ? TapeTensor.ofVar(r.weights) : undefined };
   }
 

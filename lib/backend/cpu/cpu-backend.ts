@@ -9,7 +9,7 @@ import { LlamaError } from "../../errors.js";
 import { Tensor, numel } from "../../tensor/tensor.js";
 import { bf16ToF32, f16ToF32, type DType } from "../../tensor/dtype.js";
 import {
-  addInto, attendWithInto, attentionInto, embeddingInto, mergeHeadsInto, rmsNormInto, scaleInto, siluMulInto, splitHeadsInto,
+  addInto, attendWithInto, attentionInto, embeddingInto, mergeHeadsInto, rmsNormInto, scaleInto, siluMulInto, splitHeadsInto, type AttentionShapes,
 } from "../../tensor/ops.js";
 import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor } from "../backend.js";
 import { createLinearEngine, type LinearEngine, type LinearEngineOptions } from "./linear-engine.js";
@@ -226,9 +226,44 @@ export class CpuBackend implements Backend {
     return this.engine.gemmNN?.(a, b, out, M, J, N, s) ?? false;
   }
 
+  /** Attention's backward on the engine's kernels (the autograd tape's); false when the engine cannot. */
+  attentionBackward(
+    P: Float32Array, dOut: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, rowScale: Float32Array,
+    s: AttentionShapes, dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
+  ): boolean {
+    return this.engine.attentionBackward?.(P, dOut, q, k, v, rowScale, s, dq, dk, dv) ?? false;
+  }
+
   /** out[S,D] += a[R,S]ᵀ · b[R,D] (the engine's gemm_tn); false when the engine cannot. */
   gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
     return this.engine.gemmTN?.(a, b, out, R, S, D) ?? false;
+  }
+
+  /**
+   * The gradients of silu(gate) · up for the output gradient g on the engine's
+   * kernel (the training tape's backward): dGate, dUp null when not wanted, dUp
+   * may be g itself. False when the engine has no such kernel (nothing written).
+   */
+  siluMulBackward(gate: Float32Array, up: Float32Array, g: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): boolean {
+    return this.engine.siluMulBackward?.(gate, up, g, dGate, dUp) ?? false;
+  }
+
+  /**
+   * RMSNorm's gradients (rows of H, rstd per row as rmsNormInto gives it) for the output gradient g
+   * on the engine's kernel: dx (may be g itself) written, dw [H] added to. False when it cannot.
+   */
+  rmsNormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float32Array, H: number,
+    dx: Float32Array | null, dw: Float32Array | null): boolean {
+    return this.engine.rmsNormBackward?.(x, w, g, rstd, H, dx, dw) ?? false;
+  }
+
+  /**
+   * The gradient of splitHeads with RoPE (cos, sin [B, T, D/2]) for the output gradient g [B, heads, T, D]
+   * on the engine's kernel: dx [B, T, heads·D] written (may be g itself). False when it cannot.
+   */
+  ropeBackward(g: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number,
+    dx: Float32Array): boolean {
+    return this.engine.ropeBackward?.(g, cos, sin, B, T, heads, D, dx) ?? false;
   }
 
   siluMul(gate: DeviceTensor, up: DeviceTensor): DeviceTensor {

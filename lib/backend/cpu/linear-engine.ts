@@ -75,6 +75,14 @@ export interface LinearEngine {
   ): boolean;
   /** out = silu(gate) · up on the engine's kernels (float32, as PyTorch); false when it cannot. */
   siluMul?(gate: Float32Array, up: Float32Array, out: Float32Array): boolean;
+  /** siluMul's gradients for the output gradient g (dGate, dUp: null when not wanted; dUp may be g); false when it cannot. */
+  siluMulBackward?(gate: Float32Array, up: Float32Array, g: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): boolean;
+  /** RMSNorm's gradients over rows of H for the output gradient g (dx may be g; dw [H] is added to); false when it cannot. */
+  rmsNormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float32Array, H: number,
+    dx: Float32Array | null, dw: Float32Array | null): boolean;
+  /** splitHeads' RoPE gradient: g [B, heads, T, D] → dx [B, T, heads·D] (dx may be g); false when it cannot. */
+  ropeBackward?(g: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number,
+    dx: Float32Array): boolean;
   /**
    * out[M,N] (+)= a[M,K] · b[N,K]ᵀ for small transient matrices (attention's
    * products in training), starting at the given element offsets; false when it cannot.
@@ -85,6 +93,14 @@ export interface LinearEngine {
   gemmNN?(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): boolean;
   /** out[S,D] += a[R,S]ᵀ · b[R,D] (a weight gradient summed over R rows); false when it cannot. */
   gemmTN?(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean;
+  /**
+   * Attention's backward from the forward's weights P (wasm-engine.ts describes the
+   * layouts); writes the requested gradients; false when it cannot.
+   */
+  attentionBackward?(
+    P: Float32Array, dOut: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, rowScale: Float32Array,
+    s: AttentionShapes, dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
+  ): boolean;
   dispose(): void;
 }
 

@@ -113,6 +113,7 @@ export class Code {
   sub(): this { return this.op(0x6b); }
   mul(): this { return this.op(0x6c); }
   shl(): this { return this.op(0x74); }
+  divU(): this { return this.op(0x6e); }
   and32(): this { return this.op(0x71); }
   geU(): this { return this.op(0x4f); }
   gtU(): this { return this.op(0x4b); }
@@ -192,6 +193,10 @@ export class Code {
   }
   f32x4min(): this { return this.simd(0xe8); }
   f32x4max(): this { return this.simd(0xe9); }
+  /** f32x4.pmin: b < a ? b : a per lane (one minps; NaN in a passes through). */
+  f32x4pmin(): this { return this.simd(0xea); }
+  /** f32x4.pmax: a < b ? b : a per lane (one maxps; NaN in a passes through). */
+  f32x4pmax(): this { return this.simd(0xeb); }
   f32x4neg(): this { return this.simd(0xe1); }
   f32x4nearest(): this { return this.simd(0x6a); }
   /** i32x4.trunc_sat_f32x4_s */
@@ -213,6 +218,7 @@ export class Code {
   or32(): this { return this.op(0x72); }
   f32mul(): this { return this.op(0x94); }
   f32sub(): this { return this.op(0x93); }
+  f32div(): this { return this.op(0x95); }
   i32x4extract(lane: number): this { return this.simd(0x1b, lane); }
   i16x8extaddPairwiseI8S(): this { return this.simd(0x7c); }
   f32convertI32(): this { return this.op(0xb2); }

@@ -17,8 +17,9 @@ import { addBias } from "./bias.js";
 import { kernelModule, type KernelExports } from "./wasm-kernels.js";
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { MEMORY_MAX_BYTES, WasmArena } from "./wasm-arena.js";
-import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, WorkerPool } from "./wasm-pool.js";
+import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, TASKS, WorkerPool } from "./wasm-pool.js";
 import { wasmAttention, type WasmAttentionContext } from "./wasm-attention.js";
+import { ATTN_DK, ATTN_DQ, ATTN_DV, ATTN_PARAMS } from "./wasm-attention-kernels.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
 
 const MIB = 2 ** 20;
@@ -29,7 +30,7 @@ const MIB = 2 ** 20;
 export const DEFAULT_MEMORY_CAP = MEMORY_MAX_BYTES - 128 * MIB;
 /** Workspace per call and memory: a prefill with more x rows than fit runs in blocks of rows (same numbers). */
 const WORKSPACE_BYTES = 64 * MIB;
-/** Below this many weight bytes per call, one thread is faster than waking the others. */
+/** Below this many weight bytes per call (and GEMM_THREAD_MIN_MACS multiply-adds), one thread is faster than waking the others. */
 const THREAD_MIN_BYTES = 96 * 1024;
 /** Chunks per thread and job: small enough that a thread the OS runs late leaves little work behind. */
 const CHUNKS_PER_THREAD = 4;
@@ -56,6 +57,9 @@ interface Home {
   arena: WasmArena;
   ptr: number;
 }
+
+/** A kernel result to copy out of the workspace: slot `slot`'s room, into that array (a number) or into `into` (as many floats as it holds). */
+type ResultCopy = number | { slot: number; into: Float32Array };
 
 /** Room lent by hostBytes: where, how big, and the finalizer token of the view it was lent as. */
 interface Lent {
@@ -334,26 +338,148 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * Copies `arrays` into the first memory's workspace, runs `kernel` on their
-   * addresses, and copies array `result` back. False when there is no room.
+   * The gradients of out = silu(gate) · up for the output gradient g on this
+   * thread (silu_mul_backward): dGate = g·up·silu'(gate), dUp = g·silu(gate),
+   * either null when not wanted; dUp may be g itself. False when the
+   * workspace has no room.
    */
-  private onScratch(arrays: readonly Float32Array[], kernel: (ptrs: number[]) => void, result: number): boolean {
+  siluMulBackward(gate: Float32Array, up: Float32Array, g: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): boolean {
+    // Each array's room is rounded up to 16 bytes, so a count rounded up to 4 stays in it
+    // (the extra lanes compute garbage that is never copied back).
+    const count = Math.ceil(g.length / 4) * 4;
+    const results: ResultCopy[] = [];
+    if (dGate) results.push({ slot: 0, into: dGate });
+    if (dUp) results.push({ slot: 2, into: dUp });
+    return this.onScratch([gate, up, g], ([pg, pu, pd]) => this.arenas[0]!.kernels.silu_mul_backward(pg!, pu!, pd!, count), results);
+  }
+
+  /**
+   * The gradients of RMSNorm y = w · x · rstd over rows of H (rms_norm_backward)
+   * for the output gradient g: dx [rows, H] (may be g itself) and dw [H] added
+   * to, either null when not wanted. False when H is not a multiple of 4 or the
+   * workspace has no room.
+   */
+  rmsNormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float32Array, H: number,
+    dx: Float32Array | null, dw: Float32Array | null): boolean {
+    if (H % 4 !== 0) return false;
+    const results: ResultCopy[] = [];
+    if (dx) results.push({ slot: 2, into: dx });
+    if (dw) results.push(4);
+    return this.onScratch([x, w, g, rstd, dw ?? new Float32Array(H)],
+      ([px, pw, pd, pr, pdw]) => this.arenas[0]!.kernels.rms_norm_backward(px!, pw!, pd!, pr!, rstd.length, H, pdw!), results);
+  }
+
+  /**
+   * The gradient of splitHeads with RoPE on this thread (rope_backward): g [B,
+   * heads, T, D] → dx [B, T, heads·D], cos and sin [B, T, D/2]. dx may be g
+   * itself (the kernel writes a room of its own, copied back). False when D/2
+   * is not a multiple of 4 or the workspace has no room.
+   */
+  ropeBackward(g: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number,
+    dx: Float32Array): boolean {
+    if (D % 8 !== 0) return false;
+    return this.onScratch([g, cos, sin, dx.length],
+      ([pg, pc, ps, pdx]) => this.arenas[0]!.kernels.rope_backward(pg!, pc!, ps!, B, T, heads, D, pdx!), { slot: 3, into: dx });
+  }
+
+  /**
+   * Copies `arrays` into the first memory's workspace (a number: room for that
+   * many floats, not copied), runs `kernel` on their addresses, and copies the
+   * `results` back. False when there is no room.
+   */
+  private onScratch(arrays: readonly (Float32Array | number)[], kernel: (ptrs: number[]) => void, results: ResultCopy | readonly ResultCopy[]): boolean {
     const arena = this.arenas[0]!;
+    const room = (x: Float32Array | number) => 4 * (typeof x === "number" ? x : x.length) + 15 & ~15;
     let bytes = 0;
-    for (const x of arrays) bytes += x.byteLength + 15 & ~15;
+    for (const x of arrays) bytes += room(x);
     const base = arena.scratch(bytes);
     if (base === undefined) return false;
     const buf = arena.buffer; // after scratch(): growing the memory replaces the buffer
     const ptrs: number[] = [];
     let p = base;
     for (const x of arrays) {
-      new Float32Array(buf, p, x.length).set(x);
+      if (typeof x !== "number") new Float32Array(buf, p, x.length).set(x);
       ptrs.push(p);
-      p += x.byteLength + 15 & ~15;
+      p += room(x);
     }
     kernel(ptrs);
-    arrays[result]!.set(new Float32Array(buf, ptrs[result]!, arrays[result]!.length));
+    for (const r of Array.isArray(results) ? results : [results]) {
+      const { slot, into } = typeof r === "number" ? { slot: r, into: arrays[r] as Float32Array } : r;
+      into.set(new Float32Array(buf, ptrs[slot]!, into.length));
+    }
     return true;
+  }
+
+  /**
+   * Attention's backward on attn_bwd_groups (wasm-attention-kernels.ts): the
+   * (batch row, kv head) groups split over the worker threads, every operand
+   * in the first memory's workspace: P [B, n, T, S] and q [B, n, T, D] from the forward, k and v
+   * [B, k, S, D], the output gradient dOut [B, T, n·D] (gathered into q's
+   * layout here), rowScale [B, T] (the softmax scale, 0 for a row that sees no
+   * key). Writes each requested gradient (dq like q, dk and dv like k).
+   * False (nothing written) when D is not a multiple of 16 or there is no room.
+   */
+  attentionBackward(
+    P: Float32Array, dOut: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, rowScale: Float32Array,
+    s: AttentionShapes, dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
+  ): boolean {
+    const { B, n, k: kh, T, S, D } = s;
+    if (D % 16 !== 0) return false;
+    const rep = n / kh, R = rep * T;
+    const QN = B * n * T * D, KN = B * kh * S * D;
+    // dS: one R·S scratch block per thread; params: the kernel's parameter block.
+    const sizes = { P: P.length, dO: QN, Q: QN, K: KN, V: KN, dQ: QN, dK: KN, dV: KN, dS: this.threads * R * S, rowScale: B * R, params: ATTN_PARAMS.length };
+    type Name = keyof typeof sizes;
+    const arena = this.arenas[0]!;
+    let bytes = 0;
+    for (const len of Object.values(sizes)) bytes += 4 * len + 15 & ~15;
+    const base = arena.scratch(bytes);
+    if (base === undefined) return false;
+    const buf = arena.buffer; // after scratch(): growing the memory replaces the buffer
+    const at = {} as Record<Name, number>, view = {} as Record<Name, Float32Array>;
+    let p = base;
+    for (const [name, len] of Object.entries(sizes) as [Name, number][]) {
+      at[name] = p;
+      view[name] = new Float32Array(buf, p, len);
+      p += 4 * len + 15 & ~15;
+    }
+    view.P.set(P);
+    view.Q.set(q);
+    view.K.set(k);
+    view.V.set(v);
+    for (const g of [view.dQ, view.dK, view.dV]) g.fill(0);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < n; h++) {
+        for (let i = 0; i < T; i++) {
+          const src = (b * T + i) * n * D + h * D;
+          view.dO.set(dOut.subarray(src, src + D), ((b * n + h) * T + i) * D);
+        }
+      }
+      for (let hh = 0; hh < rep; hh++) view.rowScale.set(rowScale.subarray(b * T, (b + 1) * T), b * R + hh * T);
+    }
+    const parts = (dv ? ATTN_DV : 0) | (dq ? ATTN_DQ : 0) | (dk ? ATTN_DK : 0);
+    const fields: Record<(typeof ATTN_PARAMS)[number], number> = {
+      P: at.P, dO: at.dO, Q: at.Q, K: at.K, V: at.V, dQ: at.dQ, dK: at.dK, dV: at.dV, dS: at.dS, rowScale: at.rowScale,
+      R, S, D, parts, kvHeads: kh,
+    };
+    new Int32Array(buf, at.params, ATTN_PARAMS.length).set(ATTN_PARAMS.map((f) => fields[f]));
+    const groupFlops = 8 * R * S * D;
+    this.runTask("attn_bwd_groups", at.params, B * kh, groupFlops * B * kh >= 2 * GEMM_THREAD_MIN_MACS ? this.threads : 1);
+    dq?.set(view.dQ);
+    dk?.set(view.dK);
+    dv?.set(view.dV);
+    return true;
+  }
+
+  /** Runs task `name` (wasm-pool.ts TASKS) over `units` units with its parameter block at `params` (first memory). */
+  private runTask(name: (typeof TASKS)[number], params: number, units: number, T: number): void {
+    const c = this.pool.ctrl, b = HEADER;
+    const chunk = Math.max(1, Math.ceil(units / (T * (T > 1 ? CHUNKS_PER_THREAD : 1))));
+    const count = Math.ceil(units / chunk);
+    c[C.JOBS] = 1; c[C.M] = 0; c[C.K] = 0; c[C.SINGLE] = 0; c[C.CHUNKS] = count;
+    c[b + J.KIND] = TASK_KIND; c[b + J.W] = TASKS.indexOf(name); c[b + J.ROWS] = units; c[b + J.CHUNK] = chunk;
+    c[b + J.FIRST] = 0; c[b + J.END] = count; c[b + J.MEMORY] = 0; c[b + J.X] = params;
+    this.pool.run(this.kernels, T);
   }
 
   /**
@@ -441,7 +567,9 @@ export class WasmLinearEngine implements LinearEngine {
     c[C.JOBS] = jobs.length; c[C.K] = K; c[C.SINGLE] = M === 1 ? 1 : 0;
     let weightBytes = 0;
     for (const j of jobs) weightBytes += j.w.byteLength;
-    const T = weightBytes >= THREAD_MIN_BYTES ? this.threads : 1;
+    let macs = 0;
+    for (const j of jobs) macs += M * j.N * K;
+    const T = weightBytes >= THREAD_MIN_BYTES || macs >= GEMM_THREAD_MIN_MACS ? this.threads : 1;
     const yPtrs: number[] = [];
     let chunks = 0;
     jobs.forEach((j, i) => {

@@ -12,6 +12,8 @@
  *    rows × four W rows per step, eight SIMD accumulators.
  *  - gemm_f16 / gemm_bf16: widen four W rows into a per-thread scratch block
  *    (4·K floats, L1-resident), then gemm_f32 on it: prefill.
+ * The elementwise kernels the module also holds (silu_mul and the training
+ * tape's backwards of SwiGLU, RMSNorm and RoPE) are in wasm-elementwise.ts.
  * Accumulation is float32 in four lanes (as BLAS does), summed at the end;
  * each multiply-accumulate is fused (one rounding) where the runtime has
  * relaxed SIMD (Code.mulAdd), as BLAS's FMA kernels do.
@@ -19,6 +21,8 @@
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, F32, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
 import { dequantFn, gemmQuantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
+import { attentionBackwardGroupFn, attentionBackwardGroupsFn } from "./wasm-attention-kernels.js";
+import { rmsNormBackwardFn, ropeBackwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
 
 const F16_MASK = 0x8fffe000 | 0;
 const F16_MAGIC = 0x77800000; // 2^112 as float32 bits
@@ -279,36 +283,6 @@ function nonFiniteF16Fn(): FunctionDef {
   return { name: "has_nonfinite_f16", params: [I32, I32], results: [I32], code: c };
 }
 
-/**
- * silu_mul(g, u, out, count): out = silu(g) · u, count a multiple of 4, in
- * float32 as PyTorch's CPU kernel does: g / (1 + exp(-g)), rounded, times u.
- * exp is Cephes' expf (range reduction by ln 2 in two parts, degree-7
- * polynomial, scale by 2^k built in the exponent bits; about 1 ulp, like the
- * SLEEF expf PyTorch uses). The argument is clamped to [-87, 88] so 2^k stays
- * a normal float: beyond that silu(g) is g (to the last bit) or below 1e-36.
- */
-function siluMulFn(): FunctionDef {
-  const [g, u, out, count] = [0, 1, 2, 3];
-  const c = new Code(4);
-  const end = c.local(I32), x = c.local(V128), t = c.local(V128), k = c.local(V128), r = c.local(V128), y = c.local(V128);
-  c.get(g).get(count).i32(2).shl().add().set(end);
-  c.loop(g, end, () => { c.inc(g, 16).inc(u, 16).inc(out, 16); }, () => {
-    c.get(g).v128load().set(x);
-    c.get(x).f32x4neg().f32x4const(-87).f32x4max().f32x4const(88).f32x4min().set(t); // t = -x, clamped
-    c.get(t).f32x4const(1.44269504088896341).f32x4mul().f32x4nearest().set(k);
-    c.get(t).get(k).f32x4const(0.693359375).f32x4mul().f32x4sub()
-      .get(k).f32x4const(-2.12194440e-4).f32x4mul().f32x4sub().set(r);
-    c.f32x4const(1.9875691500e-4);
-    for (const coef of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) {
-      c.get(r).f32x4mul().f32x4const(coef).f32x4add();
-    }
-    c.get(r).f32x4mul().get(r).f32x4mul().get(r).f32x4add().f32x4const(1).f32x4add().set(y); // exp(r)
-    c.get(k).i32x4truncF32().i32x4const(127).i32x4add().i32(23).i32x4shl().get(y).f32x4mul().set(y); // exp(t)
-    c.get(out).get(x).get(y).f32x4const(1).f32x4add().f32x4div().get(u).v128load().f32x4mul().v128store();
-  });
-  return { name: "silu_mul", params: [I32, I32, I32, I32], results: [], code: c };
-}
-
 const WIDEN_F16 = 0, WIDEN_BF16 = 1, GEMM_F32 = 2;
 
 /** gemm_16(x, M, w, K, y, N, rows, scratch): widen 4 rows at a time into scratch, then gemm_f32. */
@@ -333,8 +307,15 @@ export interface KernelExports {
   weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
   gemm_nn(a: number, M: number, J: number, b: number, N: number, s: number, out: number): void;
   gemm_tn(a: number, R: number, S: number, b: number, D: number, out: number): void;
+  attn_bwd_group(P: number, dO: number, Q: number, K: number, V: number, dQ: number, dK: number, dV: number,
+    dS: number, rowScale: number, R: number, S: number, D: number, parts: number): void;
+  /** Worker-pool tasks (wasm-pool.ts TASKS): (parameter block, first unit, end unit, thread). */
+  attn_bwd_groups(params: number, first: number, end: number, thread: number): void;
   has_nonfinite_f16(p: number, count: number): number;
   silu_mul(g: number, u: number, out: number, count: number): void;
+  silu_mul_backward(g: number, u: number, d: number, count: number): void;
+  rms_norm_backward(x: number, w: number, d: number, rstd: number, rows: number, H: number, dw: number): void;
+  rope_backward(g: number, cos: number, sin: number, B: number, T: number, heads: number, D: number, dx: number): void;
   /** deq_<type>(src, dst, blocks, f16Table), gemm_<type>(x, M, w, K, y, N, rows, scratch, f16Table), gemv_<type>(x, w, K, y, rows, f16Table): wasm-quant.ts. */
   [quantKernel: `deq_${string}` | `gemm_${string}` | `gemv_${string}`]: (...args: number[]) => void;
 }
@@ -348,7 +329,7 @@ export function kernelModule(): WasmModule | undefined {
   if (compiled) return compiled;
   if (!wasm) return undefined;
   try {
-    const bytes = assembleModule([
+    const fns = [
       widenFn("widen_f16", false), // 0
       widenFn("widen_bf16", true), // 1
       gemmF32Fn(), // 2
@@ -365,7 +346,14 @@ export function kernelModule(): WasmModule | undefined {
       ...INT8_DOT_TYPES.map((t) => gemvInt8Fn(t)),
       gemmNnFn(),
       gemmTnFn(),
-    ], 1, MAX_PAGES);
+      siluMulBackwardFn(),
+      rmsNormBackwardFn(),
+      ropeBackwardFn(),
+    ];
+    const index = (name: string) => fns.findIndex((f) => f.name === name);
+    fns.push(attentionBackwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), gemmTn: index("gemm_tn") }));
+    fns.push(attentionBackwardGroupsFn(index("attn_bwd_group")));
+    const bytes = assembleModule(fns, 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;
   } catch {

@@ -37,16 +37,26 @@ export const MAX_JOBS = 8;
 //     +5 rows per chunk  +6 first chunk index  +7 end chunk index  +8 memory index
 //     +9 x  +10 scratch base (each thread: 16·K bytes)  +11 f16 → f32 table (quantized kinds' scales)
 //     +12 x as Q8_0 blocks for the int8 decode kernels, or 0 (exact mode, or M > 1)
+//   a task job (kind TASK_KIND): +1 the task's index in TASKS, +4 units, +5..+8 as above, +9 its parameter block
 export const C = { GEN: 0, QUIT: 1, DONE: 2, JOBS: 3, M: 4, K: 5, NEXT: 8, CHUNKS: 9, MEMORIES: 12, SINGLE: 13, SEATS: 16 } as const;
 export const HEADER = 24;
+/**
+ * A job of kind TASK_KIND runs kernel TASKS[w] as (x: its parameter block, first unit,
+ * end unit, thread) over chunks of `rows` units (e.g. attention's (batch row, kv head) groups).
+ */
+export const TASK_KIND = 100;
+export const TASKS = ["attn_bwd_groups"] as const;
 export const JOB_STRIDE = 16;
 export const J = { KIND: 0, W: 1, N: 2, Y: 3, ROWS: 4, CHUNK: 5, FIRST: 6, END: 7, MEMORY: 8, X: 9, SCRATCH: 10, TABLE: 11, XQ: 12 } as const;
 
 const QUANT_ROW = QUANT_KINDS.map((q) => [
   `gemm_${q}`, INT8_DOT_TYPES.includes(q) ? `gemv_int8_${q}` : `gemv_${q}`, `gemv_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes,
 ]);
+/** Bytes of x rows a prefill kernel call streams per group of weight rows (half an L2 cache or less). */
+const X_BLOCK_BYTES = 128 * 1024;
 const RUN_SHARE = `
 const QUANT_ROW = ${JSON.stringify(QUANT_ROW)};
+const TASKS = ${JSON.stringify(TASKS)};
 function runShare(ks, c, t) {
   const M = c[${C.M}], K = c[${C.K}], total = c[${C.CHUNKS}], single = c[${C.SINGLE}] === 1;
   let b = ${HEADER};
@@ -57,15 +67,31 @@ function runShare(ks, c, t) {
     const k = ks[c[b + ${J.MEMORY}]], x = c[b + ${J.X}] >>> 0, scratch = (c[b + ${J.SCRATCH}] >>> 0) + t * K * 16;
     const kind = c[b], w = c[b + ${J.W}] >>> 0, N = c[b + ${J.N}], y = c[b + ${J.Y}] >>> 0, chunk = c[b + ${J.CHUNK}];
     const r0 = (idx - c[b + ${J.FIRST}]) * chunk, r1 = Math.min(c[b + ${J.ROWS}], r0 + chunk);
-    if (kind >= ${FIRST_QUANT_KIND}) {
-      const [gemm, gemvInt8, gemv, elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
-      const wr = w + r0 * (K / elems) * bytes, table = c[b + ${J.TABLE}] >>> 0, xq = c[b + ${J.XQ}] >>> 0;
-      if (single && xq !== 0 && gemvInt8 !== gemv) k[gemvInt8](xq, wr, K, y + r0 * 4, r1 - r0, table);
-      else if (single) k[gemv](x, wr, K, y + r0 * 4, r1 - r0, table);
-      else k[gemm](x, M, wr, K, y + r0 * 4, N, r1 - r0, scratch, table);
-    } else if (kind === 0) k.gemm_f32(x, M, w + r0 * K * 4, K, y + r0 * 4, N, r1 - r0);
-    else if (single) (kind === 1 ? k.gemv_f16 : k.gemv_bf16)(x, w + r0 * K * 2, K, y + r0 * 4, r1 - r0);
-    else (kind === 1 ? k.gemm_f16 : k.gemm_bf16)(x, M, w + r0 * K * 2, K, y + r0 * 4, N, r1 - r0, scratch);
+    if (kind === ${TASK_KIND}) {
+      k[TASKS[w]](x, r0, r1, t);
+      continue;
+    }
+    if (single && kind !== 0) { // f32 weights have no gemv: their single row runs through gemm_f32 below
+      if (kind >= ${FIRST_QUANT_KIND}) {
+        const [, gemvInt8, gemv, elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
+        const wr = w + r0 * (K / elems) * bytes, table = c[b + ${J.TABLE}] >>> 0, xq = c[b + ${J.XQ}] >>> 0;
+        if (xq !== 0 && gemvInt8 !== gemv) k[gemvInt8](xq, wr, K, y + r0 * 4, r1 - r0, table);
+        else k[gemv](x, wr, K, y + r0 * 4, r1 - r0, table);
+      } else (kind === 1 ? k.gemv_f16 : k.gemv_bf16)(x, w + r0 * K * 2, K, y + r0 * 4, r1 - r0);
+      continue;
+    }
+    // The kernels stream every x row past each group of four weight rows: x goes in blocks
+    // of about ${X_BLOCK_BYTES >> 10} KiB, so it is read from L2 rather than memory (same numbers: each
+    // output is one x row's dot product with one weight row, whatever the blocking).
+    const mb = Math.max(2, Math.floor(${X_BLOCK_BYTES} / (4 * K)) & ~1);
+    for (let m0 = 0; m0 < M; m0 += mb) {
+      const rows = Math.min(mb, M - m0), xb = x + m0 * K * 4, yb = y + (m0 * N + r0) * 4;
+      if (kind >= ${FIRST_QUANT_KIND}) {
+        const [gemm, , , elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
+        k[gemm](xb, rows, w + r0 * (K / elems) * bytes, K, yb, N, r1 - r0, scratch, c[b + ${J.TABLE}] >>> 0);
+      } else if (kind === 0) k.gemm_f32(xb, rows, w + r0 * K * 4, K, yb, N, r1 - r0);
+      else (kind === 1 ? k.gemm_f16 : k.gemm_bf16)(xb, rows, w + r0 * K * 2, K, yb, N, r1 - r0, scratch);
+    }
   }
 }`;
 

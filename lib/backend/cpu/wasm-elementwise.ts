@@ -1,0 +1,184 @@
+/**
+ * The WebAssembly SIMD kernels of the elementwise ops: silu_mul (the CPU
+ * backend's SwiGLU gate) and the training tape's backwards of SwiGLU, RMSNorm
+ * and RoPE. All pointers are byte addresses in the shared memory; counts and
+ * row widths are multiples of 4 floats (the engine pads, or keeps other
+ * shapes on the JavaScript path).
+ */
+import { Code, I32, V128, type FunctionDef } from "./wasm-asm.js";
+
+/** The v128 locals expNeg works in. */
+interface ExpLocals { t: number; k: number; r: number }
+
+function expLocals(c: Code): ExpLocals {
+  return { t: c.local(V128), k: c.local(V128), r: c.local(V128) };
+}
+
+/**
+ * local y = exp(-x), lane by lane: Cephes' expf (range reduction by ln 2 in
+ * two parts, degree-7 polynomial, scale by 2^k built in the exponent bits;
+ * about 1 ulp, like the SLEEF expf PyTorch uses). The argument is clamped to
+ * [-87, 88] so 2^k stays a normal float. The clamp is pmax/pmin (one
+ * instruction each on x86, where max/min take seven) with t first, so a NaN
+ * passes through as min/max would pass it. 2^k: k + 127 is an integer in
+ * [1, 254], so in k + 127 + 2^23 it fills the low mantissa bits, and shifting
+ * the float's bits left by 23 leaves (k + 127) << 23, the exponent field
+ * (a NaN k gives some bits, times a NaN y: NaN).
+ */
+function expNeg(c: Code, x: number, y: number, { t, k, r }: ExpLocals): void {
+  c.get(x).f32x4neg().f32x4const(-87).f32x4pmax().f32x4const(88).f32x4pmin().set(t); // t = -x, clamped
+  c.get(t).f32x4const(1.44269504088896341).f32x4mul().f32x4nearest().set(k);
+  c.get(t).get(k).f32x4const(0.693359375).f32x4mul().f32x4sub()
+    .get(k).f32x4const(-2.12194440e-4).f32x4mul().f32x4sub().set(r);
+  c.f32x4const(1.9875691500e-4);
+  for (const coef of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) {
+    c.get(r).f32x4mul().f32x4const(coef).f32x4add();
+  }
+  c.get(r).f32x4mul().get(r).f32x4mul().get(r).f32x4add().f32x4const(1).f32x4add().set(y); // exp(r)
+  c.get(k).f32x4const(2 ** 23 + 127).f32x4add().i32(23).i32x4shl().get(y).f32x4mul().set(y); // exp(t) = 2^k · exp(r)
+}
+
+/**
+ * silu_mul(g, u, out, count): out = silu(g) · u, count a multiple of 4, in
+ * float32 as PyTorch's CPU kernel does: g / (1 + exp(-g)), rounded, times u,
+ * exp(-g) from expNeg: with its clamp, beyond [-87, 88] silu(g) is g (to the
+ * last bit) or below 1e-36.
+ */
+export function siluMulFn(): FunctionDef {
+  const [g, u, out, count] = [0, 1, 2, 3];
+  const c = new Code(4);
+  const end = c.local(I32), x = c.local(V128);
+  const exp = expLocals(c);
+  const y = c.local(V128);
+  c.get(g).get(count).i32(2).shl().add().set(end);
+  c.loop(g, end, () => { c.inc(g, 16).inc(u, 16).inc(out, 16); }, () => {
+    c.get(g).v128load().set(x);
+    expNeg(c, x, y, exp);
+    c.get(out).get(x).get(y).f32x4const(1).f32x4add().f32x4div().get(u).v128load().f32x4mul().v128store();
+  });
+  return { name: "silu_mul", params: [I32, I32, I32, I32], results: [], code: c };
+}
+
+/**
+ * silu_mul_backward(g, u, d, count): the gradients of out = silu(g) · u for
+ * the output gradient d, in place: g's room receives d·u·silu'(g), d's
+ * receives d·silu(g). count a multiple of 4. With e = exp(-g) (expNeg, as the
+ * forward) and s = 1 / (1 + e) = sigmoid(g) (one division): silu(g) = g·s and
+ * silu'(g) = s + silu(g)·(1 − s), 1 − s taken as e·s: where s nears 1, 1 − s
+ * in float32 would keep only the few bits of s's rounding. s is 1/2 at 0, and
+ * 1 or tiny beyond the clamp (where silu' is 1 or below 1e-36). Each gradient
+ * is within ~3e-7 of its terms' size (test/autograd-tape-elementwise.test.ts).
+ */
+export function siluMulBackwardFn(): FunctionDef {
+  const [g, u, d, count] = [0, 1, 2, 3];
+  const c = new Code(4);
+  const end = c.local(I32), x = c.local(V128), e = c.local(V128);
+  const exp = expLocals(c);
+  const den = c.local(V128), silu = c.local(V128), s = c.local(V128), slope = c.local(V128), dv = c.local(V128);
+  c.get(g).get(count).i32(2).shl().add().set(end);
+  c.loop(g, end, () => { c.inc(g, 16).inc(u, 16).inc(d, 16); }, () => {
+    c.get(g).v128load().set(x);
+    expNeg(c, x, e, exp);
+    c.get(e).f32x4const(1).f32x4add().set(den);
+    c.f32x4const(1).get(den).f32x4div().tee(s).set(slope);
+    c.get(x).get(s).f32x4mul().set(silu);
+    c.mulAdd(slope, () => c.get(silu).get(e).get(s).f32x4mul()); // s + silu·(1 − s), 1 − s as e·s
+    c.get(d).v128load().set(dv);
+    c.get(g).get(dv).get(u).v128load().f32x4mul().get(slope).f32x4mul().v128store();
+    c.get(d).get(dv).get(silu).f32x4mul().v128store();
+  });
+  return { name: "silu_mul_backward", params: [I32, I32, I32, I32], results: [], code: c };
+}
+
+/**
+ * rms_norm_backward(x, w, d, rstd, rows, H, dw): the gradients of RMSNorm
+ * y = w · x · r for the output gradient d, x and d [rows, H], w [H], r = rstd
+ * [rows], H a multiple of 4. With n = x·r per row: dx = r·(d·w − n·mean(d·w·n))
+ * overwrites d (each element read before it is written), and dw [H] += Σ_rows
+ * d·n (row by row in order, as the JavaScript loop). The row's mean is summed
+ * in four float32 lanes (as PyTorch's float32 backward).
+ */
+export function rmsNormBackwardFn(): FunctionDef {
+  const [x, w, d, rstd, rows, H, dw] = [0, 1, 2, 3, 4, 5, 6];
+  const c = new Code(7);
+  const r = c.local(I32), rowBytes = c.local(I32), xr = c.local(I32), dr = c.local(I32), off = c.local(I32);
+  const rs = c.local(V128), acc = c.local(V128), mean = c.local(V128), n = c.local(V128), dv = c.local(V128);
+  const dwv = c.local(V128), tmp = c.local(V128);
+  c.get(H).i32(2).shl().set(rowBytes);
+  c.i32(0).set(r);
+  c.loop(r, rows, 1, () => {
+    c.get(x).get(r).get(rowBytes).mul().add().set(xr);
+    c.get(d).get(r).get(rowBytes).mul().add().set(dr);
+    c.get(rstd).get(r).i32(2).shl().add().f32load().f32x4splat().set(rs);
+    c.i32x4const(0).set(acc);
+    c.i32(0).set(off);
+    c.loop(off, rowBytes, 16, () => {
+      c.mulAdd(acc, () => c.sum(dr, off).v128load().sum(w, off).v128load().f32x4mul().sum(xr, off).v128load());
+    });
+    // mean(d·w·n) = r · Σ d·w·x / H
+    c.get(acc).hsum(tmp).get(rs).f32x4extract(0).f32mul().get(H).f32convertI32().f32div().f32x4splat().set(mean);
+    c.i32(0).set(off);
+    c.loop(off, rowBytes, 16, () => {
+      c.sum(xr, off).v128load().get(rs).f32x4mul().set(n);
+      c.sum(dr, off).v128load().set(dv);
+      c.sum(dw, off).v128load().set(dwv);
+      c.mulAdd(dwv, () => c.get(dv).get(n));
+      c.sum(dw, off).get(dwv).v128store();
+      c.sum(dr, off).get(rs).get(dv).sum(w, off).v128load().f32x4mul().get(n).get(mean).f32x4mul().f32x4sub().f32x4mul().v128store();
+    });
+  });
+  return { name: "rms_norm_backward", params: [I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
+
+/**
+ * rope_backward(g, cos, sin, B, T, heads, D, dx): the gradient of splitHeads
+ * with RoPE (x [B, T, heads·D] → [B, heads, T, D] rotated, lib/tensor/ops.ts
+ * splitHeadsInto) for the output gradient g [B, heads, T, D]: the inverse
+ * rotation, written back in x's layout. With c, s = cos, sin [B, T, D/2] at
+ * (b, t, i), g1, g2 = g's halves at i:
+ *
+ *   dx[b, t, h, i] = g1·c + g2·s        dx[b, t, h, i + D/2] = g2·c − g1·s
+ *
+ * D/2 a multiple of 4. dx is written in order (one head after another); g is
+ * read a head's T·D floats apart.
+ */
+export function ropeBackwardFn(): FunctionDef {
+  const [g, cos, sin, B, T, heads, D, dx] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const c = new Code(8);
+  const b = c.local(I32), t = c.local(I32), h = c.local(I32), off = c.local(I32);
+  const headBytes = c.local(I32), halfBytes = c.local(I32), seqBytes = c.local(I32), batchBytes = c.local(I32);
+  const gBatch = c.local(I32), gRow = c.local(I32), gp = c.local(I32), tab = c.local(I32), a1 = c.local(I32);
+  const cv = c.local(V128), sv = c.local(V128), g1 = c.local(V128), g2 = c.local(V128);
+  c.get(D).i32(2).shl().set(headBytes);
+  c.get(D).i32(1).shl().set(halfBytes);
+  c.get(T).get(headBytes).mul().set(seqBytes); // one head of g: T rows of D
+  c.get(heads).get(seqBytes).mul().set(batchBytes);
+  c.get(g).set(gBatch);
+  c.i32(0).set(tab); // byte offset of (b, t) in cos and sin
+  c.i32(0).set(b);
+  c.loop(b, B, 1, () => {
+    c.get(gBatch).set(gRow);
+    c.i32(0).set(t);
+    c.loop(t, T, 1, () => {
+      c.get(gRow).set(gp);
+      c.i32(0).set(h);
+      c.loop(h, heads, 1, () => {
+        c.i32(0).set(off);
+        c.loop(off, halfBytes, 16, () => {
+          c.sum(tab, off).get(cos).add().v128load().set(cv);
+          c.sum(tab, off).get(sin).add().v128load().set(sv);
+          c.sum(gp, off).tee(a1).v128load().set(g1);
+          c.get(a1).get(halfBytes).add().v128load().set(g2);
+          c.sum(dx, off).tee(a1).get(g1).get(cv).f32x4mul().get(g2).get(sv).f32x4mul().f32x4add().v128store();
+          c.get(a1).get(halfBytes).add().get(g2).get(cv).f32x4mul().get(g1).get(sv).f32x4mul().f32x4sub().v128store();
+        });
+        c.get(gp).get(seqBytes).add().set(gp);
+        c.get(dx).get(headBytes).add().set(dx);
+      });
+      c.get(gRow).get(headBytes).add().set(gRow);
+      c.get(tab).get(halfBytes).add().set(tab);
+    });
+    c.get(gBatch).get(batchBytes).add().set(gBatch);
+  });
+  return { name: "rope_backward", params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+}
