@@ -30,7 +30,8 @@ afterAll(() => backends.forEach((b) => b.dispose()));
 
 describe("rank-r products: out += s·a·b (gemmNN) and out += aᵀ·b (gemmTN)", () => {
   // N multiples of 16 run on the wasm kernel; 20 and 6 are the engine's refusals (the caller's JavaScript runs).
-  for (const [M, J, N] of [[33, 8, 688], [5, 4, 16], [64, 63, 32], [7, 8, 20], [3, 2, 6]] as const) {
+  // [1000, 8, 688]: enough multiply-adds for the worker threads (rows of a·b, columns of aᵀ·b split over them).
+  for (const [M, J, N] of [[33, 8, 688], [1000, 8, 688], [5, 4, 16], [64, 63, 32], [7, 8, 20], [3, 2, 6]] as const) {
     it(`a[${M},${J}]·b[${J},${N}] and a[${M},${N}]ᵀ·b[${M},${J}]: engine and JavaScript within 1e-6 of float64`, async () => {
       const cpu = await CpuBackend.create();
       backends.push(cpu);
@@ -57,7 +58,8 @@ describe("rank-r products: out += s·a·b (gemmNN) and out += aᵀ·b (gemmTN)",
       expect(maxRel(tnJs, tnRef)).toBeLessThan(1e-6);
       const tnEngine = acc.slice();
       expect(cpu.gemmTN(g, u, tnEngine, M, N, J)).toBe(J % 4 === 0);
-      if (J % 4 === 0) expect(maxRel(tnEngine, tnRef)).toBeLessThan(1e-6);
+      // The kernel sums the M rows in order in float32 (the rounding grows like √M).
+      if (J % 4 === 0) expect(maxRel(tnEngine, tnRef)).toBeLessThan(1e-6 * Math.max(1, Math.sqrt(M / 64)));
     });
   }
 });

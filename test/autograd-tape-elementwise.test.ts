@@ -77,7 +77,8 @@ function siluRef(gate: Float32Array, up: Float32Array, g: Float32Array) {
 }
 
 describe("siluMul backward: the wasm kernel and the JavaScript fallback against float64", () => {
-  for (const [rows, cols] of [[1, 1], [1, 3], [1, 7], [3, 5], [4, 301], [2, 688]] as const) {
+  // [503, 687]: long enough for the forward and backward to be split over the worker threads.
+  for (const [rows, cols] of [[1, 1], [1, 3], [1, 7], [3, 5], [4, 301], [2, 688], [503, 687]] as const) {
     const n = rows * cols;
     it(`[${rows}, ${cols}] through the CPU tape`, async () => {
       const { be } = await cpuAndTape();

@@ -41,7 +41,7 @@ export function attentionBackwardGroupFn(ix: AttentionProductIndices): FunctionD
   c.get(S).i32(-4).and32().set(S4);
   c.get(S4).i32(2).shl().set(s4Bytes);
 
-  c.get(parts).i32(ATTN_DV).and32().if(() => { c.get(P).get(R).get(S).get(dO).get(D).get(dV).call(ix.gemmTn); });
+  c.get(parts).i32(ATTN_DV).and32().if(() => { c.get(P).get(R).get(S).get(S).get(dO).get(D).get(dV).call(ix.gemmTn); });
   c.get(parts).i32(ATTN_DQ | ATTN_DK).and32().if(() => {
     // dP = dO·Vᵀ: the keys in fours on gemm_f32, then each of the last S % 4 keys as one dot product per row.
     c.get(dO).get(R).get(V).get(D).get(dS).get(S).get(S4).call(ix.gemmF32);
@@ -86,7 +86,7 @@ export function attentionBackwardGroupFn(ix: AttentionProductIndices): FunctionD
     c.get(parts).i32(ATTN_DQ).and32().if(() => {
       c.get(dS).get(R).get(S).get(K).get(D).i32(1).f32convertI32().get(dQ).call(ix.gemmNn);
     });
-    c.get(parts).i32(ATTN_DK).and32().if(() => { c.get(dS).get(R).get(S).get(Q).get(D).get(dK).call(ix.gemmTn); });
+    c.get(parts).i32(ATTN_DK).and32().if(() => { c.get(dS).get(R).get(S).get(S).get(Q).get(D).get(dK).call(ix.gemmTn); });
   });
   return { name: "attn_bwd_group", params: new Array<number>(14).fill(I32), results: [], code: c };
 }

@@ -17,7 +17,8 @@ import { addBias } from "./bias.js";
 import { kernelModule, type KernelExports } from "./wasm-kernels.js";
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { MEMORY_MAX_BYTES, WasmArena } from "./wasm-arena.js";
-import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, TASKS, WorkerPool } from "./wasm-pool.js";
+import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, WorkerPool } from "./wasm-pool.js";
+import { TASKS, TASK_PARAMS, type TaskName } from "./wasm-tasks.js";
 import { wasmAttention, type WasmAttentionContext } from "./wasm-attention.js";
 import { ATTN_DK, ATTN_DQ, ATTN_DV, ATTN_PARAMS } from "./wasm-attention-kernels.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
@@ -34,6 +35,8 @@ const WORKSPACE_BYTES = 64 * MIB;
 const THREAD_MIN_BYTES = 96 * 1024;
 /** Chunks per thread and job: small enough that a thread the OS runs late leaves little work behind. */
 const CHUNKS_PER_THREAD = 4;
+/** An elementwise kernel over fewer elements than this runs on the calling thread alone. */
+const ELEMENTWISE_THREAD_MIN = 1 << 18;
 /** A `gemm` of fewer multiply-adds than this runs on the calling thread alone (waking the others costs more). */
 const GEMM_THREAD_MIN_MACS = 1 << 22;
 
@@ -268,7 +271,7 @@ export class WasmLinearEngine implements LinearEngine {
     const arena = this.arenas[0]!;
     const n = gate.length;
     const n4 = Math.ceil(n / 4) * 4; // zero padding: silu(0) · 0 = 0
-    const base = arena.scratch(12 * n4);
+    const base = arena.scratch(12 * n4 + 16);
     if (base === undefined) return false;
     const buf = arena.buffer;
     const g = new Float32Array(buf, base, n4);
@@ -277,9 +280,25 @@ export class WasmLinearEngine implements LinearEngine {
     u.set(up);
     g.fill(0, n);
     u.fill(0, n);
-    arena.kernels.silu_mul(base, base + 4 * n4, base + 8 * n4, n4);
+    this.elementwise("silu_mul_span", [base, base + 4 * n4, base + 8 * n4], n4, base + 12 * n4);
     out.set(new Float32Array(buf, base + 8 * n4, n));
     return true;
+  }
+
+  /**
+   * An elementwise kernel k(x, y, z, count) over `count` elements (a multiple of 4)
+   * of three arrays in the first memory: on this thread, or as task `span`
+   * split over the threads when the arrays are long (its parameter block, 3
+   * pointers, written at `params`).
+   */
+  private elementwise(span: "silu_mul_span" | "silu_mul_backward_span", ptrs: readonly [number, number, number], count: number, params: number): void {
+    const arena = this.arenas[0]!;
+    if (this.threads === 1 || count < ELEMENTWISE_THREAD_MIN) {
+      (span === "silu_mul_span" ? arena.kernels.silu_mul : arena.kernels.silu_mul_backward)(ptrs[0], ptrs[1], ptrs[2], count);
+      return;
+    }
+    new Int32Array(arena.buffer, params, 3).set(ptrs);
+    this.runTask(span, params, count / 4, this.threads);
   }
 
   /**
@@ -324,7 +343,11 @@ export class WasmLinearEngine implements LinearEngine {
    */
   gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): boolean {
     if (N % 16 !== 0) return false;
-    return this.onScratch([a, b, out], ([pa, pb, po]) => this.arenas[0]!.kernels.gemm_nn(pa!, M, J, pb!, N, s, po!), 2);
+    const T = M * J * N >= GEMM_THREAD_MIN_MACS ? this.threads : 1;
+    return this.onScratch([a, b, out, TASK_PARAMS.gemm_nn_rows.length], ([pa, pb, po, pp]) => {
+      if (T === 1) return this.arenas[0]!.kernels.gemm_nn(pa!, M, J, pb!, N, s, po!);
+      this.runTask("gemm_nn_rows", this.taskParams(pp!, "gemm_nn_rows", { a: pa!, M, J, b: pb!, N, s, out: po! }), M, T);
+    }, 2);
   }
 
   /**
@@ -334,7 +357,11 @@ export class WasmLinearEngine implements LinearEngine {
    */
   gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
     if (D % 4 !== 0) return false;
-    return this.onScratch([a, b, out], ([pa, pb, po]) => this.arenas[0]!.kernels.gemm_tn(pa!, R, S, pb!, D, po!), 2);
+    const T = R * S * D >= GEMM_THREAD_MIN_MACS ? this.threads : 1;
+    return this.onScratch([a, b, out, TASK_PARAMS.gemm_tn_cols.length], ([pa, pb, po, pp]) => {
+      if (T === 1) return this.arenas[0]!.kernels.gemm_tn(pa!, R, S, S, pb!, D, po!);
+      this.runTask("gemm_tn_cols", this.taskParams(pp!, "gemm_tn_cols", { a: pa!, R, S, b: pb!, D, out: po! }), S, T);
+    }, 2);
   }
 
   /**
@@ -350,7 +377,7 @@ export class WasmLinearEngine implements LinearEngine {
     const results: ResultCopy[] = [];
     if (dGate) results.push({ slot: 0, into: dGate });
     if (dUp) results.push({ slot: 2, into: dUp });
-    return this.onScratch([gate, up, g], ([pg, pu, pd]) => this.arenas[0]!.kernels.silu_mul_backward(pg!, pu!, pd!, count), results);
+    return this.onScratch([gate, up, g, 3], ([pg, pu, pd, pp]) => this.elementwise("silu_mul_backward_span", [pg!, pu!, pd!], count, pp!), results);
   }
 
   /**
@@ -471,8 +498,18 @@ export class WasmLinearEngine implements LinearEngine {
     return true;
   }
 
-  /** Runs task `name` (wasm-pool.ts TASKS) over `units` units with its parameter block at `params` (first memory). */
-  private runTask(name: (typeof TASKS)[number], params: number, units: number, T: number): void {
+  /** Writes task `task`'s parameter block at `at` (first memory) in TASK_PARAMS order: `s` as float32, the rest int32. Returns `at`. */
+  private taskParams<T extends keyof typeof TASK_PARAMS>(at: number, task: T, values: Record<(typeof TASK_PARAMS)[T][number], number>): number {
+    const view = new DataView(this.arenas[0]!.buffer, at);
+    (TASK_PARAMS[task] as readonly (typeof TASK_PARAMS)[T][number][]).forEach((name, i) => {
+      if (name === "s") view.setFloat32(4 * i, values[name], true);
+      else view.setInt32(4 * i, values[name], true);
+    });
+    return at;
+  }
+
+  /** Runs task `name` (wasm-tasks.ts) over `units` units with its parameter block at `params` (first memory) on T threads. */
+  private runTask(name: TaskName, params: number, units: number, T: number): void {
     const c = this.pool.ctrl, b = HEADER;
     const chunk = Math.max(1, Math.ceil(units / (T * (T > 1 ? CHUNKS_PER_THREAD : 1))));
     const count = Math.ceil(units / chunk);

@@ -22,6 +22,7 @@ import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, F32, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
 import { dequantFn, gemmQuantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
 import { attentionBackwardGroupFn, attentionBackwardGroupsFn } from "./wasm-attention-kernels.js";
+import { gemmNnRowsFn, gemmTnColsFn, siluMulBackwardSpanFn, siluMulSpanFn } from "./wasm-tasks.js";
 import { rmsNormBackwardFn, ropeBackwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
 
 const F16_MASK = 0x8fffe000 | 0;
@@ -237,36 +238,49 @@ function gemmNnFn(): FunctionDef {
 }
 
 /**
- * gemm_tn(a, R, S, b, D, out): out[s] += Σ_r a[r, s] · B[r] for s < S, with a [R, S],
- * B [R, D] (D a multiple of 4), out [S, D]: aᵀ · B without a transpose, for weight
- * gradients (dW = gᵀ · X: the sum runs over the batch's rows). One row r at a time,
- * each out row a multiply-add of a[r, s] times B's row r, so every output is
- * accumulated over r in order (out should stay cache-resident: S·D small).
+ * gemm_tn(a, R, S, lda, b, D, out): out[s] += Σ_r a[r, s] · B[r] for s < S, with a
+ * [R, ≥S] (rows lda floats apart), B [R, D] (D a multiple of 4), out [S, D]:
+ * aᵀ · B without a transpose, for weight gradients (dW = gᵀ · X: the sum runs
+ * over the batch's rows; a column range of a is a slice of dW's rows). Four
+ * rows r at a time: each out vector is loaded once, takes their four
+ * multiply-adds in order of r, and is stored, so every output is accumulated
+ * over r in order whatever the blocking (out should stay cache-resident: S·D small).
  */
 function gemmTnFn(): FunctionDef {
-  const [a, R, S, b, D, out] = [0, 1, 2, 3, 4, 5];
-  const c = new Code(6);
-  const r = c.local(I32), ap = c.local(I32), aEnd = c.local(I32), bRow = c.local(I32), rowBytes = c.local(I32);
-  const op = c.local(I32), off = c.local(I32);
-  const sp = c.local(V128), acc = c.local(V128);
+  const [a, R, S, lda, b, D, out] = [0, 1, 2, 3, 4, 5, 6];
+  const c = new Code(7);
+  const r = c.local(I32), R4 = c.local(I32), s = c.local(I32), rowBytes = c.local(I32), aStride = c.local(I32);
+  const op = c.local(I32), off = c.local(I32), aCol = c.local(I32);
+  const ar = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)], br = [c.local(I32), c.local(I32), c.local(I32), c.local(I32)];
+  const sp = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)], acc = c.local(V128);
   c.get(D).i32(2).shl().set(rowBytes);
-  c.get(a).set(ap);
-  c.i32(0).set(r);
-  c.loop(r, R, 1, () => {
-    c.get(b).get(r).get(rowBytes).mul().add().set(bRow);
-    c.get(ap).get(S).i32(2).shl().add().set(aEnd);
+  c.get(lda).i32(2).shl().set(aStride);
+  c.get(R).i32(-4).and32().set(R4);
+  /** Rows r..r+n−1 into out: n splats per column, then each out vector loaded, multiplied into, stored once. */
+  const rows = (n: number) => {
+    c.get(a).get(r).get(aStride).mul().add().set(ar[0]!);
+    c.get(b).get(r).get(rowBytes).mul().add().set(br[0]!);
+    for (let i = 1; i < n; i++) {
+      c.get(ar[i - 1]!).get(aStride).add().set(ar[i]!);
+      c.get(br[i - 1]!).get(rowBytes).add().set(br[i]!);
+    }
     c.get(out).set(op);
-    c.loop(ap, aEnd, () => { c.inc(ap, 4); c.get(op).get(rowBytes).add().set(op); }, () => {
-      c.get(ap).f32load().f32x4splat().set(sp);
+    c.i32(0).set(s);
+    c.loop(s, S, () => { c.inc(s, 1); c.get(op).get(rowBytes).add().set(op); }, () => {
+      c.get(s).i32(2).shl().set(aCol);
+      for (let i = 0; i < n; i++) c.sum(ar[i]!, aCol).f32load().f32x4splat().set(sp[i]!);
       c.i32(0).set(off);
       c.loop(off, rowBytes, 16, () => {
         c.sum(op, off).v128load().set(acc);
-        c.mulAdd(acc, () => c.get(sp).sum(bRow, off).v128load());
+        for (let i = 0; i < n; i++) c.mulAdd(acc, () => c.get(sp[i]!).sum(br[i]!, off).v128load());
         c.sum(op, off).get(acc).v128store();
       });
     });
-  });
-  return { name: "gemm_tn", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
+  };
+  c.i32(0).set(r);
+  c.loop(r, R4, 4, () => rows(4));
+  c.loop(r, R, 1, () => rows(1));
+  return { name: "gemm_tn", params: [I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
 
 /** has_nonfinite_f16(p, count) → 1 when any of count (multiple of 8) f16 words is inf/NaN (exponent all ones). */
@@ -306,11 +320,15 @@ export interface KernelExports {
   gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
   gemm_nn(a: number, M: number, J: number, b: number, N: number, s: number, out: number): void;
-  gemm_tn(a: number, R: number, S: number, b: number, D: number, out: number): void;
+  gemm_tn(a: number, R: number, S: number, lda: number, b: number, D: number, out: number): void;
   attn_bwd_group(P: number, dO: number, Q: number, K: number, V: number, dQ: number, dK: number, dV: number,
     dS: number, rowScale: number, R: number, S: number, D: number, parts: number): void;
-  /** Worker-pool tasks (wasm-pool.ts TASKS): (parameter block, first unit, end unit, thread). */
+  /** Worker-pool tasks (wasm-tasks.ts): (parameter block, first unit, end unit, thread). */
   attn_bwd_groups(params: number, first: number, end: number, thread: number): void;
+  gemm_nn_rows(params: number, first: number, end: number, thread: number): void;
+  gemm_tn_cols(params: number, first: number, end: number, thread: number): void;
+  silu_mul_span(params: number, first: number, end: number, thread: number): void;
+  silu_mul_backward_span(params: number, first: number, end: number, thread: number): void;
   has_nonfinite_f16(p: number, count: number): number;
   silu_mul(g: number, u: number, out: number, count: number): void;
   silu_mul_backward(g: number, u: number, d: number, count: number): void;
@@ -353,6 +371,8 @@ export function kernelModule(): WasmModule | undefined {
     const index = (name: string) => fns.findIndex((f) => f.name === name);
     fns.push(attentionBackwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), gemmTn: index("gemm_tn") }));
     fns.push(attentionBackwardGroupsFn(index("attn_bwd_group")));
+    fns.push(gemmNnRowsFn(index("gemm_nn")), gemmTnColsFn(index("gemm_tn")));
+    fns.push(siluMulSpanFn(index("silu_mul")), siluMulBackwardSpanFn(index("silu_mul_backward")));
     const bytes = assembleModule(fns, 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;

@@ -21,6 +21,7 @@
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import { QUANT_LAYOUT } from "../../tensor/quantized.js";
 import { FIRST_QUANT_KIND, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
+import { TASKS } from "./wasm-tasks.js";
 import type { KernelExports } from "./wasm-kernels.js";
 import type { WasmMemory, WasmModule } from "./wasm-api.js";
 
@@ -41,11 +42,10 @@ export const MAX_JOBS = 8;
 export const C = { GEN: 0, QUIT: 1, DONE: 2, JOBS: 3, M: 4, K: 5, NEXT: 8, CHUNKS: 9, MEMORIES: 12, SINGLE: 13, SEATS: 16 } as const;
 export const HEADER = 24;
 /**
- * A job of kind TASK_KIND runs kernel TASKS[w] as (x: its parameter block, first unit,
- * end unit, thread) over chunks of `rows` units (e.g. attention's (batch row, kv head) groups).
+ * A job of kind TASK_KIND runs task function TASKS[w] (wasm-tasks.ts) as (x: its parameter
+ * block, first unit, end unit, thread) over chunks of `rows` units.
  */
 export const TASK_KIND = 100;
-export const TASKS = ["attn_bwd_groups"] as const;
 export const JOB_STRIDE = 16;
 export const J = { KIND: 0, W: 1, N: 2, Y: 3, ROWS: 4, CHUNK: 5, FIRST: 6, END: 7, MEMORY: 8, X: 9, SCRATCH: 10, TABLE: 11, XQ: 12 } as const;
 

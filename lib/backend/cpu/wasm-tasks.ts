@@ -1,0 +1,71 @@
+/**
+ * Worker-pool tasks: a kernel split over the engine's threads by units (rows,
+ * columns, groups of four elements). A task function is (params, first, end,
+ * thread): it reads the problem from the parameter block at `params` (i32
+ * fields, and f32 where a kernel takes a float) and runs its kernel on units
+ * first..end−1, which write their own part of the output only. So every
+ * output element is computed exactly as on one thread, whatever the split.
+ * The pool (wasm-pool.ts) calls them by their index in TASKS.
+ */
+import { Code, I32, type FunctionDef } from "./wasm-asm.js";
+
+/** Every task function's name, in the order jobs name them (wasm-pool.ts). */
+export const TASKS = ["attn_bwd_groups", "gemm_nn_rows", "gemm_tn_cols", "silu_mul_span", "silu_mul_backward_span"] as const;
+export type TaskName = (typeof TASKS)[number];
+
+/** Parameter block fields (4 bytes each, in order) of the tasks defined here. */
+export const TASK_PARAMS = {
+  gemm_nn_rows: ["a", "M", "J", "b", "N", "s", "out"],
+  gemm_tn_cols: ["a", "R", "S", "b", "D", "out"],
+  silu_mul_span: ["g", "u", "out"],
+  silu_mul_backward_span: ["g", "u", "d"],
+} as const;
+
+/** The field's offset in its task's parameter block. */
+function field<T extends keyof typeof TASK_PARAMS>(task: T, name: (typeof TASK_PARAMS)[T][number]): number {
+  return 4 * (TASK_PARAMS[task] as readonly string[]).indexOf(name);
+}
+
+/** A task's function: `body(c, params, first, end)` emits the kernel call for units first..end−1. */
+function taskFn(name: TaskName, body: (c: Code, params: number, first: number, end: number) => void): FunctionDef {
+  const c = new Code(4);
+  body(c, 0, 1, 2);
+  return { name, params: [I32, I32, I32, I32], results: [], code: c };
+}
+
+/** gemm_nn_rows: out[m] += s · a[m] · b for rows m of a [M, J] (gemm_nn at index `gemmNn`). */
+export function gemmNnRowsFn(gemmNn: number): FunctionDef {
+  const f = (n: (typeof TASK_PARAMS)["gemm_nn_rows"][number]) => field("gemm_nn_rows", n);
+  return taskFn("gemm_nn_rows", (c, p, first, end) => {
+    const J = c.local(I32), N = c.local(I32);
+    c.get(p).i32load(f("J")).set(J).get(p).i32load(f("N")).set(N);
+    c.get(p).i32load(f("a")).get(first).get(J).mul().i32(2).shl().add(); // a + first·J floats
+    c.get(end).get(first).sub().get(J).get(p).i32load(f("b")).get(N).get(p).f32load(f("s"));
+    c.get(p).i32load(f("out")).get(first).get(N).mul().i32(2).shl().add().call(gemmNn);
+  });
+}
+
+/** gemm_tn_cols: rows s of out [S, D] += a[:, s]ᵀ · b for columns s of a [R, S] (gemm_tn at index `gemmTn`). */
+export function gemmTnColsFn(gemmTn: number): FunctionDef {
+  const f = (n: (typeof TASK_PARAMS)["gemm_tn_cols"][number]) => field("gemm_tn_cols", n);
+  return taskFn("gemm_tn_cols", (c, p, first, end) => {
+    c.get(p).i32load(f("a")).get(first).i32(2).shl().add(); // column `first` of a
+    c.get(p).i32load(f("R")).get(end).get(first).sub().get(p).i32load(f("S")); // its rows stay S floats apart
+    c.get(p).i32load(f("b")).get(p).i32load(f("D"));
+    c.get(p).i32load(f("out")).get(first).get(p).i32load(f("D")).mul().i32(2).shl().add().call(gemmTn);
+  });
+}
+
+/** An elementwise kernel k(x, y, z, count) on groups of four elements first..end−1 of its three arrays. */
+function spanFn(name: "silu_mul_span" | "silu_mul_backward_span", kernel: number): FunctionDef {
+  return taskFn(name, (c, p, first, end) => {
+    for (let i = 0; i < 3; i++) c.get(p).i32load(4 * i).get(first).i32(4).shl().add();
+    c.get(end).get(first).sub().i32(2).shl().call(kernel);
+  });
+}
+
+/** silu_mul_span: silu_mul (at index `siluMul`) on groups of four elements. */
+export const siluMulSpanFn = (siluMul: number): FunctionDef => spanFn("silu_mul_span", siluMul);
+
+/** silu_mul_backward_span: silu_mul_backward (at index `siluMulBackward`) on groups of four elements. */
+export const siluMulBackwardSpanFn = (siluMulBackward: number): FunctionDef => spanFn("silu_mul_backward_span", siluMulBackward);
