@@ -116,6 +116,14 @@ export interface LinearKernel {
   /** dX[M,K] = g[M,N] · W[N,K] for a frozen weight. */
   backwardInput(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor): Float32Array;
   /**
+   * `forward` and `forwardTrainable(x, M, K, a, rows)` on the same x, as [y, x·aᵀ] (one pass
+   * over x where the kernels can: a LoRA layer's base product and its x·Aᵀ); the same bits as the two calls.
+   */
+  forwardPair(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, bias: Float32Array | undefined,
+    a: Float32Array, rows: number): [Float32Array, Float32Array];
+  /** `backwardInput` and g·bᵀ for a trainable b [rows, N] on the same g, as [g·W, g·bᵀ] (a LoRA layer's dX and g·B). */
+  backwardInputPair(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number): [Float32Array, Float32Array];
+  /**
    * out[M,N] (+)= a[M,K] · b[N,K]ᵀ on transient host arrays (matmulABt's contract): the backward
    * products of trainable weights (LoRA's A and B, a head) and of attention.
    */
@@ -217,6 +225,14 @@ export const jsLinearKernel: LinearKernel = {
     const dx = new Float32Array(M * K);
     matmulABt(g, weightTransposedF32(w), dx, M, K, N);
     return dx;
+  },
+  forwardPair(x, M, K, w, bias, a, rows) {
+    return [this.forward(x, M, K, w, bias), this.forwardTrainable(x, M, K, a, rows)];
+  },
+  backwardInputPair(g, M, N, w, b, rows) {
+    const gb = new Float32Array(M * rows);
+    matmulABt(g, b, gb, M, rows, N);
+    return [this.backwardInput(g, M, N, w), gb];
   },
   gemm: matmulABt,
   gemmNN: matmulNN,

@@ -228,8 +228,7 @@ export function loraLinear(
   const M = x.size / K;
   const s = Math.fround(scaling);
   const av = linearValues(A), bv = linearValues(B);
-  const y = kernel.forward(x.value, M, K, weight, bias && weightF32(bias));
-  const u = kernel.forwardTrainable(x.value, M, K, av, r); // [M, r]
+  const [y, u] = kernel.forwardPair(x.value, M, K, weight, bias && weightF32(bias), av, r); // U = x·Aᵀ [M, r]
   const bt = transpose(bv, N, r); // Bᵀ [r, N]
   kernel.gemmNN(u, bt, y, M, r, N, s);
   const mm = kernel.gemm;
@@ -238,15 +237,13 @@ export function loraLinear(
     name: "loraLinear",
     inputs,
     backward: (g) => {
-      const G = new Float32Array(M * r); // s·(g·B)
-      mm(g, bt, G, M, r, N);
+      // G = s·(g·B) [M, r], and dX's frozen part g·W from the same pass over g when x needs it.
+      let dx: Float32Array | null = null, G: Float32Array;
+      if (x.requiresGrad) [dx, G] = kernel.backwardInputPair(g, M, N, weight, bt, r);
+      else mm(g, bt, (G = new Float32Array(M * r)), M, r, N);
       for (let i = 0; i < G.length; i++) G[i] = G[i]! * s;
-      const grads: (Float32Array | null)[] = [null];
-      if (x.requiresGrad) {
-        const dx = kernel.backwardInput(g, M, N, weight);
-        kernel.gemmNN(G, av, dx, M, r, K, 1);
-        grads[0] = dx;
-      }
+      if (dx) kernel.gemmNN(G, av, dx, M, r, K, 1);
+      const grads: (Float32Array | null)[] = [dx];
       if (A instanceof Var) {
         const dA = A.requiresGrad ? new Float32Array(r * K) : null;
         if (dA) kernel.gemmTN(G, x.value, dA, M, r, K);

@@ -30,7 +30,7 @@ import { Var } from "./var.js";
 import { VarViews } from "./var-views.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
-import { matmulABt, matmulNN, matmulTN, quantBackwardInput, type LinearKernel } from "./matmul.js";
+import { jsLinearKernel, matmulABt, matmulNN, matmulTN, quantBackwardInput, type LinearKernel } from "./matmul.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 import type { AttentionKernel, AttentionProducts, MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
@@ -164,6 +164,23 @@ class CpuLinearKernel implements LinearKernel {
   backwardInput(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor): Float32Array {
     if (w instanceof QuantizedTensor) return quantBackwardInput(g, M, w, this.gemm);
     return this.run(g, M, N, this.handleT(w));
+  }
+
+  /** Both products in one call of the backend's linearMany: x is copied to the kernels once. */
+  forwardPair(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, bias: Float32Array | undefined,
+    a: Float32Array, rows: number): [Float32Array, Float32Array] {
+    return this.runPair(x, M, K, this.handle(w), a, rows, bias);
+  }
+
+  backwardInputPair(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number): [Float32Array, Float32Array] {
+    if (w instanceof QuantizedTensor) return jsLinearKernel.backwardInputPair.call(this, g, M, N, w, b, rows);
+    return this.runPair(g, M, N, this.handleT(w), b, rows);
+  }
+
+  private runPair(x: Float32Array, M: number, K: number, w: DeviceTensor, a: Float32Array, rows: number, bias?: Float32Array): [Float32Array, Float32Array] {
+    const b = bias && new CpuTensor(bias, [bias.length], "f32");
+    const [y, z] = this.cpu.linearMany(new CpuTensor(x, [M, K], "f32"), [w, this.cpu.stage(STAGE_WEIGHT, a, [rows, K])], [b, undefined]) as CpuTensor[];
+    return [y!.data as Float32Array, z!.data as Float32Array];
   }
 }
 

@@ -65,7 +65,8 @@ export function sequenceLogps(logits: Var, targets: Int32Array): { logps: Var; s
   const [N, K, V] = logits.shape as [number, number, number];
   if (logits.shape.length !== 3 || targets.length !== N * K) throw new LlamaError(`sequenceLogps: logits [${logits.shape}] and ${targets.length} targets`);
   const x = logits.value;
-  const lse = new Float64Array(N * K);
+  // softmax at each counted slot, kept for a backward (which then needs no second pass of exps)
+  const probs = logits.requiresGrad ? new Float32Array(logits.size) : undefined;
   const sums = new Float64Array(N);
   const stats: TokenStats = { entropySum: 0, tokens: 0, logitMeanChosen: 0, logitMeanRejected: 0, chosenTokens: 0, rejectedTokens: 0, correctChosen: 0 };
   for (let n = 0; n < N; n++) {
@@ -83,11 +84,12 @@ export function sequenceLogps(logits: Var, targets: Int32Array): { logps: Var; s
       let z = 0, wsum = 0;
       for (let v = 0; v < V; v++) {
         const e = Math.exp(x[o + v]! - max);
+        if (probs) probs[o + v] = e;
         z += e;
         wsum += e * (x[o + v]! - max);
       }
       const l = max + Math.log(z);
-      lse[n * K + k] = l;
+      if (probs) for (let v = 0; v < V; v++) probs[o + v] = probs[o + v]! / z;
       sums[n] = sums[n]! + x[o + t]! - l;
       // H = log z − Σ p·(x − max)
       stats.entropySum += Math.log(z) - wsum / z;
@@ -113,8 +115,8 @@ export function sequenceLogps(logits: Var, targets: Int32Array): { logps: Var; s
         for (let k = 0; k < K; k++) {
           const t = targets[n * K + k]!;
           if (t === IGNORE_INDEX) continue;
-          const o = (n * K + k) * V, l = lse[n * K + k]!;
-          for (let v = 0; v < V; v++) dx[o + v] = -Math.exp(x[o + v]! - l) * gn;
+          const o = (n * K + k) * V;
+          for (let v = 0; v < V; v++) dx[o + v] = -probs![o + v]! * gn;
           dx[o + t] = dx[o + t]! + gn;
         }
       }
