@@ -11,16 +11,24 @@
  *
  * Prints ms per step (wall) and CPU-seconds per step (process.cpuUsage: every thread of the process).
  * The machine is usually shared, so CPU-s/step is the figure to compare; TRL 1.13's DPO step (LoRA r 8
- * all-linear, batch 8) measured 0.46 s/step wall here on an idle machine, 0.75 CPU-s/step loaded (issue 16).
+ * all-linear, batch 8) measured 0.45–0.52 s/step wall here (0.74–0.86 CPU-s/step; issue 16).
  *
- * 2026-12-06, AMD EPYC × 2 shared with other jobs (load 12–20), `--steps 4 --warmup 1`, the tree before the
- * tape speed-ups (c23b741) and after them run alternately, two rounds, CPU-s/step (same losses to 4 decimals):
- *   prompt-tuning          1.14, 1.13  →  0.99, 1.31   (GEMM-bound: ~0.45 s is the frozen products)
- *   LoRA r 8 all-linear    1.52, 1.68  →  1.19, 1.25
- *   DPO, reference fwd     3.73, 3.97  →  3.21, 3.21
- *   DPO, precomputed ref   3.27, 3.45  →  2.46, 2.35   (what `llama-ts dpo` runs; 3.05 → 2.51 in an earlier pair)
- * Of a DPO step (1 thread): frozen-weight products ~0.75 s at ~24 GFLOP/s (wasm SIMD, no FMA), attention
- * ~0.5 s, LoRA products + elementwise ops + GC the rest.
+ * 2026-12-07, AMD EPYC × 2 (load 1.6–2.0), `npm run bench -- train-step`'s malloc settings, `--steps 5 --warmup 1`,
+ * this stop's tree and the previous stop's (8bf542e) run alternately, two rounds (same losses to 4 decimals):
+ *
+ * | step | 8bf542e ms/step (CPU-s) | now ms/step (CPU-s) |
+ * | --- | --- | --- |
+ * | LoRA r 8 all-linear | 608, 660 (0.92, 0.99) | 370, 393 (0.58, 0.59) |
+ * | DPO, reference forward | 1369, 1338 (2.06, 2.05) | 932, 1062 (1.44, 1.61) |
+ * | DPO, precomputed reference (what `llama-ts dpo` runs) | 998, 1036 (1.54, 1.57) | 683, 709 (1.03, 1.08) |
+ *
+ * What changed: a LoRA layer is one tape node (ops.loraLinear: no scale/add nodes, x's gradient written once,
+ * base product and x·Aᵀ in one pass over x); the LoRA weight gradients and attention's backward run on
+ * wasm kernels that read their operands as they lie (gemm_tn, gemm_nn, attn_bwd_group) instead of
+ * JavaScript transposes, split over the worker threads as pool tasks; siluMul, rmsNorm and RoPE backwards
+ * on wasm SIMD. Of a DPO step now (1 thread's view, profiled): the frozen products ~60% (~40 GFLOP/s on
+ * 2 threads), attention's forward softmax in JavaScript ~10%, copies into and out of the kernels' memory,
+ * the log-softmax over the vocabulary and GC the rest.
  */
 import * as os from "node:os";
 import { parseArgs } from "node:util";
@@ -33,6 +41,7 @@ import { completionExample, collate } from "../lib/peft/prompt-data.js";
 import { readPreferenceFile, tokenizeDpoRows } from "../lib/peft/preference-data.js";
 import { dpoLossAndGrad, precomputeReferenceLogps } from "../lib/peft/dpo.js";
 import { AdamW } from "../lib/peft/optim.js";
+import { mallocEnvSet } from "../lib/malloc-env.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -60,6 +69,7 @@ async function main(): Promise<void> {
   const only = new Set(flags.only!.split(","));
   console.log(`command: node --import tsx bench/train-step-bench.ts ${process.argv.slice(2).join(" ")}`.trim());
   console.log(`machine: ${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}, node ${process.version}, load avg ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+  console.log(`malloc: ${mallocEnvSet() ? "the training settings (lib/malloc-env.ts)" : "glibc's defaults (npm run bench sets lib/malloc-env.ts's, as the CLI's training commands do)"}`);
   const be = await TapeBackend.create();
   const rows: string[] = [];
   try {

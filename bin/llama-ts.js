@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Entry point of the `llama-ts` CLI: runs the compiled CLI from dist/ (built by `npm run build`).
 import { existsSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { dirname, join } from "node:path";
 
@@ -10,5 +11,24 @@ if (!existsSync(entry)) {
   process.stderr.write("llama-ts: not built yet; run `npm run build` (or `npm test` / `npm start`, which build first)\n");
   process.exit(2);
 }
-const { main } = await import(pathToFileURL(entry).href);
-process.exitCode = await main(process.argv.slice(2));
+
+// The training commands run with glibc's malloc set to keep and reuse freed memory (lib/malloc-env.ts),
+// which glibc reads only at startup: without it they run again as a child with it, once.
+const TRAINING = new Set(["dpo", "lora-train", "prompt-tune", "reward-train"]);
+const { MALLOC_ENV, mallocEnvSet } = await import(pathToFileURL(join(root, "dist", "lib", "malloc-env.js")).href);
+if (process.platform === "linux" && TRAINING.has(process.argv[2]) && !mallocEnvSet()) {
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: "inherit", env: { ...process.env, ...MALLOC_ENV },
+  });
+  // Ctrl-C reaches both processes (one process group): the child decides what it means, this one
+  // waits for it. A signal sent to this process alone is passed on.
+  process.on("SIGINT", () => {});
+  for (const signal of ["SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
+  child.on("exit", (code, signal) => {
+    if (signal) process.kill(process.pid, signal);
+    else process.exit(code ?? 1);
+  });
+} else {
+  const { main } = await import(pathToFileURL(entry).href);
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { writeTextAtomic } from "../lib/io/atomic.js";
+import { MALLOC_ENV } from "../lib/malloc-env.js";
 
 export const KERNEL_NAME = "llama-ts";
 export const DISPLAY_NAME = "LLaMA (TypeScript)";
@@ -44,7 +45,7 @@ export function kernelSpec(root: string, nodePath = process.execPath): KernelSpe
     language: "typescript",
     // Interrupts arrive as interrupt_request on the control channel; SIGINT works as well.
     interrupt_mode: "message",
-    env: {},
+    env: { ...MALLOC_ENV }, // a notebook trains in the kernel: lib/malloc-env.ts
     metadata: { debugger: false, "llama-ts": { root } },
   };
 }
