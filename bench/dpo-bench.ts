@@ -44,6 +44,12 @@
  * 1.57 CPU s/step, peak RSS 537 MiB), share 0.121 → 0.364, distinct-2 1.20×, 0 non-printable, 36.2 → 34.3
  * words; TRL in the same hour: 40.9 s (0.454 s/step, 0.743 CPU s/step), 0.118 → 0.250, 0 non-printable.
  * Every goal holds but s/step: ours is 2.3× TRL's wall time per step.
+ *
+ * 2026-12-07 01:12–01:15 (load 1.6–1.9), the tree of this stop, `npm run bench -- dpo` then TRL in the same
+ * minutes: ours 90 steps in 60 s (0.67 s/step, 1.02 CPU s/step, peak RSS 348 MiB), share 0.121 → 0.390,
+ * distinct-2 1.22×, 1 non-printable, 36.2 → 35.0 words (a run at 00:57 under load 2.6–4.6: 55 s, 0.60 s/step);
+ * TRL 43.4 s (0.482 s/step, 0.80 CPU s/step, 780 MiB). Ours is now 1.4× TRL's wall time per step (1.3× its
+ * CPU time), at 45% of its memory; the one non-printable character is a stray byte token.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
