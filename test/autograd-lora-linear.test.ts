@@ -3,27 +3,13 @@
 // JavaScript fallbacks), against float64 references.
 import { describe, it, expect, afterAll } from "vitest";
 import { Var, backward } from "../lib/autograd/var.js";
-import { uniformStream } from "../lib/autograd/gradcheck.js";
 import { loraLinear } from "../lib/autograd/ops.js";
 import { jsLinearKernel, matmulNN, matmulTN } from "../lib/autograd/matmul.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend } from "../lib/backend/cpu/cpu-backend.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { f32ToF16 } from "../lib/tensor/dtype.js";
-
-function values(n: number, seed: number, amp = 1): Float32Array {
-  const r = uniformStream(seed);
-  return Float32Array.from({ length: n }, () => r() * amp);
-}
-
-function maxRel(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let scaleMax = 0, err = 0;
-  for (let i = 0; i < want.length; i++) {
-    scaleMax = Math.max(scaleMax, Math.abs(want[i]!));
-    err = Math.max(err, Math.abs(got[i]! - want[i]!));
-  }
-  return err / scaleMax;
-}
+import { values, maxRel } from "./tape-helpers.js";
 
 const backends: { dispose(): void }[] = [];
 afterAll(() => backends.forEach((b) => b.dispose()));

@@ -4,7 +4,6 @@
 // large one, head sizes the kernel declines.
 import { describe, it, expect, afterAll } from "vitest";
 import { Var, backward } from "../lib/autograd/var.js";
-import { uniformStream } from "../lib/autograd/gradcheck.js";
 import { jsRmsNorm, jsSiluMul } from "../lib/autograd/ops.js";
 import { splitHeads } from "../lib/autograd/attention-ops.js";
 import { jsRope } from "../lib/autograd/attention-ops.js";
@@ -12,11 +11,7 @@ import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend, CpuTensor } from "../lib/backend/cpu/cpu-backend.js";
 import { rmsNormInto } from "../lib/tensor/ops.js";
 import { Tensor } from "../lib/tensor/tensor.js";
-
-function values(n: number, seed: number, amp = 1): Float32Array {
-  const r = uniformStream(seed);
-  return Float32Array.from({ length: n }, () => r() * amp);
-}
+import { values, maxRel } from "./tape-helpers.js";
 
 /** Every third gradient zero (the kernels must give exact zeros there too). */
 function gradients(n: number, seed: number): Float32Array {
@@ -33,14 +28,6 @@ function worst(got: Float32Array, want: Float64Array, scale: Float64Array, floor
 }
 
 /** max |got − want| / max |want| (as test/autograd-tape-kernels.test.ts measures; the error itself when all want is 0). */
-function maxRel(got: Float32Array, want: Float64Array): number {
-  let scaleMax = 0, err = 0;
-  for (let i = 0; i < want.length; i++) {
-    scaleMax = Math.max(scaleMax, Math.abs(want[i]!));
-    err = Math.max(err, Math.abs(got[i]! - want[i]!));
-  }
-  return scaleMax === 0 ? err : err / scaleMax;
-}
 
 const backends: { dispose(): void }[] = [];
 afterAll(() => backends.forEach((b) => b.dispose()));

@@ -2,17 +2,12 @@
 // (the autograd ops call lib/tensor/ops.ts and the wasm engine rather than their own copies).
 import { describe, it, expect, afterAll } from "vitest";
 import { Var } from "../lib/autograd/var.js";
-import { uniformStream } from "../lib/autograd/gradcheck.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend } from "../lib/backend/cpu/cpu-backend.js";
 import type { Backend, DeviceTensor } from "../lib/backend/backend.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { f32ToF16 } from "../lib/tensor/dtype.js";
-
-function values(n: number, seed: number, amp = 1): Float32Array {
-  const r = uniformStream(seed);
-  return Float32Array.from({ length: n }, () => r() * amp);
-}
+import { values } from "./tape-helpers.js";
 
 let tape: TapeBackend, cpu: CpuBackend;
 const ready = (async () => {

@@ -2,16 +2,12 @@
 // gradient arrays reused in place (copy on write when one array reaches two vars).
 import { describe, it, expect, afterAll } from "vitest";
 import { Var, backward } from "../lib/autograd/var.js";
-import { gradCheck, uniformStream } from "../lib/autograd/gradcheck.js";
+import { gradCheck } from "../lib/autograd/gradcheck.js";
 import { add, scale, rmsNorm, siluMul, reshape } from "../lib/autograd/ops.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend, CpuTensor } from "../lib/backend/cpu/cpu-backend.js";
 import { Tensor } from "../lib/tensor/tensor.js";
-
-function values(n: number, seed: number, amp = 1): Float32Array {
-  const r = uniformStream(seed);
-  return Float32Array.from({ length: n }, () => r() * amp);
-}
+import { values, maxRel } from "./tape-helpers.js";
 
 /** Float64 reference of y = x·wᵀ and its gradients for dY = g. */
 function linearRef(x: Float32Array, w: Float32Array, g: Float32Array, M: number, K: number, N: number) {
@@ -24,15 +20,6 @@ function linearRef(x: Float32Array, w: Float32Array, g: Float32Array, M: number,
     }
   }
   return { y, dx, dw };
-}
-
-function maxRel(got: Float32Array, want: Float64Array): number {
-  let scaleMax = 0, err = 0;
-  for (let i = 0; i < want.length; i++) {
-    scaleMax = Math.max(scaleMax, Math.abs(want[i]!));
-    err = Math.max(err, Math.abs(got[i]! - want[i]!));
-  }
-  return err / scaleMax;
 }
 
 const backends: { dispose(): void }[] = [];

@@ -3,7 +3,7 @@
  * the query heads sharing that kv head (GQA) form R = group·T rows, so
  *   scores [R, S] = Q_rows [R, D] @ K^T   (gemm_f32, K rows read in place from the cache)
  *   masking + softmax in JavaScript (float32 results, as HF's eager softmax)
- *   out [R, D]    = P [R, S] @ V          (weighted_sum, V rows read in place)
+ *   out [R, D]    = P [R, S] @ V          (gemm_nn onto zeros, V rows read in place)
  * The cache tensors must live in wasm memory (kvAppend allocates them there),
  * head_dim must be a multiple of 16 and the memories must have room for the
  * scores; otherwise the caller falls back to the JavaScript kernel. Keys and
@@ -91,7 +91,8 @@ export function wasmAttention(
         if (weights) weights.set(sView.subarray(row, row + S), ((b * n + h) * T + i) * S);
       }
       if (split) pView.set(sView);
-      vCtx.kernels.weighted_sum(pW, R, S, vPtr + 4 * headBase, D, oW);
+      oView.fill(0);
+      vCtx.kernels.gemm_nn(pW, R, S, vPtr + 4 * headBase, D, 1, oW);
       for (let r = 0; r < R; r++) {
         const i = r % T;
         const h = kh * group + Math.floor(r / T);

@@ -167,43 +167,11 @@ function gemmF32Fn(): FunctionDef {
 }
 
 /**
- * weighted_sum(p, R, S, v, D, out): out[r] = Σ_j p[r, j] · V[j] for r < R, with
- * p [R, S], V [S, D] (rows of D floats), out [R, D]; D a multiple of 16. The
- * second half of attention (weights @ values), 16 output floats per pass.
- */
-function weightedSumFn(): FunctionDef {
-  const [p, R, S, v, D, out] = [0, 1, 2, 3, 4, 5];
-  const c = new Code(6);
-  const r = c.local(I32), dOff = c.local(I32), rowBytes = c.local(I32), pRow = c.local(I32), pp = c.local(I32), pEnd = c.local(I32);
-  const vp = c.local(I32), op = c.local(I32);
-  const acc = [c.local(V128), c.local(V128), c.local(V128), c.local(V128)];
-  const sp = c.local(V128);
-  c.get(D).i32(2).shl().set(rowBytes);
-  c.i32(0).set(r);
-  c.loop(r, R, 1, () => {
-    c.get(p).get(r).get(S).mul().i32(2).shl().add().set(pRow);
-    c.get(pRow).get(S).i32(2).shl().add().set(pEnd);
-    c.get(out).get(r).get(rowBytes).mul().add().set(op);
-    c.i32(0).set(dOff);
-    c.loop(dOff, rowBytes, 64, () => {
-      for (const a of acc) c.i32x4const(0).set(a);
-      c.get(v).get(dOff).add().set(vp);
-      c.get(pRow).set(pp);
-      c.loop(pp, pEnd, () => { c.inc(pp, 4); c.get(vp).get(rowBytes).add().set(vp); }, () => {
-        c.get(pp).f32load().f32x4splat().set(sp);
-        for (let q = 0; q < 4; q++) c.mulAdd(acc[q]!, () => c.get(sp).get(vp).v128load(16 * q));
-      });
-      for (let q = 0; q < 4; q++) c.get(op).get(dOff).add().get(acc[q]!).v128store(16 * q);
-    });
-  });
-  return { name: "weighted_sum", params: [I32, I32, I32, I32, I32, I32], results: [], code: c };
-}
-
-/**
  * gemm_nn(a, M, J, b, N, s, out): out[m] += s · Σ_j a[m, j] · B[j] for m < M, with
  * a [M, J], B [J, N] (rows of N floats, N a multiple of 16), out [M, N]: a product
- * whose inner dimension J is small (a LoRA rank), 16 output floats per pass.
- * Each output is accumulated over j in order (as weighted_sum), scaled, then added.
+ * whose inner dimension J is small (a LoRA rank) or moderate (attention's P·V over
+ * the keys), 16 output floats per pass. Each output is accumulated over j in
+ * order, scaled, then added (with s = 1 onto zeros: exactly the sum).
  */
 function gemmNnFn(): FunctionDef {
   const [a, M, J, b, N, s, out] = [0, 1, 2, 3, 4, 5, 6];
@@ -318,7 +286,6 @@ export interface KernelExports {
   gemv_bf16(x: number, w: number, K: number, y: number, rows: number): void;
   gemm_f16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
   gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
-  weighted_sum(p: number, R: number, S: number, v: number, D: number, out: number): void;
   gemm_nn(a: number, M: number, J: number, b: number, N: number, s: number, out: number): void;
   gemm_tn(a: number, R: number, S: number, lda: number, b: number, D: number, out: number): void;
   attn_bwd_group(P: number, dO: number, Q: number, K: number, V: number, dQ: number, dK: number, dV: number,
@@ -355,14 +322,13 @@ export function kernelModule(): WasmModule | undefined {
       gemvFn("gemv_bf16", true), // 4
       gemm16Fn("gemm_f16", WIDEN_F16), // 5
       gemm16Fn("gemm_bf16", WIDEN_BF16), // 6
-      weightedSumFn(), // 7
+      gemmNnFn(), // 7
       nonFiniteF16Fn(), // 8
       siluMulFn(), // 9
       ...QUANT_KINDS.map((t) => dequantFn(t)), // 10..17
       ...QUANT_KINDS.map((t, i) => gemmQuantFn(t, 10 + i, GEMM_F32)), // 18..25
       ...QUANT_KINDS.map((t) => gemvQuantFn(t)), // 26..33
       ...INT8_DOT_TYPES.map((t) => gemvInt8Fn(t)),
-      gemmNnFn(),
       gemmTnFn(),
       siluMulBackwardFn(),
       rmsNormBackwardFn(),
