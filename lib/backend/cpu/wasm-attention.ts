@@ -60,7 +60,6 @@ export function wasmAttention(
       }
       for (let r = 0; r < R; r++) {
         const i = r % T;
-        const h = kh * group + Math.floor(r / T);
         const row = r * S;
         const last = Math.min(S - 1, queryOffset + i);
         const maskRow = keyMask ? b * S : -1;
@@ -88,8 +87,9 @@ export function wasmAttention(
           for (let j = 0; j <= last; j++) sView[row + j] = sView[row + j]! / sum;
           sView.fill(0, row + last + 1, row + S);
         }
-        if (weights) weights.set(sView.subarray(row, row + S), ((b * n + h) * T + i) * S);
       }
+      // The group's query heads are consecutive in P [B, n, T, S]: its R rows are one block there.
+      if (weights) weights.set(sView, (b * n + kh * group) * T * S);
       if (split) pView.set(sView);
       oView.fill(0);
       vCtx.kernels.gemm_nn(pW, R, S, vPtr + 4 * headBase, D, 1, oW);
