@@ -302,7 +302,7 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * out[M,N] (+)= a[M,K] · b[N,K]ᵀ on this thread. The kernel wants K in
+   * out[M,N] (+)= a[M,K] · b[N,K]ᵀ (on the pool when big, gemmOnPool). The kernel wants K in
    * multiples of 8 and N in multiples of 4: both are zero-padded in the
    * workspace (zero columns add nothing to a dot product; padded rows are dropped).
    */
@@ -337,9 +337,9 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * out[M, N] += s · a[M, J] · b[J, N] on this thread (gemm_nn: J small, a LoRA
-   * rank). False (nothing written) when N is not a multiple of 16 or the
-   * workspace has no room.
+   * out[M, N] += s · a[M, J] · b[J, N] (gemm_nn: J small, a LoRA rank), its rows
+   * split over the threads when it is big. False (nothing written) when N is
+   * not a multiple of 16 or the workspace has no room.
    */
   gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): boolean {
     if (N % 16 !== 0) return false;
@@ -351,9 +351,9 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * out[S, D] += a[R, S]ᵀ · b[R, D] on this thread (gemm_tn: a weight gradient
-   * summed over R rows, out kept small). False when D is not a multiple of 4
-   * or the workspace has no room.
+   * out[S, D] += a[R, S]ᵀ · b[R, D] (gemm_tn: a weight gradient summed over R
+   * rows, out kept small), its S rows of out split over the threads when it is
+   * big. False when D is not a multiple of 4 or the workspace has no room.
    */
   gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
     if (D % 4 !== 0) return false;
@@ -365,10 +365,10 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * The gradients of out = silu(gate) · up for the output gradient g on this
-   * thread (silu_mul_backward): dGate = g·up·silu'(gate), dUp = g·silu(gate),
-   * either null when not wanted; dUp may be g itself. False when the
-   * workspace has no room.
+   * The gradients of out = silu(gate) · up for the output gradient g
+   * (silu_mul_backward, split over the threads when long): dGate =
+   * g·up·silu'(gate), dUp = g·silu(gate), either null when not wanted; dUp may
+   * be g itself. False when the workspace has no room.
    */
   siluMulBackward(gate: Float32Array, up: Float32Array, g: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): boolean {
     // Each array's room is rounded up to 16 bytes, so a count rounded up to 4 stays in it
@@ -490,8 +490,8 @@ export class WasmLinearEngine implements LinearEngine {
       R, S, D, parts, kvHeads: kh,
     };
     new Int32Array(buf, at.params, ATTN_PARAMS.length).set(ATTN_PARAMS.map((f) => fields[f]));
-    const groupFlops = 8 * R * S * D;
-    this.runTask("attn_bwd_groups", at.params, B * kh, groupFlops * B * kh >= 2 * GEMM_THREAD_MIN_MACS ? this.threads : 1);
+    const macs = 4 * R * S * D * B * kh; // four products of R·S·D per group
+    this.runTask("attn_bwd_groups", at.params, B * kh, macs >= GEMM_THREAD_MIN_MACS ? this.threads : 1);
     dq?.set(view.dQ);
     dk?.set(view.dK);
     dv?.set(view.dV);
