@@ -15,8 +15,9 @@ if (!existsSync(entry)) {
 // The training commands run with glibc's malloc set to keep and reuse freed memory (lib/malloc-env.ts),
 // which glibc reads only at startup: without it they run again as a child with it, once.
 const TRAINING = new Set(["dpo", "lora-train", "prompt-tune", "reward-train"]);
-const { MALLOC_ENV, mallocEnvSet } = await import(pathToFileURL(join(root, "dist", "lib", "malloc-env.js")).href);
-if (process.platform === "linux" && TRAINING.has(process.argv[2]) && !mallocEnvSet()) {
+const training = process.platform === "linux" && TRAINING.has(process.argv[2]);
+const { MALLOC_ENV, mallocEnvSet } = training ? await import(pathToFileURL(join(root, "dist", "lib", "malloc-env.js")).href) : {};
+if (training && !mallocEnvSet()) {
   const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: "inherit", env: { ...process.env, ...MALLOC_ENV },
   });

@@ -14,7 +14,7 @@ import { Tensor, numel } from "../tensor/tensor.js";
 import { LlamaError } from "../errors.js";
 import { Var, result, expectShape } from "./var.js";
 import { QuantizedTensor } from "../tensor/quantized.js";
-import { addInto, embeddingInto, rmsNormInto, scaleInto, siluMulInto } from "../tensor/ops.js";
+import { addInto, embeddingInto, rmsNormInto, scaleInto, siluF32, siluMulInto } from "../tensor/ops.js";
 import { type LinearKernel, jsLinearKernel, transpose, transposedActivation, transposedScratch, weightF32 } from "./matmul.js";
 
 /** A weight: frozen (`Tensor`, or a `QuantizedTensor` matrix in ggml blocks) or trainable (`Var`). */
@@ -279,7 +279,7 @@ export const jsSiluMul: SiluMulKernel = {
   backward(gate, up, g, dGate, dUp) {
     for (let i = 0; i < g.length; i++) {
       const x = gate[i]!, gi = g[i]!;
-      const si = Math.fround(x / (1 + Math.exp(-x))); // silu(x) rounded as the forward rounds it
+      const si = siluF32(x); // silu(x) rounded as the forward rounds it
       if (dGate) {
         // d silu(x)/dx = s + x·s·(1 − s) = s + silu(x)·(1 − s), s = sigmoid(x) (= 1/2 at x = 0).
         const s = x === 0 ? 0.5 : si / x;

@@ -24,7 +24,7 @@
 import { LlamaError } from "../errors.js";
 import { Tensor, numel } from "../tensor/tensor.js";
 import type { DType } from "../tensor/dtype.js";
-import type { AttentionMask, AttentionOptions, AttentionResult, Backend, DeviceTensor, LowRankPath } from "../backend/backend.js";
+import { loraLinearByParts, type AttentionMask, type AttentionOptions, type AttentionResult, type Backend, type DeviceTensor, type LowRankPath } from "../backend/backend.js";
 import { CpuBackend, CpuTensor } from "../backend/cpu/cpu-backend.js";
 import { Var } from "./var.js";
 import { VarViews } from "./var-views.js";
@@ -332,7 +332,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
     const w = tape(weight, "linear weight").weight, b = bias && tape(bias, "linear bias").weight;
     const A = tape(lora.A, "lora_A").weight, B = tape(lora.B, "lora_B").weight;
     if (w instanceof Var || b instanceof Var || b instanceof QuantizedTensor || A instanceof QuantizedTensor || B instanceof QuantizedTensor) {
-      return this.add(this.linear(x, weight, bias), this.scale(this.linear(this.linear(x, lora.A), lora.B), lora.scaling));
+      return loraLinearByParts(this, x, weight, bias, lora);
     }
     return TapeTensor.ofVar(ops.loraLinear(tape(x, "linear input").var, w, b, A, B, lora.scaling, this.kernel));
   }
@@ -350,8 +350,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
   }
 
   splitHeads(x: DeviceTensor, heads: number, rope?: { cos: Float32Array; sin: Float32Array }): DeviceTensor {
-    const xv = tape(x, "splitHeads input").var;
-    return TapeTensor.ofVar(attn.splitHeads(xv, heads, rope, this.ropeKernel));
+    return TapeTensor.ofVar(attn.splitHeads(tape(x, "splitHeads input").var, heads, rope, this.ropeKernel));
   }
 
   mergeHeads(x: DeviceTensor): DeviceTensor {

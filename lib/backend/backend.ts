@@ -202,3 +202,12 @@ export interface Backend {
    */
   tokenSelector?(settings: TokenSelectSettings): TokenSelector | undefined;
 }
+
+/**
+ * A LoRA layer composed from a backend's ops in PEFT's order: the base output
+ * first, then scaling · B(A(x)) added to it (for a backend without `loraLinear`).
+ */
+export function loraLinearByParts(be: Backend, x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor | undefined, lora: LowRankPath): DeviceTensor {
+  const y = be.linear(x, weight, bias); // [..., out]
+  return be.add(y, be.scale(be.linear(be.linear(x, lora.A), lora.B), lora.scaling)); // A [r, in], B [out, r]
+}

@@ -6,9 +6,7 @@
  * tensor by name. Modules hold device tensors only; the math is in the backend,
  * the LLaMA-specific modules and the data flow in llama.ts.
  */
-import type { Backend, DeviceTensor, LowRankPath } from "../backend/backend.js";
-
-export type { LowRankPath } from "../backend/backend.js";
+import { loraLinearByParts, type Backend, type DeviceTensor, type LowRankPath } from "../backend/backend.js";
 import { Scope } from "./scope.js";
 
 /** Returns the device tensor for a checkpoint name with the expected shape (throws a FormatError otherwise). */
@@ -20,7 +18,6 @@ export interface ParameterRef {
   get(): DeviceTensor;
   set(t: DeviceTensor): void;
 }
-
 
 export class Linear {
   /** Set while a LoRA adapter is trained (lib/peft/lora-train.ts): the forward adds the low-rank path (y += scaling · (x · Aᵀ) · Bᵀ). */
@@ -49,11 +46,7 @@ export class Linear {
     const lora = this.lora;
     if (!lora) return be.linear(x, this.weight, this.bias);
     if (be.loraLinear) return be.loraLinear(x, this.weight, this.bias, lora);
-    // PEFT's order: the base output first, then scaling · B(A(x)) added to it.
-    return Scope.runSync(be, (s) => {
-      const y = s.linear(x, this.weight, this.bias); // [..., out]
-      return s.add(y, s.scale(s.linear(s.linear(x, lora.A), lora.B), lora.scaling)); // A [r, in], B [out, r]
-    });
+    return Scope.runSync(be, (s) => loraLinearByParts(s, x, this.weight, this.bias, lora));
   }
 
   /**

@@ -55,11 +55,13 @@ export function scaleInto(x: Float32Array, s: number, out: Float32Array): Float3
 /** SwiGLU: out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + e^-x) rounded to float32 first (as torch). */
 export function siluMulInto(gate: Float32Array, up: Float32Array, out: Float32Array): Float32Array {
   const n = out.length;
-  for (let i = 0; i < n; i++) {
-    const g = gate[i]!;
-    out[i] = Math.fround(g / (1 + Math.exp(-g))) * up[i]!;
-  }
+  for (let i = 0; i < n; i++) out[i] = siluF32(gate[i]!) * up[i]!;
   return out;
+}
+
+/** silu(x) = x / (1 + e^-x), rounded to float32 (as torch's float32 silu). */
+export function siluF32(x: number): number {
+  return Math.fround(x / (1 + Math.exp(-x)));
 }
 
 /**

@@ -226,17 +226,17 @@ export class CpuBackend implements Backend {
     return this.engine.gemmNN?.(a, b, out, M, J, N, s) ?? false;
   }
 
+  /** out[S,D] += a[R,S]ᵀ · b[R,D] (the engine's gemm_tn); false when the engine cannot. */
+  gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
+    return this.engine.gemmTN?.(a, b, out, R, S, D) ?? false;
+  }
+
   /** Attention's backward on the engine's kernels (the autograd tape's); false when the engine cannot. */
   attentionBackward(
     P: Float32Array, dOut: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, rowScale: Float32Array,
     s: AttentionShapes, dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
   ): boolean {
     return this.engine.attentionBackward?.(P, dOut, q, k, v, rowScale, s, dq, dk, dv) ?? false;
-  }
-
-  /** out[S,D] += a[R,S]ᵀ · b[R,D] (the engine's gemm_tn); false when the engine cannot. */
-  gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
-    return this.engine.gemmTN?.(a, b, out, R, S, D) ?? false;
   }
 
   /**

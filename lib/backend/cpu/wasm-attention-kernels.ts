@@ -14,6 +14,7 @@
  * sums run over all S keys. D must be a multiple of 16 (gemm_nn's block).
  */
 import { Code, F32, I32, V128, type FunctionDef } from "./wasm-asm.js";
+import { TASK_PARAMS } from "./wasm-tasks.js";
 
 /** Which gradients a call computes (bits of `parts`). */
 export const ATTN_DV = 1, ATTN_DQ = 2, ATTN_DK = 4;
@@ -91,8 +92,8 @@ export function attentionBackwardGroupFn(ix: AttentionProductIndices): FunctionD
   return { name: "attn_bwd_group", params: new Array<number>(14).fill(I32), results: [], code: c };
 }
 
-/** The i32 fields of attn_bwd_groups' parameter block, in order. */
-export const ATTN_PARAMS = ["P", "dO", "Q", "K", "V", "dQ", "dK", "dV", "dS", "rowScale", "R", "S", "D", "parts", "kvHeads"] as const;
+/** The i32 fields of attn_bwd_groups' parameter block, in order (wasm-tasks.ts). */
+const ATTN_PARAMS = TASK_PARAMS.attn_bwd_groups;
 
 /**
  * attn_bwd_groups(params, first, end, thread): attn_bwd_group for groups

@@ -20,7 +20,7 @@ import { MEMORY_MAX_BYTES, WasmArena } from "./wasm-arena.js";
 import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, WorkerPool } from "./wasm-pool.js";
 import { TASKS, TASK_PARAMS, type TaskName } from "./wasm-tasks.js";
 import { wasmAttention, type WasmAttentionContext } from "./wasm-attention.js";
-import { ATTN_DK, ATTN_DQ, ATTN_DV, ATTN_PARAMS } from "./wasm-attention-kernels.js";
+import { ATTN_DK, ATTN_DQ, ATTN_DV } from "./wasm-attention-kernels.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
 
 const MIB = 2 ** 20;
@@ -454,48 +454,32 @@ export class WasmLinearEngine implements LinearEngine {
     if (D % 16 !== 0) return false;
     const rep = n / kh, R = rep * T;
     const QN = B * n * T * D, KN = B * kh * S * D;
-    // dS: one R·S scratch block per thread; params: the kernel's parameter block.
-    const sizes = { P: P.length, dO: QN, Q: QN, K: KN, V: KN, dQ: QN, dK: KN, dV: KN, dS: this.threads * R * S, rowScale: B * R, params: ATTN_PARAMS.length };
-    type Name = keyof typeof sizes;
-    const arena = this.arenas[0]!;
-    let bytes = 0;
-    for (const len of Object.values(sizes)) bytes += 4 * len + 15 & ~15;
-    const base = arena.scratch(bytes);
-    if (base === undefined) return false;
-    const buf = arena.buffer; // after scratch(): growing the memory replaces the buffer
-    const at = {} as Record<Name, number>, view = {} as Record<Name, Float32Array>;
-    let p = base;
-    for (const [name, len] of Object.entries(sizes) as [Name, number][]) {
-      at[name] = p;
-      view[name] = new Float32Array(buf, p, len);
-      p += 4 * len + 15 & ~15;
-    }
-    view.P.set(P);
-    view.Q.set(q);
-    view.K.set(k);
-    view.V.set(v);
-    for (const g of [view.dQ, view.dK, view.dV]) g.fill(0);
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < n; h++) {
-        for (let i = 0; i < T; i++) {
-          const src = (b * T + i) * n * D + h * D;
-          view.dO.set(dOut.subarray(src, src + D), ((b * n + h) * T + i) * D);
+    const results: ResultCopy[] = [];
+    if (dq) results.push({ slot: 5, into: dq });
+    if (dk) results.push({ slot: 6, into: dk });
+    if (dv) results.push({ slot: 7, into: dv });
+    // Rooms after P, q, k, v: dO, dQ, dK, dV, dS (one R·S block per thread), rowScale per group row, the parameter block.
+    const rooms = [P, q, k, v, QN, QN, KN, KN, this.threads * R * S, B * R, TASK_PARAMS.attn_bwd_groups.length];
+    return this.onScratch(rooms, ([pP, pQ, pK, pV, pdO, pdQ, pdK, pdV, pdS, pRowScale, pParams]) => {
+      const buf = this.arenas[0]!.buffer;
+      for (const [at, len] of [[pdQ!, QN], [pdK!, KN], [pdV!, KN]] as const) new Float32Array(buf, at, len).fill(0);
+      const dO = new Float32Array(buf, pdO!, QN), scales = new Float32Array(buf, pRowScale!, B * R);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < n; h++) {
+          for (let i = 0; i < T; i++) {
+            const src = (b * T + i) * n * D + h * D;
+            dO.set(dOut.subarray(src, src + D), ((b * n + h) * T + i) * D);
+          }
         }
+        for (let hh = 0; hh < rep; hh++) scales.set(rowScale.subarray(b * T, (b + 1) * T), b * R + hh * T);
       }
-      for (let hh = 0; hh < rep; hh++) view.rowScale.set(rowScale.subarray(b * T, (b + 1) * T), b * R + hh * T);
-    }
-    const parts = (dv ? ATTN_DV : 0) | (dq ? ATTN_DQ : 0) | (dk ? ATTN_DK : 0);
-    const fields: Record<(typeof ATTN_PARAMS)[number], number> = {
-      P: at.P, dO: at.dO, Q: at.Q, K: at.K, V: at.V, dQ: at.dQ, dK: at.dK, dV: at.dV, dS: at.dS, rowScale: at.rowScale,
-      R, S, D, parts, kvHeads: kh,
-    };
-    new Int32Array(buf, at.params, ATTN_PARAMS.length).set(ATTN_PARAMS.map((f) => fields[f]));
-    const macs = 4 * R * S * D * B * kh; // four products of R·S·D per group
-    this.runTask("attn_bwd_groups", at.params, B * kh, macs >= GEMM_THREAD_MIN_MACS ? this.threads : 1);
-    dq?.set(view.dQ);
-    dk?.set(view.dK);
-    dv?.set(view.dV);
-    return true;
+      const parts = (dv ? ATTN_DV : 0) | (dq ? ATTN_DQ : 0) | (dk ? ATTN_DK : 0);
+      const params = this.taskParams(pParams!, "attn_bwd_groups", {
+        P: pP!, dO: pdO!, Q: pQ!, K: pK!, V: pV!, dQ: pdQ!, dK: pdK!, dV: pdV!, dS: pdS!, rowScale: pRowScale!, R, S, D, parts, kvHeads: kh,
+      });
+      const macs = 4 * R * S * D * B * kh; // four products of R·S·D per group
+      this.runTask("attn_bwd_groups", params, B * kh, macs >= GEMM_THREAD_MIN_MACS ? this.threads : 1);
+    }, results);
   }
 
   /** Writes task `task`'s parameter block at `at` (first memory) in TASK_PARAMS order: `s` as float32, the rest int32. Returns `at`. */
@@ -510,12 +494,11 @@ export class WasmLinearEngine implements LinearEngine {
 
   /** Runs task `name` (wasm-tasks.ts) over `units` units with its parameter block at `params` (first memory) on T threads. */
   private runTask(name: TaskName, params: number, units: number, T: number): void {
-    const c = this.pool.ctrl, b = HEADER;
-    const chunk = Math.max(1, Math.ceil(units / (T * (T > 1 ? CHUNKS_PER_THREAD : 1))));
-    const count = Math.ceil(units / chunk);
-    c[C.JOBS] = 1; c[C.M] = 0; c[C.K] = 0; c[C.SINGLE] = 0; c[C.CHUNKS] = count;
-    c[b + J.KIND] = TASK_KIND; c[b + J.W] = TASKS.indexOf(name); c[b + J.ROWS] = units; c[b + J.CHUNK] = chunk;
-    c[b + J.FIRST] = 0; c[b + J.END] = count; c[b + J.MEMORY] = 0; c[b + J.X] = params;
+    const c = this.pool.ctrl;
+    c[C.JOBS] = 1; c[C.M] = 0; c[C.K] = 0; c[C.SINGLE] = 0;
+    c[C.CHUNKS] = this.writeJob(0, 0, T, {
+      kind: TASK_KIND, w: TASKS.indexOf(name), N: 0, y: 0, rows4: units, arena: this.arenas[0]!, x: params, scratch: 0, xq: 0,
+    }, 1);
     this.pool.run(this.kernels, T);
   }
 
@@ -534,14 +517,16 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * Job `i` of the control block: its first `rows4` rows (a multiple of 4,
-   * the kernels' block) cut into chunks for `T` threads to take, numbered from
-   * `first`. Returns how many chunks that is.
+   * Job `i` of the control block: its first `rows4` rows (a multiple of
+   * `granule`: 4, the kernels' block of weight rows, or 1 for a task's units)
+   * cut into chunks for `T` threads to take, numbered from `first`. Returns
+   * how many chunks that is.
    */
   private writeJob(i: number, first: number, T: number,
-    job: { kind: number; w: number; N: number; y: number; rows4: number; arena: WasmArena; x: number; scratch: number; xq: number }): number {
+    job: { kind: number; w: number; N: number; y: number; rows4: number; arena: WasmArena; x: number; scratch: number; xq: number },
+    granule = 4): number {
     const c = this.pool.ctrl, b = HEADER + i * JOB_STRIDE;
-    const chunkRows = Math.max(4, Math.ceil(job.rows4 / (T * (T > 1 ? CHUNKS_PER_THREAD : 1)) / 4) * 4);
+    const chunkRows = Math.max(granule, Math.ceil(job.rows4 / (T * (T > 1 ? CHUNKS_PER_THREAD : 1)) / granule) * granule);
     const count = Math.ceil(job.rows4 / chunkRows);
     c[b + J.KIND] = job.kind; c[b + J.W] = job.w; c[b + J.N] = job.N; c[b + J.Y] = job.y;
     c[b + J.ROWS] = job.rows4; c[b + J.CHUNK] = chunkRows; c[b + J.FIRST] = first; c[b + J.END] = first + count;

@@ -13,8 +13,9 @@ import { Code, I32, type FunctionDef } from "./wasm-asm.js";
 export const TASKS = ["attn_bwd_groups", "gemm_nn_rows", "gemm_tn_cols", "silu_mul_span", "silu_mul_backward_span"] as const;
 export type TaskName = (typeof TASKS)[number];
 
-/** Parameter block fields (4 bytes each, in order) of the tasks defined here. */
+/** Each task's parameter block fields (4 bytes each, in order; attn_bwd_groups is in wasm-attention-kernels.ts). */
 export const TASK_PARAMS = {
+  attn_bwd_groups: ["P", "dO", "Q", "K", "V", "dQ", "dK", "dV", "dS", "rowScale", "R", "S", "D", "parts", "kvHeads"],
   gemm_nn_rows: ["a", "M", "J", "b", "N", "s", "out"],
   gemm_tn_cols: ["a", "R", "S", "b", "D", "out"],
   silu_mul_span: ["g", "u", "out"],
