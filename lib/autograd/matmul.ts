@@ -52,9 +52,9 @@ export function matmulNN(a: Float32Array, b: Float32Array, out: Float32Array, M:
   for (let i = 0; i < M * N; i++) out[i] = out[i]! + Math.fround(y[i]! * s);
 }
 
-/** out[S,D] += a[R,S]ᵀ · b[R,D]: a weight gradient summed over the R rows of a batch. */
+/** out[S,D] += a[R,S]ᵀ · b[R,D]: a weight gradient summed over the R rows of a batch (matmulAtB, accumulating). */
 export function matmulTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): void {
-  matmulABt(transpose(a, R, S), transpose(b, R, D), out, S, D, R, true);
+  matmulAtB(a, b, out, S, D, R, true);
 }
 
 /** Transpose of a row-major [R,C] matrix into a new [C,R] array. */
