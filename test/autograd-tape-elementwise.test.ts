@@ -5,8 +5,7 @@
 import { describe, it, expect, afterAll } from "vitest";
 import { Var, backward } from "../lib/autograd/var.js";
 import { jsRmsNorm, jsSiluMul } from "../lib/autograd/ops.js";
-import { splitHeads } from "../lib/autograd/attention-ops.js";
-import { jsRope } from "../lib/autograd/attention-ops.js";
+import { jsRope, splitHeads } from "../lib/autograd/attention-ops.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend, CpuTensor } from "../lib/backend/cpu/cpu-backend.js";
 import { rmsNormInto } from "../lib/tensor/ops.js";
@@ -26,8 +25,6 @@ function worst(got: Float32Array, want: Float64Array, scale: Float64Array, floor
   for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(got[i]! - want[i]!) / (1e-6 * scale[i]! + floor));
   return w;
 }
-
-/** max |got − want| / max |want| (as test/autograd-tape-kernels.test.ts measures; the error itself when all want is 0). */
 
 const backends: { dispose(): void }[] = [];
 afterAll(() => backends.forEach((b) => b.dispose()));
