@@ -17,6 +17,7 @@ import { deviceFactory, type WebGpuOptions } from "../backend/registry.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { TapeBackend } from "./tape-backend.js";
 import { type Var, backward } from "./var.js";
+import type { SoftmaxRowsKernel } from "./loss.js";
 
 export interface DifferentiableBackend extends Backend {
   readonly differentiable: true;
@@ -28,6 +29,8 @@ export interface DifferentiableBackend extends Backend {
   completeBackward(): Promise<void>;
   /** Forgets ops recorded for a backward that will not happen (device tapes free their saved activations). */
   discardTape?(): void;
+  /** Softmax statistics of host rows on this backend's faster kernels (the CPU tape's wasm), with jsSoftmaxRows' numbers. */
+  softmaxRows?: SoftmaxRowsKernel;
 }
 
 export function isDifferentiable(be: Backend): be is DifferentiableBackend {

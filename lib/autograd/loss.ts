@@ -55,6 +55,40 @@ export function crossEntropy(logits: Var, targets: ArrayLike<number>): Var {
 }
 
 /**
+ * Softmax statistics of listed rows of x [*, V] (row rows[u] at rows[u]·V), in float64: stats [R, 5]
+ * holds per row its max, argmax (the first), Σ x, z = Σ exp(x − max) and Σ exp(x − max)·(x − max);
+ * with `probs` (shaped like x) the listed rows also get the softmax, each exp rounded to float32 when
+ * stored, then divided by z. A backend may run it on faster kernels with the same numbers
+ * (the CPU tape's wasm: lib/backend/cpu/wasm-softmax-rows.ts).
+ */
+export type SoftmaxRowsKernel = (x: Float32Array, V: number, rows: Int32Array, probs: Float32Array | undefined) => Float64Array;
+
+/** SoftmaxRowsKernel in JavaScript. */
+export const jsSoftmaxRows: SoftmaxRowsKernel = (x, V, rows, probs) => {
+  const stats = new Float64Array(rows.length * 5);
+  rows.forEach((r, u) => {
+    const o = r * V;
+    let max = -Infinity, arg = 0, sumLogits = 0;
+    for (let v = 0; v < V; v++) {
+      const xv = x[o + v]!;
+      sumLogits += xv;
+      if (xv > max) { max = xv; arg = v; }
+    }
+    let z = 0, weightedSum = 0;
+    for (let v = 0; v < V; v++) {
+      const d = x[o + v]! - max;
+      const e = Math.exp(d);
+      if (probs) probs[o + v] = e;
+      z += e;
+      weightedSum += e * d;
+    }
+    if (probs) for (let v = 0; v < V; v++) probs[o + v] = probs[o + v]! / z;
+    stats.set([max, arg, sumLogits, z, weightedSum], 5 * u);
+  });
+  return stats;
+};
+
+/**
  * The targets of HF's causal-LM loss for logits [B, T, V]: row (b, t) predicts
  * labels[b][t + 1]; the last position of each row predicts nothing (-100).
  */

@@ -34,6 +34,7 @@ import { jsLinearKernel, matmulABt, matmulNN, matmulTN, quantBackwardInput, type
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 import type { AttentionKernel, AttentionProducts, MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
+import { jsSoftmaxRows, type SoftmaxRowsKernel } from "./loss.js";
 
 /** A device tensor of the tape backend. */
 export class TapeTensor implements DeviceTensor {
@@ -223,6 +224,9 @@ export class TapeBackend implements Backend, DifferentiableBackend {
       return this.cpu.ropeBackward(g, cos, sin, B, T, heads, D, dx) ? dx : attn.jsRope.backward(g, cos, sin, B, T, heads, D, owned);
     },
   };
+
+  /** Softmax statistics of rows on the CPU backend's wasm kernels when it has them, else JavaScript (the same numbers). */
+  readonly softmaxRows: SoftmaxRowsKernel = (x, V, rows, probs) => this.cpu.softmaxRows(x, V, rows, probs) ?? jsSoftmaxRows(x, V, rows, probs);
 
   /** The CPU backend's attention, keys and values staged where its wasm kernels read them. */
   private readonly attentionKernel: AttentionKernel = (q, k, v, s, scale, queryOffset, keyMask) => {

@@ -16,7 +16,7 @@
  */
 import { ConfigError, LlamaError } from "../errors.js";
 import { Var, result } from "../autograd/var.js";
-import { IGNORE_INDEX } from "../autograd/loss.js";
+import { IGNORE_INDEX, jsSoftmaxRows, type SoftmaxRowsKernel } from "../autograd/loss.js";
 import { softplus } from "./reward.js";
 
 const f = Math.fround;
@@ -59,51 +59,38 @@ export interface TokenStats {
 /**
  * Sequence log-probabilities [N] from logits [N, K, V] and targets [N·K]
  * (IGNORE_INDEX where a slot predicts nothing); rows 0..N/2−1 are chosen.
- * Backward: g_n · (onehot(target) − softmax) at each counted slot.
+ * Backward: g_n · (onehot(target) − softmax) at each counted slot. The
+ * softmax statistics come from `softmaxRows` (a backend's kernel, else JavaScript).
  */
-export function sequenceLogps(logits: Var, targets: Int32Array): { logps: Var; stats: TokenStats } {
+export function sequenceLogps(logits: Var, targets: Int32Array, softmaxRows: SoftmaxRowsKernel = jsSoftmaxRows): { logps: Var; stats: TokenStats } {
   const [N, K, V] = logits.shape as [number, number, number];
   if (logits.shape.length !== 3 || targets.length !== N * K) throw new LlamaError(`sequenceLogps: logits [${logits.shape}] and ${targets.length} targets`);
   const x = logits.value;
-  // softmax at each counted slot, kept for a backward (which then needs no second pass of exps)
+  const counted: number[] = [];
+  for (let slot = 0; slot < N * K; slot++) if (targets[slot] !== IGNORE_INDEX) counted.push(slot);
+  const rows = Int32Array.from(counted);
+  // the softmax at each counted slot, kept for a backward (which then needs no second pass of exps)
   const probs = logits.requiresGrad ? new Float32Array(logits.size) : undefined;
+  const rowStats = softmaxRows(x, V, rows, probs);
   const sums = new Float64Array(N);
   const stats: TokenStats = { entropySum: 0, tokens: 0, logitMeanChosen: 0, logitMeanRejected: 0, chosenTokens: 0, rejectedTokens: 0, correctChosen: 0 };
-  for (let n = 0; n < N; n++) {
-    const chosen = n < N / 2;
-    for (let k = 0; k < K; k++) {
-      const t = targets[n * K + k]!;
-      if (t === IGNORE_INDEX) continue;
-      const o = (n * K + k) * V;
-      let max = -Infinity, arg = 0, sumLogit = 0;
-      for (let v = 0; v < V; v++) {
-        const xv = x[o + v]!;
-        sumLogit += xv;
-        if (xv > max) { max = xv; arg = v; }
-      }
-      let z = 0, wsum = 0;
-      for (let v = 0; v < V; v++) {
-        const e = Math.exp(x[o + v]! - max);
-        if (probs) probs[o + v] = e;
-        z += e;
-        wsum += e * (x[o + v]! - max);
-      }
-      const l = max + Math.log(z);
-      if (probs) for (let v = 0; v < V; v++) probs[o + v] = probs[o + v]! / z;
-      sums[n] = sums[n]! + x[o + t]! - l;
-      // H = log z − Σ p·(x − max)
-      stats.entropySum += Math.log(z) - wsum / z;
-      stats.tokens++;
-      if (chosen) {
-        stats.logitMeanChosen += sumLogit / V;
-        stats.chosenTokens++;
-        if (arg === t) stats.correctChosen++;
-      } else {
-        stats.logitMeanRejected += sumLogit / V;
-        stats.rejectedTokens++;
-      }
+  rows.forEach((slot, u) => {
+    const n = Math.floor(slot / K), t = targets[slot]!;
+    const max = rowStats[5 * u]!, arg = rowStats[5 * u + 1]!, sumLogits = rowStats[5 * u + 2]!, z = rowStats[5 * u + 3]!, weightedSum = rowStats[5 * u + 4]!;
+    const l = max + Math.log(z);
+    sums[n] = sums[n]! + x[slot * V + t]! - l;
+    // H = log z − Σ p·(x − max)
+    stats.entropySum += Math.log(z) - weightedSum / z;
+    stats.tokens++;
+    if (n < N / 2) {
+      stats.logitMeanChosen += sumLogits / V;
+      stats.chosenTokens++;
+      if (arg === t) stats.correctChosen++;
+    } else {
+      stats.logitMeanRejected += sumLogits / V;
+      stats.rejectedTokens++;
     }
-  }
+  });
   const logps = result(Float32Array.from(sums), [N], [logits], () => ({
     name: "sequenceLogps",
     inputs: [logits],

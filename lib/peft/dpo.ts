@@ -22,8 +22,9 @@
  */
 import { ConfigError, InputError, LlamaError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
+import type { Backend } from "../backend/backend.js";
 import { Var } from "../autograd/var.js";
-import { IGNORE_INDEX } from "../autograd/loss.js";
+import { IGNORE_INDEX, type SoftmaxRowsKernel } from "../autograd/loss.js";
 import { backprop, isDifferentiable } from "../autograd/differentiable.js";
 import type { LlamaForCausalLM } from "../model/causal-lm.js";
 import type { LoraModel } from "./lora-train.js";
@@ -106,6 +107,11 @@ function resolve(policy: LoraModel, o: DpoOptions): Resolved {
   return r;
 }
 
+/** The backend's softmax-rows kernel where it has one (sequenceLogps falls back to JavaScript). */
+function softmaxRowsOf(be: Backend): SoftmaxRowsKernel | undefined {
+  return isDifferentiable(be) ? be.softmaxRows : undefined;
+}
+
 /** A collated batch and where its completion tokens are predicted. */
 interface Prepared {
   inputIds: number[][];
@@ -177,7 +183,7 @@ async function referenceLogps(policy: LoraModel, examples: readonly DpoExample[]
   }
   const t = await completionLogits(policy, b, fromAdapter ? "policy-nograd" : "reference");
   const logits = t.toFloat32();
-  const { logps } = sequenceLogps(Var.constant(logits, t.shape), b.targets);
+  const { logps } = sequenceLogps(Var.constant(logits, t.shape), b.targets, softmaxRowsOf(policy.base.backend));
   if (logps.size !== 2 * B) throw new LlamaError("DPO: reference logps have the wrong size");
   return { logps: Float64Array.from(logps.value), logits };
 }
@@ -216,7 +222,7 @@ export async function dpoLossAndGrad(policy: LoraModel, examples: readonly DpoEx
   const ref = await referenceLogps(policy, examples, b, r);
   const logits = await completionLogits(policy, b, "policy");
   const lv = be.varOf(logits);
-  const { logps, stats } = sequenceLogps(lv, b.targets);
+  const { logps, stats } = sequenceLogps(lv, b.targets, be.softmaxRows);
   const loss = dpoLoss(logps, ref.logps, b.lengths, r);
   const values = lv.value; // read before the backward frees the graph
   await backprop(be, loss);
@@ -236,7 +242,7 @@ export async function dpoEvaluate(policy: LoraModel, examples: readonly DpoExamp
     const ref = await referenceLogps(policy, batch, b, r);
     const logits = await completionLogits(policy, b, "policy-nograd");
     const values = logits.toFloat32();
-    const { logps, stats } = sequenceLogps(Var.constant(values, logits.shape), b.targets);
+    const { logps, stats } = sequenceLogps(Var.constant(values, logits.shape), b.targets, softmaxRowsOf(policy.base.backend));
     const loss = dpoLoss(logps, ref.logps, b.lengths, r).item();
     const m = { loss, ...dpoMetrics(logps.value, ref.logps, stats, r.beta), ...extraMetrics(logps.value, ref, values, b, logits.shape[2]!) };
     for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v * batch.length;

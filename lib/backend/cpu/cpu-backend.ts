@@ -249,6 +249,14 @@ export class CpuBackend implements Backend {
   }
 
   /**
+   * Softmax statistics of rows of x [*, V] on the engine's kernels (SoftmaxRowsKernel's contract,
+   * lib/autograd/loss.ts: the same numbers as jsSoftmaxRows). Undefined when it cannot.
+   */
+  softmaxRows(x: Float32Array, V: number, rows: Int32Array, probs: Float32Array | undefined): Float64Array | undefined {
+    return this.engine.softmaxRows?.(x, V, rows, probs);
+  }
+
+  /**
    * RMSNorm's gradients (rows of H, rstd per row as rmsNormInto gives it) for the output gradient g
    * on the engine's kernel: dx (may be g itself) written, dw [H] added to. False when it cannot.
    */

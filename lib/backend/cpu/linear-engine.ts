@@ -77,6 +77,8 @@ export interface LinearEngine {
   siluMul?(gate: Float32Array, up: Float32Array, out: Float32Array): boolean;
   /** siluMul's gradients for the output gradient g (dGate, dUp: null when not wanted; dUp may be g); false when it cannot. */
   siluMulBackward?(gate: Float32Array, up: Float32Array, g: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): boolean;
+  /** Softmax statistics of rows of x (SoftmaxRowsKernel's contract, lib/autograd/loss.ts); undefined when it cannot. */
+  softmaxRows?(x: Float32Array, V: number, rows: Int32Array, probs: Float32Array | undefined): Float64Array | undefined;
   /** RMSNorm's gradients over rows of H for the output gradient g (dx may be g; dw [H] is added to); false when it cannot. */
   rmsNormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float32Array, H: number,
     dx: Float32Array | null, dw: Float32Array | null): boolean;

@@ -11,6 +11,8 @@ import { wasm } from "./wasm-api.js";
 export const I32 = 0x7f;
 export const F32 = 0x7d;
 export const V128 = 0x7b;
+export const F64 = 0x7c;
+export const I64 = 0x7e;
 
 function uleb(n: number): number[] {
   const out: number[] = [];
@@ -114,6 +116,7 @@ export class Code {
   mul(): this { return this.op(0x6c); }
   shl(): this { return this.op(0x74); }
   divU(): this { return this.op(0x6e); }
+  remU(): this { return this.op(0x70); }
   and32(): this { return this.op(0x71); }
   geU(): this { return this.op(0x4f); }
   gtU(): this { return this.op(0x4b); }
@@ -144,6 +147,65 @@ export class Code {
     body();
     return this.op(0x0b);
   }
+
+  /** `if (cond on stack) then() else otherwise()`. */
+  ifElse(then: () => void, otherwise: () => void): this {
+    this.op(0x04, 0x40);
+    then();
+    this.op(0x05);
+    otherwise();
+    return this.op(0x0b);
+  }
+
+  /** Returns from the function (with the value on the stack, if it has a result). */
+  ret(): this { return this.op(0x0f); }
+  /** Pops cond, b, a; pushes cond ? a : b. */
+  select(): this { return this.op(0x1b); }
+
+  // i32 comparisons beyond the unsigned ones above
+  eq(): this { return this.op(0x46); }
+  eqz(): this { return this.op(0x45); }
+  ltU(): this { return this.op(0x49); }
+  geS(): this { return this.op(0x4e); }
+
+  // Scalar float64 and int64, for the kernels that must equal JavaScript's double arithmetic bit for bit (wasm-exp.ts).
+  f64const(v: number): this {
+    const buf = Buffer.alloc(8);
+    buf.writeDoubleLE(v);
+    return this.op(0x44, ...buf);
+  }
+  f32const(v: number): this {
+    const buf = Buffer.alloc(4);
+    buf.writeFloatLE(v);
+    return this.op(0x43, ...buf);
+  }
+  i64const(v: number): this { return this.op(0x42, ...sleb(v)); }
+  f64load(offset = 0): this { return this.op(0x2b, 3, ...uleb(offset)); }
+  f64store(offset = 0): this { return this.op(0x39, 3, ...uleb(offset)); }
+  f64add(): this { return this.op(0xa0); }
+  f64sub(): this { return this.op(0xa1); }
+  f64mul(): this { return this.op(0xa2); }
+  f64div(): this { return this.op(0xa3); }
+  f64eq(): this { return this.op(0x61); }
+  f64ne(): this { return this.op(0x62); }
+  f64lt(): this { return this.op(0x63); }
+  f64gt(): this { return this.op(0x64); }
+  f32eq(): this { return this.op(0x5b); }
+  f32gt(): this { return this.op(0x5e); }
+  /** f64.promote_f32: exact, as JavaScript reads a Float32Array element. */
+  f64promote(): this { return this.op(0xbb); }
+  /** f32.demote_f64: rounded to nearest, as JavaScript stores into a Float32Array (Math.fround). */
+  f32demote(): this { return this.op(0xb6); }
+  f64convertI32(): this { return this.op(0xb7); }
+  /** i32.trunc_f64_s: toward zero, as JavaScript's `x | 0` for |x| < 2³¹. */
+  i32truncF64(): this { return this.op(0xaa); }
+  i32wrapI64(): this { return this.op(0xa7); }
+  i64extendI32(): this { return this.op(0xac); }
+  i64add(): this { return this.op(0x7c); }
+  i64shl(): this { return this.op(0x86); }
+  i64shrU(): this { return this.op(0x88); }
+  i64reinterpretF64(): this { return this.op(0xbd); }
+  f64reinterpretI64(): this { return this.op(0xbf); }
 
   // SIMD (memarg: alignment log2, offset)
   v128load(offset = 0): this { return this.simd(0x00, 4, ...uleb(offset)); }

@@ -1,104 +1,166 @@
 /**
- * Attention on the wasm kernels, one (batch row, kv head) group at a time:
- * the query heads sharing that kv head (GQA) form R = group·T rows, so
- *   scores [R, S] = Q_rows [R, D] @ K^T   (gemm_f32, K rows read in place from the cache)
- *   masking + softmax in JavaScript (float32 results, as HF's eager softmax)
- *   out [R, D]    = P [R, S] @ V          (gemm_nn onto zeros, V rows read in place)
- * The cache tensors must live in wasm memory (kvAppend allocates them there),
- * head_dim must be a multiple of 16 and the memories must have room for the
- * scores; otherwise the caller falls back to the JavaScript kernel. Keys and
- * values may live in two different memories (the engine spreads its tensors
- * over several): the scores are then computed in the keys' memory and the
- * weights copied into the values' memory for the second product.
+ * Attention's forward on the wasm kernels, one (batch row, kv head) group per
+ * call: the query heads sharing that kv head (GQA) form R = group·T rows, so
+ *
+ *   scores [R, S] = Q_rows [R, D] @ K^T   (gemm_f32 over the keys in fours, the last S % 4 keys here)
+ *   P = softmax(scores · scale + mask)    (here, in float64 with exp_f64: JavaScript's attentionInto bit for bit)
+ *   out [R, D]    = P [R, S] @ V          (gemm_nn onto zeros)
+ *
+ * The softmax is the CPU backend's (lib/tensor/ops.ts attentionInto) step by
+ * step: each score rounded to float32 after the scale, the max and the sum in
+ * float64, each exp rounded to float32 when stored and divided by the
+ * unrounded sum; a row that may see no key gets 1/S everywhere (HF's eager
+ * attention); keys past the causal limit get exactly 0. exp_f64 is Math.exp's
+ * algorithm (wasm-exp.ts), so the weights and outputs keep the bits the parity
+ * tests pinned when the loop was JavaScript. head_dim must be a multiple of 16.
  */
-import type { AttentionShapes } from "../../tensor/ops.js";
-import type { KernelExports } from "./wasm-kernels.js";
+import { Code, F64, I32, V128, type FunctionDef } from "./wasm-asm.js";
+import { TASK_PARAMS } from "./wasm-tasks.js";
 
-export interface WasmAttentionContext {
-  kernels: KernelExports;
-  buffer(): ArrayBufferLike;
-  /** A workspace of at least `bytes`, or undefined when the memory cannot grow that far. */
-  scratch(bytes: number): number | undefined;
-  ptrOf(view: Float32Array): number | undefined;
+/** Where attn_fwd_group finds the functions it calls (indices in the kernel module). */
+export interface AttentionForwardIndices {
+  gemmF32: number;
+  gemmNn: number;
+  expF64: number;
 }
 
-/** Attention with the keys in `ctx`'s memory and the values in `vCtx`'s (often the same). */
-export function wasmAttention(
-  ctx: WasmAttentionContext, vCtx: WasmAttentionContext,
-  q: Float32Array, kd: Float32Array, vd: Float32Array, s: AttentionShapes, scale: number,
-  queryOffset: number, keyMask: Uint8Array | undefined, out: Float32Array, weights: Float32Array | undefined,
-): boolean {
-  const { B, n, k, T, S, D, kvHeadStride } = s;
-  const kPtr = ctx.ptrOf(kd);
-  const vPtr = vCtx.ptrOf(vd);
-  if (kPtr === undefined || vPtr === undefined || D % 16 !== 0) return false;
-  const group = n / k;
-  const R = group * T;
-  const S4 = S - (S % 4);
-  const split = vCtx !== ctx;
-  const base = ctx.scratch(4 * (R * D + R * S + (split ? 0 : R * D)));
-  const vBase = split ? vCtx.scratch(4 * (R * S + R * D)) : base;
-  if (base === undefined || vBase === undefined) return false;
-  // q and the scores in the keys' memory; the weights (the scores, or their copy) and out in the values'
-  const qW = base, sW = base + 4 * R * D, pW = split ? vBase : sW, oW = pW + 4 * R * S;
-  const buf = ctx.buffer();
-  const qView = new Float32Array(buf, qW, R * D);
-  const sView = new Float32Array(buf, sW, R * S);
-  const pView = split ? new Float32Array(vCtx.buffer(), pW, R * S) : sView;
-  const oView = new Float32Array(vCtx.buffer(), oW, R * D);
-  for (let b = 0; b < B; b++) {
-    for (let kh = 0; kh < k; kh++) {
-      const headBase = (b * k + kh) * kvHeadStride; // element offset of this kv head in the cache
-      qView.set(q.subarray((b * n + kh * group) * T * D, (b * n + kh * group) * T * D + R * D));
-      ctx.kernels.gemm_f32(qW, R, kPtr + 4 * headBase, D, sW, S, S4);
-      for (let r = 0; r < R; r++) {
-        for (let j = S4; j < S; j++) { // the last S % 4 keys
-          let dot = 0;
-          for (let d = 0; d < D; d++) dot += qView[r * D + d]! * kd[headBase + j * D + d]!;
-          sView[r * S + j] = dot;
-        }
-      }
-      for (let r = 0; r < R; r++) {
-        const i = r % T;
-        const row = r * S;
-        const last = Math.min(S - 1, queryOffset + i);
-        const maskRow = keyMask ? b * S : -1;
-        // Keys after `last` are causally masked: their weights are exactly 0, so the
-        // loops stop there (half the work in a prefill, same numbers).
-        let max = -Infinity;
-        for (let j = 0; j <= last; j++) {
-          if (maskRow >= 0 && keyMask![maskRow + j] === 0) {
-            sView[row + j] = -Infinity;
-            continue;
-          }
-          const sc = Math.fround(sView[row + j]! * scale);
-          sView[row + j] = sc;
-          if (sc > max) max = sc;
-        }
-        if (max === -Infinity) {
-          sView.fill(1 / S, row, row + S); // no key allowed: uniform, as HF's eager attention
-        } else {
-          let sum = 0;
-          for (let j = 0; j <= last; j++) {
-            const e = sView[row + j] === -Infinity ? 0 : Math.exp(sView[row + j]! - max);
-            sView[row + j] = e;
-            sum += e;
-          }
-          for (let j = 0; j <= last; j++) sView[row + j] = sView[row + j]! / sum;
-          sView.fill(0, row + last + 1, row + S);
-        }
-      }
-      // The group's query heads are consecutive in P [B, n, T, S]: its R rows are one block there.
-      if (weights) weights.set(sView, (b * n + kh * group) * T * S);
-      if (split) pView.set(sView);
-      oView.fill(0);
-      vCtx.kernels.gemm_nn(pW, R, S, vPtr + 4 * headBase, D, 1, oW);
-      for (let r = 0; r < R; r++) {
-        const i = r % T;
-        const h = kh * group + Math.floor(r / T);
-        out.set(oView.subarray(r * D, (r + 1) * D), (b * T + i) * n * D + h * D);
-      }
-    }
-  }
-  return true;
+/**
+ * attn_fwd_group(Q, K, V, P, O, mask, R, S, D, T, queryOffset, scale): Q [R, D]
+ * (row r is query r % T of its head), K and V [S, D]; writes the weights P
+ * [R, S] and O [R, D] (overwritten). mask: S bytes (1 = a real key) or 0 for
+ * none. Row r sees keys j ≤ queryOffset + r % T.
+ */
+export function attentionForwardGroupFn(ix: AttentionForwardIndices): FunctionDef {
+  const [Q, K, V, P, O, mask, R, S, D, T, queryOffset, scale] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const c = new Code(12);
+  const S4 = c.local(I32), j = c.local(I32), r = c.local(I32), d = c.local(I32), rowBytes = c.local(I32), sBytes = c.local(I32);
+  const row = c.local(I32), last = c.local(I32), at = c.local(I32), end = c.local(I32);
+  const dot = c.local(F64), max = c.local(F64), sum = c.local(F64), e = c.local(F64), sc = c.local(F64);
+  c.get(D).i32(2).shl().set(rowBytes);
+  c.get(S).i32(2).shl().set(sBytes);
+  c.get(S).i32(-4).and32().set(S4);
+
+  // scores: the keys in fours on gemm_f32, then each of the last S % 4 keys as a float64 dot product
+  // (JavaScript's: each float32 product exact in float64, summed in order, rounded once)
+  c.get(Q).get(R).get(K).get(D).get(P).get(S).get(S4).call(ix.gemmF32);
+  c.get(S4).set(j);
+  c.loop(j, S, 1, () => {
+    c.i32(0).set(r);
+    c.loop(r, R, 1, () => {
+      c.f64const(0).set(dot);
+      c.i32(0).set(d);
+      c.loop(d, rowBytes, 4, () => {
+        c.get(dot);
+        c.get(Q).get(r).get(rowBytes).mul().add().get(d).add().f32load().f64promote();
+        c.get(K).get(j).get(rowBytes).mul().add().get(d).add().f32load().f64promote();
+        c.f64mul().f64add().set(dot);
+      });
+      c.get(P).get(r).get(sBytes).mul().add().get(j).i32(2).shl().add().get(dot).f32demote().f32store();
+    });
+  });
+
+  // score · scale rounded to float32 (stored), and the running max
+  const scaleAndMax = () => {
+    c.get(at).get(at).f32load().f64promote().get(scale).f64mul().f32demote().f64promote().tee(sc).f32demote().f32store();
+    c.get(sc).get(max).f64gt().if(() => { c.get(sc).set(max); });
+  };
+  c.i32(0).set(r);
+  c.loop(r, R, 1, () => {
+    c.get(P).get(r).get(sBytes).mul().add().set(row);
+    // last = min(S − 1, queryOffset + r % T), as a byte offset one past it in `end`
+    c.get(queryOffset).get(r).get(T).remU().add().set(last);
+    c.get(last).get(S).i32(1).sub().gtU().if(() => { c.get(S).i32(1).sub().set(last); });
+    c.get(row).get(last).i32(1).add().i32(2).shl().add().set(end);
+    // scale (rounded to float32) and mask, the max over the keys the row may see
+    c.f64const(-Infinity).set(max);
+    c.get(row).set(at);
+    c.loop(at, end, 4, () => {
+      c.get(mask).ifElse(() => {
+        // key (at − row)/4 of this batch row's mask
+        c.get(mask).get(at).get(row).sub().i32(2).shrU().add().i32load8u().eqz().ifElse(() => {
+          c.get(at).f32const(-Infinity).f32store();
+        }, () => { scaleAndMax(); });
+      }, () => { scaleAndMax(); });
+    });
+    c.get(max).f64const(-Infinity).f64eq().ifElse(() => {
+      // no key allowed: uniform over all S keys
+      c.get(row).set(at);
+      c.get(row).get(sBytes).add().set(end);
+      c.loop(at, end, 4, () => { c.get(at).f64const(1).get(S).f64convertI32().f64div().f32demote().f32store(); });
+    }, () => {
+      c.f64const(0).set(sum);
+      c.get(row).set(at);
+      c.loop(at, end, 4, () => {
+        c.get(at).f32load().f32const(-Infinity).f32eq().ifElse(() => { c.f64const(0).set(e); }, () => {
+          c.get(at).f32load().f64promote().get(max).f64sub().call(ix.expF64).set(e);
+        });
+        c.get(at).get(e).f32demote().f32store();
+        c.get(sum).get(e).f64add().set(sum);
+      });
+      c.get(row).set(at);
+      c.loop(at, end, 4, () => { c.get(at).get(at).f32load().f64promote().get(sum).f64div().f32demote().f32store(); });
+      // keys past the causal limit: exactly 0
+      c.get(row).get(sBytes).add().set(end);
+      c.loop(at, end, 4, () => { c.get(at).f32const(0).f32store(); });
+    });
+  });
+
+  // out = P·V onto zeros
+  c.get(O).set(at);
+  c.get(O).get(R).get(rowBytes).mul().add().set(end);
+  c.loop(at, end, 16, () => { c.get(at).i32x4const(0).v128store(); });
+  c.get(P).get(R).get(S).get(V).get(D).f32const(1).get(O).call(ix.gemmNn);
+  return { name: "attn_fwd_group", params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, F64], results: [], code: c };
+}
+
+/** The fields of attn_fwd_groups' parameter block, in order (wasm-tasks.ts). */
+const FWD_PARAMS = TASK_PARAMS.attn_fwd_groups;
+
+/**
+ * attn_fwd_groups(params, first, end, thread): attn_fwd_group for groups
+ * first..end−1 (group u = batch row u / kvHeads, kv head u % kvHeads) with the
+ * parameter block at `params` (FWD_PARAMS: i32 fields, `scale` a float64 over
+ * two): group u's q rows start u·R rows into Q [B, n, T, D], its keys and
+ * values u·kStride and u·vStride floats into K and V; its weights go to P
+ * at u·R rows (pPerGroup: P [B, n, T, S] is the caller's) or to the thread's own
+ * R·S block, its R output rows through the thread's [R, D] block of Os to out
+ * [B, T, n·D] (query head h = kv head · group + r / T, position r % T). A
+ * worker-pool task: groups write disjoint outputs, so any split gives the same numbers.
+ */
+export function attentionForwardGroupsFn(groupIndex: number): FunctionDef {
+  const [params, first, end, thread] = [0, 1, 2, 3];
+  const c = new Code(4);
+  const names = FWD_PARAMS.filter((name) => name !== "scale" && name !== "scaleHigh");
+  const f = Object.fromEntries(names.map((name) => [name, c.local(I32)])) as Record<(typeof names)[number], number>;
+  const scale = c.local(F64);
+  const u = c.local(I32), b = c.local(I32), group = c.local(I32), r = c.local(I32), src = c.local(I32), dst = c.local(I32);
+  const off = c.local(I32), rowBytes = c.local(I32), os = c.local(I32), v = c.local(V128);
+  names.forEach((name) => { c.get(params).i32load(4 * FWD_PARAMS.indexOf(name)).set(f[name]); });
+  c.get(params).f64load(4 * FWD_PARAMS.indexOf("scale")).set(scale);
+  c.get(f.D).i32(2).shl().set(rowBytes);
+  c.get(f.R).get(f.T).divU().set(group);
+  c.get(f.Os).get(thread).get(f.R).get(rowBytes).mul().mul().add().set(os);
+  c.get(first).set(u);
+  c.loop(u, end, 1, () => {
+    c.get(u).get(f.kvHeads).divU().set(b);
+    c.get(f.Q).get(u).get(f.R).mul().get(rowBytes).mul().add();
+    c.get(f.K).get(u).get(f.kStride).mul().i32(2).shl().add();
+    c.get(f.V).get(u).get(f.vStride).mul().i32(2).shl().add();
+    c.get(f.P).get(u).get(thread).get(f.pPerGroup).select().get(f.R).get(f.S).mul().mul().i32(2).shl().add();
+    c.get(os);
+    c.get(f.mask).get(b).get(f.S).mul().add().i32(0).get(f.mask).select(); // this batch row's mask, or 0
+    c.get(f.R).get(f.S).get(f.D).get(f.T).get(f.queryOffset).get(scale).call(groupIndex);
+    // row r → out[b, r % T, (kv head · group + r / T)·D]
+    c.i32(0).set(r);
+    c.loop(r, f.R, 1, () => {
+      c.get(os).get(r).get(rowBytes).mul().add().set(src);
+      c.get(f.out);
+      c.get(b).get(f.T).mul().get(r).get(f.T).remU().add().get(f.kvHeads).mul().get(group).mul(); // (b·T + i)·n, n = kvHeads·group
+      c.get(u).get(f.kvHeads).remU().get(group).mul().get(r).get(f.T).divU().add().add(); // + h
+      c.get(rowBytes).mul().add().set(dst);
+      c.i32(0).set(off);
+      c.loop(off, rowBytes, 16, () => { c.sum(src, off).v128load().set(v).sum(dst, off).get(v).v128store(); });
+    });
+  });
+  return { name: "attn_fwd_groups", params: [I32, I32, I32, I32], results: [], code: c };
 }

@@ -19,8 +19,8 @@ import { wasm, type WasmModule } from "./wasm-api.js";
 import { MEMORY_MAX_BYTES, WasmArena } from "./wasm-arena.js";
 import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, WorkerPool } from "./wasm-pool.js";
 import { TASKS, TASK_PARAMS, type TaskName } from "./wasm-tasks.js";
-import { wasmAttention, type WasmAttentionContext } from "./wasm-attention.js";
 import { ATTN_DK, ATTN_DQ, ATTN_DV } from "./wasm-attention-kernels.js";
+import { SOFTMAX_STATS } from "./wasm-softmax-rows.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
 
 const MIB = 2 ** 20;
@@ -75,7 +75,6 @@ export class WasmLinearEngine implements LinearEngine {
   private readonly arenas: WasmArena[] = [];
   /** arenas[i].kernels, the calling thread's instances in memory order (what jobs name). */
   private readonly kernels: KernelExports[] = [];
-  private readonly attentionContexts: WasmAttentionContext[] = [];
   private readonly homes = new WeakMap<ArrayBufferView, Home>();
   private readonly finalizer: FinalizationRegistry<[WasmArena, number, number]>;
   /** Room handed out by hostBytes and not yet adopted, by the buffer its view is over, then address. */
@@ -141,15 +140,6 @@ export class WasmLinearEngine implements LinearEngine {
     this.arenas.push(arena);
     this.kernels.push(arena.kernels);
     this.pool.attach(arena.memory);
-    this.attentionContexts.push({
-      kernels: arena.kernels,
-      buffer: () => arena.buffer,
-      scratch: (bytes) => arena.scratch(bytes),
-      ptrOf: (view) => {
-        const home = this.homes.get(view);
-        return home?.arena === arena ? home.ptr : undefined;
-      },
-    });
   }
 
   private warnOnce(message: string): void {
@@ -256,15 +246,45 @@ export class WasmLinearEngine implements LinearEngine {
     return view;
   }
 
-  /** Runs where the caches live: the scores in the keys' memory, the weighted sum in the values'. */
+  /**
+   * Attention's forward on attn_fwd_groups (wasm-attention.ts) in the keys'
+   * memory, the (batch row, kv head) groups split over the threads when the
+   * work is big: q [B, n, T, D] is copied in, the keys are read where the cache
+   * holds them (values in another memory are copied next to them), and out
+   * [B, T, n·D] and the weights [B, n, T, S] (when asked for) are copied back.
+   * False (nothing written) when a cache is not in wasm memory, D is not a
+   * multiple of 16 or there is no room.
+   */
   attention(
     q: Float32Array, kd: Float32Array, vd: Float32Array, s: AttentionShapes, scale: number,
     queryOffset: number, keyMask: Uint8Array | undefined, out: Float32Array, weights: Float32Array | undefined,
   ): boolean {
     const kHome = this.homes.get(kd), vHome = this.homes.get(vd);
-    if (!kHome || !vHome) return false;
-    const contexts = this.attentionContexts;
-    return wasmAttention(contexts[kHome.arena.index]!, contexts[vHome.arena.index]!, q, kd, vd, s, scale, queryOffset, keyMask, out, weights);
+    if (!kHome || !vHome || s.D % 16 !== 0) return false;
+    const { B, n, k: kh, T, S, D, kvHeadStride } = s;
+    const arena = kHome.arena, groups = B * kh, R = (n / kh) * T;
+    const copyValues = vHome.arena !== arena;
+    const results: ResultCopy[] = [{ slot: 1, into: out }];
+    if (weights) results.push({ slot: 2, into: weights });
+    // q, out, the weights (all of them, or one R·S block per thread), each thread's output rows, the key mask (bytes),
+    // the values when they live in another memory, the parameter block
+    const rooms = [q, out.length, weights ? weights.length : this.threads * R * S, this.threads * R * D,
+      keyMask ? Math.ceil(keyMask.length / 4) : 0, copyValues ? groups * S * D : 0, TASK_PARAMS.attn_fwd_groups.length];
+    return this.onScratch(rooms, ([pQ, pOut, pP, pOs, pMask, pV, pParams]) => {
+      const buf = arena.buffer;
+      if (keyMask) new Uint8Array(buf, pMask!, keyMask.length).set(keyMask);
+      if (copyValues) {
+        const values = new Float32Array(buf, pV!, groups * S * D);
+        for (let u = 0; u < groups; u++) values.set(vd.subarray(u * kvHeadStride, u * kvHeadStride + S * D), u * S * D);
+      }
+      const params = this.taskParams(pParams!, "attn_fwd_groups", {
+        Q: pQ!, K: kHome.ptr, V: copyValues ? pV! : vHome.ptr, P: pP!, Os: pOs!, out: pOut!, mask: keyMask ? pMask! : 0,
+        R, S, D, T, kvHeads: kh, kStride: kvHeadStride, vStride: copyValues ? S * D : kvHeadStride, queryOffset,
+        pPerGroup: weights ? 1 : 0, scale,
+      }, arena);
+      const macs = 2 * R * S * D * groups; // scores and P·V
+      this.runTask("attn_fwd_groups", params, groups, macs >= GEMM_THREAD_MIN_MACS ? this.threads : 1, arena);
+    }, results, arena);
   }
 
   siluMul(gate: Float32Array, up: Float32Array, out: Float32Array): boolean {
@@ -365,6 +385,30 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
+   * Softmax statistics (wasm-softmax-rows.ts) of rows rows[u] of x [*, V], split over the threads
+   * when there are many: returns stats [R, 5] float64; with `probs` (like x) its listed rows get
+   * the softmax. Undefined (nothing written) when there is no room.
+   */
+  softmaxRows(x: Float32Array, V: number, rows: Int32Array, probs: Float32Array | undefined): Float64Array | undefined {
+    const R = rows.length, width = SOFTMAX_STATS.length;
+    const stats = new Float64Array(R * width);
+    if (R === 0) return stats;
+    const done = this.onScratch([R * V, probs ? R * V : 0, 2 * R * width, TASK_PARAMS.softmax_rows.length], ([px, pp, ps, pParams]) => {
+      const buf = this.arenas[0]!.buffer;
+      const xs = new Float32Array(buf, px!, R * V);
+      rows.forEach((r, u) => xs.set(x.subarray(r * V, (r + 1) * V), u * V));
+      const params = this.taskParams(pParams!, "softmax_rows", { x: px!, V, probs: probs ? pp! : 0, stats: ps! });
+      this.runTask("softmax_rows", params, R, R * V >= ELEMENTWISE_THREAD_MIN ? this.threads : 1);
+      stats.set(new Float64Array(buf, ps!, R * width));
+      if (probs) {
+        const ps32 = new Float32Array(buf, pp!, R * V);
+        rows.forEach((r, u) => probs.set(ps32.subarray(u * V, (u + 1) * V), r * V));
+      }
+    }, []);
+    return done ? stats : undefined;
+  }
+
+  /**
    * The gradients of out = silu(gate) · up for the output gradient g
    * (silu_mul_backward, split over the threads when long): dGate =
    * g·up·silu'(gate), dUp = g·silu(gate), either null when not wanted; dUp may
@@ -410,12 +454,12 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * Copies `arrays` into the first memory's workspace (a number: room for that
-   * many floats, not copied), runs `kernel` on their addresses, and copies the
-   * `results` back. False when there is no room.
+   * Copies `arrays` into the workspace of `arena` (the first memory unless
+   * named; a number: room for that many floats, not copied), runs `kernel` on
+   * their addresses, and copies the `results` back. False when there is no room.
    */
-  private onScratch(arrays: readonly (Float32Array | number)[], kernel: (ptrs: number[]) => void, results: ResultCopy | readonly ResultCopy[]): boolean {
-    const arena = this.arenas[0]!;
+  private onScratch(arrays: readonly (Float32Array | number)[], kernel: (ptrs: number[]) => void, results: ResultCopy | readonly ResultCopy[],
+    arena = this.arenas[0]!): boolean {
     const room = (x: Float32Array | number) => 4 * (typeof x === "number" ? x : x.length) + 15 & ~15;
     let bytes = 0;
     for (const x of arrays) bytes += room(x);
@@ -482,22 +526,29 @@ export class WasmLinearEngine implements LinearEngine {
     }, results);
   }
 
-  /** Writes task `task`'s parameter block at `at` (first memory) in TASK_PARAMS order: `s` as float32, the rest int32. Returns `at`. */
-  private taskParams<T extends keyof typeof TASK_PARAMS>(at: number, task: T, values: Record<(typeof TASK_PARAMS)[T][number], number>): number {
-    const view = new DataView(this.arenas[0]!.buffer, at);
+  /**
+   * Writes task `task`'s parameter block at `at` in `arena` (the first memory unless named) in TASK_PARAMS
+   * order: `s` as float32, `scale` as float64 (over its field and scaleHigh's), the rest int32. Returns `at`.
+   */
+  private taskParams<T extends keyof typeof TASK_PARAMS>(at: number, task: T,
+    values: Record<Exclude<(typeof TASK_PARAMS)[T][number], "scaleHigh">, number>, arena = this.arenas[0]!): number {
+    const view = new DataView(arena.buffer, at);
     (TASK_PARAMS[task] as readonly (typeof TASK_PARAMS)[T][number][]).forEach((name, i) => {
-      if (name === "s") view.setFloat32(4 * i, values[name], true);
-      else view.setInt32(4 * i, values[name], true);
+      if (name === "scaleHigh") return;
+      const value = values[name as Exclude<typeof name, "scaleHigh">];
+      if (name === "s") view.setFloat32(4 * i, value, true);
+      else if (name === "scale") view.setFloat64(4 * i, value, true);
+      else view.setInt32(4 * i, value, true);
     });
     return at;
   }
 
-  /** Runs task `name` (wasm-tasks.ts) over `units` units with its parameter block at `params` (first memory) on T threads. */
-  private runTask(name: TaskName, params: number, units: number, T: number): void {
+  /** Runs task `name` (wasm-tasks.ts) over `units` units with its parameter block at `params` in `arena` (the first memory unless named) on T threads. */
+  private runTask(name: TaskName, params: number, units: number, T: number, arena = this.arenas[0]!): void {
     const c = this.pool.ctrl;
     c[C.JOBS] = 1; c[C.M] = 0; c[C.K] = 0; c[C.SINGLE] = 0;
     c[C.CHUNKS] = this.writeJob(0, 0, T, {
-      kind: TASK_KIND, w: TASKS.indexOf(name), N: 0, y: 0, rows4: units, arena: this.arenas[0]!, x: params, scratch: 0, xq: 0,
+      kind: TASK_KIND, w: TASKS.indexOf(name), N: 0, y: 0, rows4: units, arena, x: params, scratch: 0, xq: 0,
     }, 1);
     this.pool.run(this.kernels, T);
   }

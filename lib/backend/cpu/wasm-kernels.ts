@@ -22,6 +22,9 @@ import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, F32, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
 import { dequantFn, gemmQuantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
 import { attentionBackwardGroupFn, attentionBackwardGroupsFn } from "./wasm-attention-kernels.js";
+import { attentionForwardGroupFn, attentionForwardGroupsFn } from "./wasm-attention.js";
+import { expF64Fn } from "./wasm-exp.js";
+import { softmaxRowFn, softmaxRowsFn } from "./wasm-softmax-rows.js";
 import { gemmNnRowsFn, gemmTnColsFn, siluMulBackwardSpanFn, siluMulSpanFn } from "./wasm-tasks.js";
 import { rmsNormBackwardFn, ropeBackwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
 
@@ -290,12 +293,18 @@ export interface KernelExports {
   gemm_tn(a: number, R: number, S: number, lda: number, b: number, D: number, out: number): void;
   attn_bwd_group(P: number, dO: number, Q: number, K: number, V: number, dQ: number, dK: number, dV: number,
     dS: number, rowScale: number, R: number, S: number, D: number, parts: number): void;
+  exp_f64(x: number): number;
+  attn_fwd_group(Q: number, K: number, V: number, P: number, O: number, mask: number, R: number, S: number, D: number,
+    T: number, queryOffset: number, scale: number): void;
   /** Worker-pool tasks (wasm-tasks.ts): (parameter block, first unit, end unit, thread). */
+  attn_fwd_groups(params: number, first: number, end: number, thread: number): void;
   attn_bwd_groups(params: number, first: number, end: number, thread: number): void;
   gemm_nn_rows(params: number, first: number, end: number, thread: number): void;
   gemm_tn_cols(params: number, first: number, end: number, thread: number): void;
   silu_mul_span(params: number, first: number, end: number, thread: number): void;
   silu_mul_backward_span(params: number, first: number, end: number, thread: number): void;
+  softmax_rows(params: number, first: number, end: number, thread: number): void;
+  softmax_row(x: number, V: number, probs: number, stats: number): void;
   has_nonfinite_f16(p: number, count: number): number;
   silu_mul(g: number, u: number, out: number, count: number): void;
   silu_mul_backward(g: number, u: number, d: number, count: number): void;
@@ -335,10 +344,15 @@ export function kernelModule(): WasmModule | undefined {
       ropeBackwardFn(),
     ];
     const index = (name: string) => fns.findIndex((f) => f.name === name);
+    fns.push(expF64Fn());
+    fns.push(attentionForwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), expF64: index("exp_f64") }));
+    fns.push(attentionForwardGroupsFn(index("attn_fwd_group")));
     fns.push(attentionBackwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), gemmTn: index("gemm_tn") }));
     fns.push(attentionBackwardGroupsFn(index("attn_bwd_group")));
     fns.push(gemmNnRowsFn(index("gemm_nn")), gemmTnColsFn(index("gemm_tn")));
     fns.push(siluMulSpanFn(index("silu_mul")), siluMulBackwardSpanFn(index("silu_mul_backward")));
+    fns.push(softmaxRowFn(index("exp_f64")));
+    fns.push(softmaxRowsFn(index("softmax_row")));
     const bytes = assembleModule(fns, 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;

@@ -10,16 +10,23 @@
 import { Code, I32, type FunctionDef } from "./wasm-asm.js";
 
 /** Every task function's name, in the order jobs name them (wasm-pool.ts). */
-export const TASKS = ["attn_bwd_groups", "gemm_nn_rows", "gemm_tn_cols", "silu_mul_span", "silu_mul_backward_span"] as const;
+export const TASKS = ["attn_fwd_groups", "attn_bwd_groups", "gemm_nn_rows", "gemm_tn_cols", "silu_mul_span", "silu_mul_backward_span",
+  "softmax_rows"] as const;
 export type TaskName = (typeof TASKS)[number];
 
-/** Each task's parameter block fields (4 bytes each, in order; attn_bwd_groups is in wasm-attention-kernels.ts). */
+/**
+ * Each task's parameter block fields (4 bytes each, in order; `s` a float32, `scale` a float64 over
+ * its own and the next field; the attention tasks are in wasm-attention.ts and wasm-attention-kernels.ts, softmax_rows in wasm-softmax-rows.ts).
+ */
 export const TASK_PARAMS = {
+  attn_fwd_groups: ["Q", "K", "V", "P", "Os", "out", "mask", "R", "S", "D", "T", "kvHeads", "kStride", "vStride", "queryOffset", "pPerGroup",
+    "scale", "scaleHigh"],
   attn_bwd_groups: ["P", "dO", "Q", "K", "V", "dQ", "dK", "dV", "dS", "rowScale", "R", "S", "D", "parts", "kvHeads"],
   gemm_nn_rows: ["a", "M", "J", "b", "N", "s", "out"],
   gemm_tn_cols: ["a", "R", "S", "b", "D", "out"],
   silu_mul_span: ["g", "u", "out"],
   silu_mul_backward_span: ["g", "u", "d"],
+  softmax_rows: ["x", "V", "probs", "stats"],
 } as const;
 
 /** The field's offset in its task's parameter block. */
