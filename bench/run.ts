@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { MALLOC_ENV } from "../lib/malloc-env.js";
+import { HEAP_FLAGS, MALLOC_ENV } from "../lib/process-memory.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -53,9 +53,9 @@ for (const name of chosen) {
     failed++;
     continue;
   }
-  console.log(`\n=== ${name}: ${b.what}\n$ ${Object.entries(MALLOC_ENV).map(([k, v]) => `${k}=${v}`).join(" ")} node --import tsx bench/${b.file}`);
-  // With the malloc settings the CLI's training commands and the notebook kernel run with (lib/malloc-env.ts).
-  const r = spawnSync(process.execPath, ["--import", "tsx", file], { stdio: "inherit", env: { ...process.env, ...MALLOC_ENV } });
+  console.log(`\n=== ${name}: ${b.what}\n$ ${Object.entries(MALLOC_ENV).map(([k, v]) => `${k}=${v}`).join(" ")} node ${HEAP_FLAGS.join(" ")} --import tsx bench/${b.file}`);
+  // With the memory settings the CLI's training commands and the notebook kernel run with (lib/process-memory.ts).
+  const r = spawnSync(process.execPath, [...HEAP_FLAGS, "--import", "tsx", file], { stdio: "inherit", env: { ...process.env, ...MALLOC_ENV } });
   if (r.status !== 0) failed++;
 }
 process.exit(failed ? 1 : 0);

@@ -41,7 +41,7 @@ import { completionExample, collate } from "../lib/peft/prompt-data.js";
 import { readPreferenceFile, tokenizeDpoRows } from "../lib/peft/preference-data.js";
 import { dpoLossAndGrad, precomputeReferenceLogps } from "../lib/peft/dpo.js";
 import { AdamW } from "../lib/peft/optim.js";
-import { mallocEnvSet } from "../lib/malloc-env.js";
+import { memorySettingsApplied } from "../lib/process-memory.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const only = new Set(flags.only!.split(","));
   console.log(`command: node --import tsx bench/train-step-bench.ts ${process.argv.slice(2).join(" ")}`.trim());
   console.log(`machine: ${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}, node ${process.version}, load avg ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`);
-  console.log(`malloc: ${mallocEnvSet() ? "the training settings (lib/malloc-env.ts)" : "glibc's defaults (npm run bench sets lib/malloc-env.ts's, as the CLI's training commands do)"}`);
+  console.log(`memory: ${memorySettingsApplied() ? "the training settings (lib/process-memory.ts)" : "glibc's and V8's defaults (npm run bench sets lib/process-memory.ts's, as the CLI's training commands do)"}`);
   const be = await TapeBackend.create();
   const rows: string[] = [];
   try {

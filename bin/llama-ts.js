@@ -12,14 +12,16 @@ if (!existsSync(entry)) {
   process.exit(2);
 }
 
-// The training commands run with glibc's malloc set to keep and reuse freed memory (lib/malloc-env.ts),
-// which glibc reads only at startup: without it they run again as a child with it, once.
+// The training commands run with glibc's malloc set to keep and reuse freed memory and with a larger
+// V8 old space (lib/process-memory.ts), both read only at startup: without them they run again as a
+// child with them, once.
 const TRAINING = new Set(["dpo", "lora-train", "prompt-tune", "reward-train"]);
 const training = process.platform === "linux" && TRAINING.has(process.argv[2]);
-const { MALLOC_ENV, mallocEnvSet } = training ? await import(pathToFileURL(join(root, "dist", "lib", "malloc-env.js")).href) : {};
-if (training && !mallocEnvSet()) {
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: "inherit", env: { ...process.env, ...MALLOC_ENV },
+const { MALLOC_ENV, HEAP_FLAGS, memorySettingsApplied } = training ? await import(pathToFileURL(join(root, "dist", "lib", "process-memory.js")).href) : {};
+if (training && !memorySettingsApplied()) {
+  const heap = process.execArgv.some((a) => a.startsWith("--initial-old-space-size")) ? [] : HEAP_FLAGS;
+  const child = spawn(process.execPath, [...process.execArgv, ...heap, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: "inherit", env: { ...MALLOC_ENV, ...process.env },
   });
   // Ctrl-C reaches both processes (one process group): the child decides what it means, this one
   // waits for it. A signal sent to this process alone is passed on.

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { writeTextAtomic } from "../lib/io/atomic.js";
-import { MALLOC_ENV } from "../lib/malloc-env.js";
+import { HEAP_FLAGS, MALLOC_ENV } from "../lib/process-memory.js";
 
 export const KERNEL_NAME = "llama-ts";
 export const DISPLAY_NAME = "LLaMA (TypeScript)";
@@ -40,12 +40,12 @@ export interface KernelSpec {
 export function kernelSpec(root: string, nodePath = process.execPath): KernelSpec {
   const entry = path.join(root, "dist", "kernel", "main.js");
   return {
-    argv: [nodePath, entry, "--connection-file", "{connection_file}"],
+    argv: [nodePath, ...HEAP_FLAGS, entry, "--connection-file", "{connection_file}"], // a notebook trains in the kernel: lib/process-memory.ts
     display_name: DISPLAY_NAME,
     language: "typescript",
     // Interrupts arrive as interrupt_request on the control channel; SIGINT works as well.
     interrupt_mode: "message",
-    env: { ...MALLOC_ENV }, // a notebook trains in the kernel: lib/malloc-env.ts
+    env: { ...MALLOC_ENV },
     metadata: { debugger: false, "llama-ts": { root } },
   };
 }

@@ -7,6 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PYTHON, ROOT, run } from "./kernel/harness.js";
+import { HEAP_FLAGS, MALLOC_ENV } from "../lib/process-memory.js";
 
 const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) => run(process.execPath, [path.join(ROOT, "bin", "llama-ts.js"), ...args], { env });
 
@@ -21,7 +22,8 @@ describe("llama-ts kernel install", () => {
     expect(res.stdout.trim()).toBe(dir);
     const spec = JSON.parse(fs.readFileSync(path.join(dir, "kernel.json"), "utf8")) as Record<string, unknown>;
     expect(spec).toMatchObject({
-      argv: [process.execPath, path.join(ROOT, "dist", "kernel", "main.js"), "--connection-file", "{connection_file}"],
+      argv: [process.execPath, ...HEAP_FLAGS, path.join(ROOT, "dist", "kernel", "main.js"), "--connection-file", "{connection_file}"],
+      env: MALLOC_ENV, // the training settings (lib/process-memory.ts)
       display_name: "LLaMA (TypeScript)",
       language: "typescript",
       interrupt_mode: "message",
