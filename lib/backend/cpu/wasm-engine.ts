@@ -17,7 +17,7 @@ import { addBias } from "./bias.js";
 import { kernelModule, type KernelExports } from "./wasm-kernels.js";
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { MEMORY_MAX_BYTES, WasmArena } from "./wasm-arena.js";
-import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, WorkerPool } from "./wasm-pool.js";
+import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, WorkerPool, threadScratchBytes } from "./wasm-pool.js";
 import { TASKS, TASK_PARAMS, type TaskName } from "./wasm-tasks.js";
 import { ATTN_DK, ATTN_DQ, ATTN_DV } from "./wasm-attention-kernels.js";
 import { SOFTMAX_STATS } from "./wasm-softmax-rows.js";
@@ -624,7 +624,7 @@ export class WasmLinearEngine implements LinearEngine {
     // Opt-in int8 decode: x rounded once to Q8_0 blocks, read by every thread.
     const int8 = this.quantDot === "int8" && M === 1 && K % 32 === 0 && jobs.some((j) => j.quant && INT8_DOT_TYPES.includes(j.quant));
     const xqBytes = int8 ? (K / 32) * 34 : 0;
-    const threadScratch = this.threads * K * 16;
+    const threadScratch = this.threads * threadScratchBytes(K);
     // Each memory's workspace: x rows, then its jobs' outputs, the threads' scratch, x as Q8_0.
     for (const w of spaces) {
       const base = w.arena.scratch(rows * w.perRow + threadScratch + xqBytes);

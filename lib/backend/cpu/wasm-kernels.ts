@@ -10,8 +10,8 @@
  *    numbers, so the engine keeps such tensors on the exact JavaScript path). bf16 → f32 is h << 16.
  *  - gemm_f32 (x [M, K], W [rows, K] f32 → y [M, N] columns r..r+rows): two x
  *    rows × four W rows per step, eight SIMD accumulators.
- *  - gemm_f16 / gemm_bf16: widen four W rows into a per-thread scratch block
- *    (4·K floats, L1-resident), then gemm_f32 on it: prefill.
+ *  - widen_f16 / widen_bf16: 16-bit weight rows to float32 in a per-thread
+ *    scratch block, which prefill then runs gemm_f32 over (wasm-pool.ts).
  * The elementwise kernels the module also holds (silu_mul and the training
  * tape's backwards of SwiGLU, RMSNorm and RoPE) are in wasm-elementwise.ts.
  * Accumulation is float32 in four lanes (as BLAS does), summed at the end;
@@ -268,27 +268,15 @@ function nonFiniteF16Fn(): FunctionDef {
   return { name: "has_nonfinite_f16", params: [I32, I32], results: [I32], code: c };
 }
 
-const WIDEN_F16 = 0, WIDEN_BF16 = 1, GEMM_F32 = 2;
-
-/** gemm_16(x, M, w, K, y, N, rows, scratch): widen 4 rows at a time into scratch, then gemm_f32. */
-function gemm16Fn(name: string, widenIndex: number): FunctionDef {
-  const [x, M, w, K, y, N, rows, scratch] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const c = new Code(8);
-  const r = c.local(I32);
-  c.i32(0).set(r);
-  c.loop(r, rows, 4, () => {
-    c.get(w).get(r).get(K).mul().i32(1).shl().add().get(scratch).get(K).i32(2).shl().call(widenIndex);
-    c.get(x).get(M).get(scratch).get(K).get(y).get(r).i32(2).shl().add().get(N).i32(4).call(GEMM_F32);
-  });
-  return { name, params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
-}
+/** Indices in the module of the functions others call by index. */
+const GEMM_F32 = 2, FIRST_DEQUANT = 8;
 
 export interface KernelExports {
   gemm_f32(x: number, M: number, w: number, K: number, y: number, N: number, rows: number): void;
   gemv_f16(x: number, w: number, K: number, y: number, rows: number): void;
   gemv_bf16(x: number, w: number, K: number, y: number, rows: number): void;
-  gemm_f16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
-  gemm_bf16(x: number, M: number, w: number, K: number, y: number, N: number, rows: number, scratch: number): void;
+  widen_f16(src: number, dst: number, count: number): void;
+  widen_bf16(src: number, dst: number, count: number): void;
   gemm_nn(a: number, M: number, J: number, b: number, N: number, s: number, out: number): void;
   gemm_tn(a: number, R: number, S: number, lda: number, b: number, D: number, out: number): void;
   attn_bwd_group(P: number, dO: number, Q: number, K: number, V: number, dQ: number, dK: number, dV: number,
@@ -329,14 +317,12 @@ export function kernelModule(): WasmModule | undefined {
       gemmF32Fn(), // 2
       gemvFn("gemv_f16", false), // 3
       gemvFn("gemv_bf16", true), // 4
-      gemm16Fn("gemm_f16", WIDEN_F16), // 5
-      gemm16Fn("gemm_bf16", WIDEN_BF16), // 6
-      gemmNnFn(), // 7
-      nonFiniteF16Fn(), // 8
-      siluMulFn(), // 9
-      ...QUANT_KINDS.map((t) => dequantFn(t)), // 10..17
-      ...QUANT_KINDS.map((t, i) => gemmQuantFn(t, 10 + i, GEMM_F32)), // 18..25
-      ...QUANT_KINDS.map((t) => gemvQuantFn(t)), // 26..33
+      gemmNnFn(), // 5
+      nonFiniteF16Fn(), // 6
+      siluMulFn(), // 7
+      ...QUANT_KINDS.map((t) => dequantFn(t)), // FIRST_DEQUANT..
+      ...QUANT_KINDS.map((t, i) => gemmQuantFn(t, FIRST_DEQUANT + i, GEMM_F32)),
+      ...QUANT_KINDS.map((t) => gemvQuantFn(t)),
       ...INT8_DOT_TYPES.map((t) => gemvInt8Fn(t)),
       gemmTnFn(),
       siluMulBackwardFn(),
@@ -344,6 +330,7 @@ export function kernelModule(): WasmModule | undefined {
       ropeBackwardFn(),
     ];
     const index = (name: string) => fns.findIndex((f) => f.name === name);
+    if (index("gemm_f32") !== GEMM_F32 || index(`deq_${QUANT_KINDS[0]}`) !== FIRST_DEQUANT) throw new Error("kernel module: function indices moved");
     fns.push(expF64Fn());
     fns.push(attentionForwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), expF64: index("exp_f64") }));
     fns.push(attentionForwardGroupsFn(index("attn_fwd_group")));

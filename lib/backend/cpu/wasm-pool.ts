@@ -36,7 +36,7 @@ export const MAX_JOBS = 8;
 //   per job j at HEADER + j·JOB_STRIDE (pointers are wasm addresses in the job's memory, stored as int32 bits):
 //     +0 kind (0 f32, 1 f16, 2 bf16, 3.. QUANT_KINDS)  +1 w  +2 N  +3 y  +4 rows (multiple of 4)
 //     +5 rows per chunk  +6 first chunk index  +7 end chunk index  +8 memory index
-//     +9 x  +10 scratch base (each thread: 16·K bytes)  +11 f16 → f32 table (quantized kinds' scales)
+//     +9 x  +10 scratch base (each thread: threadScratchBytes(K))  +11 f16 → f32 table (quantized kinds' scales)
 //     +12 x as Q8_0 blocks for the int8 decode kernels, or 0 (exact mode, or M > 1)
 //   a task job (kind TASK_KIND): +1 the task's index in TASKS, +4 units, +5..+8 as above, +9 its parameter block
 export const C = { GEN: 0, QUIT: 1, DONE: 2, JOBS: 3, M: 4, K: 5, NEXT: 8, CHUNKS: 9, MEMORIES: 12, SINGLE: 13, SEATS: 16 } as const;
@@ -54,6 +54,16 @@ const QUANT_ROW = QUANT_KINDS.map((q) => [
 ]);
 /** Bytes of x rows a prefill kernel call streams per group of weight rows (half an L2 cache or less). */
 const X_BLOCK_BYTES = 128 * 1024;
+/** Bytes of 16-bit weight rows a prefill widens to float32 at once, to reuse over every block of x rows. */
+const WIDE_BYTES = 128 * 1024;
+
+/**
+ * Each thread's scratch for a product with K inputs: four weight rows widened or dequantized
+ * (16·K bytes, what the kernels need), or WIDE_BYTES of widened 16-bit rows when that is more.
+ */
+export function threadScratchBytes(K: number): number {
+  return Math.max(16 * K, WIDE_BYTES);
+}
 const RUN_SHARE = `
 const QUANT_ROW = ${JSON.stringify(QUANT_ROW)};
 const TASKS = ${JSON.stringify(TASKS)};
@@ -64,7 +74,7 @@ function runShare(ks, c, t) {
     const idx = Atomics.add(c, ${C.NEXT}, 1);
     if (idx >= total) break;
     while (idx >= c[b + ${J.END}]) b += ${JOB_STRIDE};
-    const k = ks[c[b + ${J.MEMORY}]], x = c[b + ${J.X}] >>> 0, scratch = (c[b + ${J.SCRATCH}] >>> 0) + t * K * 16;
+    const k = ks[c[b + ${J.MEMORY}]], x = c[b + ${J.X}] >>> 0, scratch = (c[b + ${J.SCRATCH}] >>> 0) + t * Math.max(16 * K, ${WIDE_BYTES});
     const kind = c[b], w = c[b + ${J.W}] >>> 0, N = c[b + ${J.N}], y = c[b + ${J.Y}] >>> 0, chunk = c[b + ${J.CHUNK}];
     const r0 = (idx - c[b + ${J.FIRST}]) * chunk, r1 = Math.min(c[b + ${J.ROWS}], r0 + chunk);
     if (kind === ${TASK_KIND}) {
@@ -84,13 +94,23 @@ function runShare(ks, c, t) {
     // of about ${X_BLOCK_BYTES >> 10} KiB, so it is read from L2 rather than memory (same numbers: each
     // output is one x row's dot product with one weight row, whatever the blocking).
     const mb = Math.max(2, Math.floor(${X_BLOCK_BYTES} / (4 * K)) & ~1);
+    if (kind === 1 || kind === 2) {
+      // 16-bit weights: widen up to ${WIDE_BYTES >> 10} KiB of rows once, then gemm_f32 over every block of x
+      // (gemm_f16 would widen them again for each block; the float32 values and sums are the same).
+      const wide = Math.max(4, Math.floor(${WIDE_BYTES} / (4 * K)) & ~3), widen = kind === 1 ? k.widen_f16 : k.widen_bf16;
+      for (let s0 = r0; s0 < r1; s0 += wide) {
+        const s1 = Math.min(r1, s0 + wide);
+        widen(w + s0 * K * 2, scratch, (s1 - s0) * K);
+        for (let m0 = 0; m0 < M; m0 += mb) k.gemm_f32(x + m0 * K * 4, Math.min(mb, M - m0), scratch, K, y + (m0 * N + s0) * 4, N, s1 - s0);
+      }
+      continue;
+    }
     for (let m0 = 0; m0 < M; m0 += mb) {
       const rows = Math.min(mb, M - m0), xb = x + m0 * K * 4, yb = y + (m0 * N + r0) * 4;
       if (kind >= ${FIRST_QUANT_KIND}) {
         const [gemm, , , elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
         k[gemm](xb, rows, w + r0 * (K / elems) * bytes, K, yb, N, r1 - r0, scratch, c[b + ${J.TABLE}] >>> 0);
-      } else if (kind === 0) k.gemm_f32(xb, rows, w + r0 * K * 4, K, yb, N, r1 - r0);
-      else (kind === 1 ? k.gemm_f16 : k.gemm_bf16)(xb, rows, w + r0 * K * 2, K, yb, N, r1 - r0, scratch);
+      } else k.gemm_f32(xb, rows, w + r0 * K * 4, K, yb, N, r1 - r0);
     }
   }
 }`;
