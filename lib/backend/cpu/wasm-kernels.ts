@@ -20,7 +20,7 @@
  */
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, F32, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
-import { dequantFn, gemmQuantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
+import { dequantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
 import { attentionBackwardGroupFn, attentionBackwardGroupsFn } from "./wasm-attention-kernels.js";
 import { attentionForwardGroupFn, attentionForwardGroupsFn } from "./wasm-attention.js";
 import { expF64Fn } from "./wasm-exp.js";
@@ -269,7 +269,7 @@ function nonFiniteF16Fn(): FunctionDef {
 }
 
 /** Indices in the module of the functions others call by index. */
-const GEMM_F32 = 2, FIRST_DEQUANT = 8;
+const GEMM_F32 = 2;
 
 export interface KernelExports {
   gemm_f32(x: number, M: number, w: number, K: number, y: number, N: number, rows: number): void;
@@ -298,8 +298,8 @@ export interface KernelExports {
   silu_mul_backward(g: number, u: number, d: number, count: number): void;
   rms_norm_backward(x: number, w: number, d: number, rstd: number, rows: number, H: number, dw: number): void;
   rope_backward(g: number, cos: number, sin: number, B: number, T: number, heads: number, D: number, dx: number): void;
-  /** deq_<type>(src, dst, blocks, f16Table), gemm_<type>(x, M, w, K, y, N, rows, scratch, f16Table), gemv_<type>(x, w, K, y, rows, f16Table): wasm-quant.ts. */
-  [quantKernel: `deq_${string}` | `gemm_${string}` | `gemv_${string}`]: (...args: number[]) => void;
+  /** deq_<type>(src, dst, blocks, f16Table), gemv_<type>(x, w, K, y, rows, f16Table): wasm-quant.ts. */
+  [quantKernel: `deq_${string}` | `gemv_${string}`]: (...args: number[]) => void;
 }
 
 export const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
@@ -320,8 +320,7 @@ export function kernelModule(): WasmModule | undefined {
       gemmNnFn(), // 5
       nonFiniteF16Fn(), // 6
       siluMulFn(), // 7
-      ...QUANT_KINDS.map((t) => dequantFn(t)), // FIRST_DEQUANT..
-      ...QUANT_KINDS.map((t, i) => gemmQuantFn(t, FIRST_DEQUANT + i, GEMM_F32)),
+      ...QUANT_KINDS.map((t) => dequantFn(t)),
       ...QUANT_KINDS.map((t) => gemvQuantFn(t)),
       ...INT8_DOT_TYPES.map((t) => gemvInt8Fn(t)),
       gemmTnFn(),
@@ -330,7 +329,7 @@ export function kernelModule(): WasmModule | undefined {
       ropeBackwardFn(),
     ];
     const index = (name: string) => fns.findIndex((f) => f.name === name);
-    if (index("gemm_f32") !== GEMM_F32 || index(`deq_${QUANT_KINDS[0]}`) !== FIRST_DEQUANT) throw new Error("kernel module: function indices moved");
+    if (index("gemm_f32") !== GEMM_F32) throw new Error("kernel module: gemm_f32 moved");
     fns.push(expF64Fn());
     fns.push(attentionForwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), expF64: index("exp_f64") }));
     fns.push(attentionForwardGroupsFn(index("attn_fwd_group")));

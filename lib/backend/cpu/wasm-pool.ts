@@ -50,16 +50,16 @@ export const JOB_STRIDE = 16;
 export const J = { KIND: 0, W: 1, N: 2, Y: 3, ROWS: 4, CHUNK: 5, FIRST: 6, END: 7, MEMORY: 8, X: 9, SCRATCH: 10, TABLE: 11, XQ: 12 } as const;
 
 const QUANT_ROW = QUANT_KINDS.map((q) => [
-  `gemm_${q}`, INT8_DOT_TYPES.includes(q) ? `gemv_int8_${q}` : `gemv_${q}`, `gemv_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes,
+  `deq_${q}`, INT8_DOT_TYPES.includes(q) ? `gemv_int8_${q}` : `gemv_${q}`, `gemv_${q}`, QUANT_LAYOUT[q].elems, QUANT_LAYOUT[q].bytes,
 ]);
 /** Bytes of x rows a prefill kernel call streams per group of weight rows (half an L2 cache or less). */
 const X_BLOCK_BYTES = 128 * 1024;
-/** Bytes of 16-bit weight rows a prefill widens to float32 at once, to reuse over every block of x rows. */
+/** Bytes of 16-bit or quantized weight rows a prefill expands to float32 at once, to reuse over every block of x rows. */
 const WIDE_BYTES = 128 * 1024;
 
 /**
- * Each thread's scratch for a product with K inputs: four weight rows widened or dequantized
- * (16·K bytes, what the kernels need), or WIDE_BYTES of widened 16-bit rows when that is more.
+ * Each thread's scratch for a product with K inputs: WIDE_BYTES of weight rows expanded to
+ * float32, or four rows (16·K bytes) when that is more.
  */
 export function threadScratchBytes(K: number): number {
   return Math.max(16 * K, WIDE_BYTES);
@@ -94,23 +94,20 @@ function runShare(ks, c, t) {
     // of about ${X_BLOCK_BYTES >> 10} KiB, so it is read from L2 rather than memory (same numbers: each
     // output is one x row's dot product with one weight row, whatever the blocking).
     const mb = Math.max(2, Math.floor(${X_BLOCK_BYTES} / (4 * K)) & ~1);
-    if (kind === 1 || kind === 2) {
-      // 16-bit weights: widen up to ${WIDE_BYTES >> 10} KiB of rows once, then gemm_f32 over every block of x
-      // (gemm_f16 would widen them again for each block; the float32 values and sums are the same).
-      const wide = Math.max(4, Math.floor(${WIDE_BYTES} / (4 * K)) & ~3), widen = kind === 1 ? k.widen_f16 : k.widen_bf16;
-      for (let s0 = r0; s0 < r1; s0 += wide) {
-        const s1 = Math.min(r1, s0 + wide);
-        widen(w + s0 * K * 2, scratch, (s1 - s0) * K);
-        for (let m0 = 0; m0 < M; m0 += mb) k.gemm_f32(x + m0 * K * 4, Math.min(mb, M - m0), scratch, K, y + (m0 * N + s0) * 4, N, s1 - s0);
-      }
+    if (kind === 0) {
+      for (let m0 = 0; m0 < M; m0 += mb) k.gemm_f32(x + m0 * K * 4, Math.min(mb, M - m0), w + r0 * K * 4, K, y + (m0 * N + r0) * 4, N, r1 - r0);
       continue;
     }
-    for (let m0 = 0; m0 < M; m0 += mb) {
-      const rows = Math.min(mb, M - m0), xb = x + m0 * K * 4, yb = y + (m0 * N + r0) * 4;
+    // 16-bit or quantized weights: up to ${WIDE_BYTES >> 10} KiB of rows expanded to float32 once (widened or
+    // dequantized), then gemm_f32 over every block of x: the float32 values and sums of expanding per block.
+    const wide = Math.max(4, Math.floor(${WIDE_BYTES} / (4 * K)) & ~3);
+    for (let s0 = r0; s0 < r1; s0 += wide) {
+      const s1 = Math.min(r1, s0 + wide);
       if (kind >= ${FIRST_QUANT_KIND}) {
-        const [gemm, , , elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
-        k[gemm](xb, rows, w + r0 * (K / elems) * bytes, K, yb, N, r1 - r0, scratch, c[b + ${J.TABLE}] >>> 0);
-      } else k.gemm_f32(xb, rows, w + r0 * K * 4, K, yb, N, r1 - r0);
+        const [deq, , , elems, bytes] = QUANT_ROW[kind - ${FIRST_QUANT_KIND}];
+        k[deq](w + s0 * (K / elems) * bytes, scratch, (s1 - s0) * (K / elems), c[b + ${J.TABLE}] >>> 0);
+      } else (kind === 1 ? k.widen_f16 : k.widen_bf16)(w + s0 * K * 2, scratch, (s1 - s0) * K);
+      for (let m0 = 0; m0 < M; m0 += mb) k.gemm_f32(x + m0 * K * 4, Math.min(mb, M - m0), scratch, K, y + (m0 * N + s0) * 4, N, s1 - s0);
     }
   }
 }`;

@@ -7,12 +7,10 @@
  *    float32 (integer codes are unpacked with byte ops, converted exactly, then
  *    d·q [± min]); the f16 scales are read through `table`, the 65536-entry
  *    f16 → f32 table in the kernels' memory, so even inf/NaN scales are exact.
- *  - gemm_<type>(x, M, w, K, y, N, rows, scratch, table): y = x · Wᵀ for `rows`
- *    rows (a multiple of 4): four rows at a time are dequantized into the
- *    thread's scratch block (4·K floats, stays in L1/L2) and multiplied by
- *    gemm_f32, the float32 kernel. So each output equals, bit for bit, what the
- *    float32 kernel gives on the dequantized matrix (same products, same
- *    accumulation order), for decode (M = 1) and prefill alike.
+ *    Prefill dequantizes runs of rows into the thread's scratch block and
+ *    multiplies them with gemm_f32, the float32 kernel (wasm-pool.ts), so each
+ *    output equals, bit for bit, what the float32 kernel gives on the
+ *    dequantized matrix (same products, same accumulation order).
  */
 import { Code, F32, I32, V128, type FunctionDef } from "./wasm-asm.js";
 import { QUANT_LAYOUT, QUANT_TYPES, type QuantType } from "../../tensor/quantized.js";
@@ -241,24 +239,6 @@ export function dequantFn(type: QuantType): FunctionDef {
   const e: Emit = { c, src, table, splat8, sink: (off, weights) => { c.get(dst); weights(); c.v128store(off); } };
   c.loop(src, end, () => { c.inc(src, bytes).inc(dst, 4 * elems); }, () => BODIES[type](e, tmp));
   return { name: `deq_${type}`, params: [I32, I32, I32, I32], results: [], code: c };
-}
-
-/** gemm_<type>(x, M, w, K, y, N, rows, scratch, table): dequantize 4 rows into scratch, then gemm_f32 (function `gemmF32`). */
-export function gemmQuantFn(type: QuantType, deqIndex: number, gemmF32: number): FunctionDef {
-  const [x, M, w, K, y, N, rows, scratch, table] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  const c = new Code(9);
-  const { elems, bytes } = QUANT_LAYOUT[type];
-  const shift = Math.log2(elems);
-  const r = c.local(I32), blocks4 = c.local(I32), wp = c.local(I32), step = c.local(I32);
-  c.get(K).i32(shift).shrU().i32(2).shl().set(blocks4); // blocks in 4 rows
-  c.get(blocks4).i32(bytes).mul().set(step);
-  c.get(w).set(wp);
-  c.i32(0).set(r);
-  c.loop(r, rows, () => { c.inc(r, 4); c.get(wp).get(step).add().set(wp); }, () => {
-    c.get(wp).get(scratch).get(blocks4).get(table).call(deqIndex);
-    c.get(x).get(M).get(scratch).get(K).get(y).get(r).i32(2).shl().add().get(N).i32(4).call(gemmF32);
-  });
-  return { name: `gemm_${type}`, params: [I32, I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
 
 /**
