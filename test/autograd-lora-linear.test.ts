@@ -1,10 +1,11 @@
 // The CPU tape's fused LoRA layer (ops.loraLinear: one node instead of linear + linear + linear +
 // scale + add) and the two rank-r products it runs on (the engine's gemm_nn and gemm_tn, with their
-// JavaScript fallbacks), against float64 references.
+// JavaScript fallbacks), against float64 references; the layer in one engine call against its
+// composed products, bit for bit.
 import { describe, it, expect, afterAll } from "vitest";
 import { Var, backward } from "../lib/autograd/var.js";
 import { loraLinear } from "../lib/autograd/ops.js";
-import { jsLinearKernel, matmulNN, matmulTN } from "../lib/autograd/matmul.js";
+import { jsLinearKernel, matmulNN, matmulTN, type LinearKernel } from "../lib/autograd/matmul.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend } from "../lib/backend/cpu/cpu-backend.js";
 import { Tensor } from "../lib/tensor/tensor.js";
@@ -100,6 +101,28 @@ describe("CPU tape: a LoRA layer as one node (loraLinear)", () => {
         expect(maxRel(Bv.grad!, ref.dB)).toBeLessThan(1e-5);
       });
     }
+  }
+
+  // The layer in one engine call (the low-rank term added where the kernels keep y and dX) against the
+  // same products composed (forwardPair + gemmNN, backwardInputPair + scaling + gemmNN): the same bits.
+  // [800, 256, 688]: the low-rank term on the worker threads; [33, 688, 256]: down_proj's shape; r 6: refused, composed.
+  for (const [M, K, N, r] of [[40, 256, 688, 8], [800, 256, 688, 8], [33, 688, 256, 8], [17, 256, 688, 6]] as const) {
+    it(`x[${M},${K}], W[${N},${K}] f16, r ${r}, no bias: one engine call = the composed products, bit for bit`, async () => {
+      const be = await TapeBackend.create();
+      backends.push(be);
+      const W = new Tensor(f32ToF16(values(N * K, 30 + N, 0.2)), [N, K], "f16");
+      const x = values(M * K, 31), A = values(r * K, 32, 0.3), B = values(N * r, 33, 0.3), g = values(M * N, 34);
+      const composed: LinearKernel = Object.assign(Object.create(be.kernel) as LinearKernel, { forwardLowRank: undefined, backwardInputLowRank: undefined });
+      const run = (kernel: LinearKernel) => {
+        const xv = Var.param(x.slice(), [M, K]), Av = Var.param(A.slice(), [r, K]), Bv = Var.param(B.slice(), [N, r]);
+        const y = loraLinear(xv, W, undefined, Av, Bv, 2, kernel);
+        backward(y, g);
+        return [y.value, xv.grad!, Av.grad!, Bv.grad!];
+      };
+      const fused = run(be.kernel), apart = run(composed);
+      const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+      ["y", "dx", "dA", "dB"].forEach((name, i) => expect(bits(fused[i]!).equals(bits(apart[i]!)), name).toBe(true));
+    });
   }
 
   it("frozen A and B (the adapter under no_grad) give the trained forward's numbers and record nothing", async () => {

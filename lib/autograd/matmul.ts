@@ -124,6 +124,19 @@ export interface LinearKernel {
   /** `backwardInput` and g·bᵀ for a trainable b [rows, N] on the same g, as [g·W, g·bᵀ] (a LoRA layer's dX and g·B). */
   backwardInputPair(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number): [Float32Array, Float32Array];
   /**
+   * `forwardPair` with the low-rank term added where the kernels keep y: [y + s·u·e, u] with u = x·aᵀ,
+   * e [rows, N]; the bits of forwardPair then gemmNN(u, e, y, s). Undefined when it cannot (then the caller composes).
+   */
+  forwardLowRank?(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, a: Float32Array, rows: number,
+    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined;
+  /**
+   * `backwardInputPair` with the low-rank term added where the kernels keep dX: [g·W + G·e, G] with
+   * G = s·(g·bᵀ) (rounded to float32), e [rows, K]; the bits of backwardInputPair, the scaling, then
+   * gemmNN(G, e, dX, 1). Undefined when it cannot.
+   */
+  backwardInputLowRank?(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number,
+    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined;
+  /**
    * out[M,N] (+)= a[M,K] · b[N,K]ᵀ on transient host arrays (matmulABt's contract): the backward
    * products of trainable weights (LoRA's A and B, a head) and of attention.
    */

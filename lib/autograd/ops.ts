@@ -228,9 +228,13 @@ export function loraLinear(
   const M = x.size / K;
   const s = Math.fround(scaling);
   const av = linearValues(A), bv = linearValues(B);
-  const [y, u] = kernel.forwardPair(x.value, M, K, weight, bias && weightF32(bias), av, r); // U = x·Aᵀ [M, r]
   const bt = transpose(bv, N, r); // Bᵀ [r, N]
-  kernel.gemmNN(u, bt, y, M, r, N, s);
+  // y = x·Wᵀ (+ bias) + s·U·Bᵀ with U = x·Aᵀ [M, r]: in one call where the kernels can, else composed
+  const [y, u] = (!bias && kernel.forwardLowRank?.(x.value, M, K, weight, av, r, bt, s)) || (() => {
+    const pair = kernel.forwardPair(x.value, M, K, weight, bias && weightF32(bias), av, r);
+    kernel.gemmNN(pair[1], bt, pair[0], M, r, N, s);
+    return pair;
+  })();
   const mm = kernel.gemm;
   const inputs = [x, ...[A, B].filter((w): w is Var => w instanceof Var)];
   return result(y, [...x.shape.slice(0, -1), N], inputs, () => ({
@@ -238,11 +242,16 @@ export function loraLinear(
     inputs,
     backward: (g) => {
       // G = s·(g·B) [M, r], and dX's frozen part g·W from the same pass over g when x needs it.
+      // dX = g·W + G·A in one call where the kernels can, else composed
       let dx: Float32Array | null = null, G: Float32Array;
-      if (x.requiresGrad) [dx, G] = kernel.backwardInputPair(g, M, N, weight, bt, r);
-      else mm(g, bt, (G = new Float32Array(M * r)), M, r, N);
-      for (let i = 0; i < G.length; i++) G[i] = G[i]! * s;
-      if (dx) kernel.gemmNN(G, av, dx, M, r, K, 1);
+      const fused = x.requiresGrad ? kernel.backwardInputLowRank?.(g, M, N, weight, bt, r, av, s) : undefined;
+      if (fused) [dx, G] = fused;
+      else {
+        if (x.requiresGrad) [dx, G] = kernel.backwardInputPair(g, M, N, weight, bt, r);
+        else mm(g, bt, (G = new Float32Array(M * r)), M, r, N);
+        for (let i = 0; i < G.length; i++) G[i] = G[i]! * s;
+        if (dx) kernel.gemmNN(G, av, dx, M, r, K, 1);
+      }
       const grads: (Float32Array | null)[] = [dx];
       if (A instanceof Var) {
         const dA = A.requiresGrad ? new Float32Array(r * K) : null;

@@ -178,6 +178,23 @@ class CpuLinearKernel implements LinearKernel {
     return this.runPair(g, M, N, this.handleT(w), b, rows);
   }
 
+  forwardLowRank(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, a: Float32Array, rows: number,
+    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined {
+    return this.lowRank(x, M, K, this.handle(w), a, rows, e, s, false);
+  }
+
+  backwardInputLowRank(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number,
+    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined {
+    if (w instanceof QuantizedTensor) return undefined;
+    return this.lowRank(g, M, N, this.handleT(w), b, rows, e, s, true);
+  }
+
+  private lowRank(x: Float32Array, M: number, K: number, w: DeviceTensor, a: Float32Array, rows: number,
+    e: Float32Array, s: number, scaleFirst: boolean): [Float32Array, Float32Array] | undefined {
+    const r = this.cpu.linearLowRank(new CpuTensor(x, [M, K], "f32"), w, this.cpu.stage(STAGE_WEIGHT, a, [rows, K]), e, s, scaleFirst);
+    return r && [r[0].data as Float32Array, r[1].data as Float32Array];
+  }
+
   private runPair(x: Float32Array, M: number, K: number, w: DeviceTensor, a: Float32Array, rows: number, bias?: Float32Array): [Float32Array, Float32Array] {
     const b = bias && new CpuTensor(bias, [bias.length], "f32");
     const [y, z] = this.cpu.linearMany(new CpuTensor(x, [M, K], "f32"), [w, this.cpu.stage(STAGE_WEIGHT, a, [rows, K])], [b, undefined]) as CpuTensor[];
@@ -191,12 +208,14 @@ const STAGE_WEIGHT = 0, STAGE_KEYS = 1, STAGE_VALUES = 2;
 export class TapeBackend implements Backend, DifferentiableBackend {
   readonly device = "cpu" as const;
   readonly differentiable = true as const;
-  private readonly kernel: CpuLinearKernel;
+  /** The products the tape's linear layers run on (the CPU backend's kernels). */
+  private readonly cpuKernel: CpuLinearKernel;
+  readonly kernel: LinearKernel;
   /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
   private readonly views = new VarViews();
 
   private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
-    this.kernel = new CpuLinearKernel(cpu);
+    this.kernel = this.cpuKernel = new CpuLinearKernel(cpu);
   }
 
   /** The CPU backend's siluMul and its gradients (its wasm kernels when it has them, else JavaScript). */
@@ -286,7 +305,7 @@ export class TapeBackend implements Backend, DifferentiableBackend {
 
   /** A weight read into lent room: the kernels take it now. */
   private adoptIfLent(w: Tensor | QuantizedTensor): void {
-    if (this.cpu.isLent(w.data)) this.kernel.adopt(w);
+    if (this.cpu.isLent(w.data)) this.cpuKernel.adopt(w);
   }
 
   /** A frozen weight kept in its ggml blocks (lib/tensor/quantized.ts). */

@@ -156,6 +156,24 @@ export class CpuBackend implements Backend {
   }
 
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[] {
+    const { xd, M, K, lead, jobs } = this.linearJobs(x, weights, biases);
+    this.engine.run(xd, M, K, jobs);
+    return jobs.map((j) => new CpuTensor(j.y, [...lead, j.N], "f32"));
+  }
+
+  /**
+   * A LoRA layer's products in one call where the engine can: y = x·wᵀ and u = x·aᵀ (a of rank r),
+   * then y += s·u·e, or with scaleFirst u = s·u and y += u·e (e [r, N]): linearMany of [w, a], then
+   * gemmNN, with the same bits. [y, u], or undefined when the engine cannot (nothing computed).
+   */
+  linearLowRank(x: DeviceTensor, w: DeviceTensor, a: DeviceTensor, e: Float32Array, s: number, scaleFirst: boolean): [CpuTensor, CpuTensor] | undefined {
+    const { xd, M, K, lead, jobs } = this.linearJobs(x, [w, a]);
+    if (!this.engine.runLowRank?.(xd, M, K, [jobs[0]!, jobs[1]!], e, s, scaleFirst)) return undefined;
+    return [new CpuTensor(jobs[0]!.y, [...lead, jobs[0]!.N], "f32"), new CpuTensor(jobs[1]!.y, [...lead, jobs[1]!.N], "f32")];
+  }
+
+  /** The engine's jobs for x·wᵢᵀ (+ bᵢ): each weight checked against x, its output allocated. */
+  private linearJobs(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]) {
     const xd = f32(x, "linear input");
     const K = x.shape[x.shape.length - 1]!;
     const M = xd.length / K;
@@ -173,8 +191,7 @@ export class CpuBackend implements Backend {
         y: new Float32Array(M * N),
       };
     });
-    this.engine.run(xd, M, K, jobs);
-    return jobs.map((j) => new CpuTensor(j.y, [...lead, j.N], "f32"));
+    return { xd, M, K, lead, jobs };
   }
 
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {

@@ -605,11 +605,48 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * The first N - N % 4 rows of every job on the wasm kernels, each job in its
-   * weight's memory; false (nothing written) when a memory has no room left
-   * for the workspace.
+   * A LoRA layer's product pair with its low-rank term added before the
+   * outputs leave the kernels' memory: y = x·W₀ᵀ and u = x·W₁ᵀ (W₁ of rank
+   * r), then y += s·u·e, or with `scaleFirst` u = s·u then y += u·e (e [r, N]).
+   * The same bits as run() then gemmNN (with u scaled first in JavaScript for
+   * scaleFirst), without y's round trip through the workspace. False (nothing
+   * written) when it cannot: a bias, N not a multiple of 16 or r of 4, the two
+   * weights in two memories, or more rows than one workspace holds.
    */
-  private runWasm(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[], homes: readonly Home[]): boolean {
+  runLowRank(x: Float32Array, M: number, K: number, jobs: readonly [LinearJob, LinearJob], e: Float32Array, s: number, scaleFirst: boolean): boolean {
+    const homes = jobs.map((j) => this.homes.get(j.w));
+    const [y, u] = jobs;
+    if (K % 8 !== 0 || homes.some((h) => h === undefined) || y.bias || u.bias || y.N % 16 !== 0 || u.N % 4 !== 0 || e.length !== u.N * y.N) return false;
+    return this.runWasm(x, M, K, jobs, homes as Home[], { e, s, scaleFirst });
+  }
+
+  /**
+   * y [M, N] += s·u·e (or u = s·u, then y += u·e) in `w`'s memory, u [M, r] and e [r, N] copied to `at`
+   * (its parameter block after it); on the pool when big. It ends the run: the control block's jobs are replaced.
+   */
+  private lowRankEpilogue(w: Workspace, y: number, N: number, u: number, r: number, M: number, at: number,
+    { e, s, scaleFirst }: { e: Float32Array; s: number; scaleFirst: boolean }): void {
+    new Float32Array(w.buf, at, e.length).set(e);
+    if (scaleFirst) {
+      const uv = new Float32Array(w.buf, u, M * r);
+      for (let i = 0; i < uv.length; i++) uv[i] = uv[i]! * s; // rounded to float32 as stored, as the JavaScript scaling
+    }
+    const scale = scaleFirst ? 1 : s;
+    const T = M * r * N >= GEMM_THREAD_MIN_MACS ? this.threads : 1;
+    if (T === 1) w.arena.kernels.gemm_nn(u, M, r, at, N, scale, y);
+    else {
+      const params = this.taskParams(at + 4 * e.length, "gemm_nn_rows", { a: u, M, J: r, b: at, N, s: scale, out: y }, w.arena);
+      this.runTask("gemm_nn_rows", params, M, T, w.arena);
+    }
+  }
+
+  /**
+   * The first N - N % 4 rows of every job on the wasm kernels, each job in its
+   * weight's memory, then runLowRank's epilogue when given; false (nothing
+   * written) when a memory has no room left for the workspace.
+   */
+  private runWasm(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[], homes: readonly Home[],
+    lowRank?: { e: Float32Array; s: number; scaleFirst: boolean }): boolean {
     // The memories this call touches (usually one), each with the bytes per x row there: x's row and its jobs' outputs.
     const spaces: Workspace[] = [];
     const spaceOf = homes.map((h, i) => {
@@ -621,13 +658,16 @@ export class WasmLinearEngine implements LinearEngine {
     let widest = 0;
     for (const w of spaces) widest = Math.max(widest, w.perRow);
     const rows = Math.max(1, Math.min(M, Math.floor(WORKSPACE_BYTES / widest)));
+    if (lowRank && (spaceOf[0] !== spaceOf[1] || rows < M)) return false;
+    // The low-rank epilogue's e and its task's parameter block, after the first job's workspace.
+    const epilogueBytes = lowRank ? 4 * lowRank.e.length + 4 * TASK_PARAMS.gemm_nn_rows.length : 0;
     // Opt-in int8 decode: x rounded once to Q8_0 blocks, read by every thread.
     const int8 = this.quantDot === "int8" && M === 1 && K % 32 === 0 && jobs.some((j) => j.quant && INT8_DOT_TYPES.includes(j.quant));
     const xqBytes = int8 ? (K / 32) * 34 : 0;
     const threadScratch = this.threads * threadScratchBytes(K);
     // Each memory's workspace: x rows, then its jobs' outputs, the threads' scratch, x as Q8_0.
     for (const w of spaces) {
-      const base = w.arena.scratch(rows * w.perRow + threadScratch + xqBytes);
+      const base = w.arena.scratch(rows * w.perRow + threadScratch + xqBytes + (w === spaceOf[0] ? epilogueBytes : 0));
       if (base === undefined) {
         this.warnOnce("a WebAssembly memory has no room for a product's workspace; it runs on the (slower) JavaScript kernels");
         return false;
@@ -665,6 +705,7 @@ export class WasmLinearEngine implements LinearEngine {
       }
       c[C.M] = mb;
       this.pool.run(this.kernels, T);
+      if (lowRank) this.lowRankEpilogue(spaceOf[0]!, yPtrs[0]!, jobs[0]!.N, yPtrs[1]!, jobs[1]!.N, mb, spaceOf[0]!.base + rows * spaceOf[0]!.perRow + threadScratch + xqBytes, lowRank);
       jobs.forEach((j, i) => j.y.set(new Float32Array(spaceOf[i]!.buf, yPtrs[i]!, mb * j.N), m0 * j.N));
     }
     return true;
