@@ -207,6 +207,45 @@ export class Code {
   i64reinterpretF64(): this { return this.op(0xbd); }
   f64reinterpretI64(): this { return this.op(0xbf); }
 
+  // float64x2 / int64x2 SIMD (the two-lane exp, wasm-exp.ts)
+  /** v128.load64_zero: one f64 into lane 0, lane 1 zero. */
+  v128load64zero(offset = 0): this { return this.simd(0x5d, 3, ...uleb(offset)); }
+  f64x2splat(): this { return this.simd(0x14); }
+  f64x2extract(lane: number): this { return this.simd(0x21, lane); }
+  f64x2replace(lane: number): this { return this.simd(0x22, lane); }
+  f64x2const(a: number, b = a): this {
+    const buf = Buffer.alloc(16);
+    buf.writeDoubleLE(a, 0);
+    buf.writeDoubleLE(b, 8);
+    return this.simd(0x0c, ...buf);
+  }
+  i64x2const(a: number): this {
+    const buf = Buffer.alloc(16);
+    buf.writeBigInt64LE(BigInt(a), 0);
+    buf.writeBigInt64LE(BigInt(a), 8);
+    return this.simd(0x0c, ...buf);
+  }
+  f64x2add(): this { return this.simd(0xf0); }
+  f64x2sub(): this { return this.simd(0xf1); }
+  f64x2mul(): this { return this.simd(0xf2); }
+  f64x2div(): this { return this.simd(0xf3); }
+  f64x2eq(): this { return this.simd(0x47); }
+  i64x2shl(): this { return this.simd(0xcb); }
+  i64x2shrU(): this { return this.simd(0xcd); }
+  i64x2add(): this { return this.simd(0xce); }
+  i64x2sub(): this { return this.simd(0xd1); }
+  i64x2ltS(): this { return this.simd(0xd8); }
+  i64x2gtS(): this { return this.simd(0xd9); }
+  i64x2geS(): this { return this.simd(0xdb); }
+  /** v128.bitselect: pops c, b, a; pushes (a & c) | (b & ~c). */
+  bitselect(): this { return this.simd(0x52); }
+  /** i32x4.trunc_sat_f64x2_s_zero: two f64 lanes to i32 toward zero (lanes 2, 3 zero). */
+  i32x4truncSatF64x2(): this { return this.simd(0xfc); }
+  /** f64x2.convert_low_i32x4_s */
+  f64x2convertLowI32x4(): this { return this.simd(0xfe); }
+  /** f64x2.promote_low_f32x4 */
+  f64x2promoteLow(): this { return this.simd(0x5f); }
+
   // SIMD (memarg: alignment log2, offset)
   v128load(offset = 0): this { return this.simd(0x00, 4, ...uleb(offset)); }
   load16x4s(offset = 0): this { return this.simd(0x03, 3, ...uleb(offset)); }

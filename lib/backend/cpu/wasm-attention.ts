@@ -3,7 +3,7 @@
  * call: the query heads sharing that kv head (GQA) form R = group·T rows, so
  *
  *   scores [R, S] = Q_rows [R, D] @ K^T   (gemm_f32 over the keys in fours, the last S % 4 keys here)
- *   P = softmax(scores · scale + mask)    (here, in float64 with exp_f64: JavaScript's attentionInto bit for bit)
+ *   P = softmax(scores · scale + mask)    (here, in float64 with exp_f64x2: Math.exp's bits, wasm-exp.ts)
  *   out [R, D]    = P [R, S] @ V          (gemm_nn onto zeros)
  *
  * The softmax is the CPU backend's (lib/tensor/ops.ts attentionInto) step by
@@ -22,6 +22,7 @@ export interface AttentionForwardIndices {
   gemmF32: number;
   gemmNn: number;
   expF64: number;
+  expF64x2: number;
 }
 
 /**
@@ -36,6 +37,7 @@ export function attentionForwardGroupFn(ix: AttentionForwardIndices): FunctionDe
   const S4 = c.local(I32), j = c.local(I32), r = c.local(I32), d = c.local(I32), rowBytes = c.local(I32), sBytes = c.local(I32);
   const row = c.local(I32), last = c.local(I32), at = c.local(I32), end = c.local(I32);
   const dot = c.local(F64), max = c.local(F64), sum = c.local(F64), e = c.local(F64), sc = c.local(F64);
+  const pairEnd = c.local(I32), max2 = c.local(V128), e2 = c.local(V128);
   c.get(D).i32(2).shl().set(rowBytes);
   c.get(S).i32(2).shl().set(sBytes);
   c.get(S).i32(-4).and32().set(S4);
@@ -90,7 +92,17 @@ export function attentionForwardGroupFn(ix: AttentionForwardIndices): FunctionDe
     }, () => {
       c.f64const(0).set(sum);
       c.get(row).set(at);
-      c.loop(at, end, 4, () => {
+      // two keys at a time on exp_f64x2 (a masked key's exp(−∞) is the 0 it must get), summed in order
+      c.get(end).i32(4).sub().set(pairEnd); // at < end − 4: two keys left
+      c.get(max).f64x2splat().set(max2);
+      c.loop(at, pairEnd, 8, () => {
+        c.get(at).v128load64zero().f64x2promoteLow().get(max2).f64x2sub().call(ix.expF64x2).set(e2);
+        for (const lane of [0, 1]) {
+          c.get(at).get(e2).f64x2extract(lane).f32demote().f32store(4 * lane);
+          c.get(sum).get(e2).f64x2extract(lane).f64add().set(sum);
+        }
+      });
+      c.loop(at, end, 4, () => { // the odd key
         c.get(at).f32load().f32const(-Infinity).f32eq().ifElse(() => { c.f64const(0).set(e); }, () => {
           c.get(at).f32load().f64promote().get(max).f64sub().call(ix.expF64).set(e);
         });

@@ -14,7 +14,7 @@
  * exp(r) by a rational function of r (a degree-5 polynomial R(r²)); scale by
  * 2^k through the exponent bits.
  */
-import { Code, F64, I32, type FunctionDef } from "./wasm-asm.js";
+import { Code, F64, I32, V128, type FunctionDef } from "./wasm-asm.js";
 
 const O_THRESHOLD = 7.09782712893383973096e+02; // above: overflow to +Infinity
 const U_THRESHOLD = -7.45133219101941108420e+02; // below: underflow to 0
@@ -80,4 +80,51 @@ export function expF64Fn(): FunctionDef {
   });
   c.get(y); pow2(1000); c.f64mul().f64const(TWO_M1000).f64mul();
   return { name: "exp_f64", params: [F64], results: [F64], code: c };
+}
+
+/**
+ * exp_f64x2(x: v128) → v128: exp_f64 of both float64 lanes, the same bits, without branches: both of
+ * fdlibm's final formulas (k = 0 and k ≠ 0) are computed and one kept per lane by masks. Lanes fdlibm
+ * treats specially — |x| ≥ 704 (overflow, underflow, 2^k below the normal range), NaN, ±Infinity and
+ * x = 1 (V8's Math.E) — send the pair to exp_f64 (function `expF64`), one lane at a time.
+ */
+export function expF64x2Fn(expF64: number): FunctionDef {
+  const x = 0;
+  const c = new Code(1);
+  const hx = c.local(V128), sign = c.local(V128), big = c.local(V128), mid = c.local(V128), tiny = c.local(V128);
+  const k = c.local(V128), hi = c.local(V128), lo = c.local(V128), xr = c.local(V128), t = c.local(V128), cr = c.local(V128);
+  const yA = c.local(V128), yB = c.local(V128);
+  const MAGIC = 6755399441055744; // 1.5·2^52: k + MAGIC holds k in its low mantissa bits (|k| < 2^51)
+  const hxBelow = (limit: number, into: number) => { c.get(hx).i64x2const(limit).i64x2ltS().set(into); };
+
+  c.get(x).i32(32).i64x2shrU().i64x2const(0x7fffffff).and().set(hx); // |x|'s high words
+  // the special lanes: |x| ≥ 704 (its high word ≥ 0x40860000; NaN and ±Infinity included) or x = 1
+  c.get(hx).i64x2const(0x40860000).i64x2geS().get(x).f64x2const(1).f64x2eq().or().anyTrue().if(() => {
+    c.get(x).get(x).f64x2extract(0).call(expF64).f64x2replace(0).get(x).f64x2extract(1).call(expF64).f64x2replace(1).ret();
+  });
+  c.get(x).i64x2const(0).i64x2ltS().set(sign); // the sign bit, as a lane mask
+  c.get(hx).i64x2const(0x3fd62e42).i64x2gtS().set(big); // |x| > 0.5 ln2: reduced, k ≠ 0
+  hxBelow(0x3ff0a2b2, mid); // |x| < 1.5 ln2: k = ±1
+  hxBelow(0x3e300000, tiny); // |x| < 2^-28: 1 + x
+  // k: ±1 for |x| < 1.5 ln2, else trunc(x/ln2 ± 1/2) (as fdlibm; the two differ just above 0.5 ln2)
+  c.f64x2const(-1).f64x2const(1).get(sign).bitselect();
+  c.f64x2const(INV_LN2).get(x).f64x2mul().f64x2const(-0.5).f64x2const(0.5).get(sign).bitselect().f64x2add()
+    .i32x4truncSatF64x2().f64x2convertLowI32x4();
+  c.get(mid).bitselect().set(k);
+  c.get(x).get(k).f64x2const(LN2_HI).f64x2mul().f64x2sub().set(hi);
+  c.get(k).f64x2const(LN2_LO).f64x2mul().set(lo);
+  c.get(hi).get(lo).f64x2sub().get(x).get(big).bitselect().set(xr); // reduced where big, x itself elsewhere
+  c.get(xr).get(xr).f64x2mul().set(t);
+  c.get(xr)
+    .get(t).f64x2const(P1).get(t).f64x2const(P2).get(t).f64x2const(P3).get(t).f64x2const(P4).get(t).f64x2const(P5)
+    .f64x2mul().f64x2add().f64x2mul().f64x2add().f64x2mul().f64x2add().f64x2mul().f64x2add().f64x2mul()
+    .f64x2sub().set(cr);
+  // k = 0: 1 − ((x·c)/(c − 2) − x)
+  c.f64x2const(1).get(xr).get(cr).f64x2mul().get(cr).f64x2const(2).f64x2sub().f64x2div().get(xr).f64x2sub().f64x2sub().set(yA);
+  // k ≠ 0: (1 − ((lo − (x·c)/(2 − c)) − hi)) · 2^k
+  c.f64x2const(1).get(lo).get(xr).get(cr).f64x2mul().f64x2const(2).get(cr).f64x2sub().f64x2div().f64x2sub().get(hi).f64x2sub().f64x2sub();
+  c.get(k).f64x2const(MAGIC).f64x2add().f64x2const(MAGIC).i64x2sub().i64x2const(1023).i64x2add().i32(52).i64x2shl().f64x2mul().set(yB);
+  c.get(yB).get(yA).get(big).bitselect().set(yA); // big ? yB : yA
+  c.f64x2const(1).get(x).f64x2add().get(yA).get(tiny).bitselect(); // tiny ? 1 + x : the rest
+  return { name: "exp_f64x2", params: [V128], results: [V128], code: c };
 }

@@ -23,7 +23,7 @@ import { Code, F32, I32, V128, assembleModule, type FunctionDef } from "./wasm-a
 import { dequantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
 import { attentionBackwardGroupFn, attentionBackwardGroupsFn } from "./wasm-attention-kernels.js";
 import { attentionForwardGroupFn, attentionForwardGroupsFn } from "./wasm-attention.js";
-import { expF64Fn } from "./wasm-exp.js";
+import { expF64Fn, expF64x2Fn } from "./wasm-exp.js";
 import { softmaxRowFn, softmaxRowsFn } from "./wasm-softmax-rows.js";
 import { gemmNnRowsFn, gemmTnColsFn, siluMulBackwardSpanFn, siluMulSpanFn } from "./wasm-tasks.js";
 import { rmsNormBackwardFn, ropeBackwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
@@ -331,13 +331,14 @@ export function kernelModule(): WasmModule | undefined {
     const index = (name: string) => fns.findIndex((f) => f.name === name);
     if (index("gemm_f32") !== GEMM_F32) throw new Error("kernel module: gemm_f32 moved");
     fns.push(expF64Fn());
-    fns.push(attentionForwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), expF64: index("exp_f64") }));
+    fns.push(expF64x2Fn(index("exp_f64")));
+    fns.push(attentionForwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), expF64: index("exp_f64"), expF64x2: index("exp_f64x2") }));
     fns.push(attentionForwardGroupsFn(index("attn_fwd_group")));
     fns.push(attentionBackwardGroupFn({ gemmF32: GEMM_F32, gemmNn: index("gemm_nn"), gemmTn: index("gemm_tn") }));
     fns.push(attentionBackwardGroupsFn(index("attn_bwd_group")));
     fns.push(gemmNnRowsFn(index("gemm_nn")), gemmTnColsFn(index("gemm_tn")));
     fns.push(siluMulSpanFn(index("silu_mul")), siluMulBackwardSpanFn(index("silu_mul_backward")));
-    fns.push(softmaxRowFn(index("exp_f64")));
+    fns.push(softmaxRowFn(index("exp_f64"), index("exp_f64x2")));
     fns.push(softmaxRowsFn(index("softmax_row")));
     const bytes = assembleModule(fns, 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
