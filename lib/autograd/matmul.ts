@@ -131,11 +131,12 @@ export interface LinearKernel {
     e: Float32Array, s: number): [Float32Array, Float32Array] | undefined;
   /**
    * `backwardInputPair` with the low-rank term added where the kernels keep dX: [g·W + G·e, G] with
-   * G = s·(g·bᵀ) (rounded to float32), e [rows, K]; the bits of backwardInputPair, the scaling, then
-   * gemmNN(G, e, dX, 1). Undefined when it cannot.
+   * G = s·(g·bᵀ) (rounded to float32), e [rows, K]; with gt also gt.out [N, D] += gᵀ·gt.b (B's gradient
+   * from the same g). The bits of backwardInputPair, the scaling, gemmNN(G, e, dX, 1) and gemmTN.
+   * Undefined when it cannot (nothing written).
    */
   backwardInputLowRank?(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number,
-    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined;
+    e: Float32Array, s: number, gt?: { b: Float32Array; out: Float32Array }): [Float32Array, Float32Array] | undefined;
   /**
    * out[M,N] (+)= a[M,K] · b[N,K]ᵀ on transient host arrays (matmulABt's contract): the backward
    * products of trainable weights (LoRA's A and B, a head) and of attention.

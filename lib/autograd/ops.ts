@@ -241,12 +241,15 @@ export function loraLinear(
     name: "loraLinear",
     inputs,
     backward: (g) => {
-      // G = s·(g·B) [M, r], and dX's frozen part g·W from the same pass over g when x needs it.
-      // dX = g·W + G·A in one call where the kernels can, else composed
+      // G = s·(g·B) [M, r], and dX = g·W + G·A when x needs it, from the same pass over g;
+      // B's gradient s·gᵀ·U [N, r] from g too. All in one call where the kernels can, else composed.
+      const dB = B instanceof Var && B.requiresGrad ? new Float32Array(N * r) : null;
+      const su = dB && u.map((v) => v * s);
       let dx: Float32Array | null = null, G: Float32Array;
-      const fused = x.requiresGrad ? kernel.backwardInputLowRank?.(g, M, N, weight, bt, r, av, s) : undefined;
+      const fused = x.requiresGrad ? kernel.backwardInputLowRank?.(g, M, N, weight, bt, r, av, s, dB ? { b: su!, out: dB } : undefined) : undefined;
       if (fused) [dx, G] = fused;
       else {
+        if (dB) kernel.gemmTN(g, su!, dB, M, N, r);
         if (x.requiresGrad) [dx, G] = kernel.backwardInputPair(g, M, N, weight, bt, r);
         else mm(g, bt, (G = new Float32Array(M * r)), M, r, N);
         for (let i = 0; i < G.length; i++) G[i] = G[i]! * s;
@@ -258,15 +261,7 @@ export function loraLinear(
         if (dA) kernel.gemmTN(G, x.value, dA, M, r, K);
         grads.push(dA);
       }
-      if (B instanceof Var) {
-        const dB = B.requiresGrad ? new Float32Array(N * r) : null;
-        if (dB) {
-          const su = new Float32Array(M * r);
-          for (let i = 0; i < su.length; i++) su[i] = u[i]! * s;
-          kernel.gemmTN(g, su, dB, M, N, r);
-        }
-        grads.push(dB);
-      }
+      if (B instanceof Var) grads.push(dB);
       return grads;
     },
   }));

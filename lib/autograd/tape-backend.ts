@@ -184,14 +184,14 @@ class CpuLinearKernel implements LinearKernel {
   }
 
   backwardInputLowRank(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number,
-    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined {
+    e: Float32Array, s: number, gt?: { b: Float32Array; out: Float32Array }): [Float32Array, Float32Array] | undefined {
     if (w instanceof QuantizedTensor) return undefined;
-    return this.lowRank(g, M, N, this.handleT(w), b, rows, e, s, true);
+    return this.lowRank(g, M, N, this.handleT(w), b, rows, e, s, true, gt);
   }
 
   private lowRank(x: Float32Array, M: number, K: number, w: DeviceTensor, a: Float32Array, rows: number,
-    e: Float32Array, s: number, scaleFirst: boolean): [Float32Array, Float32Array] | undefined {
-    const r = this.cpu.linearLowRank(new CpuTensor(x, [M, K], "f32"), w, this.cpu.stage(STAGE_WEIGHT, a, [rows, K]), e, s, scaleFirst);
+    e: Float32Array, s: number, scaleFirst: boolean, xt?: { b: Float32Array; out: Float32Array }): [Float32Array, Float32Array] | undefined {
+    const r = this.cpu.linearLowRank(new CpuTensor(x, [M, K], "f32"), w, this.cpu.stage(STAGE_WEIGHT, a, [rows, K]), e, s, scaleFirst, xt);
     return r && [r[0].data as Float32Array, r[1].data as Float32Array];
   }
 

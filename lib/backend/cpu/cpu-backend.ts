@@ -163,12 +163,14 @@ export class CpuBackend implements Backend {
 
   /**
    * A LoRA layer's products in one call where the engine can: y = x·wᵀ and u = x·aᵀ (a of rank r),
-   * then y += s·u·e, or with scaleFirst u = s·u and y += u·e (e [r, N]): linearMany of [w, a], then
-   * gemmNN, with the same bits. [y, u], or undefined when the engine cannot (nothing computed).
+   * then y += s·u·e, or with scaleFirst u = s·u and y += u·e (e [r, N]); with xt also xt.out += xᵀ·xt.b:
+   * linearMany of [w, a], then gemmNN (and gemmTN), with the same bits. [y, u], or undefined when the
+   * engine cannot (nothing computed).
    */
-  linearLowRank(x: DeviceTensor, w: DeviceTensor, a: DeviceTensor, e: Float32Array, s: number, scaleFirst: boolean): [CpuTensor, CpuTensor] | undefined {
+  linearLowRank(x: DeviceTensor, w: DeviceTensor, a: DeviceTensor, e: Float32Array, s: number, scaleFirst: boolean,
+    xt?: { b: Float32Array; out: Float32Array }): [CpuTensor, CpuTensor] | undefined {
     const { xd, M, K, lead, jobs } = this.linearJobs(x, [w, a]);
-    if (!this.engine.runLowRank?.(xd, M, K, [jobs[0]!, jobs[1]!], e, s, scaleFirst)) return undefined;
+    if (!this.engine.runLowRank?.(xd, M, K, [jobs[0]!, jobs[1]!], e, s, scaleFirst, xt)) return undefined;
     return [new CpuTensor(jobs[0]!.y, [...lead, jobs[0]!.N], "f32"), new CpuTensor(jobs[1]!.y, [...lead, jobs[1]!.N], "f32")];
   }
 

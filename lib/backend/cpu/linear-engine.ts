@@ -68,9 +68,11 @@ export interface LinearEngine {
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void;
   /**
    * jobs [y, u] on x, then y += s·u·e (scaleFirst: u = s·u, then y += u·e; e [r, N]) before the outputs
-   * leave the engine's memory: a LoRA layer's forward or input gradient. False (nothing written) when it cannot.
+   * leave the engine's memory: a LoRA layer's forward or input gradient; with xt also xt.out += xᵀ·xt.b
+   * (a LoRA factor's gradient from the same x). False (nothing written) when it cannot.
    */
-  runLowRank?(x: Float32Array, M: number, K: number, jobs: readonly [LinearJob, LinearJob], e: Float32Array, s: number, scaleFirst: boolean): boolean;
+  runLowRank?(x: Float32Array, M: number, K: number, jobs: readonly [LinearJob, LinearJob], e: Float32Array, s: number, scaleFirst: boolean,
+    xt?: { b: Float32Array; out: Float32Array }): boolean;
   /** A float32 buffer the engine's kernels can read in place (KV caches). */
   allocF32(length: number): Float32Array;
   /** Attention on the engine's kernels; false when it cannot (the caller uses the JavaScript kernel). */

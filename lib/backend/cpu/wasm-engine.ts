@@ -50,6 +50,19 @@ const kindOf = (j: LinearJob): number => (j.quant ? FIRST_QUANT_KIND + QUANT_KIN
 const NO_BUFFER = new ArrayBuffer(0);
 
 /** One memory's share of a call: its workspace and the bytes per x row it holds (x's row, its jobs' outputs). */
+/** runLowRank's work after the products (wasm-engine.ts runLowRank). */
+interface LowRankEpilogue {
+  e: Float32Array;
+  s: number;
+  scaleFirst: boolean;
+  xt?: { b: Float32Array; out: Float32Array };
+}
+
+/** Workspace bytes the epilogue takes after the products' (e, a parameter block, xt's b and out). */
+function epilogueRoom({ e, xt }: LowRankEpilogue): number {
+  return 4 * (e.length + Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length) + (xt ? xt.b.length + xt.out.length : 0));
+}
+
 interface Workspace {
   arena: WasmArena;
   perRow: number;
@@ -612,36 +625,47 @@ export class WasmLinearEngine implements LinearEngine {
    * A LoRA layer's product pair with its low-rank term added before the
    * outputs leave the kernels' memory: y = x·W₀ᵀ and u = x·W₁ᵀ (W₁ of rank
    * r), then y += s·u·e, or with `scaleFirst` u = s·u then y += u·e (e [r, N]).
-   * The same bits as run() then gemmNN (with u scaled first in JavaScript for
-   * scaleFirst), without y's round trip through the workspace. False (nothing
-   * written) when it cannot: a bias, N not a multiple of 16 or r of 4, the two
-   * weights in two memories, or more rows than one workspace holds.
+   * With `xt`, also xt.out [K, D] += xᵀ·xt.b (xt.b [M, D]): a LoRA factor's
+   * gradient from the same x (the input gradient's g), while x is in the
+   * workspace. The same bits as run() then gemmNN (with u scaled first in
+   * JavaScript for scaleFirst) and gemmTN, without the round trips of y and x
+   * through other workspaces. False (nothing written) when it cannot: a bias,
+   * N not a multiple of 16 or r or D of 4, the two weights in two memories, or
+   * more rows than one workspace holds.
    */
-  runLowRank(x: Float32Array, M: number, K: number, jobs: readonly [LinearJob, LinearJob], e: Float32Array, s: number, scaleFirst: boolean): boolean {
+  runLowRank(x: Float32Array, M: number, K: number, jobs: readonly [LinearJob, LinearJob], e: Float32Array, s: number, scaleFirst: boolean,
+    xt?: { b: Float32Array; out: Float32Array }): boolean {
     const homes = jobs.map((j) => this.homes.get(j.w));
     const [y, u] = jobs;
     if (K % 8 !== 0 || homes.some((h) => h === undefined) || y.bias || u.bias || y.N % 16 !== 0 || u.N % 4 !== 0 || e.length !== u.N * y.N) return false;
-    return this.runWasm(x, M, K, jobs, homes as Home[], { e, s, scaleFirst });
+    if (xt && (xt.b.length % M !== 0 || (xt.b.length / M) % 4 !== 0 || xt.out.length !== K * (xt.b.length / M))) return false;
+    return this.runWasm(x, M, K, jobs, homes as Home[], { e, s, scaleFirst, xt });
   }
 
   /**
-   * y [M, N] += s·u·e (or u = s·u, then y += u·e) in `w`'s memory, u [M, r] and e [r, N] copied to `at`
-   * (its parameter block after it); on the pool when big. It ends the run: the control block's jobs are replaced.
+   * y [M, N] += s·u·e (or u = s·u, then y += u·e) in `w`'s memory, u [M, r] with e [r, N] copied to `at`;
+   * then with xt, xt.out += xᵀ·xt.b over the workspace's x [M, K]. Each on the pool when big, as
+   * gemmNN and gemmTN run them. It ends the run: the control block's jobs are replaced.
    */
-  private lowRankEpilogue(w: Workspace, y: number, N: number, u: number, r: number, M: number, at: number,
-    { e, s, scaleFirst }: { e: Float32Array; s: number; scaleFirst: boolean }): void {
-    new Float32Array(w.buf, at, e.length).set(e);
+  private lowRankEpilogue(w: Workspace, K: number, y: number, N: number, u: number, r: number, M: number, at: number,
+    { e, s, scaleFirst, xt }: LowRankEpilogue): void {
+    const room = (floats: number) => { const p = at; at += 4 * floats; return p; };
+    const pe = room(e.length), pParams = room(Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length));
+    new Float32Array(w.buf, pe, e.length).set(e);
     if (scaleFirst) {
       const uv = new Float32Array(w.buf, u, M * r);
       for (let i = 0; i < uv.length; i++) uv[i] = uv[i]! * s; // rounded to float32 as stored, as the JavaScript scaling
     }
     const scale = scaleFirst ? 1 : s;
-    const T = M * r * N >= GEMM_THREAD_MIN_MACS ? this.threads : 1;
-    if (T === 1) w.arena.kernels.gemm_nn(u, M, r, at, N, scale, y);
-    else {
-      const params = this.taskParams(at + 4 * e.length, "gemm_nn_rows", { a: u, M, J: r, b: at, N, s: scale, out: y }, w.arena);
-      this.runTask("gemm_nn_rows", params, M, T, w.arena);
-    }
+    if (M * r * N < GEMM_THREAD_MIN_MACS) w.arena.kernels.gemm_nn(u, M, r, pe, N, scale, y);
+    else this.runTask("gemm_nn_rows", this.taskParams(pParams, "gemm_nn_rows", { a: u, M, J: r, b: pe, N, s: scale, out: y }, w.arena), M, this.threads, w.arena);
+    if (!xt) return;
+    const D = xt.b.length / M, pb = room(xt.b.length), po = room(xt.out.length);
+    new Float32Array(w.buf, pb, xt.b.length).set(xt.b);
+    new Float32Array(w.buf, po, xt.out.length).set(xt.out);
+    if (M * K * D < GEMM_THREAD_MIN_MACS) w.arena.kernels.gemm_tn(w.base, M, K, K, pb, D, po);
+    else this.runTask("gemm_tn_cols", this.taskParams(pParams, "gemm_tn_cols", { a: w.base, R: M, S: K, b: pb, D, out: po }, w.arena), K, this.threads, w.arena);
+    xt.out.set(new Float32Array(w.buf, po, xt.out.length));
   }
 
   /**
@@ -650,7 +674,7 @@ export class WasmLinearEngine implements LinearEngine {
    * written) when a memory has no room left for the workspace.
    */
   private runWasm(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[], homes: readonly Home[],
-    lowRank?: { e: Float32Array; s: number; scaleFirst: boolean }): boolean {
+    lowRank?: LowRankEpilogue): boolean {
     // The memories this call touches (usually one), each with the bytes per x row there: x's row and its jobs' outputs.
     const spaces: Workspace[] = [];
     const spaceOf = homes.map((h, i) => {
@@ -664,7 +688,7 @@ export class WasmLinearEngine implements LinearEngine {
     const rows = Math.max(1, Math.min(M, Math.floor(WORKSPACE_BYTES / widest)));
     if (lowRank && (spaceOf[0] !== spaceOf[1] || rows < M)) return false;
     // The low-rank epilogue's e and its task's parameter block, after the first job's workspace.
-    const epilogueBytes = lowRank ? 4 * lowRank.e.length + 4 * TASK_PARAMS.gemm_nn_rows.length : 0;
+    const epilogueBytes = lowRank ? epilogueRoom(lowRank) : 0;
     // Opt-in int8 decode: x rounded once to Q8_0 blocks, read by every thread.
     const int8 = this.quantDot === "int8" && M === 1 && K % 32 === 0 && jobs.some((j) => j.quant && INT8_DOT_TYPES.includes(j.quant));
     const xqBytes = int8 ? (K / 32) * 34 : 0;
@@ -709,7 +733,7 @@ export class WasmLinearEngine implements LinearEngine {
       }
       c[C.M] = mb;
       this.pool.run(this.kernels, T);
-      if (lowRank) this.lowRankEpilogue(spaceOf[0]!, yPtrs[0]!, jobs[0]!.N, yPtrs[1]!, jobs[1]!.N, mb, spaceOf[0]!.base + rows * spaceOf[0]!.perRow + threadScratch + xqBytes, lowRank);
+      if (lowRank) this.lowRankEpilogue(spaceOf[0]!, K, yPtrs[0]!, jobs[0]!.N, yPtrs[1]!, jobs[1]!.N, mb, spaceOf[0]!.base + rows * spaceOf[0]!.perRow + threadScratch + xqBytes, lowRank);
       jobs.forEach((j, i) => j.y.set(new Float32Array(spaceOf[i]!.buf, yPtrs[i]!, mb * j.N), m0 * j.N));
     }
     return true;
