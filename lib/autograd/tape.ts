@@ -6,9 +6,10 @@
  * drops each node once its backward ran (freeing the activations it saved)
  * and hands back the leaves' gradients. Buffers are reference counted: one
  * handed to two inputs (both sides of an add), or shown to a node that does
- * not own it (and may keep it to read), is never written again: accumulating
- * into it makes a fresh sum. A node may overwrite its gradient (`owned`)
- * only when nothing else holds it.
+ * not own it (and may keep it to read), is never written again: a sum that
+ * reaches it goes into the incoming buffer when that one is free, else into a
+ * fresh one. A node may overwrite its gradient (`owned`) only when nothing
+ * else holds it.
  */
 
 /** One recorded op: the inputs it read and the backward from its output gradient to theirs (null: none). */
@@ -61,6 +62,11 @@ export function sweep<N extends { readonly requiresGrad: boolean }, G extends ob
     if (store.addInPlace && exclusive(acc)) {
       store.addInPlace(acc, g);
       return unhold(g);
+    }
+    if (store.addInPlace && exclusive(g)) { // the other way round (a sum is the same either way)
+      store.addInPlace(g, acc);
+      grads.set(x, g);
+      return unhold(acc);
     }
     const s = store.sum(acc, g);
     hold(s);

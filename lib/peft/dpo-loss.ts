@@ -95,18 +95,14 @@ export function sequenceLogps(logits: Var, targets: Int32Array, softmaxRows: Sof
     name: "sequenceLogps",
     inputs: [logits],
     backward: (g) => {
-      const dx = new Float32Array(logits.size);
-      for (let n = 0; n < N; n++) {
-        const gn = g[n]!;
-        if (gn === 0) continue;
-        for (let k = 0; k < K; k++) {
-          const t = targets[n * K + k]!;
-          if (t === IGNORE_INDEX) continue;
-          const o = (n * K + k) * V;
-          for (let v = 0; v < V; v++) dx[o + v] = -probs![o + v]! * gn;
-          dx[o + t] = dx[o + t]! + gn;
-        }
-      }
+      // written over the softmax it was kept for (it has no other reader; uncounted slots hold zeros)
+      const dx = probs!;
+      rows.forEach((slot) => {
+        const gn = g[Math.floor(slot / K)]!, o = slot * V, t = targets[slot]!;
+        if (gn === 0) return void dx.fill(0, o, o + V);
+        for (let v = 0; v < V; v++) dx[o + v] = -dx[o + v]! * gn;
+        dx[o + t] = dx[o + t]! + gn;
+      });
       return [dx];
     },
   }));
