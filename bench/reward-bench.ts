@@ -17,12 +17,12 @@ import { AutoTokenizer } from "../lib/tokenizer/auto-tokenizer.js";
 import { RewardModel, loadRewardBase, trainReward } from "../lib/peft/reward.js";
 import { readPreferenceFile, tokenizeRewardRows } from "../lib/peft/preference-data.js";
 import { REWARD_DEFAULTS } from "../cli/commands/reward-train.js";
-import { ALL_LINEAR } from "../cli/preference-common.js";
+import { ALL_LINEAR } from "../lib/peft/lora-train.js";
 
 const { values: flags } = parseArgs({ options: { only: { type: "string" } } });
 const MODEL = "models/tiny-stories";
 
-interface Setting { name: string; lora: boolean; r?: number; targets?: string[]; lr: number; epochs: number }
+interface Setting { name: string; lora: boolean; r?: number; targets?: string[] | string; lr: number; epochs: number }
 const D = REWARD_DEFAULTS;
 const SETTINGS: Setting[] = [
   { name: "defaults (lr 3e-3, 3 epochs)", lora: true, r: Number(D.r), targets: ALL_LINEAR, lr: Number(D.lr), epochs: Number(D.epochs) },

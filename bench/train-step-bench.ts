@@ -36,7 +36,7 @@ import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { AutoTokenizer } from "../lib/tokenizer/auto-tokenizer.js";
 import { PromptTuningModel } from "../lib/peft/prompt-tuning.js";
-import { LoraModel } from "../lib/peft/lora-train.js";
+import { ALL_LINEAR, LoraModel } from "../lib/peft/lora-train.js";
 import { completionExample, collate } from "../lib/peft/prompt-data.js";
 import { readPreferenceFile, tokenizeDpoRows } from "../lib/peft/preference-data.js";
 import { dpoLossAndGrad, precomputeReferenceLogps } from "../lib/peft/dpo.js";
@@ -52,7 +52,6 @@ const { values: flags } = parseArgs({
 });
 const MODEL = "models/tiny-stories";
 const BATCH = 8;
-const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 /** Runs `step` warmup + n times; wall ms and CPU s per timed step. */
 async function time(step: () => Promise<number>, warmup: number, n: number): Promise<{ ms: number; cpu: number; loss: number }> {

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { FormatError } from "../lib/errors.js";
 import { UsageError } from "./cli-error.js";
+import { ALL_LINEAR } from "../lib/peft/lora-train.js";
 import { intFlag, numberFlag, positive } from "./args.js";
 import { identicalPairs, readPreferenceFile, type PreferenceRow, type PreferenceTokenizer } from "../lib/peft/preference-data.js";
 
@@ -57,12 +58,9 @@ export async function writeFolderAtomic(out: string, write: (dir: string) => Pro
   }
 }
 
-/** PEFT's "all-linear": every Linear of the decoder layers (not lm_head). */
-export const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
-/** --target-modules: "all-linear" or a comma list. */
-export function targetModules(flag: string, value: string): string[] {
-  if (value === "all-linear") return ALL_LINEAR;
+/** --target-modules: PEFT's "all-linear" (LoraModel expands it) or a comma list. */
+export function targetModules(flag: string, value: string): string[] | typeof ALL_LINEAR {
+  if (value === ALL_LINEAR) return ALL_LINEAR;
   const list = value.split(",").map((t) => t.trim()).filter(Boolean);
   if (list.length === 0) throw new UsageError(`${flag}: expected all-linear or a comma-separated list of module names`);
   return list;

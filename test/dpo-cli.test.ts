@@ -17,7 +17,10 @@ import { readLoraAdapter } from "../lib/peft/lora.js";
 import { readPreferenceFile, tokenizeDpoRows, tokenizeReward } from "../lib/peft/preference-data.js";
 import { trainDpo } from "../lib/peft/dpo.js";
 import { RewardModel, loadRewardBase } from "../lib/peft/reward.js";
-import { ALL_LINEAR } from "../cli/preference-common.js";
+import { ALL_LINEAR } from "../lib/peft/lora-train.js";
+
+// PEFT saves "all-linear" as the names it expanded to
+const LINEAR_NAMES = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"];
 import { DPO_DEFAULTS } from "../cli/commands/dpo.js";
 import { spawn } from "node:child_process";
 
@@ -73,7 +76,7 @@ describe("llama-ts dpo / reward-train / score", () => {
     // The folder as PEFT writes it: every config field is one of PEFT's, keys base_model.model.<module>.lora_{A,B}.weight.
     const config = JSON.parse(fs.readFileSync(path.join(out, "adapter_config.json"), "utf8")) as Record<string, unknown>;
     for (const k of Object.keys(config)) expect(PEFT_CONFIG, `adapter_config.json field ${k}`).toHaveProperty(k);
-    expect(config).toMatchObject({ peft_type: "LORA", task_type: "CAUSAL_LM", r: 4, lora_alpha: 8, target_modules: ALL_LINEAR, base_model_name_or_path: path.resolve(MODEL) });
+    expect(config).toMatchObject({ peft_type: "LORA", task_type: "CAUSAL_LM", r: 4, lora_alpha: 8, target_modules: LINEAR_NAMES, base_model_name_or_path: path.resolve(MODEL) });
     const st = SafetensorsFile.open(path.join(out, "adapter_model.safetensors"));
     const names = st.names();
     expect(names).toHaveLength(6 * 7 * 2);
@@ -121,7 +124,7 @@ describe("llama-ts dpo / reward-train / score", () => {
     expect(s1!["rewards/margins"]).toBe(0);
     // The adapter's own r and targets carry over.
     const config = JSON.parse(fs.readFileSync(path.join(tmp, "from-sft", "adapter_config.json"), "utf8")) as Record<string, unknown>;
-    expect(config).toMatchObject({ r: 4, lora_alpha: 8, target_modules: ALL_LINEAR });
+    expect(config).toMatchObject({ r: 4, lora_alpha: 8, target_modules: LINEAR_NAMES });
 
     const baseRef = await run("from-sft-base", ["--ref", "base"]);
     expect(baseRef.status, baseRef.stderr).toBe(0);

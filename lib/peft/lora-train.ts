@@ -38,7 +38,10 @@ import { trainLoop, type TrainLoopOptions, type TrainResult } from "./train-loop
 export interface LoraTrainConfigInit {
   r: number;
   lora_alpha: number;
-  /** Module-name suffixes (e.g. ["q_proj", "v_proj"]) or one regex for the whole name. */
+  /**
+   * Module-name suffixes (e.g. ["q_proj", "v_proj"]), one regex for the whole name, or PEFT's
+   * "all-linear": every Linear but the output layer, saved as their names (as PEFT saves it).
+   */
   target_modules: string[] | string;
   use_rslora?: boolean;
   layers_to_transform?: number[] | null;
@@ -270,10 +273,17 @@ export class LoraModel {
 }
 
 /** The adapter_config fields for a new adapter on `base` (SEQ_CLS adds PEFT's modules_to_save). */
+/** PEFT's shorthand for every Linear layer but the output layer (lm_head; a classifier's score head is modules_to_save). */
+export const ALL_LINEAR = "all-linear";
+
 function configJson(base: LoraBaseModel, init: LoraTrainConfigInit): Record<string, unknown> {
+  // PEFT expands the shorthand to the layers' last names before it trains or saves
+  const targets = init.target_modules === ALL_LINEAR
+    ? [...new Set([...linearModules(base).keys()].filter((name) => name !== "lm_head").map((name) => name.slice(name.lastIndexOf(".") + 1)))].sort()
+    : init.target_modules;
   return isCausalLM(base)
-    ? { ...init, task_type: "CAUSAL_LM", peft_type: "LORA" }
-    : { ...init, task_type: "SEQ_CLS", peft_type: "LORA", modules_to_save: SEQ_CLS_MODULES_TO_SAVE };
+    ? { ...init, target_modules: targets, task_type: "CAUSAL_LM", peft_type: "LORA" }
+    : { ...init, target_modules: targets, task_type: "SEQ_CLS", peft_type: "LORA", modules_to_save: SEQ_CLS_MODULES_TO_SAVE };
 }
 
 /** A copy of a sequence classifier's score head [num_labels · hidden] (what a SEQ_CLS adapter's trainable head starts from). */
