@@ -1,5 +1,5 @@
 // The CPU tape's elementwise backwards on the wasm SIMD kernels (silu_mul_backward, rms_norm_backward,
-// rope_backward) and their JavaScript fallbacks, each against a float64 reference: lengths the kernels' 4 lanes
+// rope_backward; and rope_forward, bit for bit against splitHeadsInto) and their JavaScript fallbacks, each against a float64 reference: lengths the kernels' 4 lanes
 // do not divide, one row, sigmoid's edges (0, ±100, the exp clamp at ±87..88), zero gradients, a zero row and a
 // large one, head sizes the kernel declines.
 import { describe, it, expect, afterAll } from "vitest";
@@ -8,7 +8,7 @@ import { jsRmsNorm, jsSiluMul } from "../lib/autograd/ops.js";
 import { jsRope, splitHeads } from "../lib/autograd/attention-ops.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend, CpuTensor } from "../lib/backend/cpu/cpu-backend.js";
-import { rmsNormInto } from "../lib/tensor/ops.js";
+import { rmsNormInto, splitHeadsInto } from "../lib/tensor/ops.js";
 import { Tensor } from "../lib/tensor/tensor.js";
 import { values, maxRel } from "./tape-helpers.js";
 
@@ -233,6 +233,18 @@ describe("splitHeads' RoPE backward: the wasm kernel and the JavaScript fallback
       expect(maxRel(xv.grad!, Float64Array.from(xj.grad!))).toBeLessThan(1e-6);
     });
   }
+
+  it("the forward on the engine's kernel (rope_forward) = splitHeadsInto, bit for bit", async () => {
+    const { cpu } = await cpuAndTape();
+    for (const [B, T, heads, D] of [[1, 1, 1, 8], [1, 5, 3, 16], [2, 3, 4, 32], [3, 7, 2, 64], [2, 3, 2, 6], [40, 30, 8, 32]] as const) {
+      const n = B * T * heads * D;
+      const x = values(n, n + 5, 3);
+      const rope = ropeTables(B, T, D, n + 6);
+      const want = splitHeadsInto(x, B, T, heads, D, rope.cos, rope.sin, new Float32Array(n));
+      const got = cpu.splitHeadsValues(x, B, T, heads, D, rope);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `[${B}, ${T}, ${heads}·${D}]`).toBe(true);
+    }
+  });
 
   it("the engine's kernel directly: dx apart or over g; and the JavaScript fallback", async () => {
     const { cpu, wasm } = await cpuAndTape();

@@ -18,8 +18,10 @@ export interface RopeTables {
   readonly sin: Float32Array;
 }
 
-/** splitHeads' RoPE backward on a backend's kernel. */
+/** splitHeads on a backend's kernel, and its RoPE backward. */
 export interface RopeKernel {
+  /** x [B, T, heads·D] → [B, heads, T, D], rotated with cos, sin [B, T, D/2] when given: splitHeadsInto's numbers. */
+  forward(x: Float32Array, B: number, T: number, heads: number, D: number, rope?: RopeTables): Float32Array;
   /**
    * dx [B, T, heads·D] for the output gradient g [B, heads, T, D]: the inverse
    * rotation (cos, sin [B, T, D/2]), transposed back. May return g itself,
@@ -28,8 +30,9 @@ export interface RopeKernel {
   backward(g: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number, owned: boolean): Float32Array;
 }
 
-/** The RoPE backward in JavaScript (a fresh dx: the permutation cannot run in place). */
+/** splitHeads and its RoPE backward in JavaScript (a fresh dx: the permutation cannot run in place). */
 export const jsRope: RopeKernel = {
+  forward: (x, B, T, heads, D, rope) => splitHeadsInto(x, B, T, heads, D, rope?.cos, rope?.sin, new Float32Array(x.length)),
   backward(g, cos, sin, B, T, heads, D) {
     const half = D / 2, HD = heads * D;
     const dx = new Float32Array(g.length);
@@ -67,7 +70,7 @@ export function splitHeads(x: Var, heads: number, rope?: RopeTables, kernel: Rop
   }
   const cos = rope ? Float32Array.from(rope.cos) : undefined; // copied: the caller may reuse its arrays
   const sin = rope ? Float32Array.from(rope.sin) : undefined;
-  const out = splitHeadsInto(x.value, B, T, heads, D, cos, sin, new Float32Array(x.size));
+  const out = kernel.forward(x.value, B, T, heads, D, cos && sin && { cos, sin });
   return result(out, [B, heads, T, D], [x], () => ({
     name: "splitHeads",
     inputs: [x],

@@ -236,8 +236,9 @@ export class TapeBackend implements Backend, DifferentiableBackend {
     },
   };
 
-  /** splitHeads' RoPE gradient on the CPU backend's wasm kernel (into g itself when owned), else JavaScript. */
+  /** splitHeads and its RoPE gradient on the CPU backend's wasm kernels (the gradient into g itself when owned), else JavaScript. */
   private readonly ropeKernel: attn.RopeKernel = {
+    forward: (x, B, T, heads, D, rope) => this.cpu.splitHeadsValues(x, B, T, heads, D, rope),
     backward: (g, cos, sin, B, T, heads, D, owned) => {
       const dx = owned ? g : new Float32Array(g.length);
       return this.cpu.ropeBackward(g, cos, sin, B, T, heads, D, dx) ? dx : attn.jsRope.backward(g, cos, sin, B, T, heads, D, owned);

@@ -309,9 +309,14 @@ export class CpuBackend implements Backend {
     if (rope && rope.cos.length !== B * T * (D / 2)) {
       throw new LlamaError(`splitHeads: rope tables have ${rope.cos.length} entries, expected ${B}*${T}*${D / 2}`);
     }
-    const out = new Float32Array(B * T * HD);
-    splitHeadsInto(f32(x, "splitHeads input"), B, T, heads, D, rope?.cos, rope?.sin, out);
-    return new CpuTensor(out, [B, heads, T, D], "f32");
+    return new CpuTensor(this.splitHeadsValues(f32(x, "splitHeads input"), B, T, heads, D, rope), [B, heads, T, D], "f32");
+  }
+
+  /** splitHeads on host arrays: the engine's kernel when it has one (the same bits), else splitHeadsInto. */
+  splitHeadsValues(x: Float32Array, B: number, T: number, heads: number, D: number, rope?: { cos: Float32Array; sin: Float32Array }): Float32Array {
+    const out = new Float32Array(x.length);
+    if (!rope || !this.engine.ropeForward?.(x, rope.cos, rope.sin, B, T, heads, D, out)) splitHeadsInto(x, B, T, heads, D, rope?.cos, rope?.sin, out);
+    return out;
   }
 
   mergeHeads(x: DeviceTensor): DeviceTensor {

@@ -89,6 +89,9 @@ export interface LinearEngine {
   /** RMSNorm's gradients over rows of H for the output gradient g (dx may be g; dw [H] is added to); false when it cannot. */
   rmsNormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float32Array, H: number,
     dx: Float32Array | null, dw: Float32Array | null): boolean;
+  /** splitHeads with RoPE (splitHeadsInto's bits): x [B, T, heads·D] → out [B, heads, T, D]; false when it cannot. */
+  ropeForward?(x: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number,
+    out: Float32Array): boolean;
   /** splitHeads' RoPE gradient: g [B, heads, T, D] → dx [B, T, heads·D] (dx may be g); false when it cannot. */
   ropeBackward?(g: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number,
     dx: Float32Array): boolean;

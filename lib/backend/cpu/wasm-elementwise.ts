@@ -182,3 +182,54 @@ export function ropeBackwardFn(): FunctionDef {
   });
   return { name: "rope_backward", params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
+
+/**
+ * rope_forward(x, cos, sin, B, T, heads, D, out): splitHeads with RoPE (lib/tensor/ops.ts
+ * splitHeadsInto, bit for bit: each product rounded to float32, then the difference or sum):
+ * x [B, T, heads·D] → out [B, heads, T, D] with, for x1, x2 the halves of a head at i and
+ * c, s = cos, sin [B, T, D/2] at (b, t, i),
+ *
+ *   out[b, h, t, i] = x1·c − x2·s        out[b, h, t, i + D/2] = x2·c + x1·s
+ *
+ * D/2 a multiple of 4. x is read in order; out is written a head's T·D floats apart.
+ */
+export function ropeForwardFn(): FunctionDef {
+  const [x, cos, sin, B, T, heads, D, out] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const c = new Code(8);
+  const b = c.local(I32), t = c.local(I32), h = c.local(I32), off = c.local(I32);
+  const headBytes = c.local(I32), halfBytes = c.local(I32), seqBytes = c.local(I32), batchBytes = c.local(I32);
+  const oBatch = c.local(I32), oRow = c.local(I32), op = c.local(I32), tab = c.local(I32), a1 = c.local(I32);
+  const cv = c.local(V128), sv = c.local(V128), x1 = c.local(V128), x2 = c.local(V128);
+  c.get(D).i32(2).shl().set(headBytes);
+  c.get(D).i32(1).shl().set(halfBytes);
+  c.get(T).get(headBytes).mul().set(seqBytes); // one head of out: T rows of D
+  c.get(heads).get(seqBytes).mul().set(batchBytes);
+  c.get(out).set(oBatch);
+  c.i32(0).set(tab); // byte offset of (b, t) in cos and sin
+  c.i32(0).set(b);
+  c.loop(b, B, 1, () => {
+    c.get(oBatch).set(oRow);
+    c.i32(0).set(t);
+    c.loop(t, T, 1, () => {
+      c.get(oRow).set(op);
+      c.i32(0).set(h);
+      c.loop(h, heads, 1, () => {
+        c.i32(0).set(off);
+        c.loop(off, halfBytes, 16, () => {
+          c.sum(tab, off).get(cos).add().v128load().set(cv);
+          c.sum(tab, off).get(sin).add().v128load().set(sv);
+          c.sum(x, off).tee(a1).v128load().set(x1);
+          c.get(a1).get(halfBytes).add().v128load().set(x2);
+          c.sum(op, off).tee(a1).get(x1).get(cv).f32x4mul().get(x2).get(sv).f32x4mul().f32x4sub().v128store();
+          c.get(a1).get(halfBytes).add().get(x2).get(cv).f32x4mul().get(x1).get(sv).f32x4mul().f32x4add().v128store();
+        });
+        c.get(op).get(seqBytes).add().set(op);
+        c.get(x).get(headBytes).add().set(x);
+      });
+      c.get(oRow).get(headBytes).add().set(oRow);
+      c.get(tab).get(halfBytes).add().set(tab);
+    });
+    c.get(oBatch).get(batchBytes).add().set(oBatch);
+  });
+  return { name: "rope_forward", params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+}

@@ -471,6 +471,18 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
+   * splitHeads with RoPE on this thread (rope_forward, splitHeadsInto's bits): x [B, T, heads·D]
+   * → out [B, heads, T, D], cos and sin [B, T, D/2]. False when D/2 is not a multiple of 4 or the
+   * workspace has no room.
+   */
+  ropeForward(x: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number,
+    out: Float32Array): boolean {
+    if (D % 8 !== 0) return false;
+    return this.onScratch([x, cos, sin, out.length],
+      ([px, pc, ps, po]) => this.arenas[0]!.kernels.rope_forward(px!, pc!, ps!, B, T, heads, D, po!), { slot: 3, into: out });
+  }
+
+  /**
    * Copies `arrays` into the workspace of `arena` (the first memory unless
    * named; a number: room for that many floats, not copied), runs `kernel` on
    * their addresses, and copies the `results` back. False when there is no room.

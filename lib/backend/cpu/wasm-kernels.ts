@@ -26,7 +26,7 @@ import { attentionForwardGroupFn, attentionForwardGroupsFn } from "./wasm-attent
 import { expF64Fn, expF64x2Fn } from "./wasm-exp.js";
 import { softmaxRowFn, softmaxRowsFn } from "./wasm-softmax-rows.js";
 import { gemmNnRowsFn, gemmTnColsFn, siluMulBackwardSpanFn, siluMulSpanFn } from "./wasm-tasks.js";
-import { rmsNormBackwardFn, ropeBackwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
+import { rmsNormBackwardFn, ropeBackwardFn, ropeForwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
 
 const F16_MASK = 0x8fffe000 | 0;
 const F16_MAGIC = 0x77800000; // 2^112 as float32 bits
@@ -298,6 +298,7 @@ export interface KernelExports {
   silu_mul_backward(g: number, u: number, d: number, count: number): void;
   rms_norm_backward(x: number, w: number, d: number, rstd: number, rows: number, H: number, dw: number): void;
   rope_backward(g: number, cos: number, sin: number, B: number, T: number, heads: number, D: number, dx: number): void;
+  rope_forward(x: number, cos: number, sin: number, B: number, T: number, heads: number, D: number, out: number): void;
   /** deq_<type>(src, dst, blocks, f16Table), gemv_<type>(x, w, K, y, rows, f16Table): wasm-quant.ts. */
   [quantKernel: `deq_${string}` | `gemv_${string}`]: (...args: number[]) => void;
 }
@@ -327,6 +328,7 @@ export function kernelModule(): WasmModule | undefined {
       siluMulBackwardFn(),
       rmsNormBackwardFn(),
       ropeBackwardFn(),
+      ropeForwardFn(),
     ];
     const index = (name: string) => fns.findIndex((f) => f.name === name);
     if (index("gemm_f32") !== GEMM_F32) throw new Error("kernel module: gemm_f32 moved");
