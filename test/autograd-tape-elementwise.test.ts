@@ -1,5 +1,6 @@
 // The CPU tape's elementwise backwards on the wasm SIMD kernels (silu_mul_backward, rms_norm_backward,
-// rope_backward; and rope_forward, bit for bit against splitHeadsInto) and their JavaScript fallbacks, each against a float64 reference: lengths the kernels' 4 lanes
+// rope_backward; and the forwards rope_forward and rms_norm_rows, bit for bit against splitHeadsInto and
+// rmsNormInto) and their JavaScript fallbacks, each against a float64 reference: lengths the kernels' 4 lanes
 // do not divide, one row, sigmoid's edges (0, ±100, the exp clamp at ±87..88), zero gradients, a zero row and a
 // large one, head sizes the kernel declines.
 import { describe, it, expect, afterAll } from "vitest";
@@ -161,6 +162,21 @@ describe("rmsNorm backward: the wasm kernel and the JavaScript fallback against 
       });
     }
   }
+
+  it("the forward on the engine's kernel (rms_norm_rows) = rmsNormInto, bit for bit: outputs and rstd", async () => {
+    const { cpu } = await cpuAndTape();
+    // one row, an odd count (the pair loop's last row), rows split over the threads, a zero row, big values
+    for (const [rows, H, eps, amp] of [[1, 16, 1e-5, 1], [3, 256, 1e-6, 3], [1300, 256, 1e-5, 2], [41, 688, 1e-5, 1e3], [2, 12, 1e-5, 1]] as const) {
+      const x = values(rows * H, rows + H, amp), w = values(H, H + 1, 1.5);
+      x.fill(0, 0, H); // row 0: rstd = 1/√eps
+      const rstd = new Float32Array(rows), want = new Float32Array(rows);
+      const got = cpu.rmsNormValues(x, w, eps, H, rstd);
+      const ref = rmsNormInto(x, w, eps, H, new Float32Array(rows * H), want);
+      const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+      expect(bits(got).equals(bits(ref)), `[${rows}, ${H}] out`).toBe(true);
+      expect(bits(rstd).equals(bits(want)), `[${rows}, ${H}] rstd`).toBe(true);
+    }
+  });
 
   it("the engine's kernel directly: dx apart or over g, dw added to, one output only; and the JavaScript fallback", async () => {
     const { cpu, wasm } = await cpuAndTape();

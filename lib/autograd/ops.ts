@@ -85,8 +85,10 @@ export function embedding(table: Weight, ids: ArrayLike<number>, batch: number, 
   }));
 }
 
-/** RMSNorm's backward on a backend's kernel (its forward is rmsNormInto, the CPU backend's). */
+/** RMSNorm on a backend's kernel, forward (rmsNormInto's numbers) and backward. */
 export interface RmsNormKernel {
+  /** y = w · x · rstd over rows of H; fills rstd [rows]. */
+  forward(x: Float32Array, w: Float32Array, eps: number, H: number, rstd: Float32Array): Float32Array;
   /**
    * For the output gradient g of y = w · x · rstd over rows of H (x, g [rows, H], rstd [rows]):
    * writes dx (null: not wanted) and adds Σ_rows g·x·rstd to dw [H] (null: not wanted).
@@ -96,8 +98,9 @@ export interface RmsNormKernel {
     dx: Float32Array | null, dw: Float32Array | null): void;
 }
 
-/** RMSNorm's backward in JavaScript (float64 sums). */
+/** RMSNorm in JavaScript: the CPU backend's forward, the backward with float64 sums. */
 export const jsRmsNorm: RmsNormKernel = {
+  forward: (x, w, eps, H, rstd) => rmsNormInto(x, w, eps, H, new Float32Array(x.length), rstd),
   backward(x, w, g, rstd, H, dx, dw) {
     // With n = x·r: dn = g·w; dx = r·(dn − n·mean(dn·n)); dw = Σ_rows g·n.
     for (let r = 0; r < rstd.length; r++) {
@@ -117,7 +120,7 @@ export const jsRmsNorm: RmsNormKernel = {
 /**
  * RMSNorm over the last dim, as HF's LlamaRMSNorm in float32:
  * y = weight · x · rsqrt(mean(x²) + eps). x [..., H], weight [H].
- * The backward runs on `kernel` (the CPU tape passes the wasm SIMD one).
+ * It runs on `kernel` (the CPU tape passes the wasm SIMD one).
  */
 export function rmsNorm(x: Var, weight: Weight, eps: number, kernel: RmsNormKernel = jsRmsNorm): Var {
   const H = lastDim("rmsNorm", x);
@@ -125,7 +128,7 @@ export function rmsNorm(x: Var, weight: Weight, eps: number, kernel: RmsNormKern
   const w = weightValues(weight);
   const xv = x.value;
   const rstd = new Float32Array(x.size / H); // rsqrt(mean(x²) + eps) per row, saved for backward
-  const out = rmsNormInto(xv, w, eps, H, new Float32Array(x.size), rstd);
+  const out = kernel.forward(xv, w, eps, H, rstd);
   const inputs = weight instanceof Var ? [x, weight] : [x];
   return result(out, x.shape, inputs, () => ({
     name: "rmsNorm",

@@ -229,8 +229,9 @@ export class TapeBackend implements Backend, DifferentiableBackend {
     },
   };
 
-  /** RMSNorm's gradients on the CPU backend's wasm kernel when it has one, else JavaScript. */
+  /** RMSNorm and its gradients on the CPU backend's wasm kernels when it has them, else JavaScript. */
   private readonly rmsNormKernel: ops.RmsNormKernel = {
+    forward: (x, w, eps, H, rstd) => this.cpu.rmsNormValues(x, w, eps, H, rstd),
     backward: (x, w, g, rstd, H, dx, dw) => {
       if (!this.cpu.rmsNormBackward(x, w, g, rstd, H, dx, dw)) ops.jsRmsNorm.backward(x, w, g, rstd, H, dx, dw);
     },

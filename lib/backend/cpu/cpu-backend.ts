@@ -145,10 +145,14 @@ export class CpuBackend implements Backend {
 
   rmsNorm(x: DeviceTensor, weight: DeviceTensor, eps: number): DeviceTensor {
     const H = x.shape[x.shape.length - 1]!;
-    const xd = f32(x, "rmsNorm input");
-    const out = new Float32Array(xd.length);
-    rmsNormInto(xd, this.vector(weight, "rmsNorm weight"), eps, H, out);
-    return new CpuTensor(out, x.shape, "f32");
+    return new CpuTensor(this.rmsNormValues(f32(x, "rmsNorm input"), this.vector(weight, "rmsNorm weight"), eps, H), x.shape, "f32");
+  }
+
+  /** RMSNorm on host arrays (rstd [rows] filled when given): the engine's kernel when it has one (the same bits), else rmsNormInto. */
+  rmsNormValues(x: Float32Array, w: Float32Array, eps: number, H: number, rstd?: Float32Array): Float32Array {
+    const out = new Float32Array(x.length);
+    if (!this.engine.rmsNorm?.(x, w, eps, H, out, rstd)) rmsNormInto(x, w, eps, H, out, rstd);
+    return out;
   }
 
   linear(x: DeviceTensor, weight: DeviceTensor, bias?: DeviceTensor): DeviceTensor {

@@ -89,6 +89,8 @@ export interface LinearEngine {
   /** RMSNorm's gradients over rows of H for the output gradient g (dx may be g; dw [H] is added to); false when it cannot. */
   rmsNormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float32Array, H: number,
     dx: Float32Array | null, dw: Float32Array | null): boolean;
+  /** RMSNorm of rows of H (rmsNormInto's bits): out, and rstd when given; false when it cannot. */
+  rmsNorm?(x: Float32Array, w: Float32Array, eps: number, H: number, out: Float32Array, rstd?: Float32Array): boolean;
   /** splitHeads with RoPE (splitHeadsInto's bits): x [B, T, heads·D] → out [B, heads, T, D]; false when it cannot. */
   ropeForward?(x: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, heads: number, D: number,
     out: Float32Array): boolean;

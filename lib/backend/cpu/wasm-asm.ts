@@ -186,6 +186,8 @@ export class Code {
   f64sub(): this { return this.op(0xa1); }
   f64mul(): this { return this.op(0xa2); }
   f64div(): this { return this.op(0xa3); }
+  /** f64.sqrt: correctly rounded, as Math.sqrt. */
+  f64sqrt(): this { return this.op(0x9f); }
   f64eq(): this { return this.op(0x61); }
   f64ne(): this { return this.op(0x62); }
   f64lt(): this { return this.op(0x63); }

@@ -50,6 +50,9 @@ const kindOf = (j: LinearJob): number => (j.quant ? FIRST_QUANT_KIND + QUANT_KIN
 const NO_BUFFER = new ArrayBuffer(0);
 
 /** One memory's share of a call: its workspace and the bytes per x row it holds (x's row, its jobs' outputs). */
+/** The parameter fields that hold a float64's second half. */
+type HighField = "scaleHigh" | "epsHigh";
+
 /** runLowRank's work after the products (wasm-engine.ts runLowRank). */
 interface LowRankEpilogue {
   e: Float32Array;
@@ -471,6 +474,22 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
+   * RMSNorm of rows of H (rms_norm_rows: rmsNormInto's bits), the rows split over the threads when
+   * there are many: out [rows, H] and, when given, rstd [rows]. False when H is not a multiple of 4
+   * or the workspace has no room.
+   */
+  rmsNorm(x: Float32Array, w: Float32Array, eps: number, H: number, out: Float32Array, rstd?: Float32Array): boolean {
+    const rows = x.length / H;
+    if (H % 4 !== 0 || rows === 0) return false;
+    const results: ResultCopy[] = [{ slot: 2, into: out }];
+    if (rstd) results.push({ slot: 3, into: rstd });
+    return this.onScratch([x, w, x.length, rows, TASK_PARAMS.rms_norm_rows.length], ([px, pw, po, pr, pp]) => {
+      const params = this.taskParams(pp!, "rms_norm_rows", { x: px!, w: pw!, out: po!, rstd: pr!, H, eps });
+      this.runTask("rms_norm_rows", params, rows, x.length >= ELEMENTWISE_THREAD_MIN ? this.threads : 1);
+    }, results);
+  }
+
+  /**
    * splitHeads with RoPE on this thread (rope_forward, splitHeadsInto's bits): x [B, T, heads·D]
    * → out [B, heads, T, D], cos and sin [B, T, D/2]. False when D/2 is not a multiple of 4 or the
    * workspace has no room.
@@ -557,16 +576,16 @@ export class WasmLinearEngine implements LinearEngine {
 
   /**
    * Writes task `task`'s parameter block at `at` in `arena` (the first memory unless named) in TASK_PARAMS
-   * order: `s` as float32, `scale` as float64 (over its field and scaleHigh's), the rest int32. Returns `at`.
+   * order: `s` as float32, `scale` and `eps` as float64 (over their field and the next), the rest int32. Returns `at`.
    */
   private taskParams<T extends keyof typeof TASK_PARAMS>(at: number, task: T,
-    values: Record<Exclude<(typeof TASK_PARAMS)[T][number], "scaleHigh">, number>, arena = this.arenas[0]!): number {
+    values: Record<Exclude<(typeof TASK_PARAMS)[T][number], HighField>, number>, arena = this.arenas[0]!): number {
     const view = new DataView(arena.buffer, at);
     (TASK_PARAMS[task] as readonly (typeof TASK_PARAMS)[T][number][]).forEach((name, i) => {
-      if (name === "scaleHigh") return;
-      const value = values[name as Exclude<typeof name, "scaleHigh">];
+      if (name === "scaleHigh" || name === "epsHigh") return;
+      const value = values[name as Exclude<typeof name, HighField>];
       if (name === "s") view.setFloat32(4 * i, value, true);
-      else if (name === "scale") view.setFloat64(4 * i, value, true);
+      else if (name === "scale" || name === "eps") view.setFloat64(4 * i, value, true);
       else view.setInt32(4 * i, value, true);
     });
     return at;

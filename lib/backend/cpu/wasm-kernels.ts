@@ -26,7 +26,7 @@ import { attentionForwardGroupFn, attentionForwardGroupsFn } from "./wasm-attent
 import { expF64Fn, expF64x2Fn } from "./wasm-exp.js";
 import { softmaxRowFn, softmaxRowsFn } from "./wasm-softmax-rows.js";
 import { gemmNnRowsFn, gemmTnColsFn, siluMulBackwardSpanFn, siluMulSpanFn } from "./wasm-tasks.js";
-import { rmsNormBackwardFn, ropeBackwardFn, ropeForwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
+import { rmsNormBackwardFn, rmsNormRowsFn, ropeBackwardFn, ropeForwardFn, siluMulBackwardFn, siluMulFn } from "./wasm-elementwise.js";
 
 const F16_MASK = 0x8fffe000 | 0;
 const F16_MAGIC = 0x77800000; // 2^112 as float32 bits
@@ -292,6 +292,7 @@ export interface KernelExports {
   silu_mul_span(params: number, first: number, end: number, thread: number): void;
   silu_mul_backward_span(params: number, first: number, end: number, thread: number): void;
   softmax_rows(params: number, first: number, end: number, thread: number): void;
+  rms_norm_rows(params: number, first: number, end: number, thread: number): void;
   softmax_row(x: number, V: number, probs: number, stats: number): void;
   has_nonfinite_f16(p: number, count: number): number;
   silu_mul(g: number, u: number, out: number, count: number): void;
@@ -342,6 +343,7 @@ export function kernelModule(): WasmModule | undefined {
     fns.push(siluMulSpanFn(index("silu_mul")), siluMulBackwardSpanFn(index("silu_mul_backward")));
     fns.push(softmaxRowFn(index("exp_f64"), index("exp_f64x2")));
     fns.push(softmaxRowsFn(index("softmax_row")));
+    fns.push(rmsNormRowsFn());
     const bytes = assembleModule(fns, 1, MAX_PAGES);
     compiled = new wasm.Module(bytes);
     return compiled;

@@ -11,12 +11,13 @@ import { Code, I32, type FunctionDef } from "./wasm-asm.js";
 
 /** Every task function's name, in the order jobs name them (wasm-pool.ts). */
 export const TASKS = ["attn_fwd_groups", "attn_bwd_groups", "gemm_nn_rows", "gemm_tn_cols", "silu_mul_span", "silu_mul_backward_span",
-  "softmax_rows"] as const;
+  "softmax_rows", "rms_norm_rows"] as const;
 export type TaskName = (typeof TASKS)[number];
 
 /**
- * Each task's parameter block fields (4 bytes each, in order; `s` a float32, `scale` a float64 over
- * its own and the next field; the attention tasks are in wasm-attention.ts and wasm-attention-kernels.ts, softmax_rows in wasm-softmax-rows.ts).
+ * Each task's parameter block fields (4 bytes each, in order; `s` a float32, `scale` and `eps` float64s over
+ * their own and the next field; the attention tasks are in wasm-attention.ts and wasm-attention-kernels.ts,
+ * softmax_rows in wasm-softmax-rows.ts, rms_norm_rows in wasm-elementwise.ts).
  */
 export const TASK_PARAMS = {
   attn_fwd_groups: ["Q", "K", "V", "P", "Os", "out", "mask", "R", "S", "D", "T", "kvHeads", "kStride", "vStride", "queryOffset", "pPerGroup",
@@ -27,6 +28,7 @@ export const TASK_PARAMS = {
   silu_mul_span: ["g", "u", "out"],
   silu_mul_backward_span: ["g", "u", "d"],
   softmax_rows: ["x", "V", "probs", "stats"],
+  rms_norm_rows: ["x", "w", "out", "rstd", "H", "eps", "epsHigh"],
 } as const;
 
 /** The field's offset in its task's parameter block. */
