@@ -27,8 +27,8 @@ export function cliProgress(label: string, stream: ProgressStream = process.stde
   let start = now(), lastDraw = -Infinity, lastDecile = -1, lastDone = -1, lastTotal: number | undefined;
   return (done, total, info) => {
     const t = now();
-    if (lastTotal !== undefined && (done < lastDone || total !== lastTotal)) {
-      // A new run through the same renderer.
+    if (lastTotal === undefined ? done === 0 : done < lastDone || total !== lastTotal) {
+      // A run starting at 0 (its clock starts here, not when the renderer was made), or a new run through the same renderer.
       start = t;
       lastDraw = -Infinity;
       lastDecile = -1;

@@ -72,6 +72,8 @@ describe("llama-ts dpo / reward-train / score", () => {
     expect(steps[0]!["rewards/margins"]).toBe(0);
     for (const k of ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen", "logps/rejected", "guard/chosen_logp_per_token"]) expect(steps[1]).toHaveProperty(k);
     expect(r.stdout.trim().split("\n").at(-1)).toBe(`adapter: ${out}`);
+    // the reference pass before training shows its own progress, in pairs
+    expect(r.stderr).toMatch(/dpo reference log-probs: 100% (\d+)\/\1 items/);
 
     // The folder as PEFT writes it: every config field is one of PEFT's, keys base_model.model.<module>.lora_{A,B}.weight.
     const config = JSON.parse(fs.readFileSync(path.join(out, "adapter_config.json"), "utf8")) as Record<string, unknown>;

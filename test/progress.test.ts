@@ -75,6 +75,15 @@ describe("cli/progress.ts", () => {
     t = 51_000;
     onProgress(4, 4);
     expect(out.slice(11)).toEqual(["train:   0% 0/4 steps · 0.00 steps/s\n", "train: 100% 4/4 steps · 4.00 steps/s · 0:01 total\n"]);
+    // A renderer made long before its run starts at 0 clocks the run from there (not from when it was made).
+    const late: string[] = [];
+    let tl = 0;
+    const p = cliProgress("train", { write: (s) => late.push(s), isTTY: false }, () => tl);
+    tl = 60_000;
+    p(0, 2);
+    tl = 62_000;
+    p(2, 2);
+    expect(late.at(-1)).toBe("train: 100% 2/2 steps · 1.00 steps/s · 0:02 total\n");
   });
 
   it("on a terminal: one bar redrawn in place at most every 100 ms, ended by a newline", () => {

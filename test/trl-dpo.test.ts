@@ -188,7 +188,7 @@ describe("DPO matches TRL's DPOTrainer", () => {
     expect(r.steps).toBe(6);
     // TRL's trainer clips at max_grad_norm 1.0 unless told otherwise: the loop logs the norm it clipped.
     expect(r.logs.every((l) => typeof l.gradNorm === "number" && l.gradNorm > 0)).toBe(true);
-    expect(progress.map((p) => p.done)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(progress.map((p) => p.done)).toEqual([0, 1, 2, 3, 4, 5, 6]); // the start, then every step
     expect(progress.every((p) => p.total === 6)).toBe(true);
     for (const k of ["loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "ref_logps/chosen", "guard/chosen_logp_per_token", "num_tokens"]) {
       expect(progress.at(-1)!.metrics![k], k).toBeTypeOf("number");

@@ -104,7 +104,7 @@ export const command = defineCommand({
         precomputeRefLogProbs: true,
         reference: ref === "adapter" ? "initial-adapter" : "base",
         optimizer: "adamw", schedule: "linear", scheduleBy: length.timeBudgetMs !== undefined ? "time" : "steps",
-        onProgress: progress, onWarning: warn,
+        onProgress: progress, onWarning: warn, onReferenceProgress: cliProgress("dpo reference log-probs"),
         onStep: (log) => {
           process.stdout.write(JSON.stringify({ step: log.step, loss: log.loss, lr: log.lr, ...log.metrics, step_s: log.ms / 1000, step_cpu_s: log.cpuMs / 1000 }) + "\n");
         },

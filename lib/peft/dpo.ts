@@ -22,6 +22,7 @@
  */
 import { ConfigError, InputError, LlamaError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
+import type { OnProgress } from "../progress.js";
 import type { Backend } from "../backend/backend.js";
 import { Var } from "../autograd/var.js";
 import { IGNORE_INDEX, type SoftmaxRowsKernel } from "../autograd/loss.js";
@@ -54,6 +55,8 @@ export interface DpoOptions {
   padTokenId?: number;
   /** Compute the reference log-probs once before training (TRL's precompute_ref_log_probs); default false. */
   precomputeRefLogProbs?: boolean;
+  /** Progress of that pass (pairs done of all, as "items"), before training's own onProgress starts. */
+  onReferenceProgress?: OnProgress;
   /**
    * What the policy is compared with. "base" (default; TRL's reference when it
    * makes the adapter itself from a peft_config): the same model with the
@@ -261,10 +264,12 @@ export async function precomputeReferenceLogps(policy: LoraModel, examples: read
   const r = resolve(policy, options);
   const bs = options.batchSize ?? 8;
   const out: DpoExample[] = [];
+  options.onReferenceProgress?.(0, examples.length, { unit: "items" });
   for (let i = 0; i < examples.length; i += bs) {
     const batch = examples.slice(i, i + bs).map((e) => ({ ...e, refChosenLogp: undefined, refRejectedLogp: undefined }));
     const { logps } = await referenceLogps(policy, batch, prepare(batch, r), r, true);
     batch.forEach((e, k) => out.push({ ...e, refChosenLogp: logps[k]!, refRejectedLogp: logps[batch.length + k]! }));
+    options.onReferenceProgress?.(out.length, examples.length, { unit: "items" });
   }
   return out;
 }
@@ -277,7 +282,7 @@ export async function precomputeReferenceLogps(policy: LoraModel, examples: read
 export async function trainDpo(policy: LoraModel, examples: readonly DpoExample[], o: DpoTrainOptions): Promise<DpoTrainResult> {
   const r = resolve(policy, o);
   const precompute = o.precomputeRefLogProbs === true || r.reference === "initial-adapter";
-  const data = precompute ? await precomputeReferenceLogps(policy, examples, { ...o, batchSize: o.batchSize }) : examples;
+  const data = precompute ? await precomputeReferenceLogps(policy, examples, o) : examples;
   const guard = o.guard === false ? undefined : { maxDropPerToken: o.guard?.maxDropPerToken ?? 1.0, stop: o.guard?.stop ?? false };
   const warn = o.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   const guardTrips: number[] = [];

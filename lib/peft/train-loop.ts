@@ -245,6 +245,7 @@ export async function trainLoop<T>(items: readonly T[], objective: Objective<T>,
 
   let order: T[] = [];
   let step = 0;
+  o.onProgress?.(0, total === Infinity ? 0 : total, { unit: "steps" }); // the run starts (a renderer's clock with it)
   while (step < total) {
     const within = step % perEpoch;
     if (within === 0) {
