@@ -19,7 +19,7 @@ import { wasm, type WasmModule } from "./wasm-api.js";
 import { MEMORY_MAX_BYTES, WasmArena } from "./wasm-arena.js";
 import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, WorkerPool, threadScratchBytes } from "./wasm-pool.js";
 import { TASKS, TASK_PARAMS, type TaskName } from "./wasm-tasks.js";
-import { ATTN_DK, ATTN_DQ, ATTN_DV } from "./wasm-attention-kernels.js";
+import { ATTN_DK, ATTN_DQ, ATTN_DV } from "./wasm-attention-backward.js";
 import { SOFTMAX_STATS } from "./wasm-softmax-rows.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
 
@@ -267,7 +267,7 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * Attention's forward on attn_fwd_groups (wasm-attention.ts) in the keys'
+   * Attention's forward on attn_fwd_groups (wasm-attention-forward.ts) in the keys'
    * memory, the (batch row, kv head) groups split over the threads when the
    * work is big: q [B, n, T, D] is copied in, the keys are read where the cache
    * holds them (values in another memory are copied next to them), and out
@@ -530,7 +530,7 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * Attention's backward on attn_bwd_groups (wasm-attention-kernels.ts): the
+   * Attention's backward on attn_bwd_groups (wasm-attention-backward.ts): the
    * (batch row, kv head) groups split over the worker threads, every operand
    * in the first memory's workspace: P [B, n, T, S] and q [B, n, T, D] from the forward, k and v
    * [B, k, S, D], the output gradient dOut [B, T, n·D] (gathered into q's

@@ -5,7 +5,7 @@
  * src/base/ieee754.cc, which returns Math.E for exp(1)), in plain IEEE
  * double arithmetic without fused multiply-adds; wasm's f64 instructions are the same arithmetic, so the same
  * algorithm gives the same bits. That lets a softmax move from a JavaScript
- * loop into a kernel (wasm-attention.ts, the sequence log-probs) without
+ * loop into a kernel (wasm-attention-forward.ts, the sequence log-probs) without
  * changing one result: the CPU backend's numbers stay those the parity tests
  * pinned. test/wasm-exp.test.ts checks the identity over millions of arguments.
  *

@@ -21,8 +21,8 @@
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { Code, F32, I32, V128, assembleModule, type FunctionDef } from "./wasm-asm.js";
 import { dequantFn, gemvInt8Fn, gemvQuantFn, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
-import { attentionBackwardGroupFn, attentionBackwardGroupsFn } from "./wasm-attention-kernels.js";
-import { attentionForwardGroupFn, attentionForwardGroupsFn } from "./wasm-attention.js";
+import { attentionBackwardGroupFn, attentionBackwardGroupsFn } from "./wasm-attention-backward.js";
+import { attentionForwardGroupFn, attentionForwardGroupsFn } from "./wasm-attention-forward.js";
 import { expF64Fn, expF64x2Fn } from "./wasm-exp.js";
 import { softmaxRowFn, softmaxRowsFn } from "./wasm-softmax-rows.js";
 import { gemmNnRowsFn, gemmTnColsFn, siluMulBackwardSpanFn, siluMulSpanFn } from "./wasm-tasks.js";

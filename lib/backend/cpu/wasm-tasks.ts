@@ -16,7 +16,7 @@ export type TaskName = (typeof TASKS)[number];
 
 /**
  * Each task's parameter block fields (4 bytes each, in order; `s` a float32, `scale` and `eps` float64s over
- * their own and the next field; the attention tasks are in wasm-attention.ts and wasm-attention-kernels.ts,
+ * their own and the next field; the attention tasks are in wasm-attention-forward.ts and wasm-attention-backward.ts,
  * softmax_rows in wasm-softmax-rows.ts, rms_norm_rows in wasm-elementwise.ts).
  */
 export const TASK_PARAMS = {
