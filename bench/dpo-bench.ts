@@ -50,6 +50,22 @@
  * distinct-2 1.22×, 1 non-printable, 36.2 → 35.0 words (a run at 00:57 under load 2.6–4.6: 55 s, 0.60 s/step);
  * TRL 43.4 s (0.482 s/step, 0.80 CPU s/step, 780 MiB). Ours is now 1.4× TRL's wall time per step (1.3× its
  * CPU time), at 45% of its memory; the one non-printable character is a stray byte token.
+ *
+ * 2026-12-07 03:34–03:48 (load 1.4–2.7), the next stop's tree, three pairs of runs in the same minutes
+ * (`npm run bench -- dpo` and `/root/refvenv/bin/python bench/trl-dpo-baseline.py --targets all-linear --lr 2e-3
+ * --skip-base`, TRL first in the second pair). The same samples as before (every change kept the bits):
+ *
+ * | pair | ours s/step (CPU s/step) | TRL s/step (CPU s/step) | ours / TRL |
+ * | --- | --- | --- | --- |
+ * | 1 | 0.45 (0.75) | 0.494 (0.827) | 0.91 |
+ * | 2 | 0.56 (0.92) | 0.505 (0.819) | 1.11 |
+ * | 3 | 0.51 (0.86) | 0.478 (0.778) | 1.07 |
+ *
+ * About parity (mean 0.51 against 0.49 s/step; 1.03× its CPU time), at half its memory (384 against 769–779
+ * MiB peak RSS); the machine's noise (±10% run to run for the same work) is as large as the gap. Ours
+ * computes the reference log-probs in a pass before the steps (TRL's precompute_ref_log_probs: 5.9 s for the
+ * 240 pairs, shown with its own progress bar); TRL's default, measured here, runs the reference forward
+ * inside each step. Counted in, our run takes ~6% longer than TRL's.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";

@@ -11,24 +11,30 @@
  *
  * Prints ms per step (wall) and CPU-seconds per step (process.cpuUsage: every thread of the process).
  * The machine is usually shared, so CPU-s/step is the figure to compare; TRL 1.13's DPO step (LoRA r 8
- * all-linear, batch 8) measured 0.45–0.52 s/step wall here (0.74–0.86 CPU-s/step; issue 16).
+ * all-linear, batch 8, the reference forward inside each step) measured 0.44–0.52 s/step wall here
+ * (0.72–0.86 CPU-s/step; issue 16).
  *
- * 2026-12-07, AMD EPYC × 2 (load 1.6–2.0), `npm run bench -- train-step`'s malloc settings, `--steps 5 --warmup 1`,
- * this stop's tree and the previous stop's (8bf542e) run alternately, two rounds (same losses to 4 decimals):
+ * 2026-12-07 03:40, AMD EPYC × 2 (load 1.8–1.9), `--steps 5 --warmup 1 --only lora,dpo,dpo-precomp`, the
+ * previous stop's tree (2791552, with its malloc settings) and this stop's (with lib/process-memory.ts's malloc
+ * settings and V8 old space) run alternately, two rounds; the same losses (every change keeps the bits):
  *
- * | step | 8bf542e ms/step (CPU-s) | now ms/step (CPU-s) |
+ * | step | 2791552 ms/step (CPU-s) | now ms/step (CPU-s) |
  * | --- | --- | --- |
- * | LoRA r 8 all-linear | 608, 660 (0.92, 0.99) | 370, 393 (0.58, 0.59) |
- * | DPO, reference forward | 1369, 1338 (2.06, 2.05) | 932, 1062 (1.44, 1.61) |
- * | DPO, precomputed reference (what `llama-ts dpo` runs) | 998, 1036 (1.54, 1.57) | 683, 709 (1.03, 1.08) |
+ * | LoRA r 8 all-linear | 408, 425 (0.64, 0.66) | 343, 371 (0.55, 0.57) |
+ * | DPO, reference forward | 1070, 1114 (1.64, 1.70) | 823, 873 (1.36, 1.45) |
+ * | DPO, precomputed reference (what `llama-ts dpo` runs) | 744, 760 (1.16, 1.17) | 577, 591 (0.94, 0.98) |
  *
- * What changed: a LoRA layer is one tape node (ops.loraLinear: no scale/add nodes, x's gradient written once,
- * base product and x·Aᵀ in one pass over x); the LoRA weight gradients and attention's backward run on
- * wasm kernels that read their operands as they lie (gemm_tn, gemm_nn, attn_bwd_group) instead of
- * JavaScript transposes, split over the worker threads as pool tasks; siluMul, rmsNorm and RoPE backwards
- * on wasm SIMD. Of a DPO step now (1 thread's view, profiled): the frozen products ~60% (~40 GFLOP/s on
- * 2 threads), attention's forward softmax in JavaScript ~10%, copies into and out of the kernels' memory,
- * the log-softmax over the vocabulary and GC the rest.
+ * (Run alone, `--only dpo-precomp --steps 8`, the last row reads 441–480 ms, 0.74–0.81 CPU-s at load ~1.5.)
+ *
+ * What changed: attention's forward runs as one wasm task per (batch row, kv head) group, its softmax in
+ * float64 with exp_f64x2 (Math.exp's algorithm, bit for bit), split over the threads; the sequence
+ * log-probs' softmax likewise (softmax_rows); RMSNorm's and RoPE's forwards on wasm kernels with
+ * rmsNormInto's and splitHeadsInto's bits; 16-bit weights widened once per run of rows instead of once per
+ * block of x; a LoRA layer's low-rank term, and B's gradient, added inside the product's call (y, dX and g
+ * no longer round-trip through other workspaces); the backward sums into a free incoming buffer; 16
+ * chunks per thread; a 512 MiB V8 old space (a third of the full GCs). Of a step now (profiled, main
+ * thread): the frozen products ~55% at ~90% of 128-bit SIMD's multiply-add peak per thread, then waiting
+ * for the other thread's last chunk, copies of outputs out of the kernels' memory, and GC.
  */
 import * as os from "node:os";
 import { parseArgs } from "node:util";
