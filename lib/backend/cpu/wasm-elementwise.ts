@@ -132,59 +132,6 @@ export function rmsNormBackwardFn(): FunctionDef {
 }
 
 /**
- * rope_backward(g, cos, sin, B, T, heads, D, dx): the gradient of splitHeads
- * with RoPE (x [B, T, heads·D] → [B, heads, T, D] rotated, lib/tensor/ops.ts
- * splitHeadsInto) for the output gradient g [B, heads, T, D]: the inverse
- * rotation, written back in x's layout. With c, s = cos, sin [B, T, D/2] at
- * (b, t, i), g1, g2 = g's halves at i:
- *
- *   dx[b, t, h, i] = g1·c + g2·s        dx[b, t, h, i + D/2] = g2·c − g1·s
- *
- * D/2 a multiple of 4. dx is written in order (one head after another); g is
- * read a head's T·D floats apart.
- */
-export function ropeBackwardFn(): FunctionDef {
-  const [g, cos, sin, B, T, heads, D, dx] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const c = new Code(8);
-  const b = c.local(I32), t = c.local(I32), h = c.local(I32), off = c.local(I32);
-  const headBytes = c.local(I32), halfBytes = c.local(I32), seqBytes = c.local(I32), batchBytes = c.local(I32);
-  const gBatch = c.local(I32), gRow = c.local(I32), gp = c.local(I32), tab = c.local(I32), a1 = c.local(I32);
-  const cv = c.local(V128), sv = c.local(V128), g1 = c.local(V128), g2 = c.local(V128);
-  c.get(D).i32(2).shl().set(headBytes);
-  c.get(D).i32(1).shl().set(halfBytes);
-  c.get(T).get(headBytes).mul().set(seqBytes); // one head of g: T rows of D
-  c.get(heads).get(seqBytes).mul().set(batchBytes);
-  c.get(g).set(gBatch);
-  c.i32(0).set(tab); // byte offset of (b, t) in cos and sin
-  c.i32(0).set(b);
-  c.loop(b, B, 1, () => {
-    c.get(gBatch).set(gRow);
-    c.i32(0).set(t);
-    c.loop(t, T, 1, () => {
-      c.get(gRow).set(gp);
-      c.i32(0).set(h);
-      c.loop(h, heads, 1, () => {
-        c.i32(0).set(off);
-        c.loop(off, halfBytes, 16, () => {
-          c.sum(tab, off).get(cos).add().v128load().set(cv);
-          c.sum(tab, off).get(sin).add().v128load().set(sv);
-          c.sum(gp, off).tee(a1).v128load().set(g1);
-          c.get(a1).get(halfBytes).add().v128load().set(g2);
-          c.sum(dx, off).tee(a1).get(g1).get(cv).f32x4mul().get(g2).get(sv).f32x4mul().f32x4add().v128store();
-          c.get(a1).get(halfBytes).add().get(g2).get(cv).f32x4mul().get(g1).get(sv).f32x4mul().f32x4sub().v128store();
-        });
-        c.get(gp).get(seqBytes).add().set(gp);
-        c.get(dx).get(headBytes).add().set(dx);
-      });
-      c.get(gRow).get(headBytes).add().set(gRow);
-      c.get(tab).get(halfBytes).add().set(tab);
-    });
-    c.get(gBatch).get(batchBytes).add().set(gBatch);
-  });
-  return { name: "rope_backward", params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
-}
-
-/**
  * rope_forward(x, cos, sin, B, T, heads, D, out): splitHeads with RoPE (lib/tensor/ops.ts
  * splitHeadsInto, bit for bit: each product rounded to float32, then the difference or sum):
  * x [B, T, heads·D] → out [B, heads, T, D] with, for x1, x2 the halves of a head at i and
@@ -192,48 +139,66 @@ export function ropeBackwardFn(): FunctionDef {
  *
  *   out[b, h, t, i] = x1·c − x2·s        out[b, h, t, i + D/2] = x2·c + x1·s
  *
- * D/2 a multiple of 4. x is read in order; out is written a head's T·D floats apart.
+ * rope_backward(g, cos, sin, B, T, heads, D, dx): its gradient for the output gradient g
+ * [B, heads, T, D]: the inverse rotation, written back in x's layout,
+ *
+ *   dx[b, t, h, i] = g1·c + g2·s        dx[b, t, h, i + D/2] = g2·c − g1·s
+ *
+ * D/2 a multiple of 4. The [B, T, heads·D] side is walked in order, the [B, heads, T, D] side a
+ * head's T·D floats apart.
  */
-export function ropeForwardFn(): FunctionDef {
-  const [x, cos, sin, B, T, heads, D, out] = [0, 1, 2, 3, 4, 5, 6, 7];
+function ropeFn(inverse: boolean): FunctionDef {
+  const [src, cos, sin, B, T, heads, D, dst] = [0, 1, 2, 3, 4, 5, 6, 7];
   const c = new Code(8);
   const b = c.local(I32), t = c.local(I32), h = c.local(I32), off = c.local(I32);
   const headBytes = c.local(I32), halfBytes = c.local(I32), seqBytes = c.local(I32), batchBytes = c.local(I32);
-  const oBatch = c.local(I32), oRow = c.local(I32), op = c.local(I32), tab = c.local(I32), a1 = c.local(I32);
-  const cv = c.local(V128), sv = c.local(V128), x1 = c.local(V128), x2 = c.local(V128);
+  const hBatch = c.local(I32), hRow = c.local(I32), hp = c.local(I32), rows = c.local(I32), tab = c.local(I32), a1 = c.local(I32);
+  const cv = c.local(V128), sv = c.local(V128), v1 = c.local(V128), v2 = c.local(V128);
+  // forward reads rows in order and writes heads apart; the backward the other way round
+  const [headsSide, rowsSide] = inverse ? [src, dst] : [dst, src];
+  const at = (side: number) => { if (side === headsSide) c.get(hp); else c.get(rows); };
   c.get(D).i32(2).shl().set(headBytes);
   c.get(D).i32(1).shl().set(halfBytes);
-  c.get(T).get(headBytes).mul().set(seqBytes); // one head of out: T rows of D
+  c.get(T).get(headBytes).mul().set(seqBytes); // one head of the [B, heads, T, D] side: T rows of D
   c.get(heads).get(seqBytes).mul().set(batchBytes);
-  c.get(out).set(oBatch);
+  c.get(headsSide).set(hBatch);
+  c.get(rowsSide).set(rows);
   c.i32(0).set(tab); // byte offset of (b, t) in cos and sin
   c.i32(0).set(b);
   c.loop(b, B, 1, () => {
-    c.get(oBatch).set(oRow);
+    c.get(hBatch).set(hRow);
     c.i32(0).set(t);
     c.loop(t, T, 1, () => {
-      c.get(oRow).set(op);
+      c.get(hRow).set(hp);
       c.i32(0).set(h);
       c.loop(h, heads, 1, () => {
         c.i32(0).set(off);
         c.loop(off, halfBytes, 16, () => {
           c.sum(tab, off).get(cos).add().v128load().set(cv);
           c.sum(tab, off).get(sin).add().v128load().set(sv);
-          c.sum(x, off).tee(a1).v128load().set(x1);
-          c.get(a1).get(halfBytes).add().v128load().set(x2);
-          c.sum(op, off).tee(a1).get(x1).get(cv).f32x4mul().get(x2).get(sv).f32x4mul().f32x4sub().v128store();
-          c.get(a1).get(halfBytes).add().get(x2).get(cv).f32x4mul().get(x1).get(sv).f32x4mul().f32x4add().v128store();
+          at(src); c.get(off).add().tee(a1).v128load().set(v1);
+          c.get(a1).get(halfBytes).add().v128load().set(v2);
+          at(dst); c.get(off).add().tee(a1).get(v1).get(cv).f32x4mul().get(v2).get(sv).f32x4mul();
+          if (inverse) c.f32x4add(); else c.f32x4sub();
+          c.v128store();
+          c.get(a1).get(halfBytes).add().get(v2).get(cv).f32x4mul().get(v1).get(sv).f32x4mul();
+          if (inverse) c.f32x4sub(); else c.f32x4add();
+          c.v128store();
         });
-        c.get(op).get(seqBytes).add().set(op);
-        c.get(x).get(headBytes).add().set(x);
+        c.get(hp).get(seqBytes).add().set(hp);
+        c.get(rows).get(headBytes).add().set(rows);
       });
-      c.get(oRow).get(headBytes).add().set(oRow);
+      c.get(hRow).get(headBytes).add().set(hRow);
       c.get(tab).get(halfBytes).add().set(tab);
     });
-    c.get(oBatch).get(batchBytes).add().set(oBatch);
+    c.get(hBatch).get(batchBytes).add().set(hBatch);
   });
-  return { name: "rope_forward", params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
+  return { name: inverse ? "rope_backward" : "rope_forward", params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [], code: c };
 }
+
+export const ropeForwardFn = (): FunctionDef => ropeFn(false);
+export const ropeBackwardFn = (): FunctionDef => ropeFn(true);
+
 
 const NORM_PARAMS = TASK_PARAMS.rms_norm_rows;
 
