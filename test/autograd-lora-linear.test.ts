@@ -4,7 +4,7 @@
 // composed products, bit for bit.
 import { describe, it, expect, afterAll } from "vitest";
 import { Var, backward } from "../lib/autograd/var.js";
-import { loraLinear } from "../lib/autograd/ops.js";
+import { loraLinear, loraLinearMany } from "../lib/autograd/ops.js";
 import { jsLinearKernel, matmulNN, matmulTN, type LinearKernel } from "../lib/autograd/matmul.js";
 import { TapeBackend } from "../lib/autograd/tape-backend.js";
 import { CpuBackend } from "../lib/backend/cpu/cpu-backend.js";
@@ -90,8 +90,8 @@ describe("CPU tape: a LoRA layer as one node (loraLinear)", () => {
         const x = values(M * K, 12), A = values(r * K, 13, 0.3), B = values(N * r, 14, 0.3), g = values(M * N, 15);
         const xv = Var.param(x.slice(), [M, K]), Av = Var.param(A.slice(), [r, K]), Bv = Var.param(B.slice(), [N, r]);
         const y = kernel === "engine"
-          ? be.varOf(be.readSync(be.loraLinear(be.upload(be.asTensor(xv)), be.upload(W), be.upload(new Tensor(bias, [N], "f32")),
-            { A: be.upload(be.asTensor(Av)), B: be.upload(be.asTensor(Bv)), scaling: s })))
+          ? be.varOf(be.readSync(be.loraLinear(be.upload(be.asTensor(xv)), [{ weight: be.upload(W), bias: be.upload(new Tensor(bias, [N], "f32")),
+            lora: { A: be.upload(be.asTensor(Av)), B: be.upload(be.asTensor(Bv)), scaling: s } }])[0]!))
           : loraLinear(xv, W, new Tensor(bias, [N], "f32"), Av, Bv, s, jsLinearKernel);
         backward(y, g);
         const ref = loraRef(x, wv, bias, A, B, Math.fround(s), g, M, K, N, r);
@@ -124,6 +124,27 @@ describe("CPU tape: a LoRA layer as one node (loraLinear)", () => {
       ["y", "dx", "dA", "dB"].forEach((name, i) => expect(bits(fused[i]!).equals(bits(apart[i]!)), name).toBe(true));
     });
   }
+
+  it("q/k/v as one call (loraLinearMany: x read once) = each layer on its own, bit for bit, outputs and gradients", async () => {
+    const be = await TapeBackend.create();
+    backends.push(be);
+    const M = 700, K = 256, r = 8;
+    const x = values(M * K, 41);
+    const layers = [256, 128, 128].map((N, i) => ({
+      N, W: new Tensor(f32ToF16(values(N * K, 42 + i, 0.2)), [N, K], "f16"), A: values(r * K, 45 + i, 0.3), B: values(N * r, 48 + i, 0.3), g: values(M * N, 51 + i),
+    }));
+    const run = (many: boolean) => {
+      const xv = Var.param(x.slice(), [M, K]);
+      const vars = layers.map((l) => ({ A: Var.param(l.A.slice(), [r, K]), B: Var.param(l.B.slice(), [l.N, r]) }));
+      const operands = layers.map((l, i) => ({ weight: l.W, bias: undefined, A: vars[i]!.A, B: vars[i]!.B, scaling: 2 }));
+      const ys = many ? loraLinearMany(xv, operands, be.kernel) : operands.map((o) => loraLinear(xv, o.weight, o.bias, o.A, o.B, o.scaling, be.kernel));
+      ys.forEach((y, i) => backward(y, layers[i]!.g)); // x's gradient accumulates over the three
+      return [...ys.map((y) => y.value), xv.grad!, ...vars.flatMap((v) => [v.A.grad!, v.B.grad!])];
+    };
+    const together = run(true), apart = run(false);
+    const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    together.forEach((t, i) => expect(bits(t).equals(bits(apart[i]!)), `output ${i}`).toBe(true));
+  });
 
   it("frozen A and B (the adapter under no_grad) give the trained forward's numbers and record nothing", async () => {
     const be = await TapeBackend.create();

@@ -108,6 +108,15 @@ export function weightTransposedF32(w: Tensor): Float32Array {
  * input gradient of a frozen weight. The default, `jsLinearKernel`, is the CPU
  * backend's JavaScript kernels; the CPU tape passes its engine's (wasm SIMD).
  */
+/** A LoRA layer's operands for LinearKernel.forwardLowRankMany: frozen w [N, K], a [rows, K], e = Bᵀ [rows, N], the scaling s. */
+export interface LowRankLayer {
+  w: Tensor | QuantizedTensor;
+  a: Float32Array;
+  rows: number;
+  e: Float32Array;
+  s: number;
+}
+
 export interface LinearKernel {
   /** y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N]) for a frozen weight. */
   forward(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, bias?: Float32Array): Float32Array;
@@ -124,11 +133,11 @@ export interface LinearKernel {
   /** `backwardInput` and g·bᵀ for a trainable b [rows, N] on the same g, as [g·W, g·bᵀ] (a LoRA layer's dX and g·B). */
   backwardInputPair(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number): [Float32Array, Float32Array];
   /**
-   * `forwardPair` with the low-rank term added where the kernels keep y: [y + s·u·e, u] with u = x·aᵀ,
-   * e [rows, N]; the bits of forwardPair then gemmNN(u, e, y, s). Undefined when it cannot (then the caller composes).
+   * LoRA layers over one x, each `forwardPair` with its low-rank term added where the kernels keep y:
+   * [y + s·u·e, u] per layer with u = x·aᵀ, e [rows, N]; the bits of forwardPair then gemmNN(u, e, y, s),
+   * with x read once for all. Undefined when it cannot (then the caller composes).
    */
-  forwardLowRank?(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, a: Float32Array, rows: number,
-    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined;
+  forwardLowRankMany?(x: Float32Array, M: number, K: number, layers: readonly LowRankLayer[]): [Float32Array, Float32Array][] | undefined;
   /**
    * `backwardInputPair` with the low-rank term added where the kernels keep dX: [g·W + G·e, G] with
    * G = s·(g·bᵀ) (rounded to float32), e [rows, K]; with gt also gt.out [N, D] += gᵀ·gt.b (B's gradient

@@ -221,23 +221,55 @@ export function loraLinear(
   x: Var, weight: Tensor | QuantizedTensor, bias: Tensor | undefined, A: Var | Tensor, B: Var | Tensor, scaling: number,
   kernel: LinearKernel = jsLinearKernel,
 ): Var {
+  return loraLinearMany(x, [{ weight, bias, A, B, scaling }], kernel)[0]!;
+}
+
+/** One LoRA layer of loraLinearMany. */
+export interface LoraLayerOperands {
+  weight: Tensor | QuantizedTensor;
+  bias: Tensor | undefined;
+  A: Var | Tensor;
+  B: Var | Tensor;
+  scaling: number;
+}
+
+/**
+ * loraLinear for several layers over one x (q/k/v, gate/up): the forwards in
+ * one kernel call where the kernels can (x read once; the same numbers as
+ * each layer on its own), one tape node per layer.
+ */
+export function loraLinearMany(x: Var, layers: readonly LoraLayerOperands[], kernel: LinearKernel = jsLinearKernel): Var[] {
   const K = lastDim("loraLinear", x);
-  expectShape("loraLinear", "weight", weight.shape, [null, K]);
-  const N = weight.shape[0]!;
-  expectShape("loraLinear", "lora_A", A.shape, [null, K]);
-  const r = A.shape[0]!;
-  expectShape("loraLinear", "lora_B", B.shape, [N, r]);
-  if (bias) expectShape("loraLinear", "bias", bias.shape, [N]);
   const M = x.size / K;
-  const s = Math.fround(scaling);
-  const av = linearValues(A), bv = linearValues(B);
-  const bt = transpose(bv, N, r); // Bᵀ [r, N]
-  // y = x·Wᵀ (+ bias) + s·U·Bᵀ with U = x·Aᵀ [M, r]: in one call where the kernels can, else composed
-  const [y, u] = (!bias && kernel.forwardLowRank?.(x.value, M, K, weight, av, r, bt, s)) || (() => {
-    const pair = kernel.forwardPair(x.value, M, K, weight, bias && weightF32(bias), av, r);
-    kernel.gemmNN(pair[1], bt, pair[0], M, r, N, s);
-    return pair;
-  })();
+  const prepared = layers.map(({ weight, bias, A, B, scaling }) => {
+    expectShape("loraLinear", "weight", weight.shape, [null, K]);
+    const N = weight.shape[0]!;
+    expectShape("loraLinear", "lora_A", A.shape, [null, K]);
+    const r = A.shape[0]!;
+    expectShape("loraLinear", "lora_B", B.shape, [N, r]);
+    if (bias) expectShape("loraLinear", "bias", bias.shape, [N]);
+    const av = linearValues(A);
+    return { N, r, s: Math.fround(scaling), av, bt: transpose(linearValues(B), N, r) }; // Bᵀ [r, N]
+  });
+  // y = x·Wᵀ (+ bias) + s·U·Bᵀ with U = x·Aᵀ [M, r]: every layer in one call where the kernels can, else each composed
+  const fused = layers.every((l) => !l.bias)
+    ? kernel.forwardLowRankMany?.(x.value, M, K, layers.map((l, i) => ({ w: l.weight, a: prepared[i]!.av, rows: prepared[i]!.r, e: prepared[i]!.bt, s: prepared[i]!.s })))
+    : undefined;
+  return layers.map((layer, i) => {
+    const { N, r, s, av, bt } = prepared[i]!;
+    const [y, u] = fused?.[i] ?? (() => {
+      const pair = kernel.forwardPair(x.value, M, K, layer.weight, layer.bias && weightF32(layer.bias), av, r);
+      kernel.gemmNN(pair[1], bt, pair[0], M, r, N, s);
+      return pair;
+    })();
+    return loraNode(x, layer, { M, K, N, r, s, av, bt }, y, u, kernel);
+  });
+}
+
+/** A LoRA layer's tape node: its output y (with U = x·Aᵀ from the forward) and the backward of loraLinear's comment. */
+function loraNode(x: Var, { weight, A, B }: LoraLayerOperands, dims: { M: number; K: number; N: number; r: number; s: number; av: Float32Array; bt: Float32Array },
+  y: Float32Array, u: Float32Array, kernel: LinearKernel): Var {
+  const { M, K, N, r, s, av, bt } = dims;
   const mm = kernel.gemm;
   const inputs = [x, ...[A, B].filter((w): w is Var => w instanceof Var)];
   return result(y, [...x.shape.slice(0, -1), N], inputs, () => ({

@@ -24,13 +24,13 @@
 import { LlamaError } from "../errors.js";
 import { Tensor, numel } from "../tensor/tensor.js";
 import type { DType } from "../tensor/dtype.js";
-import { loraLinearByParts, type AttentionMask, type AttentionOptions, type AttentionResult, type Backend, type DeviceTensor, type LowRankPath } from "../backend/backend.js";
+import { loraLinearByParts, type AttentionMask, type AttentionOptions, type AttentionResult, type Backend, type DeviceTensor, type LoraLayer } from "../backend/backend.js";
 import { CpuBackend, CpuTensor } from "../backend/cpu/cpu-backend.js";
 import { Var } from "./var.js";
 import { VarViews } from "./var-views.js";
 import * as ops from "./ops.js";
 import * as attn from "./attention-ops.js";
-import { jsLinearKernel, matmulABt, matmulNN, matmulTN, quantBackwardInput, type LinearKernel } from "./matmul.js";
+import { jsLinearKernel, matmulABt, matmulNN, matmulTN, quantBackwardInput, type LinearKernel, type LowRankLayer } from "./matmul.js";
 import { QuantizedTensor, dequantizeRows } from "../tensor/quantized.js";
 import type { AttentionKernel, AttentionProducts, MatmulABt } from "./attention-sdpa.js";
 import type { DifferentiableBackend } from "./differentiable.js";
@@ -178,21 +178,22 @@ class CpuLinearKernel implements LinearKernel {
     return this.runPair(g, M, N, this.handleT(w), b, rows);
   }
 
-  forwardLowRank(x: Float32Array, M: number, K: number, w: Tensor | QuantizedTensor, a: Float32Array, rows: number,
-    e: Float32Array, s: number): [Float32Array, Float32Array] | undefined {
-    return this.lowRank(x, M, K, this.handle(w), a, rows, e, s, false);
+  forwardLowRankMany(x: Float32Array, M: number, K: number, layers: readonly LowRankLayer[]): [Float32Array, Float32Array][] | undefined {
+    return this.lowRank(x, M, K, layers.map((l) => ({ ...l, w: this.handle(l.w) })), false);
   }
 
   backwardInputLowRank(g: Float32Array, M: number, N: number, w: Tensor | QuantizedTensor, b: Float32Array, rows: number,
     e: Float32Array, s: number, gt?: { b: Float32Array; out: Float32Array }): [Float32Array, Float32Array] | undefined {
     if (w instanceof QuantizedTensor) return undefined;
-    return this.lowRank(g, M, N, this.handleT(w), b, rows, e, s, true, gt);
+    return this.lowRank(g, M, N, [{ w: this.handleT(w), a: b, rows, e, s, xt: gt }], true)?.[0];
   }
 
-  private lowRank(x: Float32Array, M: number, K: number, w: DeviceTensor, a: Float32Array, rows: number,
-    e: Float32Array, s: number, scaleFirst: boolean, xt?: { b: Float32Array; out: Float32Array }): [Float32Array, Float32Array] | undefined {
-    const r = this.cpu.linearLowRank(new CpuTensor(x, [M, K], "f32"), w, this.cpu.stage(STAGE_WEIGHT, a, [rows, K]), e, s, scaleFirst, xt);
-    return r && [r[0].data as Float32Array, r[1].data as Float32Array];
+  /** CpuBackend.linearLowRank with each layer's rank-r factor staged in a slot of its own. */
+  private lowRank(x: Float32Array, M: number, K: number,
+    layers: readonly (Omit<LowRankLayer, "w"> & { w: DeviceTensor; xt?: { b: Float32Array; out: Float32Array } })[], scaleFirst: boolean,
+  ): [Float32Array, Float32Array][] | undefined {
+    const staged = layers.map((l, i) => ({ ...l, a: this.cpu.stage(STAGE_LOW_RANK + i, l.a, [l.rows, K]) }));
+    return this.cpu.linearLowRank(new CpuTensor(x, [M, K], "f32"), staged, scaleFirst)?.map(([y, u]) => [y.data as Float32Array, u.data as Float32Array]);
   }
 
   private runPair(x: Float32Array, M: number, K: number, w: DeviceTensor, a: Float32Array, rows: number, bias?: Float32Array): [Float32Array, Float32Array] {
@@ -202,8 +203,8 @@ class CpuLinearKernel implements LinearKernel {
   }
 }
 
-/** CpuBackend.stage slots: operands staged for one call each. */
-const STAGE_WEIGHT = 0, STAGE_KEYS = 1, STAGE_VALUES = 2;
+/** CpuBackend.stage slots: operands staged for one call each (low-rank factors from STAGE_LOW_RANK on, one slot per layer of a call). */
+const STAGE_WEIGHT = 0, STAGE_KEYS = 1, STAGE_VALUES = 2, STAGE_LOW_RANK = 3;
 
 export class TapeBackend implements Backend, DifferentiableBackend {
   readonly device = "cpu" as const;
@@ -352,14 +353,19 @@ export class TapeBackend implements Backend, DifferentiableBackend {
     return weights.map((w, i) => this.linear(x, w, biases?.[i]));
   }
 
-  /** One tape node per adapted layer (ops.loraLinear); composed from linear, scale and add for a trainable base weight. */
-  loraLinear(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor | undefined, lora: LowRankPath): DeviceTensor {
-    const w = tape(weight, "linear weight").weight, b = bias && tape(bias, "linear bias").weight;
-    const A = tape(lora.A, "lora_A").weight, B = tape(lora.B, "lora_B").weight;
-    if (w instanceof Var || b instanceof Var || b instanceof QuantizedTensor || A instanceof QuantizedTensor || B instanceof QuantizedTensor) {
-      return loraLinearByParts(this, x, weight, bias, lora);
-    }
-    return TapeTensor.ofVar(ops.loraLinear(tape(x, "linear input").var, w, b, A, B, lora.scaling, this.kernel));
+  /**
+   * One tape node per adapted layer (ops.loraLinearMany: the layers' forwards in one kernel call);
+   * composed from linear, scale and add when a base weight is trainable.
+   */
+  loraLinear(x: DeviceTensor, layers: readonly LoraLayer[]): DeviceTensor[] {
+    const operands = layers.map(({ weight, bias, lora }) => {
+      const w = tape(weight, "linear weight").weight, b = bias && tape(bias, "linear bias").weight;
+      const A = tape(lora.A, "lora_A").weight, B = tape(lora.B, "lora_B").weight;
+      if (w instanceof Var || b instanceof Var || b instanceof QuantizedTensor || A instanceof QuantizedTensor || B instanceof QuantizedTensor) return undefined;
+      return { weight: w, bias: b, A, B, scaling: lora.scaling };
+    });
+    if (operands.some((o) => o === undefined)) return layers.map(({ weight, bias, lora }) => loraLinearByParts(this, x, weight, bias, lora));
+    return ops.loraLinearMany(tape(x, "linear input").var, operands as ops.LoraLayerOperands[], this.kernel).map((v) => TapeTensor.ofVar(v));
   }
 
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {

@@ -73,6 +73,13 @@ export interface LowRankPath {
   readonly scaling: number;
 }
 
+/** A linear layer with its LoRA path (Backend.loraLinear). */
+export interface LoraLayer {
+  readonly weight: DeviceTensor;
+  readonly bias: DeviceTensor | undefined;
+  readonly lora: LowRankPath;
+}
+
 export interface Backend {
   readonly device: Device;
   /** Human-readable description ("cpu (wasm simd, 2 threads)", adapter name…). */
@@ -127,13 +134,14 @@ export interface Backend {
   linearMany(x: DeviceTensor, weights: readonly DeviceTensor[], biases?: readonly (DeviceTensor | undefined)[]): DeviceTensor[];
 
   /**
-   * A linear layer with PEFT's LoRA path as one op: linear(x, weight, bias) +
-   * scaling · (x · Aᵀ) · Bᵀ, the same numbers as composing it from `linear`,
-   * `scale` and `add` (what the model does where this is absent). A backend
-   * that records a tape implements it to keep one node, and one gradient of x,
-   * per adapted layer instead of five.
+   * Linear layers with PEFT's LoRA paths over one x (one layer, or q/k/v,
+   * gate/up), each as one op: linear(x, weight, bias) + scaling · (x · Aᵀ) ·
+   * Bᵀ, the same numbers as composing it from `linear`, `scale` and `add`
+   * (what the model does where this is absent). A backend that records a tape
+   * implements it to keep one node, and one gradient of x, per adapted layer
+   * instead of five; one output per layer, in order.
    */
-  loraLinear?(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor | undefined, lora: LowRankPath): DeviceTensor;
+  loraLinear?(x: DeviceTensor, layers: readonly LoraLayer[]): DeviceTensor[];
 
   /** Elementwise a + b, same shapes. */
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor;

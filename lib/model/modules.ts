@@ -45,19 +45,22 @@ export class Linear {
   forward(be: Backend, x: DeviceTensor): DeviceTensor {
     const lora = this.lora;
     if (!lora) return be.linear(x, this.weight, this.bias);
-    if (be.loraLinear) return be.loraLinear(x, this.weight, this.bias, lora);
+    if (be.loraLinear) return be.loraLinear(x, [{ weight: this.weight, bias: this.bias, lora }])[0]!;
     return Scope.runSync(be, (s) => loraLinearByParts(s, x, this.weight, this.bias, lora));
   }
 
   /**
    * Several Linears over one input (q/k/v, gate/up): one fused pass over the
-   * weights, unless one of them carries a LoRA path (then each on its own).
+   * weights; with LoRA paths on all of them, one fused LoRA call where the
+   * backend has one, else each on its own.
    * One output per Linear, in order (a tuple in gives a tuple out).
    */
   static forwardMany<const L extends readonly Linear[]>(be: Backend, x: DeviceTensor, linears: L): { -readonly [K in keyof L]: DeviceTensor } {
-    const ys = linears.some((l) => l.lora)
-      ? linears.map((l) => l.forward(be, x))
-      : be.linearMany(x, linears.map((l) => l.weight), linears.map((l) => l.bias));
+    const ys = !linears.some((l) => l.lora)
+      ? be.linearMany(x, linears.map((l) => l.weight), linears.map((l) => l.bias))
+      : be.loraLinear && linears.every((l) => l.lora)
+        ? be.loraLinear(x, linears.map((l) => ({ weight: l.weight, bias: l.bias, lora: l.lora! })))
+        : linears.map((l) => l.forward(be, x));
     return ys as { -readonly [K in keyof L]: DeviceTensor };
   }
 

@@ -153,10 +153,10 @@ export class Scope implements Backend {
     return this.outer.linearMany(x, weights, biases).map((y) => this.own(y, x));
   }
 
-  /** The outer backend's fused LoRA linear, where it has one. */
+  /** The outer backend's fused LoRA linears, where it has them. */
   get loraLinear(): Backend["loraLinear"] {
     const outer = this.outer;
-    return outer.loraLinear && ((x, weight, bias, lora) => this.own(outer.loraLinear!(x, weight, bias, lora), x));
+    return outer.loraLinear && ((x, layers) => outer.loraLinear!(x, layers).map((y) => this.own(y, x)));
   }
 
   add(a: DeviceTensor, b: DeviceTensor): DeviceTensor {

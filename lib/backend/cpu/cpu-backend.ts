@@ -166,16 +166,18 @@ export class CpuBackend implements Backend {
   }
 
   /**
-   * A LoRA layer's products in one call where the engine can: y = x·wᵀ and u = x·aᵀ (a of rank r),
-   * then y += s·u·e, or with scaleFirst u = s·u and y += u·e (e [r, N]); with xt also xt.out += xᵀ·xt.b:
-   * linearMany of [w, a], then gemmNN (and gemmTN), with the same bits. [y, u], or undefined when the
-   * engine cannot (nothing computed).
+   * LoRA layers' products over one x in one call where the engine can: for each layer y = x·wᵀ and
+   * u = x·aᵀ (a of rank r), then y += s·u·e, or with scaleFirst u = s·u and y += u·e (e [r, N]); with
+   * xt also xt.out += xᵀ·xt.b. The bits of linearMany, then gemmNN (and gemmTN) per layer. [y, u] per
+   * layer, or undefined when the engine cannot (nothing computed).
    */
-  linearLowRank(x: DeviceTensor, w: DeviceTensor, a: DeviceTensor, e: Float32Array, s: number, scaleFirst: boolean,
-    xt?: { b: Float32Array; out: Float32Array }): [CpuTensor, CpuTensor] | undefined {
-    const { xd, M, K, lead, jobs } = this.linearJobs(x, [w, a]);
-    if (!this.engine.runLowRank?.(xd, M, K, [jobs[0]!, jobs[1]!], e, s, scaleFirst, xt)) return undefined;
-    return [new CpuTensor(jobs[0]!.y, [...lead, jobs[0]!.N], "f32"), new CpuTensor(jobs[1]!.y, [...lead, jobs[1]!.N], "f32")];
+  linearLowRank(x: DeviceTensor, layers: readonly { w: DeviceTensor; a: DeviceTensor; e: Float32Array; s: number; xt?: { b: Float32Array; out: Float32Array } }[],
+    scaleFirst: boolean): [CpuTensor, CpuTensor][] | undefined {
+    const { xd, M, K, lead, jobs } = this.linearJobs(x, layers.flatMap((l) => [l.w, l.a]));
+    const terms = layers.map(({ e, s, xt }, i) => ({ y: 2 * i, u: 2 * i + 1, e, s, scaleFirst, xt }));
+    if (!this.engine.runLowRank?.(xd, M, K, jobs, terms)) return undefined;
+    const out = jobs.map((j) => new CpuTensor(j.y, [...lead, j.N], "f32"));
+    return layers.map((_, i) => [out[2 * i]!, out[2 * i + 1]!]);
   }
 
   /** The engine's jobs for x·wᵢᵀ (+ bᵢ): each weight checked against x, its output allocated. */

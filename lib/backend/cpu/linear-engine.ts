@@ -56,6 +56,18 @@ export interface LinearJob {
   y: Float32Array;
 }
 
+/** One low-rank term of a runLowRank call: jobs[y] += s·jobs[u]·e (scaleFirst: u scaled first), and xt. */
+export interface LowRankEpilogue {
+  /** The index of the job whose output gets the term, and of the (rank-r) job giving u. */
+  y: number;
+  u: number;
+  /** [r, N of jobs[y]] */
+  e: Float32Array;
+  s: number;
+  scaleFirst: boolean;
+  xt?: { b: Float32Array; out: Float32Array };
+}
+
 export interface LinearEngine {
   readonly description: string;
   /** Takes a weight's storage; may move it into the kernels' memory and return the new view. */
@@ -67,12 +79,11 @@ export interface LinearEngine {
   /** y_j = x [M, K] @ W_j^T + b_j for every job. */
   run(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[]): void;
   /**
-   * jobs [y, u] on x, then y += s·u·e (scaleFirst: u = s·u, then y += u·e; e [r, N]) before the outputs
-   * leave the engine's memory: a LoRA layer's forward or input gradient; with xt also xt.out += xᵀ·xt.b
-   * (a LoRA factor's gradient from the same x). False (nothing written) when it cannot.
+   * The jobs on x, then each term's jobs[y] += s·jobs[u]·e (scaleFirst: u = s·u, then y += u·e; e [r, N])
+   * before the outputs leave the engine's memory: LoRA layers' forwards over one x, or one layer's input
+   * gradient (with xt, xt.out += xᵀ·xt.b: B's gradient from the same g). False (nothing written) when it cannot.
    */
-  runLowRank?(x: Float32Array, M: number, K: number, jobs: readonly [LinearJob, LinearJob], e: Float32Array, s: number, scaleFirst: boolean,
-    xt?: { b: Float32Array; out: Float32Array }): boolean;
+  runLowRank?(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[], terms: readonly LowRankEpilogue[]): boolean;
   /** A float32 buffer the engine's kernels can read in place (KV caches). */
   allocF32(length: number): Float32Array;
   /** Attention on the engine's kernels; false when it cannot (the caller uses the JavaScript kernel). */

@@ -9,7 +9,7 @@
  */
 import * as os from "node:os";
 import type { DType } from "../../tensor/dtype.js";
-import type { LinearEngine, LinearJob } from "./linear-engine.js";
+import type { LinearEngine, LinearJob, LowRankEpilogue } from "./linear-engine.js";
 import { runJobJs } from "./quant-js.js";
 import { FIRST_QUANT_KIND, INT8_DOT_TYPES, QUANT_KINDS } from "./wasm-quant.js";
 import { quantizeQ8_0 } from "../../quant/q4-q5-q8.js";
@@ -49,23 +49,16 @@ const kindOf = (j: LinearJob): number => (j.quant ? FIRST_QUANT_KIND + QUANT_KIN
 
 const NO_BUFFER = new ArrayBuffer(0);
 
-/** One memory's share of a call: its workspace and the bytes per x row it holds (x's row, its jobs' outputs). */
 /** The parameter fields that hold a float64's second half. */
 type HighField = "scaleHigh" | "epsHigh";
 
-/** runLowRank's work after the products (wasm-engine.ts runLowRank). */
-interface LowRankEpilogue {
-  e: Float32Array;
-  s: number;
-  scaleFirst: boolean;
-  xt?: { b: Float32Array; out: Float32Array };
-}
 
 /** Workspace bytes the epilogue takes after the products' (e, a parameter block, xt's b and out). */
 function epilogueRoom({ e, xt }: LowRankEpilogue): number {
   return 4 * (e.length + Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length) + (xt ? xt.b.length + xt.out.length : 0));
 }
 
+/** One memory's share of a call: its workspace and the bytes per x row it holds (x's row, its jobs' outputs). */
 interface Workspace {
   arena: WasmArena;
   perRow: number;
@@ -653,24 +646,26 @@ export class WasmLinearEngine implements LinearEngine {
   }
 
   /**
-   * A LoRA layer's product pair with its low-rank term added before the
-   * outputs leave the kernels' memory: y = x·W₀ᵀ and u = x·W₁ᵀ (W₁ of rank
-   * r), then y += s·u·e, or with `scaleFirst` u = s·u then y += u·e (e [r, N]).
-   * With `xt`, also xt.out [K, D] += xᵀ·xt.b (xt.b [M, D]): a LoRA factor's
-   * gradient from the same x (the input gradient's g), while x is in the
-   * workspace. The same bits as run() then gemmNN (with u scaled first in
-   * JavaScript for scaleFirst) and gemmTN, without the round trips of y and x
-   * through other workspaces. False (nothing written) when it cannot: a bias,
-   * N not a multiple of 16 or r or D of 4, the two weights in two memories, or
-   * more rows than one workspace holds.
+   * LoRA layers' products over one x with their low-rank terms added before
+   * the outputs leave the kernels' memory: every job's y = x·Wᵀ, then for
+   * each term y += s·u·e, or with `scaleFirst` u = s·u then y += u·e (u the
+   * output of a rank-r job, e [r, N]). With `xt`, also xt.out [K, D] +=
+   * xᵀ·xt.b (xt.b [M, D]): a LoRA factor's gradient from the same x (the
+   * input gradient's g), while x is in the workspace. The same bits as run()
+   * then gemmNN (with u scaled first in JavaScript for scaleFirst) and gemmTN,
+   * without the round trips of y and x through other workspaces, and x copied
+   * once for all the layers. False (nothing written) when it cannot: a bias,
+   * N not a multiple of 4 (16 for a y), r or D not of 4, a term's two weights
+   * in two memories, or more rows than one workspace holds.
    */
-  runLowRank(x: Float32Array, M: number, K: number, jobs: readonly [LinearJob, LinearJob], e: Float32Array, s: number, scaleFirst: boolean,
-    xt?: { b: Float32Array; out: Float32Array }): boolean {
+  runLowRank(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[], terms: readonly LowRankEpilogue[]): boolean {
     const homes = jobs.map((j) => this.homes.get(j.w));
-    const [y, u] = jobs;
-    if (K % 8 !== 0 || homes.some((h) => h === undefined) || y.bias || u.bias || y.N % 16 !== 0 || u.N % 4 !== 0 || e.length !== u.N * y.N) return false;
-    if (xt && (xt.b.length % M !== 0 || (xt.b.length / M) % 4 !== 0 || xt.out.length !== K * (xt.b.length / M))) return false;
-    return this.runWasm(x, M, K, jobs, homes as Home[], { e, s, scaleFirst, xt });
+    if (K % 8 !== 0 || jobs.length > MAX_JOBS || homes.some((h) => h === undefined) || jobs.some((j) => j.bias || j.N % 4 !== 0)) return false;
+    for (const { y, u, e, xt } of terms) {
+      if (jobs[y]!.N % 16 !== 0 || e.length !== jobs[u]!.N * jobs[y]!.N) return false;
+      if (xt && (xt.b.length % M !== 0 || (xt.b.length / M) % 4 !== 0 || xt.out.length !== K * (xt.b.length / M))) return false;
+    }
+    return this.runWasm(x, M, K, jobs, homes as Home[], terms);
   }
 
   /**
@@ -679,7 +674,7 @@ export class WasmLinearEngine implements LinearEngine {
    * gemmNN and gemmTN run them. It ends the run: the control block's jobs are replaced.
    */
   private lowRankEpilogue(w: Workspace, K: number, y: number, N: number, u: number, r: number, M: number, at: number,
-    { e, s, scaleFirst, xt }: LowRankEpilogue): void {
+    { e, s, scaleFirst, xt }: Pick<LowRankEpilogue, "e" | "s" | "scaleFirst" | "xt">): void {
     const room = (floats: number) => { const p = at; at += 4 * floats; return p; };
     const pe = room(e.length), pParams = room(Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length));
     new Float32Array(w.buf, pe, e.length).set(e);
@@ -701,11 +696,11 @@ export class WasmLinearEngine implements LinearEngine {
 
   /**
    * The first N - N % 4 rows of every job on the wasm kernels, each job in its
-   * weight's memory, then runLowRank's epilogue when given; false (nothing
+   * weight's memory, then runLowRank's terms when given; false (nothing
    * written) when a memory has no room left for the workspace.
    */
   private runWasm(x: Float32Array, M: number, K: number, jobs: readonly LinearJob[], homes: readonly Home[],
-    lowRank?: LowRankEpilogue): boolean {
+    terms: readonly LowRankEpilogue[] = []): boolean {
     // The memories this call touches (usually one), each with the bytes per x row there: x's row and its jobs' outputs.
     const spaces: Workspace[] = [];
     const spaceOf = homes.map((h, i) => {
@@ -717,16 +712,16 @@ export class WasmLinearEngine implements LinearEngine {
     let widest = 0;
     for (const w of spaces) widest = Math.max(widest, w.perRow);
     const rows = Math.max(1, Math.min(M, Math.floor(WORKSPACE_BYTES / widest)));
-    if (lowRank && (spaceOf[0] !== spaceOf[1] || rows < M)) return false;
-    // The low-rank epilogue's e and its task's parameter block, after the first job's workspace.
-    const epilogueBytes = lowRank ? epilogueRoom(lowRank) : 0;
+    if (terms.length && (terms.some((t) => spaceOf[t.y] !== spaceOf[t.u]) || rows < M)) return false;
+    // Each low-rank term's e, parameter block and xt, after its memory's workspace.
+    const termBytes = (w: Workspace) => terms.reduce((sum, t) => sum + (spaceOf[t.y] === w ? epilogueRoom(t) : 0), 0);
     // Opt-in int8 decode: x rounded once to Q8_0 blocks, read by every thread.
     const int8 = this.quantDot === "int8" && M === 1 && K % 32 === 0 && jobs.some((j) => j.quant && INT8_DOT_TYPES.includes(j.quant));
     const xqBytes = int8 ? (K / 32) * 34 : 0;
     const threadScratch = this.threads * threadScratchBytes(K);
     // Each memory's workspace: x rows, then its jobs' outputs, the threads' scratch, x as Q8_0.
     for (const w of spaces) {
-      const base = w.arena.scratch(rows * w.perRow + threadScratch + xqBytes + (w === spaceOf[0] ? epilogueBytes : 0));
+      const base = w.arena.scratch(rows * w.perRow + threadScratch + xqBytes + termBytes(w));
       if (base === undefined) {
         this.warnOnce("a WebAssembly memory has no room for a product's workspace; it runs on the (slower) JavaScript kernels");
         return false;
@@ -764,7 +759,12 @@ export class WasmLinearEngine implements LinearEngine {
       }
       c[C.M] = mb;
       this.pool.run(this.kernels, T);
-      if (lowRank) this.lowRankEpilogue(spaceOf[0]!, K, yPtrs[0]!, jobs[0]!.N, yPtrs[1]!, jobs[1]!.N, mb, spaceOf[0]!.base + rows * spaceOf[0]!.perRow + threadScratch + xqBytes, lowRank);
+      const ends = new Map(spaces.map((w) => [w, w.base + rows * w.perRow + threadScratch + xqBytes]));
+      for (const t of terms) {
+        const w = spaceOf[t.y]!;
+        this.lowRankEpilogue(w, K, yPtrs[t.y]!, jobs[t.y]!.N, yPtrs[t.u]!, jobs[t.u]!.N, mb, ends.get(w)!, t);
+        ends.set(w, ends.get(w)! + epilogueRoom(t));
+      }
       jobs.forEach((j, i) => j.y.set(new Float32Array(spaceOf[i]!.buf, yPtrs[i]!, mb * j.N), m0 * j.N));
     }
     return true;
