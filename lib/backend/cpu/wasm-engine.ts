@@ -52,7 +52,6 @@ const NO_BUFFER = new ArrayBuffer(0);
 /** The parameter fields that hold a float64's second half. */
 type HighField = "scaleHigh" | "epsHigh";
 
-
 /** Workspace bytes the epilogue takes after the products' (e, a parameter block, xt's b and out). */
 function epilogueRoom({ e, xt }: LowRankEpilogue): number {
   return 4 * (e.length + Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length) + (xt ? xt.b.length + xt.out.length : 0));
