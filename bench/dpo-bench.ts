@@ -51,21 +51,25 @@
  * TRL 43.4 s (0.482 s/step, 0.80 CPU s/step, 780 MiB). Ours is now 1.4× TRL's wall time per step (1.3× its
  * CPU time), at 45% of its memory; the one non-printable character is a stray byte token.
  *
- * 2026-12-07 03:34–03:48 (load 1.4–2.7), the next stop's tree, three pairs of runs in the same minutes
- * (`npm run bench -- dpo` and `/root/refvenv/bin/python bench/trl-dpo-baseline.py --targets all-linear --lr 2e-3
- * --skip-base`, TRL first in the second pair). The same samples as before (every change kept the bits):
+ * 2026-12-07, the next stop's trees, pairs of runs in the same minutes (`npm run bench -- dpo` and
+ * `/root/refvenv/bin/python bench/trl-dpo-baseline.py --targets all-linear --lr 2e-3 --skip-base`, TRL first in
+ * each round's second pair). Every change kept the bits: the same samples and metrics as before.
  *
- * | pair | ours s/step (CPU s/step) | TRL s/step (CPU s/step) | ours / TRL |
- * | --- | --- | --- | --- |
- * | 1 | 0.45 (0.75) | 0.494 (0.827) | 0.91 |
- * | 2 | 0.56 (0.92) | 0.505 (0.819) | 1.11 |
- * | 3 | 0.51 (0.86) | 0.478 (0.778) | 1.07 |
+ * | tree, time (load) | pair | ours s/step (CPU s/step) | TRL s/step (CPU s/step) | ours / TRL |
+ * | --- | --- | --- | --- | --- |
+ * | 03e179c, 03:34–03:48 (1.4–2.7) | 1 | 0.45 (0.75) | 0.494 (0.827) | 0.91 |
+ * | | 2 | 0.56 (0.92) | 0.505 (0.819) | 1.11 |
+ * | | 3 | 0.51 (0.86) | 0.478 (0.778) | 1.07 |
+ * | 6130b7a (q/k/v and gate/up in one call), 04:03–04:11 (1.3–2.4) | 1 | 0.50 (0.84) | 0.508 (0.835) | 0.98 |
+ * | | 2 | 0.45 (0.76) | 0.498 (0.832) | 0.90 |
+ * | | 3 | 0.47 (0.78) | 0.529 (0.867) | 0.89 |
  *
- * About parity (mean 0.51 against 0.49 s/step; 1.03× its CPU time), at half its memory (384 against 769–779
- * MiB peak RSS); the machine's noise (±10% run to run for the same work) is as large as the gap. Ours
- * computes the reference log-probs in a pass before the steps (TRL's precompute_ref_log_probs: 5.9 s for the
- * 240 pairs, shown with its own progress bar); TRL's default, measured here, runs the reference forward
- * inside each step. Counted in, our run takes ~6% longer than TRL's.
+ * With the last tree every pair is at or below TRL's seconds per step: mean 0.47 against 0.51 (0.92×; 0.94×
+ * its CPU time), at half its memory (384–388 against 763–775 MiB peak RSS). The machine's noise for the same
+ * work is about ±10%. Ours computes the reference log-probs in a pass before the steps (TRL's
+ * precompute_ref_log_probs option: 5.4–6.2 s for the 240 pairs, shown with its own progress bar); TRL's
+ * default, measured here, runs the reference forward inside each step (three times over the data in 3
+ * epochs). Counted in, our run takes ~5% longer than TRL's.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
