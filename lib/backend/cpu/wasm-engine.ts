@@ -52,9 +52,12 @@ const NO_BUFFER = new ArrayBuffer(0);
 /** The parameter fields that hold a float64's second half. */
 type HighField = "scaleHigh" | "epsHigh";
 
+/** Fields of a parameter block that serves gemm_nn_rows and gemm_tn_cols alike. */
+const PRODUCT_PARAMS = Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length);
+
 /** Workspace bytes the epilogue takes after the products' (e, a parameter block, xt's b and out). */
 function epilogueRoom({ e, xt }: LowRankEpilogue): number {
-  return 4 * (e.length + Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length) + (xt ? xt.b.length + xt.out.length : 0));
+  return 4 * (e.length + PRODUCT_PARAMS + (xt ? xt.b.length + xt.out.length : 0));
 }
 
 /** One memory's share of a call: its workspace and the bytes per x row it holds (x's row, its jobs' outputs). */
@@ -375,11 +378,14 @@ export class WasmLinearEngine implements LinearEngine {
    */
   gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, M: number, J: number, N: number, s: number): boolean {
     if (N % 16 !== 0) return false;
-    const T = M * J * N >= GEMM_THREAD_MIN_MACS ? this.threads : 1;
-    return this.onScratch([a, b, out, TASK_PARAMS.gemm_nn_rows.length], ([pa, pb, po, pp]) => {
-      if (T === 1) return this.arenas[0]!.kernels.gemm_nn(pa!, M, J, pb!, N, s, po!);
-      this.runTask("gemm_nn_rows", this.taskParams(pp!, "gemm_nn_rows", { a: pa!, M, J, b: pb!, N, s, out: po! }), M, T);
-    }, 2);
+    return this.onScratch([a, b, out, TASK_PARAMS.gemm_nn_rows.length],
+      ([pa, pb, po, pp]) => this.gemmNnIn(this.arenas[0]!, pa!, M, J, pb!, N, s, po!, pp!), 2);
+  }
+
+  /** gemm_nn on addresses in `arena`, on this thread or its rows split over the threads when big (the parameter block at `params`). */
+  private gemmNnIn(arena: WasmArena, a: number, M: number, J: number, b: number, N: number, s: number, out: number, params: number): void {
+    if (M * J * N < GEMM_THREAD_MIN_MACS) arena.kernels.gemm_nn(a, M, J, b, N, s, out);
+    else this.runTask("gemm_nn_rows", this.taskParams(params, "gemm_nn_rows", { a, M, J, b, N, s, out }, arena), M, this.threads, arena);
   }
 
   /**
@@ -389,11 +395,14 @@ export class WasmLinearEngine implements LinearEngine {
    */
   gemmTN(a: Float32Array, b: Float32Array, out: Float32Array, R: number, S: number, D: number): boolean {
     if (D % 4 !== 0) return false;
-    const T = R * S * D >= GEMM_THREAD_MIN_MACS ? this.threads : 1;
-    return this.onScratch([a, b, out, TASK_PARAMS.gemm_tn_cols.length], ([pa, pb, po, pp]) => {
-      if (T === 1) return this.arenas[0]!.kernels.gemm_tn(pa!, R, S, S, pb!, D, po!);
-      this.runTask("gemm_tn_cols", this.taskParams(pp!, "gemm_tn_cols", { a: pa!, R, S, b: pb!, D, out: po! }), S, T);
-    }, 2);
+    return this.onScratch([a, b, out, TASK_PARAMS.gemm_tn_cols.length],
+      ([pa, pb, po, pp]) => this.gemmTnIn(this.arenas[0]!, pa!, R, S, pb!, D, po!, pp!), 2);
+  }
+
+  /** gemm_tn on addresses in `arena` (a's rows S floats apart), on this thread or out's rows split over the threads when big. */
+  private gemmTnIn(arena: WasmArena, a: number, R: number, S: number, b: number, D: number, out: number, params: number): void {
+    if (R * S * D < GEMM_THREAD_MIN_MACS) arena.kernels.gemm_tn(a, R, S, S, b, D, out);
+    else this.runTask("gemm_tn_cols", this.taskParams(params, "gemm_tn_cols", { a, R, S, b, D, out }, arena), S, this.threads, arena);
   }
 
   /**
@@ -675,21 +684,18 @@ export class WasmLinearEngine implements LinearEngine {
   private lowRankEpilogue(w: Workspace, K: number, y: number, N: number, u: number, r: number, M: number, at: number,
     { e, s, scaleFirst, xt }: Pick<LowRankEpilogue, "e" | "s" | "scaleFirst" | "xt">): void {
     const room = (floats: number) => { const p = at; at += 4 * floats; return p; };
-    const pe = room(e.length), pParams = room(Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length));
+    const pe = room(e.length), pParams = room(PRODUCT_PARAMS);
     new Float32Array(w.buf, pe, e.length).set(e);
     if (scaleFirst) {
       const uv = new Float32Array(w.buf, u, M * r);
       for (let i = 0; i < uv.length; i++) uv[i] = uv[i]! * s; // rounded to float32 as stored, as the JavaScript scaling
     }
-    const scale = scaleFirst ? 1 : s;
-    if (M * r * N < GEMM_THREAD_MIN_MACS) w.arena.kernels.gemm_nn(u, M, r, pe, N, scale, y);
-    else this.runTask("gemm_nn_rows", this.taskParams(pParams, "gemm_nn_rows", { a: u, M, J: r, b: pe, N, s: scale, out: y }, w.arena), M, this.threads, w.arena);
+    this.gemmNnIn(w.arena, u, M, r, pe, N, scaleFirst ? 1 : s, y, pParams);
     if (!xt) return;
     const D = xt.b.length / M, pb = room(xt.b.length), po = room(xt.out.length);
     new Float32Array(w.buf, pb, xt.b.length).set(xt.b);
     new Float32Array(w.buf, po, xt.out.length).set(xt.out);
-    if (M * K * D < GEMM_THREAD_MIN_MACS) w.arena.kernels.gemm_tn(w.base, M, K, K, pb, D, po);
-    else this.runTask("gemm_tn_cols", this.taskParams(pParams, "gemm_tn_cols", { a: w.base, R: M, S: K, b: pb, D, out: po }, w.arena), K, this.threads, w.arena);
+    this.gemmTnIn(w.arena, w.base, M, K, pb, D, po, pParams);
     xt.out.set(new Float32Array(w.buf, po, xt.out.length));
   }
 
