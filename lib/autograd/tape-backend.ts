@@ -209,14 +209,17 @@ const STAGE_WEIGHT = 0, STAGE_KEYS = 1, STAGE_VALUES = 2, STAGE_LOW_RANK = 3;
 export class TapeBackend implements Backend, DifferentiableBackend {
   readonly device = "cpu" as const;
   readonly differentiable = true as const;
-  /** The products the tape's linear layers run on (the CPU backend's kernels). */
   private readonly cpuKernel: CpuLinearKernel;
-  readonly kernel: LinearKernel;
   /** Host tensors handed out by read()/asTensor(), back to the Var they show. */
   private readonly views = new VarViews();
 
   private constructor(private readonly cpu: CpuBackend, private readonly ownsCpu: boolean) {
-    this.kernel = this.cpuKernel = new CpuLinearKernel(cpu);
+    this.cpuKernel = new CpuLinearKernel(cpu);
+  }
+
+  /** The products the tape's linear layers run on (the CPU backend's kernels). */
+  get kernel(): LinearKernel {
+    return this.cpuKernel;
   }
 
   /** The CPU backend's siluMul and its gradients (its wasm kernels when it has them, else JavaScript). */
