@@ -14,7 +14,7 @@
  * sums run over all S keys. D must be a multiple of 16 (gemm_nn's block).
  */
 import { Code, F32, I32, V128, type FunctionDef } from "./wasm-asm.js";
-import { TASK_PARAMS } from "./wasm-tasks.js";
+import { readParams } from "./wasm-tasks.js";
 
 /** Which gradients a call computes (bits of `parts`). */
 export const ATTN_DV = 1, ATTN_DQ = 2, ATTN_DK = 4;
@@ -92,13 +92,10 @@ export function attentionBackwardGroupFn(ix: AttentionProductIndices): FunctionD
   return { name: "attn_bwd_group", params: new Array<number>(14).fill(I32), results: [], code: c };
 }
 
-/** The i32 fields of attn_bwd_groups' parameter block, in order (wasm-tasks.ts). */
-const ATTN_PARAMS = TASK_PARAMS.attn_bwd_groups;
-
 /**
  * attn_bwd_groups(params, first, end, thread): attn_bwd_group for groups
  * first..end−1 (group u = batch row u / kvHeads, kv head u % kvHeads), with
- * the pointers and sizes of the parameter block (ATTN_PARAMS, i32 each) at
+ * the pointers and sizes of the parameter block (TASK_PARAMS.attn_bwd_groups, i32 each) at
  * `params`: group u's rows of P, dO, Q, dQ start u·R rows in, its K, V, dK,
  * dV u·S rows in, its rowScale at batch row u / kvHeads (R entries each);
  * `thread` picks its own R·S floats of dS scratch. A worker-pool task:
@@ -107,9 +104,8 @@ const ATTN_PARAMS = TASK_PARAMS.attn_bwd_groups;
 export function attentionBackwardGroupsFn(groupIndex: number): FunctionDef {
   const [params, first, end, thread] = [0, 1, 2, 3];
   const c = new Code(4);
-  const f = Object.fromEntries(ATTN_PARAMS.map((name) => [name, c.local(I32)])) as Record<(typeof ATTN_PARAMS)[number], number>;
+  const f = readParams(c, "attn_bwd_groups", params);
   const u = c.local(I32), qBytes = c.local(I32), pBytes = c.local(I32), kBytes = c.local(I32);
-  ATTN_PARAMS.forEach((name, i) => { c.get(params).i32load(4 * i).set(f[name]); });
   c.get(f.R).get(f.D).mul().i32(2).shl().set(qBytes);
   c.get(f.R).get(f.S).mul().i32(2).shl().set(pBytes);
   c.get(f.S).get(f.D).mul().i32(2).shl().set(kBytes);

@@ -15,7 +15,7 @@
  * tests pinned when the loop was JavaScript. head_dim must be a multiple of 16.
  */
 import { Code, F64, I32, V128, type FunctionDef } from "./wasm-asm.js";
-import { TASK_PARAMS } from "./wasm-tasks.js";
+import { readParams } from "./wasm-tasks.js";
 
 /** Where attn_fwd_group finds the functions it calls (indices in the kernel module). */
 export interface AttentionForwardIndices {
@@ -125,13 +125,10 @@ export function attentionForwardGroupFn(ix: AttentionForwardIndices): FunctionDe
   return { name: "attn_fwd_group", params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, F64], results: [], code: c };
 }
 
-/** The fields of attn_fwd_groups' parameter block, in order (wasm-tasks.ts). */
-const FWD_PARAMS = TASK_PARAMS.attn_fwd_groups;
-
 /**
  * attn_fwd_groups(params, first, end, thread): attn_fwd_group for groups
  * first..end−1 (group u = batch row u / kvHeads, kv head u % kvHeads) with the
- * parameter block at `params` (FWD_PARAMS: i32 fields, `scale` a float64 over
+ * parameter block at `params` (TASK_PARAMS.attn_fwd_groups: i32 fields, `scale` a float64 over
  * two): group u's q rows start u·R rows into Q [B, n, T, D], its keys and
  * values u·kStride and u·vStride floats into K and V; its weights go to P
  * at u·R rows (pPerGroup: P [B, n, T, S] is the caller's) or to the thread's own
@@ -142,13 +139,9 @@ const FWD_PARAMS = TASK_PARAMS.attn_fwd_groups;
 export function attentionForwardGroupsFn(groupIndex: number): FunctionDef {
   const [params, first, end, thread] = [0, 1, 2, 3];
   const c = new Code(4);
-  const names = FWD_PARAMS.filter((name) => name !== "scale" && name !== "scaleHigh");
-  const f = Object.fromEntries(names.map((name) => [name, c.local(I32)])) as Record<(typeof names)[number], number>;
-  const scale = c.local(F64);
+  const f = readParams(c, "attn_fwd_groups", params);
   const u = c.local(I32), b = c.local(I32), group = c.local(I32), r = c.local(I32), src = c.local(I32), dst = c.local(I32);
   const off = c.local(I32), rowBytes = c.local(I32), os = c.local(I32), v = c.local(V128);
-  names.forEach((name) => { c.get(params).i32load(4 * FWD_PARAMS.indexOf(name)).set(f[name]); });
-  c.get(params).f64load(4 * FWD_PARAMS.indexOf("scale")).set(scale);
   c.get(f.D).i32(2).shl().set(rowBytes);
   c.get(f.R).get(f.T).divU().set(group);
   c.get(f.Os).get(thread).get(f.R).get(rowBytes).mul().mul().add().set(os);
@@ -161,7 +154,7 @@ export function attentionForwardGroupsFn(groupIndex: number): FunctionDef {
     c.get(f.P).get(u).get(thread).get(f.pPerGroup).select().get(f.R).get(f.S).mul().mul().i32(2).shl().add();
     c.get(os);
     c.get(f.mask).get(b).get(f.S).mul().add().i32(0).get(f.mask).select(); // this batch row's mask, or 0
-    c.get(f.R).get(f.S).get(f.D).get(f.T).get(f.queryOffset).get(scale).call(groupIndex);
+    c.get(f.R).get(f.S).get(f.D).get(f.T).get(f.queryOffset).get(f.scale).call(groupIndex);
     // row r → out[b, r % T, (kv head · group + r / T)·D]
     c.i32(0).set(r);
     c.loop(r, f.R, 1, () => {

@@ -6,7 +6,7 @@
  * shapes on the JavaScript path).
  */
 import { Code, F64, I32, V128, type FunctionDef } from "./wasm-asm.js";
-import { TASK_PARAMS } from "./wasm-tasks.js";
+import { readParams } from "./wasm-tasks.js";
 
 /** The v128 locals expNeg works in. */
 interface ExpLocals { t: number; k: number; r: number }
@@ -199,30 +199,24 @@ function ropeFn(inverse: boolean): FunctionDef {
 export const ropeForwardFn = (): FunctionDef => ropeFn(false);
 export const ropeBackwardFn = (): FunctionDef => ropeFn(true);
 
-
-const NORM_PARAMS = TASK_PARAMS.rms_norm_rows;
-
 /**
  * rms_norm_rows(params, first, end, thread): RMSNorm of rows first..end−1 of x [rows, H]
  * (lib/tensor/ops.ts rmsNormInto, bit for bit): per row, Σ x² in float64 in order, then
  * rstd = f32(1 / √f32(f32(Σ/H) + eps)) with eps a float64, out = w · f32(x · rstd) in float32.
  * Two rows at a time, so their two sums (each still in order) overlap. H a multiple of 4.
- * Parameter block: NORM_PARAMS (eps a float64 over two fields).
+ * Parameter block: TASK_PARAMS.rms_norm_rows (eps a float64 over two fields).
  */
 export function rmsNormRowsFn(): FunctionDef {
   const [params, first, end] = [0, 1, 2];
   const c = new Code(4);
-  const names = NORM_PARAMS.filter((n) => n !== "eps" && n !== "epsHigh");
-  const f = Object.fromEntries(names.map((name) => [name, c.local(I32)])) as Record<(typeof names)[number], number>;
-  const eps = c.local(F64), ss0 = c.local(F64), ss1 = c.local(F64), v = c.local(F64);
+  const f = readParams(c, "rms_norm_rows", params);
+  const ss0 = c.local(F64), ss1 = c.local(F64), v = c.local(F64);
   const u = c.local(I32), off = c.local(I32), rowBytes = c.local(I32), r0 = c.local(I32), r1 = c.local(I32), pairEnd = c.local(I32);
   const inv = c.local(V128);
-  names.forEach((name) => { c.get(params).i32load(4 * NORM_PARAMS.indexOf(name)).set(f[name]); });
-  c.get(params).f64load(4 * NORM_PARAMS.indexOf("eps")).set(eps);
   c.get(f.H).i32(2).shl().set(rowBytes);
   // rstd[row] from its Σ x², then out = w · f32(x · rstd)
   const finish = (row: number, ss: number) => {
-    c.get(ss).get(f.H).f64convertI32().f64div().f32demote().f64promote().get(eps).f64add().f32demote().f64promote()
+    c.get(ss).get(f.H).f64convertI32().f64div().f32demote().f64promote().get(f.eps).f64add().f32demote().f64promote()
       .f64sqrt().set(v);
     c.get(f.rstd).get(row).i32(2).shl().add().f64const(1).get(v).f64div().f32demote().f32store();
     c.get(f.rstd).get(row).i32(2).shl().add().f32load().f32x4splat().set(inv);

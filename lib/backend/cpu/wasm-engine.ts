@@ -18,7 +18,7 @@ import { kernelModule, type KernelExports } from "./wasm-kernels.js";
 import { wasm, type WasmModule } from "./wasm-api.js";
 import { MEMORY_MAX_BYTES, WasmArena } from "./wasm-arena.js";
 import { C, HEADER, J, JOB_STRIDE, MAX_JOBS, MAX_THREADS, TASK_KIND, WorkerPool, threadScratchBytes } from "./wasm-pool.js";
-import { TASKS, TASK_PARAMS, type TaskName } from "./wasm-tasks.js";
+import { FLOAT64_FIELDS, TASKS, TASK_PARAMS, type HighField, type TaskName } from "./wasm-tasks.js";
 import { ATTN_DK, ATTN_DQ, ATTN_DV } from "./wasm-attention-backward.js";
 import { SOFTMAX_STATS } from "./wasm-softmax-rows.js";
 import type { AttentionShapes } from "../../tensor/ops.js";
@@ -48,9 +48,6 @@ const KIND: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
 const kindOf = (j: LinearJob): number => (j.quant ? FIRST_QUANT_KIND + QUANT_KINDS.indexOf(j.quant) : KIND[j.dtype]);
 
 const NO_BUFFER = new ArrayBuffer(0);
-
-/** The parameter fields that hold a float64's second half. */
-type HighField = "scaleHigh" | "epsHigh";
 
 /** Fields of a parameter block that serves gemm_nn_rows and gemm_tn_cols alike. */
 const PRODUCT_PARAMS = Math.max(TASK_PARAMS.gemm_nn_rows.length, TASK_PARAMS.gemm_tn_cols.length);
@@ -583,10 +580,10 @@ export class WasmLinearEngine implements LinearEngine {
     values: Record<Exclude<(typeof TASK_PARAMS)[T][number], HighField>, number>, arena = this.arenas[0]!): number {
     const view = new DataView(arena.buffer, at);
     (TASK_PARAMS[task] as readonly (typeof TASK_PARAMS)[T][number][]).forEach((name, i) => {
-      if (name === "scaleHigh" || name === "epsHigh") return;
+      if (name.endsWith("High")) return; // a float64's second half
       const value = values[name as Exclude<typeof name, HighField>];
       if (name === "s") view.setFloat32(4 * i, value, true);
-      else if (name === "scale" || name === "eps") view.setFloat64(4 * i, value, true);
+      else if (FLOAT64_FIELDS.includes(name)) view.setFloat64(4 * i, value, true);
       else view.setInt32(4 * i, value, true);
     });
     return at;

@@ -10,7 +10,7 @@
  * stored, then divided by z and rounded again.
  */
 import { Code, F64, I32, V128, type FunctionDef } from "./wasm-asm.js";
-import { TASK_PARAMS } from "./wasm-tasks.js";
+import { readParams } from "./wasm-tasks.js";
 
 /** float64 statistics per row, in this order. */
 export const SOFTMAX_STATS = ["max", "argmax", "sumLogits", "z", "weightedSum"] as const;
@@ -65,15 +65,12 @@ export function softmaxRowFn(expF64: number, expF64x2: number): FunctionDef {
   return { name: "softmax_row", params: [I32, I32, I32, I32], results: [], code: c };
 }
 
-const ROWS_PARAMS = TASK_PARAMS.softmax_rows;
-
 /** softmax_rows(params, first, end, thread): softmax_row on rows first..end−1 of x [R, V] (probs [R, V] or 0, stats [R, 5] float64). */
 export function softmaxRowsFn(rowIndex: number): FunctionDef {
   const [params, first, end] = [0, 1, 2];
   const c = new Code(4);
-  const f = Object.fromEntries(ROWS_PARAMS.map((name) => [name, c.local(I32)])) as Record<(typeof ROWS_PARAMS)[number], number>;
+  const f = readParams(c, "softmax_rows", params);
   const u = c.local(I32), rowBytes = c.local(I32);
-  ROWS_PARAMS.forEach((name, i) => { c.get(params).i32load(4 * i).set(f[name]); });
   c.get(f.V).i32(2).shl().set(rowBytes);
   c.get(first).set(u);
   c.loop(u, end, 1, () => {

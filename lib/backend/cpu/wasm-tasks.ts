@@ -2,12 +2,12 @@
  * Worker-pool tasks: a kernel split over the engine's threads by units (rows,
  * columns, groups of four elements). A task function is (params, first, end,
  * thread): it reads the problem from the parameter block at `params` (i32
- * fields, and f32 where a kernel takes a float) and runs its kernel on units
+ * fields, and floats where a kernel takes them: readParams) and runs its kernel on units
  * first..end−1, which write their own part of the output only. So every
  * output element is computed exactly as on one thread, whatever the split.
  * The pool (wasm-pool.ts) calls them by their index in TASKS.
  */
-import { Code, I32, type FunctionDef } from "./wasm-asm.js";
+import { Code, F32, F64, I32, type FunctionDef } from "./wasm-asm.js";
 
 /** Every task function's name, in the order jobs name them (wasm-pool.ts). */
 export const TASKS = ["attn_fwd_groups", "attn_bwd_groups", "gemm_nn_rows", "gemm_tn_cols", "silu_mul_span", "silu_mul_backward_span",
@@ -30,6 +30,26 @@ export const TASK_PARAMS = {
   softmax_rows: ["x", "V", "probs", "stats"],
   rms_norm_rows: ["x", "w", "out", "rstd", "H", "eps", "epsHigh"],
 } as const;
+
+/** Fields that hold a float64 over their own 4 bytes and the next field's, `<name>High`; `s` holds a float32. */
+export const FLOAT64_FIELDS: readonly string[] = ["scale", "eps"];
+export type HighField = "scaleHigh" | "epsHigh";
+type Fields<T extends keyof typeof TASK_PARAMS> = Exclude<(typeof TASK_PARAMS)[T][number], HighField>;
+
+/**
+ * Emits the loads of task `task`'s parameter block at `params` into new locals of `c`, one per field
+ * (float64 fields as F64, `s` as F32, the rest I32), and returns them by name.
+ */
+export function readParams<T extends keyof typeof TASK_PARAMS>(c: Code, task: T, params: number): Record<Fields<T>, number> {
+  const locals: Record<string, number> = {};
+  (TASK_PARAMS[task] as readonly string[]).forEach((name, i) => {
+    if (name.endsWith("High")) return;
+    if (FLOAT64_FIELDS.includes(name)) c.get(params).f64load(4 * i).set(locals[name] = c.local(F64));
+    else if (name === "s") c.get(params).f32load(4 * i).set(locals[name] = c.local(F32));
+    else c.get(params).i32load(4 * i).set(locals[name] = c.local(I32));
+  });
+  return locals as Record<Fields<T>, number>;
+}
 
 /** The field's offset in its task's parameter block. */
 function field<T extends keyof typeof TASK_PARAMS>(task: T, name: (typeof TASK_PARAMS)[T][number]): number {
