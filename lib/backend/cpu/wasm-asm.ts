@@ -193,7 +193,6 @@ export class Code {
   f64lt(): this { return this.op(0x63); }
   f64gt(): this { return this.op(0x64); }
   f32eq(): this { return this.op(0x5b); }
-  f32gt(): this { return this.op(0x5e); }
   /** f64.promote_f32: exact, as JavaScript reads a Float32Array element. */
   f64promote(): this { return this.op(0xbb); }
   /** f32.demote_f64: rounded to nearest, as JavaScript stores into a Float32Array (Math.fround). */

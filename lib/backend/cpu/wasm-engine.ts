@@ -720,7 +720,7 @@ export class WasmLinearEngine implements LinearEngine {
     // Opt-in int8 decode: x rounded once to Q8_0 blocks, read by every thread.
     const int8 = this.quantDot === "int8" && M === 1 && K % 32 === 0 && jobs.some((j) => j.quant && INT8_DOT_TYPES.includes(j.quant));
     const xqBytes = int8 ? (K / 32) * 34 : 0;
-    const threadScratch = this.threads * threadScratchBytes(K);
+    const perThread = threadScratchBytes(K), threadScratch = this.threads * perThread;
     // Each memory's workspace: x rows, then its jobs' outputs, the threads' scratch, x as Q8_0.
     for (const w of spaces) {
       const base = w.arena.scratch(rows * w.perRow + threadScratch + xqBytes + termBytes(w));
@@ -733,7 +733,7 @@ export class WasmLinearEngine implements LinearEngine {
     }
     for (const w of spaces) w.buf = w.arena.buffer; // after every scratch(): growing a memory replaces its buffer
     const c = this.pool.ctrl;
-    c[C.JOBS] = jobs.length; c[C.K] = K; c[C.SINGLE] = M === 1 ? 1 : 0;
+    c[C.JOBS] = jobs.length; c[C.K] = K; c[C.SINGLE] = M === 1 ? 1 : 0; c[C.THREAD_SCRATCH] = perThread;
     let weightBytes = 0;
     for (const j of jobs) weightBytes += j.w.byteLength;
     let macs = 0;

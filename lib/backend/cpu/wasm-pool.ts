@@ -30,16 +30,17 @@ export const MAX_JOBS = 8;
 
 // Control block (Int32Array over a SharedArrayBuffer):
 //   [0] generation (bumped to start work)  [1] quit flag  [2] finished-worker count
-//   [3] jobs  [4] M (x rows in this call)  [5] K  [8] next chunk to take (Atomics.add)  [9] chunk count
+//   [3] jobs  [4] M (x rows in this call)  [5] K  [6] each thread's scratch bytes (threadScratchBytes(K))
+//   [8] next chunk to take (Atomics.add)  [9] chunk count
 //   [12] memories every thread must hold an instance for  [13] 1: single-row (decode) kernels (M = 1)
 //   [16 + t] worker t's seat for this call: 2·gen open, 2·gen+1 taken by the worker, -1 closed
 //   per job j at HEADER + j·JOB_STRIDE (pointers are wasm addresses in the job's memory, stored as int32 bits):
 //     +0 kind (0 f32, 1 f16, 2 bf16, 3.. QUANT_KINDS)  +1 w  +2 N  +3 y  +4 rows (multiple of 4)
 //     +5 rows per chunk  +6 first chunk index  +7 end chunk index  +8 memory index
-//     +9 x  +10 scratch base (each thread: threadScratchBytes(K))  +11 f16 → f32 table (quantized kinds' scales)
+//     +9 x  +10 scratch base (thread t's at t·[6] past it)  +11 f16 → f32 table (quantized kinds' scales)
 //     +12 x as Q8_0 blocks for the int8 decode kernels, or 0 (exact mode, or M > 1)
 //   a task job (kind TASK_KIND): +1 the task's index in TASKS, +4 units, +5..+8 as above, +9 its parameter block
-export const C = { GEN: 0, QUIT: 1, DONE: 2, JOBS: 3, M: 4, K: 5, NEXT: 8, CHUNKS: 9, MEMORIES: 12, SINGLE: 13, SEATS: 16 } as const;
+export const C = { GEN: 0, QUIT: 1, DONE: 2, JOBS: 3, M: 4, K: 5, THREAD_SCRATCH: 6, NEXT: 8, CHUNKS: 9, MEMORIES: 12, SINGLE: 13, SEATS: 16 } as const;
 export const HEADER = 24;
 /**
  * A job of kind TASK_KIND runs task function TASKS[w] (wasm-tasks.ts) as (x: its parameter
@@ -68,13 +69,13 @@ const RUN_SHARE = `
 const QUANT_ROW = ${JSON.stringify(QUANT_ROW)};
 const TASKS = ${JSON.stringify(TASKS)};
 function runShare(ks, c, t) {
-  const M = c[${C.M}], K = c[${C.K}], total = c[${C.CHUNKS}], single = c[${C.SINGLE}] === 1;
+  const M = c[${C.M}], K = c[${C.K}], total = c[${C.CHUNKS}], single = c[${C.SINGLE}] === 1, stride = c[${C.THREAD_SCRATCH}];
   let b = ${HEADER};
   for (;;) {
     const idx = Atomics.add(c, ${C.NEXT}, 1);
     if (idx >= total) break;
     while (idx >= c[b + ${J.END}]) b += ${JOB_STRIDE};
-    const k = ks[c[b + ${J.MEMORY}]], x = c[b + ${J.X}] >>> 0, scratch = (c[b + ${J.SCRATCH}] >>> 0) + t * Math.max(16 * K, ${WIDE_BYTES});
+    const k = ks[c[b + ${J.MEMORY}]], x = c[b + ${J.X}] >>> 0, scratch = (c[b + ${J.SCRATCH}] >>> 0) + t * stride;
     const kind = c[b], w = c[b + ${J.W}] >>> 0, N = c[b + ${J.N}], y = c[b + ${J.Y}] >>> 0, chunk = c[b + ${J.CHUNK}];
     const r0 = (idx - c[b + ${J.FIRST}]) * chunk, r1 = Math.min(c[b + ${J.ROWS}], r0 + chunk);
     if (kind === ${TASK_KIND}) {
@@ -98,9 +99,10 @@ function runShare(ks, c, t) {
       for (let m0 = 0; m0 < M; m0 += mb) k.gemm_f32(x + m0 * K * 4, Math.min(mb, M - m0), w + r0 * K * 4, K, y + (m0 * N + r0) * 4, N, r1 - r0);
       continue;
     }
-    // 16-bit or quantized weights: up to ${WIDE_BYTES >> 10} KiB of rows expanded to float32 once (widened or
-    // dequantized), then gemm_f32 over every block of x: the float32 values and sums of expanding per block.
-    const wide = Math.max(4, Math.floor(${WIDE_BYTES} / (4 * K)) & ~3);
+    // 16-bit or quantized weights: as many rows as the thread's scratch holds expanded to float32 once
+    // (widened or dequantized), then gemm_f32 over every block of x: the float32 values and sums of
+    // expanding per block.
+    const wide = Math.max(4, Math.floor(stride / (4 * K)) & ~3);
     for (let s0 = r0; s0 < r1; s0 += wide) {
       const s1 = Math.min(r1, s0 + wide);
       if (kind >= ${FIRST_QUANT_KIND}) {
