@@ -1,17 +1,18 @@
-// DPO against TRL 1.13's DPOTrainer (test/fixtures/trl/dpo-sigmoid and dpo-ipo, made by
+// DPO against TRL 1.13's DPOTrainer (test/fixtures/trl/dpo-sigmoid, dpo-ipo and dpo-sigmoid-sft, made by
 // scripts/fixtures/make_trl_dpo.py): tiny-llama with a LoRA adapter (r 4, alpha 8, q/v/down_proj,
 // B started non-zero so the policy differs from the reference), the reference being the base
 // model with the adapter disabled. Loss, every metric TRL logs, every A/B gradient, the reference
 // log-probs TRL precomputes, and 5 Adam steps (loss and metrics per step, final matrices) — on the
 // CPU tape within 1e-5 and on WebGPU within 1e-3 relative. ipo runs with max_length 10, so TRL's
-// keep_start truncation cuts completions too.
+// keep_start truncation cuts completions too. sigmoid-sft is TRL's RPO: loss_type ["sigmoid", "sft"] with
+// loss_weights [1, 0.5].
 import { describe, it, expect, afterAll } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { LlamaForCausalLM } from "../lib/model/causal-lm.js";
 import { SafetensorsFile } from "../lib/io/safetensors.js";
 import { LoraModel } from "../lib/peft/lora-train.js";
-import { dpoEvaluate, dpoLossAndGrad, precomputeReferenceLogps, trainDpo, type DpoOptions } from "../lib/peft/dpo.js";
+import { dpoEvaluate, dpoLossAndGrad, precomputeReferenceLogps, trainDpo, type DpoLossType, type DpoOptions } from "../lib/peft/dpo.js";
 import type { DpoExample } from "../lib/peft/preference-data.js";
 import { createDifferentiableBackend, type DifferentiableBackend } from "../lib/autograd/differentiable.js";
 import { dpoLoss } from "../lib/peft/dpo-loss.js";
@@ -22,7 +23,7 @@ import { expectMetrics, expectNear } from "./trl-helpers.js";
 const BASE = "test/fixtures/hf/tiny-llama";
 
 interface Golden {
-  loss_type: "sigmoid" | "ipo"; beta: number; max_length: number; pad_token_id: number;
+  loss_type: DpoLossType | DpoLossType[]; loss_weights?: number[]; beta: number; max_length: number; pad_token_id: number;
   lora: { r: number; lora_alpha: number; target_modules: string[] };
   pairs: { prompt_ids: number[]; chosen_ids: number[]; rejected_ids: number[] }[];
   modules: string[];
@@ -51,14 +52,14 @@ describe("DPO matches TRL's DPOTrainer", () => {
   const backends: DifferentiableBackend[] = [];
   afterAll(() => backends.forEach((b) => b.dispose()));
 
-  for (const loss of ["sigmoid", "ipo"] as const) {
+  for (const loss of ["sigmoid", "ipo", "sigmoid-sft"] as const) {
     const dir = `test/fixtures/trl/dpo-${loss}`;
     const g = JSON.parse(fs.readFileSync(path.join(dir, "golden.json"), "utf8")) as Golden;
     const st = SafetensorsFile.open(path.join(dir, "golden.safetensors"));
     const ref = (name: string) => st.read(name).toFloat32();
     const init = () => new Map(g.modules.map((m) => [m, { A: ref(`init.${m}.lora_A`), B: ref(`init.${m}.lora_B`) }]));
     const examples: DpoExample[] = g.pairs.map((p) => ({ promptIds: p.prompt_ids, chosenIds: p.chosen_ids, rejectedIds: p.rejected_ids }));
-    const opts = { beta: g.beta, lossType: g.loss_type, maxLength: g.max_length, padTokenId: g.pad_token_id };
+    const opts: DpoOptions = { beta: g.beta, lossType: g.loss_type, lossWeights: g.loss_weights, maxLength: g.max_length, padTokenId: g.pad_token_id };
 
     for (const device of ["cpu", "webgpu"] as const) {
       it(`${loss} on ${device}: loss, metrics, gradients, reference log-probs, 5 Adam steps`, async () => {
@@ -224,14 +225,20 @@ describe("DPO matches TRL's DPOTrainer", () => {
   it("dpoLoss: robust (TRL's label_smoothing) equals sigmoid at ε = 0; every loss type's gradient matches finite differences", () => {
     const policy = [-30.5, -21.25, -40.0, -18.5, -35.75, -12.0];
     const refLp = [-31.0, -20.0, -41.5, -18.0, -33.0, -12.5];
-    const lengths = [5, 3, 7, 3, 6, 2];
+    const lengths = { lengths: [5, 3, 7, 3, 6, 2], chosenTokens: 15 };
     const at = (v: number[]) => Var.param(Float32Array.from(v), [6]);
     const sig = dpoLoss(at(policy), refLp, lengths, { beta: 0.1, lossType: "sigmoid", labelSmoothing: 0 }).item();
     expect(dpoLoss(at(policy), refLp, lengths, { beta: 0.1, lossType: "robust", labelSmoothing: 0 }).item()).toBe(sig);
+    // sft: the chosen completions' NLL per token over the batch ((30.5 + 21.25 + 40) / 15 tokens), added with its weight
+    const sft = dpoLoss(at(policy), refLp, lengths, { beta: 0.1, lossType: "sft", labelSmoothing: 0 }).item();
+    expect(sft).toBeCloseTo(91.75 / 15, 5);
+    expect(dpoLoss(at(policy), refLp, lengths, { beta: 0.1, lossType: ["sigmoid", "sft"], lossWeights: [1, 0.4], labelSmoothing: 0 }).item()).toBeCloseTo(sig + 0.4 * sft, 6);
     for (const c of [
       { beta: 0.1, lossType: "sigmoid" as const, labelSmoothing: 0 },
       { beta: 0.5, lossType: "ipo" as const, labelSmoothing: 0 },
       { beta: 0.3, lossType: "robust" as const, labelSmoothing: 0.2 },
+      { beta: 0.1, lossType: "sft" as const, labelSmoothing: 0 },
+      { beta: 0.1, lossType: ["sigmoid", "sft"] as const, lossWeights: [1, 0.4], labelSmoothing: 0 },
     ]) {
       const p = at(policy);
       backward(dpoLoss(p, refLp, lengths, c));

@@ -10,9 +10,12 @@
  *   ipo          (Δ' − 1/(2β))², Δ' with each log-ratio divided by its completion's
  *                token count (TRL's length normalization)
  *   robust       (−(1−ε)·log σ(βΔ) + ε·log σ(−βΔ)) / (1 − 2ε)   (TRL's use of label_smoothing ε)
- *   loss         mean over pairs
+ *   sft          −Σ chosen logps / (chosen tokens): the chosen completions' NLL per token, over the batch
+ *   loss         Σ over the loss types of weight · (mean over pairs)
  *
- * and the metrics TRL logs, under its names.
+ * and the metrics TRL logs, under its names. Several loss types sum with
+ * TRL's loss_weights; ["sigmoid", "sft"] is TRL's form of RPO (the DPO loss
+ * plus an NLL term that keeps the chosen text likely).
  */
 import { ConfigError, LlamaError } from "../errors.js";
 import { Var, result } from "../autograd/var.js";
@@ -21,23 +24,40 @@ import { softplus } from "./reward.js";
 
 const f = Math.fround;
 
-export type DpoLossType = "sigmoid" | "ipo" | "robust";
-export const DPO_LOSS_TYPES: readonly DpoLossType[] = ["sigmoid", "ipo", "robust"];
+export type DpoLossType = "sigmoid" | "ipo" | "robust" | "sft";
+export const DPO_LOSS_TYPES: readonly DpoLossType[] = ["sigmoid", "ipo", "robust", "sft"];
 
 export interface DpoLossConfig {
   /** β (TRL's default 0.1); for ipo the regularization τ. */
   beta: number;
-  lossType: DpoLossType;
+  /** TRL's loss_type: one loss, or several summed (weighted by lossWeights). */
+  lossType: DpoLossType | readonly DpoLossType[];
+  /** TRL's loss_weights: one per loss type (default 1 each). */
+  lossWeights?: readonly number[];
   /** ε of the robust loss, in [0, 0.5) (TRL applies label_smoothing only there and in exo_pair). */
   labelSmoothing: number;
 }
 
+const typesOf = (t: DpoLossConfig["lossType"]): readonly DpoLossType[] => (typeof t === "string" ? [t] : t);
+
+/** The loss types of a config with their weights. */
+export function lossTerms(c: Pick<DpoLossConfig, "lossType" | "lossWeights">): { type: DpoLossType; weight: number }[] {
+  return typesOf(c.lossType).map((type, i) => ({ type, weight: c.lossWeights?.[i] ?? 1 }));
+}
+
 export function checkDpoLossConfig(c: DpoLossConfig): void {
-  if (!DPO_LOSS_TYPES.includes(c.lossType)) throw new ConfigError(`DPO loss type "${c.lossType}": expected one of ${DPO_LOSS_TYPES.join(", ")}`);
+  const types = typesOf(c.lossType);
+  if (types.length === 0) throw new ConfigError(`DPO loss type: an empty list (expected one or more of ${DPO_LOSS_TYPES.join(", ")})`);
+  for (const t of types) if (!DPO_LOSS_TYPES.includes(t)) throw new ConfigError(`DPO loss type "${t}": expected one of ${DPO_LOSS_TYPES.join(", ")}`);
+  if (new Set(types).size !== types.length) throw new ConfigError(`DPO loss types ${types.join(", ")}: each may appear once`);
+  if (c.lossWeights !== undefined) {
+    if (c.lossWeights.length !== types.length) throw new ConfigError(`DPO loss weights ${c.lossWeights.join(", ")}: expected one per loss type (${types.join(", ")})`);
+    for (const w of c.lossWeights) if (!Number.isFinite(w)) throw new ConfigError(`DPO loss weight ${w}: expected a finite number`);
+  }
   if (!(c.beta > 0 && Number.isFinite(c.beta))) throw new ConfigError(`DPO beta ${c.beta}: expected a positive number`);
   if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 0.5)) throw new ConfigError(`DPO label_smoothing ${c.labelSmoothing}: expected a number in [0, 0.5)`);
-  if (c.labelSmoothing > 0 && c.lossType !== "robust") {
-    throw new ConfigError(`DPO label_smoothing ${c.labelSmoothing} with loss "${c.lossType}": TRL uses label smoothing only in the "robust" loss`);
+  if (c.labelSmoothing > 0 && !types.includes("robust")) {
+    throw new ConfigError(`DPO label_smoothing ${c.labelSmoothing} with loss ${types.join(", ")}: TRL uses label smoothing only in the "robust" loss`);
   }
 }
 
@@ -109,52 +129,69 @@ export function sequenceLogps(logits: Var, targets: Int32Array, softmaxRows: Sof
   return { logps, stats };
 }
 
+/** The token counts the losses normalize by. */
+export interface CompletionCounts {
+  /** [2B] completion tokens per sequence, after truncation (TRL's completion_mask sums; ipo clamps each to ≥ 1). */
+  lengths: ArrayLike<number>;
+  /** Chosen completion tokens whose log-prob is counted (TRL's shifted mask over the chosen half; sft's denominator). */
+  chosenTokens: number;
+}
+
 /**
- * The DPO loss over B pairs from the policy's logps [2B] (chosen first, a Var),
- * the reference's [2B] (numbers) and each sequence's completion length [2B]
- * (ipo's normalization; TRL clamps it to ≥ 1).
+ * The DPO loss over B pairs from the policy's logps [2B] (chosen first, a Var)
+ * and the reference's [2B] (numbers): Σ over the config's loss types of
+ * weight · loss. Its gradient reaches the policy's logps only.
  */
-export function dpoLoss(policy: Var, ref: ArrayLike<number>, completionLengths: ArrayLike<number>, c: DpoLossConfig): Var {
+export function dpoLoss(policy: Var, ref: ArrayLike<number>, counts: CompletionCounts, c: DpoLossConfig): Var {
   const B = policy.size / 2;
-  if (!Number.isInteger(B) || B < 1 || ref.length !== 2 * B || completionLengths.length !== 2 * B) {
-    throw new LlamaError(`dpoLoss: ${policy.size} policy logps, ${ref.length} reference, ${completionLengths.length} lengths (expected 2B each)`);
+  if (!Number.isInteger(B) || B < 1 || ref.length !== 2 * B || counts.lengths.length !== 2 * B) {
+    throw new LlamaError(`dpoLoss: ${policy.size} policy logps, ${ref.length} reference, ${counts.lengths.length} lengths (expected 2B each)`);
   }
   const p = policy.value, beta = c.beta, eps = c.labelSmoothing;
-  const dc = new Float64Array(B), dr = new Float64Array(B); // ∂loss/∂π_c, ∂loss/∂π_r per pair
+  const grad = new Float64Array(2 * B); // ∂loss/∂logp per sequence
   let total = 0;
-  for (let i = 0; i < B; i++) {
-    const lc = p[i]! - ref[i]!, lr = p[B + i]! - ref[B + i]!;
-    if (c.lossType === "ipo") {
-      const nc = Math.max(1, completionLengths[i]!), nr = Math.max(1, completionLengths[B + i]!);
-      const u = lc / nc - lr / nr - 1 / (2 * beta);
-      total += u * u;
-      dc[i] = (2 * u) / nc / B;
-      dr[i] = (-2 * u) / nr / B;
+  for (const { type, weight } of lossTerms(c)) {
+    if (type === "sft") {
+      // TRL: cross_entropy over the chosen half's completion tokens, a mean over tokens (not pairs)
+      const n = Math.max(1, counts.chosenTokens);
+      for (let i = 0; i < B; i++) {
+        total -= (weight * p[i]!) / n;
+        grad[i] = grad[i]! - weight / n;
+      }
       continue;
     }
-    const z = beta * (lc - lr);
-    const sNeg = 1 / (1 + Math.exp(z)); // σ(−z) = d/dz log σ(z)
-    if (c.lossType === "sigmoid") {
-      total += softplus(-z);
-      dc[i] = (-beta * sNeg) / B;
-    } else {
-      const sPos = 1 - sNeg;
-      total += ((1 - eps) * softplus(-z) - eps * softplus(z)) / (1 - 2 * eps);
-      dc[i] = (-beta * ((1 - eps) * sNeg + eps * sPos)) / (1 - 2 * eps) / B;
-    }
-    dr[i] = -dc[i]!;
-  }
-  return result(new Float32Array([total / B]), [], [policy], () => ({
-    name: `dpoLoss(${c.lossType})`,
-    inputs: [policy],
-    backward: (g) => {
-      const out = new Float32Array(2 * B);
-      for (let i = 0; i < B; i++) {
-        out[i] = f(g[0]! * dc[i]!);
-        out[B + i] = f(g[0]! * dr[i]!);
+    let sum = 0;
+    for (let i = 0; i < B; i++) {
+      const lc = p[i]! - ref[i]!, lr = p[B + i]! - ref[B + i]!;
+      let dc: number, dr: number; // ∂(this pair's loss)/∂π_c, ∂/∂π_r
+      if (type === "ipo") {
+        const nc = Math.max(1, counts.lengths[i]!), nr = Math.max(1, counts.lengths[B + i]!);
+        const u = lc / nc - lr / nr - 1 / (2 * beta);
+        sum += u * u;
+        dc = (2 * u) / nc;
+        dr = (-2 * u) / nr;
+      } else {
+        const z = beta * (lc - lr);
+        const sNeg = 1 / (1 + Math.exp(z)); // σ(−z) = d/dz log σ(z)
+        if (type === "sigmoid") {
+          sum += softplus(-z);
+          dc = -beta * sNeg;
+        } else {
+          const sPos = 1 - sNeg;
+          sum += ((1 - eps) * softplus(-z) - eps * softplus(z)) / (1 - 2 * eps);
+          dc = (-beta * ((1 - eps) * sNeg + eps * sPos)) / (1 - 2 * eps);
+        }
+        dr = -dc;
       }
-      return [out];
-    },
+      grad[i] = grad[i]! + (weight * dc) / B;
+      grad[B + i] = grad[B + i]! + (weight * dr) / B;
+    }
+    total += (weight * sum) / B;
+  }
+  return result(new Float32Array([total]), [], [policy], () => ({
+    name: `dpoLoss(${lossTerms(c).map((t) => t.type).join("+")})`,
+    inputs: [policy],
+    backward: (g) => [Float32Array.from(grad, (d) => f(g[0]! * d))],
   }));
 }
 

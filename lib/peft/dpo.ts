@@ -45,8 +45,10 @@ export interface DpoGuardOptions {
 export interface DpoOptions {
   /** TRL's beta (default 0.1). */
   beta?: number;
-  /** TRL's loss_type (default "sigmoid"). */
-  lossType?: DpoLossType;
+  /** TRL's loss_type (default "sigmoid"): one loss, or several summed; ["sigmoid", "sft"] is TRL's RPO. */
+  lossType?: DpoLossType | readonly DpoLossType[];
+  /** TRL's loss_weights, one per loss type (default 1 each). */
+  lossWeights?: readonly number[];
   /** TRL's label_smoothing (default 0; only the "robust" loss uses it, as in TRL). */
   labelSmoothing?: number;
   /** TRL's max_length (default 1024; null = no truncation): prompt + completion keep their first max_length tokens. */
@@ -87,7 +89,8 @@ export interface DpoTrainResult extends TrainResult {
 
 interface Resolved {
   beta: number;
-  lossType: DpoLossType;
+  lossType: DpoLossType | readonly DpoLossType[];
+  lossWeights?: readonly number[];
   labelSmoothing: number;
   maxLength: number | null;
   padTokenId: number;
@@ -100,7 +103,7 @@ function resolve(policy: LoraModel, o: DpoOptions): Resolved {
   const pad = o.padTokenId ?? c.pad_token_id ?? eos;
   if (pad === null || pad === undefined) throw new ConfigError("DPO: the model has neither pad_token_id nor eos_token_id; pass padTokenId");
   const r: Resolved = {
-    beta: o.beta ?? 0.1, lossType: o.lossType ?? "sigmoid", labelSmoothing: o.labelSmoothing ?? 0,
+    beta: o.beta ?? 0.1, lossType: o.lossType ?? "sigmoid", lossWeights: o.lossWeights, labelSmoothing: o.labelSmoothing ?? 0,
     maxLength: o.maxLength === undefined ? 1024 : o.maxLength, padTokenId: pad, reference: o.reference ?? "base",
   };
   if (r.reference !== "base" && r.reference !== "initial-adapter") throw new ConfigError(`DPO reference "${String(r.reference)}": expected "base" or "initial-adapter"`);
@@ -226,7 +229,7 @@ export async function dpoLossAndGrad(policy: LoraModel, examples: readonly DpoEx
   const logits = await completionLogits(policy, b, "policy");
   const lv = be.varOf(logits);
   const { logps, stats } = sequenceLogps(lv, b.targets, be.softmaxRows);
-  const loss = dpoLoss(logps, ref.logps, b.lengths, r);
+  const loss = dpoLoss(logps, ref.logps, { lengths: b.lengths, chosenTokens: stats.chosenTokens }, r);
   const values = lv.value; // read before the backward frees the graph
   await backprop(be, loss);
   const metrics = { ...dpoMetrics(logps.value, ref.logps, stats, r.beta), ...extraMetrics(logps.value, ref, values, b, logits.shape[2]!) };
@@ -246,7 +249,7 @@ export async function dpoEvaluate(policy: LoraModel, examples: readonly DpoExamp
     const logits = await completionLogits(policy, b, "policy-nograd");
     const values = logits.toFloat32();
     const { logps, stats } = sequenceLogps(Var.constant(values, logits.shape), b.targets, softmaxRowsOf(policy.base.backend));
-    const loss = dpoLoss(logps, ref.logps, b.lengths, r).item();
+    const loss = dpoLoss(logps, ref.logps, { lengths: b.lengths, chosenTokens: stats.chosenTokens }, r).item();
     const m = { loss, ...dpoMetrics(logps.value, ref.logps, stats, r.beta), ...extraMetrics(logps.value, ref, values, b, logits.shape[2]!) };
     for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v * batch.length;
     weight += batch.length;
