@@ -4,7 +4,7 @@
 
 TRL 1.13's DPOTrainer with PEFT (policy = the default model + LoRA, reference = the same model with the
 adapter disabled), LoRA r 8 / alpha 16 / no dropout, beta 0.1, sigmoid loss, batch 8, 3 epochs, AdamW with
-linear decay and no warmup, seed 0. Then the task's sampling protocol (8 continuations per test prompt,
+linear decay and no warmup, seed 0 (each of these a flag; --loss sigmoid,sft --loss-weights 1,1 is TRL's RPO). Then the task's sampling protocol (8 continuations per test prompt,
 temperature 1.0, top-k 0, top-p 1.0, 48 new tokens, torch.manual_seed(1000 + i) for prompt i) for the base
 model and the tuned one, measured with scripts/fixtures/preference_metrics.py (the twin of
 lib/peft/preference-eval.ts).
@@ -69,12 +69,15 @@ def main():
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--loss", default="sigmoid", help='loss_type, a comma list such as sigmoid,sft (RPO)')
+    ap.add_argument("--loss-weights", default=None, help="loss_weights, a comma list, one per loss type")
+    ap.add_argument("--seed", type=int, default=0, help="the trainer's seed (LoRA init, shuffling)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--skip-base", action="store_true", help="do not sample the base model")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
 
     tok = AutoTokenizer.from_pretrained(MODEL)
     if tok.pad_token is None:
@@ -90,9 +93,10 @@ def main():
     targets = args.targets if args.targets == "all-linear" else args.targets.split(",")
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM")
     cfg = DPOConfig(
-        output_dir="/tmp/trl-dpo-baseline", beta=args.beta, loss_type="sigmoid", learning_rate=args.lr,
+        output_dir="/tmp/trl-dpo-baseline", beta=args.beta, loss_type=args.loss.split(","),
+        loss_weights=[float(w) for w in args.loss_weights.split(",")] if args.loss_weights else None, learning_rate=args.lr,
         per_device_train_batch_size=args.batch, num_train_epochs=args.epochs, lr_scheduler_type="linear", warmup_steps=0,
-        logging_steps=10, save_strategy="no", report_to="none", seed=0, use_cpu=True, bf16=False, fp16=False,
+        logging_steps=10, save_strategy="no", report_to="none", seed=args.seed, use_cpu=True, bf16=False, fp16=False,
         gradient_checkpointing=False, dataloader_num_workers=0,
     )
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=train, processing_class=tok, peft_config=lora)
@@ -105,7 +109,7 @@ def main():
     tuned = preference_metrics(sample(trainer.model, tok, prompts))
     row = {
         "trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "targets": args.targets, "lr": args.lr, "beta": args.beta, "batch": args.batch,
+        "threads": torch.get_num_threads(), "targets": args.targets, "lr": args.lr, "beta": args.beta, "loss": args.loss, "loss_weights": args.loss_weights, "seed": args.seed, "batch": args.batch,
         "epochs": args.epochs, "steps": steps, "train_s": round(seconds, 1), "s_per_step": round(seconds / steps, 3),
         "cpu_s_per_step": round(cpu / steps, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "load_avg": [round(x, 1) for x in os.getloadavg()],
@@ -114,7 +118,7 @@ def main():
     }
     print(json.dumps(row))
     b = base or {}
-    print(f"| TRL {trl.__version__} {args.targets} lr {args.lr} | {steps} | {seconds:.0f} s | {seconds / steps:.2f} | "
+    print(f"| TRL {trl.__version__} {args.targets} lr {args.lr} beta {args.beta} loss {args.loss} {args.loss_weights or ''} seed {args.seed} | {steps} | {seconds:.0f} s | {seconds / steps:.2f} | "
           f"{b.get('share', float('nan')):.3f} → {tuned['share']:.3f} | {b.get('distinctBigrams', float('nan')):.3f} → {tuned['distinctBigrams']:.3f} | "
           f"{tuned['nonPrintable']} | {b.get('meanWords', float('nan')):.1f} → {tuned['meanWords']:.1f} |")
 

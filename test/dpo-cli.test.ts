@@ -22,6 +22,7 @@ import { ALL_LINEAR } from "../lib/peft/lora-train.js";
 // PEFT saves "all-linear" as the names it expanded to
 const LINEAR_NAMES = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"];
 import { DPO_DEFAULTS } from "../cli/commands/dpo.js";
+import { DPO_RECIPE } from "../lib/peft/dpo-recipe.js";
 import { spawn } from "node:child_process";
 
 /** The built CLI in a child process, without blocking the test worker (long runs made vitest's RPC time out). */
@@ -56,20 +57,21 @@ describe("llama-ts dpo / reward-train / score", () => {
   it("--help lists every flag with its default", async () => {
     const r = await runCli(["dpo", "--help"]);
     expect(r.status, r.stderr).toBe(0);
-    for (const s of ["--data FILE", "--out DIR", "--beta B", "--loss sigmoid|ipo", "--target-modules LIST", "--lr X", "--epochs N", "--max-steps N", "--time-budget S", "--batch-size N", "--device cpu|webgpu", "--seed N", "default: all-linear", `default: ${DPO_DEFAULTS.beta}`, `default: ${DPO_DEFAULTS.lr}`]) {
+    for (const s of ["--data FILE", "--out DIR", "--beta B", "--loss sigmoid|ipo|LIST", "--loss-weights W,…", `default: ${DPO_DEFAULTS.loss}`, "--target-modules LIST", "--lr X", "--epochs N", "--max-steps N", "--time-budget S", "--batch-size N", "--device cpu|webgpu", "--seed N", "default: all-linear", `default: ${DPO_DEFAULTS.beta}`, `default: ${DPO_DEFAULTS.lr}`]) {
       expect(r.stdout).toContain(s);
     }
     for (const cmd of ["reward-train", "score"]) expect((await runCli([cmd, "--help"])).status).toBe(0);
   });
 
-  it("a short run (default model, no --model): PEFT's adapter format, the library's trainDpo matrices, step 1 loss ln 2", async () => {
+  it("a short run (default model, no --model, the default losses): PEFT's adapter format, the library's trainDpo matrices, step 1 at the reference", async () => {
     const out = path.join(tmp, "dpo");
     const r = await runCli(["dpo", "--data", pairs, "--out", out, "--max-steps", "2", "--batch-size", "2", "--r", "4", "--seed", "3"], { timeoutMs: 300_000 });
     expect(r.status, r.stderr).toBe(0);
     const steps = stepLines(r.stdout);
     expect(steps).toHaveLength(2);
-    expect(steps[0]!.loss).toBeCloseTo(Math.log(2), 6);
+    // policy = reference at step 1 (B = 0): the sigmoid part is ln 2, the NLL part adds to it
     expect(steps[0]!["rewards/margins"]).toBe(0);
+    expect(steps[0]!.loss).toBeGreaterThan(Math.log(2) + 0.01);
     for (const k of ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen", "logps/rejected", "guard/chosen_logp_per_token"]) expect(steps[1]).toHaveProperty(k);
     expect(r.stdout.trim().split("\n").at(-1)).toBe(`adapter: ${out}`);
     // the reference pass before training shows its own progress, in pairs
@@ -92,7 +94,7 @@ describe("llama-ts dpo / reward-train / score", () => {
       const { examples } = tokenizeDpoRows(tok, readPreferenceFile(pairs), { maxLength: 512 });
       const lora = LoraModel.create(model, { r: 4, lora_alpha: 8, target_modules: ALL_LINEAR }, { seed: 3 });
       const res = await trainDpo(lora, examples, {
-        beta: Number(DPO_DEFAULTS.beta), lossType: "sigmoid", maxLength: 512, lr: Number(DPO_DEFAULTS.lr), batchSize: 2, seed: 3, steps: 2,
+        beta: DPO_RECIPE.beta, lossType: DPO_RECIPE.lossType, lossWeights: DPO_RECIPE.lossWeights, maxLength: 512, lr: Number(DPO_DEFAULTS.lr), batchSize: 2, seed: 3, steps: 2,
         optimizer: "adamw", schedule: "linear", precomputeRefLogProbs: true,
       });
       expect(steps.map((s) => s.loss)).toEqual(res.losses);
@@ -118,7 +120,7 @@ describe("llama-ts dpo / reward-train / score", () => {
     const sft = path.join(tmp, "dpo"); // the adapter the test above trained (B non-zero)
     expect(fs.existsSync(path.join(sft, "adapter_model.safetensors"))).toBe(true);
     const run = (out: string, extra: string[]) =>
-      runCli(["dpo", "--data", pairs, "--out", path.join(tmp, out), "--init-adapter", sft, "--max-steps", "1", "--batch-size", "2", "--seed", "3", ...extra], { timeoutMs: 300_000 });
+      runCli(["dpo", "--data", pairs, "--out", path.join(tmp, out), "--init-adapter", sft, "--max-steps", "1", "--batch-size", "2", "--seed", "3", "--loss", "sigmoid", ...extra], { timeoutMs: 300_000 });
     const asRef = await run("from-sft", []);
     expect(asRef.status, asRef.stderr).toBe(0);
     const [s1] = stepLines(asRef.stdout);
@@ -177,7 +179,11 @@ describe("llama-ts dpo / reward-train / score", () => {
     const flags = await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--epochs", "1", "--max-steps", "2"]);
     expect(flags.status).toBe(2);
     expect(flags.stderr).toMatch(/give one of --epochs, --max-steps and --time-budget/);
-    expect((await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--loss", "hinge"])).stderr).toMatch(/--loss: expected sigmoid or ipo, got "hinge"/);
+    expect((await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--loss", "hinge"])).stderr).toMatch(/--loss: expected sigmoid or ipo or sft, got "hinge"/);
+    const weights = await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--loss", "sigmoid,sft", "--loss-weights", "1"]);
+    expect(weights.status).toBe(2);
+    expect(weights.stderr).toMatch(/--loss-weights: 1 weights for 2 loss types \(sigmoid,sft\)/);
+    expect(fs.existsSync(path.join(tmp, "x"))).toBe(false);
   });
 
   it("identical chosen and rejected: a warning with the count, and the run goes on", async () => {

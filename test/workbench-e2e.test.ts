@@ -212,8 +212,14 @@ describe("workbench end to end (npm start + chromium)", () => {
     await page.click("#dpo-start");
     await page.waitForSelector("#dpo-out .plotly-host .main-svg", { timeout: 120_000 });
     await page.waitForFunction(`/2 steps in/.test(document.querySelector("#dpo-summary")?.textContent ?? "")`, undefined, { timeout: 240_000 });
-    // At step 1 the policy is the reference (LoRA's B starts at 0): TRL's sigmoid loss is log 2 exactly.
-    expect(await page.textContent("#dpo-summary")).toMatch(/loss 0\.693 → \d\.\d{3}; reward margin -?\d\.\d{3}, accuracy \d\.\d{2}.*adapter saved to /);
+    // At step 1 the policy is the reference (LoRA's B starts at 0): TRL's sigmoid loss is log 2 exactly, and
+    // the recipe's NLL term adds 0.5 × the chosen completions' nats per token (more than 0, and less than a
+    // uniform guess over the 2,048-token vocabulary would cost). The CLI test checks the same run as the library's.
+    const summary = await page.textContent("#dpo-summary");
+    expect(summary).toMatch(/loss \d\.\d{3} → \d\.\d{3}; reward margin -?\d\.\d{3}, accuracy \d\.\d{2}.*adapter saved to /);
+    const first = Number(/loss (\d\.\d{3})/.exec(summary ?? "")![1]);
+    expect(first - Math.log(2)).toBeGreaterThan(0.05);
+    expect(first - Math.log(2)).toBeLessThan(0.5 * Math.log(2048));
     // Five curves (loss, margin, accuracy, policy and reference log-prob), two points each.
     const points = await page.evaluate(`[...document.querySelector("#dpo-out .plotly-host").data].map((t) => t.y.length)`);
     expect(points).toEqual([2, 2, 2, 2, 2]);

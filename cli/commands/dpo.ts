@@ -3,7 +3,7 @@
  * is the model with a LoRA adapter, the reference the same model with the
  * adapter off); writes the adapter in PEFT's format.
  *
- *   llama-ts dpo [--model DIR] --data pairs.jsonl --out DIR [--beta B] [--loss sigmoid|ipo] [--r R]
+ *   llama-ts dpo [--model DIR] --data pairs.jsonl --out DIR [--beta B] [--loss sigmoid|ipo|LIST [--loss-weights W,…]] [--r R]
  *     [--target-modules all-linear|LIST] [--lr X] [--epochs N | --max-steps N | --time-budget S]
  *     [--batch-size N] [--device cpu|webgpu] [--seed S] [--init-adapter DIR [--ref adapter|base]]
  *
@@ -28,6 +28,7 @@ import { AutoTokenizer } from "../../lib/tokenizer/auto-tokenizer.js";
 import { LoraModel } from "../../lib/peft/lora-train.js";
 import { tokenizeDpoRows } from "../../lib/peft/preference-data.js";
 import { trainDpo } from "../../lib/peft/dpo.js";
+import { DPO_RECIPE } from "../../lib/peft/dpo-recipe.js";
 import { readLoraAdapter } from "../../lib/peft/lora.js";
 import { namingBase, readAdapterKind } from "../../lib/peft/adapter-load.js";
 import { DEVICE_FLAG, MODEL_FLAG, QUANTIZE_FLAG, choiceFlag, defineCommand, existingPath, intFlag, modelPath, quantizeFlag, numberFlag, positive } from "../args.js";
@@ -35,12 +36,10 @@ import { cliProgress } from "../progress.js";
 import { readPairs, runLength, targetModules, writeFolderAtomic } from "../preference-common.js";
 import { UsageError } from "../cli-error.js";
 
-/** The defaults (see bench/dpo-bench.ts for the experiment table behind them). */
-// TRL's best fluent recipe (all-linear, lr 2e-3, beta 0.1) reaches a share of 0.235; a larger step with a
-// larger beta (the loss saturates at a smaller log-ratio, so the policy drifts less per unit of preference)
-// reached 0.397 with the distinct-bigram ratio at 1.18× the base's.
+/** The flags' defaults: the recipe that works on the shared preference task without tuning (lib/peft/dpo-recipe.ts). */
 export const DPO_DEFAULTS = {
-  beta: "0.25", r: "8", targets: "all-linear", lr: "4e-3", epochs: "3", batch: "8",
+  loss: DPO_RECIPE.lossType.join(","), lossWeights: DPO_RECIPE.lossWeights.join(","), beta: String(DPO_RECIPE.beta), r: String(DPO_RECIPE.r),
+  targets: DPO_RECIPE.targetModules, lr: String(DPO_RECIPE.lr), epochs: String(DPO_RECIPE.epochs), batch: String(DPO_RECIPE.batchSize),
 } as const;
 
 export const command = defineCommand({
@@ -52,7 +51,8 @@ export const command = defineCommand({
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"chosen\", \"rejected\"} (TRL's format)" },
     out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write (PEFT LoRA)" },
     beta: { type: "string", arg: "B", default: DPO_DEFAULTS.beta, help: "DPO beta: how far the policy may move from the reference" },
-    loss: { type: "string", arg: "sigmoid|ipo", default: "sigmoid", help: "TRL's loss_type" },
+    loss: { type: "string", arg: "sigmoid|ipo|LIST", default: DPO_DEFAULTS.loss, help: "TRL's loss_type; a comma list sums losses (sigmoid,sft: TRL's RPO, the DPO loss plus the chosen completions' NLL)" },
+    "loss-weights": { type: "string", arg: "W,…", shownDefault: `${DPO_DEFAULTS.lossWeights} with the default --loss, else 1 each`, help: "TRL's loss_weights, one per --loss type" },
     r: { type: "string", arg: "N", default: DPO_DEFAULTS.r, help: "LoRA rank" },
     "lora-alpha": { type: "string", arg: "X", shownDefault: "2*r", help: "LoRA alpha (scaling = alpha / r)" },
     "target-modules": { type: "string", arg: "LIST", default: DPO_DEFAULTS.targets, help: "all-linear, or comma-separated Linear names (q_proj,v_proj)" },
@@ -70,7 +70,10 @@ export const command = defineCommand({
     const modelDir = modelPath("--model", f.model);
     const dataFile = existingPath("--data", f.data);
     const beta = positive("--beta", numberFlag("--beta", f.beta))!;
-    const lossType = choiceFlag("--loss", f.loss, ["sigmoid", "ipo"] as const);
+    const lossType = f.loss.split(",").map((t) => choiceFlag("--loss", t.trim(), ["sigmoid", "ipo", "sft"] as const));
+    const weightsText = f["loss-weights"] ?? (f.loss === DPO_DEFAULTS.loss ? DPO_DEFAULTS.lossWeights : undefined);
+    const lossWeights = weightsText?.split(",").map((w) => numberFlag("--loss-weights", w.trim())!);
+    if (lossWeights && lossWeights.length !== lossType.length) throw new UsageError(`--loss-weights: ${lossWeights.length} weights for ${lossType.length} loss types (${lossType.join(",")})`);
     const r = positive("--r", intFlag("--r", f.r))!;
     const alpha = positive("--lora-alpha", numberFlag("--lora-alpha", f["lora-alpha"])) ?? 2 * r;
     const targets = targetModules("--target-modules", f["target-modules"]);
@@ -98,7 +101,7 @@ export const command = defineCommand({
         : LoraModel.create(model, { r, lora_alpha: alpha, target_modules: targets }, { seed });
       const progress = cliProgress("dpo");
       const result = await trainDpo(lora, examples, {
-        beta, lossType, maxLength, lr, batchSize, seed, ...length,
+        beta, lossType, lossWeights, maxLength, lr, batchSize, seed, ...length,
         // The reference is frozen: its log-probs are computed once up front (TRL's
         // precompute_ref_log_probs, the same numbers) instead of one extra forward per step.
         precomputeRefLogProbs: true,

@@ -181,6 +181,8 @@ export interface DpoSettings {
   dataFile: string;
   steps: number;
   beta: number;
+  /** Weight of TRL's "sft" loss (the chosen completions' NLL) beside the sigmoid loss; 0 = plain DPO. */
+  sftWeight: number;
   lr: number;
   batchSize: number;
   rank: number;
@@ -228,8 +230,8 @@ const dpoCurve = display.plotly(dpoFigure());
 // The progress bar shows three of TRL's metrics (the library reports them all).
 const bar = display.progress("DPO");
 const shown = ["loss", "rewards/margins", "rewards/accuracies"];
-const dpoResult = await trainDpo(policy, dpoExamples, {
-  beta: ${s.beta}, lr: ${s.lr}, batchSize: ${s.batchSize}, steps: ${s.steps}, optimizer: "adamw", schedule: "linear", seed: 0,
+${s.sftWeight > 0 ? "// TRL's \"sft\" loss beside DPO's (its RPO): the chosen completions' NLL keeps the policy on fluent text.\n" : ""}const dpoResult = await trainDpo(policy, dpoExamples, {
+  beta: ${s.beta}, ${s.sftWeight > 0 ? `lossType: ["sigmoid", "sft"], lossWeights: [1, ${s.sftWeight}], ` : ""}lr: ${s.lr}, batchSize: ${s.batchSize}, steps: ${s.steps}, optimizer: "adamw", schedule: "linear", seed: 0,
   onProgress: (done, total, info) => bar(done, total, { metrics: Object.fromEntries(shown.map((k) => [k, info?.metrics?.[k] ?? NaN])) }),
   onStep: (log) => {
     curves.step.push(log.step);
