@@ -122,6 +122,9 @@ import { preferenceMetrics, sampleContinuations, type PreferenceMetrics } from "
 
 const MODEL = "models/tiny-stories";
 const DATA = "datasets/preference";
+
+/** The task: its folder (train.jsonl, test-prompts.jsonl) and the word its chosen completions mention. */
+interface Task { dir: string; word: string }
 const SEED = 1000;
 
 /**
@@ -159,49 +162,81 @@ const TRL_RUNS: { label: string; steps: number; seconds: number; sPerStep: numbe
 /** Set DPO_BENCH_KEEP=DIR to keep the adapters and the samples (samples-base.json, samples-tuned-seed<S>.json) there. */
 const KEEP = process.env.DPO_BENCH_KEEP;
 
+/** Runs the model on prompt + completion and hands each completion position's logits row and target token to `visit`. */
+async function forEachCompletionToken(model: LlamaForCausalLM, tok: LlamaAnyTokenizer, prompt: string, completion: string, visit: (logits: Float32Array, target: number) => void): Promise<void> {
+  const V = model.config.vocab_size;
+  const start = tok.encode(prompt).length, ids = tok.encode(prompt + completion);
+  const logits = (await model.forward({ inputIds: [ids] })).logits.toFloat32();
+  for (let t = start - 1; t < ids.length - 1; t++) visit(logits.subarray(t * V, (t + 1) * V), ids[t + 1]!);
+}
+
+/** max and log Σ exp(x − max) of a logits row. */
+function logSumExp(row: Float32Array): { max: number; logZ: number } {
+  let max = -Infinity;
+  for (const x of row) max = Math.max(max, x);
+  let z = 0;
+  for (const x of row) z += Math.exp(x - max);
+  return { max, logZ: Math.log(z) };
+}
+
 /**
  * The probability the model puts on byte tokens that cannot decode alone (they print as U+FFFD), summed over
  * the completion positions of the first 120 training pairs (teacher-forced) and scaled to the task's 272 × 48
  * sampled tokens: the expected number of broken characters in a sample set. The non-printable count is one
  * draw of that (a count of 0 or 1 is mostly luck); this is its mean, so it shows a drift the count may miss.
  */
-async function brokenByteMass(model: LlamaForCausalLM, tok: LlamaAnyTokenizer): Promise<number> {
-  const V = model.config.vocab_size;
+async function brokenByteMass(model: LlamaForCausalLM, tok: LlamaAnyTokenizer, task: Task): Promise<number> {
   const broken: number[] = [];
-  for (let id = 0; id < V; id++) if (tok.decode([id]).includes("\uFFFD")) broken.push(id);
-  const rows = fs.readFileSync(path.join(DATA, "train.jsonl"), "utf8").trim().split("\n").slice(0, 120).map((l) => JSON.parse(l) as { prompt: string; chosen: string; rejected: string });
+  for (let id = 0; id < model.config.vocab_size; id++) if (tok.decode([id]).includes("\uFFFD")) broken.push(id);
+  const rows = fs.readFileSync(path.join(task.dir, "train.jsonl"), "utf8").trim().split("\n").slice(0, 120).map((l) => JSON.parse(l) as { prompt: string; chosen: string; rejected: string });
   let mass = 0, positions = 0;
   for (const row of rows) {
     for (const completion of [row.chosen, row.rejected]) {
-      const start = tok.encode(row.prompt).length, ids = tok.encode(row.prompt + completion);
-      const logits = (await model.forward({ inputIds: [ids] })).logits.toFloat32();
-      for (let t = start - 1; t < ids.length - 1; t++) {
-        const row = logits.subarray(t * V, (t + 1) * V);
-        let max = -Infinity;
-        for (const x of row) max = Math.max(max, x);
-        let z = 0, b = 0;
-        for (const x of row) z += Math.exp(x - max);
-        for (const id of broken) b += Math.exp(row[id]! - max);
-        mass += b / z;
+      await forEachCompletionToken(model, tok, row.prompt, completion, (logits) => {
+        const { max, logZ } = logSumExp(logits);
+        for (const id of broken) mass += Math.exp(logits[id]! - max - logZ);
         positions++;
-      }
+      });
     }
   }
   return (mass / positions) * 272 * 48;
 }
 
-async function measure(adapter: string | undefined, name: string): Promise<PreferenceMetrics & { brokenMass: number }> {
+/**
+ * Fluency as the base model judges it: its negative log-likelihood per token of the sampled continuations
+ * (given their prompts). Moving the stories towards the preference raises it a little; gibberish, broken
+ * starts and stray bytes raise it a lot (the base's own samples: 0.54 nats/token).
+ */
+async function referenceNll(base: LlamaForCausalLM, tok: LlamaAnyTokenizer, prompts: readonly string[], texts: readonly string[][]): Promise<number> {
+  let nll = 0, tokens = 0;
+  for (const [i, samples] of texts.entries()) {
+    for (const text of samples) {
+      await forEachCompletionToken(base, tok, prompts[i]!, text, (logits, target) => {
+        const { max, logZ } = logSumExp(logits);
+        nll += max + logZ - logits[target]!;
+        tokens++;
+      });
+    }
+  }
+  return nll / tokens;
+}
+
+type Measured = PreferenceMetrics & { brokenMass: number; referenceNll: number };
+
+async function measure(task: Task, adapter: string | undefined, name: string): Promise<Measured> {
   const model = await LlamaForCausalLM.fromPretrained(MODEL);
   const tok = AutoTokenizer.fromPretrained(MODEL);
   try {
     const applied = adapter ? await applyAdapter(model, adapter, MODEL) : undefined;
-    const prompts = fs.readFileSync(path.join(DATA, "test-prompts.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { prompt: string }).prompt);
+    const prompts = fs.readFileSync(path.join(task.dir, "test-prompts.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { prompt: string }).prompt);
     const texts = await sampleContinuations(applied?.generationModel() ?? model, tok, prompts, { perPrompt: 8, maxNewTokens: 48, seed: SEED });
     if (KEEP) {
       fs.mkdirSync(KEEP, { recursive: true });
       fs.writeFileSync(path.join(KEEP, `samples-${name}.json`), JSON.stringify(prompts.map((p, i) => ({ prompt: p, samples: texts[i] })), null, 1));
     }
-    return { ...preferenceMetrics(texts.flat()), brokenMass: await brokenByteMass(model, tok) };
+    const brokenMass = await brokenByteMass(model, tok, task);
+    applied?.remove(); // the base weights back, bit for bit: the reference judges the samples
+    return { ...preferenceMetrics(texts.flat(), new RegExp(`\\b${task.word}\\b`, "i")), brokenMass, referenceNll: await referenceNll(model, tok, prompts, texts) };
   } finally {
     model.backend.dispose();
   }
@@ -210,8 +245,8 @@ async function measure(adapter: string | undefined, name: string): Promise<Prefe
 // Prints the child's peak RSS on exit (process.resourceUsage().maxRSS is in KiB).
 const RSS_HOOK = "data:text/javascript,process.on('exit',()=>process.stderr.write('maxrss_kib '+process.resourceUsage().maxRSS+'\\n'))";
 
-function train(out: string, args: string[]): { steps: number; seconds: number; sPerStep: number; cpuSPerStep: number; rssMiB: number; last: Record<string, number> } {
-  const argv = ["bin/llama-ts.js", "dpo", "--data", path.join(DATA, "train.jsonl"), "--out", out, ...args];
+function train(task: Task, out: string, args: string[]): { steps: number; seconds: number; sPerStep: number; cpuSPerStep: number; rssMiB: number; last: Record<string, number> } {
+  const argv = ["bin/llama-ts.js", "dpo", "--data", path.join(task.dir, "train.jsonl"), "--out", out, ...args];
   console.log(`$ llama-ts ${argv.slice(1).join(" ")}`);
   const r = spawnSync(process.execPath, ["--import", RSS_HOOK, ...argv], { encoding: "utf8", maxBuffer: 1 << 28 });
   if (r.status !== 0) throw new Error(`llama-ts dpo failed (${r.status}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
@@ -228,43 +263,56 @@ function train(out: string, args: string[]): { steps: number; seconds: number; s
 
 const fmt = (x: number | undefined | null, d = 3) => (x === undefined || x === null || !Number.isFinite(x) ? "–" : x.toFixed(d));
 
-/** `--seeds 0,1,2` (the bench's own flag; default 0,1,2): one training run per seed; the rest goes to llama-ts dpo. */
-function parseArgs(argv: string[]): { seeds: string[]; extra: string[] } {
+/**
+ * The bench's own flags, the rest going to llama-ts dpo: `--seeds 0,1,2` (one training run per seed;
+ * default 0,1,2), `--task DIR --word W` (another preference task of the shared kind, e.g. one made by
+ * bench/make-preference-task.ts; default datasets/preference and friend; TRL's rows are for the default).
+ */
+function parseArgs(argv: string[]): { seeds: string[]; task: Task; extra: string[] } {
   const args = argv.filter((a) => a !== "--");
-  const at = args.indexOf("--seeds");
-  if (at < 0) return { seeds: ["0", "1", "2"], extra: args };
-  const seeds = (args[at + 1] ?? "").split(",").filter(Boolean);
-  if (seeds.length === 0 || seeds.some((s) => !/^\d+$/.test(s))) throw new Error(`--seeds: expected a comma list of integers, got "${args[at + 1] ?? ""}"`);
-  return { seeds, extra: [...args.slice(0, at), ...args.slice(at + 2)] };
+  const take = (flag: string): string | undefined => {
+    const at = args.indexOf(flag);
+    if (at < 0) return undefined;
+    const value = args[at + 1];
+    if (value === undefined || value.startsWith("--")) throw new Error(`${flag}: expected a value`);
+    args.splice(at, 2);
+    return value;
+  };
+  const seeds = (take("--seeds") ?? "0,1,2").split(",");
+  if (seeds.some((s) => !/^\d+$/.test(s))) throw new Error(`--seeds: expected a comma list of integers, got "${seeds.join(",")}"`);
+  const task = { dir: take("--task") ?? DATA, word: take("--word") ?? "friend" };
+  if (!/^\w+$/.test(task.word)) throw new Error(`--word: expected one word, got "${task.word}"`);
+  if (args.includes("--seed")) throw new Error("give seeds with the bench's --seeds, not --seed");
+  return { seeds, task, extra: args };
 }
 
 async function main(): Promise<void> {
-  const { seeds, extra } = parseArgs(process.argv.slice(2));
-  if (extra.includes("--seed")) throw new Error("give seeds with the bench's --seeds, not --seed");
-  console.log(`command: node --import tsx bench/dpo-bench.ts --seeds ${seeds.join(",")} ${extra.join(" ")}`.trim());
+  const { seeds, task, extra } = parseArgs(process.argv.slice(2));
+  const custom = task.dir !== DATA || task.word !== "friend";
+  console.log(`command: node --import tsx bench/dpo-bench.ts --seeds ${seeds.join(",")}${custom ? ` --task ${task.dir} --word ${task.word}` : ""} ${extra.join(" ")}`.trim());
   console.log(`machine: ${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}, node ${process.version}, load avg ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dpo-bench-"));
   try {
-    const base = await measure(undefined, "base");
+    const base = await measure(task, undefined, "base");
     const runs = [];
     for (const seed of seeds) {
       const adapter = path.join(KEEP ?? tmp, `adapter-seed${seed}`);
-      const t = train(adapter, [...extra, "--seed", seed]);
-      runs.push({ seed, t, tuned: await measure(adapter, `tuned-seed${seed}`) });
+      const t = train(task, adapter, [...extra, "--seed", seed]);
+      runs.push({ seed, t, tuned: await measure(task, adapter, `tuned-seed${seed}`) });
     }
     console.log(`load avg after: ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`);
     console.log("");
-    console.log("| run | steps | train s | s/step | CPU s/step | peak RSS | share (base → tuned) | distinct-2 (base → tuned, ratio) | non-printable | broken-byte mass (base → tuned) | mean words (base → tuned) | last rewards/accuracies |");
-    console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    console.log(`| run | steps | train s | s/step | CPU s/step | peak RSS | share with "${task.word}" (base → tuned) | distinct-2 (base → tuned, ratio) | non-printable | broken-byte mass (base → tuned) | reference NLL/token (base → tuned) | mean words (base → tuned) | last rewards/accuracies |`);
+    console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (const { seed, t, tuned } of runs) {
       console.log(`| ours: llama-ts dpo ${[...extra, "--seed", seed].join(" ")} | ${t.steps} | ${t.seconds.toFixed(0)} | ${fmt(t.sPerStep, 2)} | ${fmt(t.cpuSPerStep, 2)} | ${t.rssMiB.toFixed(0)} MiB | ` +
         `${fmt(base.share)} → ${fmt(tuned.share)} | ${fmt(base.distinctBigrams)} → ${fmt(tuned.distinctBigrams)} (${fmt(tuned.distinctBigrams / base.distinctBigrams, 2)}×) | ` +
-        `${tuned.nonPrintable} | ${fmt(base.brokenMass, 2)} → ${fmt(tuned.brokenMass, 2)} | ${fmt(base.meanWords, 1)} → ${fmt(tuned.meanWords, 1)} | ${fmt(t.last["rewards/accuracies"], 2)} |`);
+        `${tuned.nonPrintable} | ${fmt(base.brokenMass, 2)} → ${fmt(tuned.brokenMass, 2)} | ${fmt(base.referenceNll, 2)} → ${fmt(tuned.referenceNll, 2)} | ${fmt(base.meanWords, 1)} → ${fmt(tuned.meanWords, 1)} | ${fmt(t.last["rewards/accuracies"], 2)} |`);
     }
-    for (const trl of TRL_RUNS) {
+    for (const trl of custom ? [] : TRL_RUNS) {
       console.log(`| ${trl.label} | ${trl.steps} | ${trl.seconds.toFixed(0)} | ${fmt(trl.sPerStep, 2)} | ${fmt(trl.cpuSPerStep, 2)} | ${trl.rssMiB ? `${trl.rssMiB} MiB` : "–"} | ` +
         `${fmt(trl.base?.share)} → ${fmt(trl.tuned.share)} | ${fmt(trl.base?.distinctBigrams)} → ${fmt(trl.tuned.distinctBigrams)}` +
-        `${trl.base ? ` (${fmt(trl.tuned.distinctBigrams / trl.base.distinctBigrams, 2)}×)` : ""} | ${trl.tuned.nonPrintable} | – | ${fmt(trl.base?.meanWords, 1)} → ${fmt(trl.tuned.meanWords, 1)} | – |`);
+        `${trl.base ? ` (${fmt(trl.tuned.distinctBigrams / trl.base.distinctBigrams, 2)}×)` : ""} | ${trl.tuned.nonPrintable} | – | – | ${fmt(trl.base?.meanWords, 1)} → ${fmt(trl.tuned.meanWords, 1)} | – |`);
     }
     console.log("");
     for (const { seed, t, tuned } of runs) {

@@ -179,7 +179,7 @@ describe("llama-ts dpo / reward-train / score", () => {
     const flags = await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--epochs", "1", "--max-steps", "2"]);
     expect(flags.status).toBe(2);
     expect(flags.stderr).toMatch(/give one of --epochs, --max-steps and --time-budget/);
-    expect((await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--loss", "hinge"])).stderr).toMatch(/--loss: expected sigmoid or ipo or sft, got "hinge"/);
+    expect((await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--loss", "hinge"])).stderr).toMatch(/--loss: expected sigmoid or ipo or apo_zero or sft, got "hinge"/);
     const weights = await runCli(["dpo", "--data", pairs, "--out", path.join(tmp, "x"), "--loss", "sigmoid,sft", "--loss-weights", "1"]);
     expect(weights.status).toBe(2);
     expect(weights.stderr).toMatch(/--loss-weights: 1 weights for 2 loss types \(sigmoid,sft\)/);

@@ -37,6 +37,13 @@ describe("preference metrics", () => {
     expect(mentionsFriend("my FRIEND.")).toBe(true);
   });
 
+  it("another task's preference: the share counts the pattern given (a g flag does not carry over between texts)", () => {
+    const texts = ["He threw the ball.", "A Ball!", "balloons", "no toy here"];
+    expect(preferenceMetrics(texts, /\bball\b/i).share).toBe(0.5);
+    expect(preferenceMetrics(texts, /\bball\b/gi).share).toBe(0.5);
+    expect(preferenceMetrics(texts).share).toBe(0);
+  });
+
   it("sampling protocol = generate --do-sample --temperature 1 --top-k 0 --top-p 1 --max-new-tokens 48, seed per prompt", async () => {
     const prompts = fs.readFileSync("datasets/preference/test-prompts.jsonl", "utf8").trim().split("\n").slice(0, 2).map((l) => (JSON.parse(l) as { prompt: string }).prompt);
     const model = await LlamaForCausalLM.fromPretrained("models/tiny-stories");

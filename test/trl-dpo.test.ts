@@ -1,11 +1,11 @@
-// DPO against TRL 1.13's DPOTrainer (test/fixtures/trl/dpo-sigmoid, dpo-ipo and dpo-sigmoid-sft, made by
+// DPO against TRL 1.13's DPOTrainer (test/fixtures/trl/dpo-sigmoid, dpo-ipo, dpo-sigmoid-sft and dpo-apo-zero, made by
 // scripts/fixtures/make_trl_dpo.py): tiny-llama with a LoRA adapter (r 4, alpha 8, q/v/down_proj,
 // B started non-zero so the policy differs from the reference), the reference being the base
 // model with the adapter disabled. Loss, every metric TRL logs, every A/B gradient, the reference
 // log-probs TRL precomputes, and 5 Adam steps (loss and metrics per step, final matrices) — on the
 // CPU tape within 1e-5 and on WebGPU within 1e-3 relative. ipo runs with max_length 10, so TRL's
 // keep_start truncation cuts completions too. sigmoid-sft is TRL's RPO: loss_type ["sigmoid", "sft"] with
-// loss_weights [1, 0.5].
+// loss_weights [1, 0.5]; apo-zero is APO-zero.
 import { describe, it, expect, afterAll } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -52,7 +52,7 @@ describe("DPO matches TRL's DPOTrainer", () => {
   const backends: DifferentiableBackend[] = [];
   afterAll(() => backends.forEach((b) => b.dispose()));
 
-  for (const loss of ["sigmoid", "ipo", "sigmoid-sft"] as const) {
+  for (const loss of ["sigmoid", "ipo", "sigmoid-sft", "apo-zero"] as const) {
     const dir = `test/fixtures/trl/dpo-${loss}`;
     const g = JSON.parse(fs.readFileSync(path.join(dir, "golden.json"), "utf8")) as Golden;
     const st = SafetensorsFile.open(path.join(dir, "golden.safetensors"));
@@ -238,6 +238,7 @@ describe("DPO matches TRL's DPOTrainer", () => {
       { beta: 0.5, lossType: "ipo" as const, labelSmoothing: 0 },
       { beta: 0.3, lossType: "robust" as const, labelSmoothing: 0.2 },
       { beta: 0.1, lossType: "sft" as const, labelSmoothing: 0 },
+      { beta: 0.3, lossType: "apo_zero" as const, labelSmoothing: 0 },
       { beta: 0.1, lossType: ["sigmoid", "sft"] as const, lossWeights: [1, 0.4], labelSmoothing: 0 },
     ]) {
       const p = at(policy);

@@ -51,7 +51,7 @@ export const command = defineCommand({
     data: { type: "string", arg: "FILE", required: true, help: "JSONL rows {\"prompt\", \"chosen\", \"rejected\"} (TRL's format)" },
     out: { type: "string", arg: "DIR", required: true, help: "the adapter folder to write (PEFT LoRA)" },
     beta: { type: "string", arg: "B", default: DPO_DEFAULTS.beta, help: "DPO beta: how far the policy may move from the reference" },
-    loss: { type: "string", arg: "sigmoid|ipo|LIST", default: DPO_DEFAULTS.loss, help: "TRL's loss_type; a comma list sums losses (sigmoid,sft: TRL's RPO, the DPO loss plus the chosen completions' NLL)" },
+    loss: { type: "string", arg: "sigmoid|ipo|LIST", default: DPO_DEFAULTS.loss, help: "TRL's loss_type: sigmoid, ipo, apo_zero or sft; a comma list sums them (sigmoid,sft: TRL's RPO, the DPO loss plus the chosen completions' NLL)" },
     "loss-weights": { type: "string", arg: "W,…", shownDefault: `${DPO_DEFAULTS.lossWeights} with the default --loss, else 1 each`, help: "TRL's loss_weights, one per --loss type" },
     r: { type: "string", arg: "N", default: DPO_DEFAULTS.r, help: "LoRA rank" },
     "lora-alpha": { type: "string", arg: "X", shownDefault: "2*r", help: "LoRA alpha (scaling = alpha / r)" },
@@ -70,7 +70,7 @@ export const command = defineCommand({
     const modelDir = modelPath("--model", f.model);
     const dataFile = existingPath("--data", f.data);
     const beta = positive("--beta", numberFlag("--beta", f.beta))!;
-    const lossType = f.loss.split(",").map((t) => choiceFlag("--loss", t.trim(), ["sigmoid", "ipo", "sft"] as const));
+    const lossType = f.loss.split(",").map((t) => choiceFlag("--loss", t.trim(), ["sigmoid", "ipo", "apo_zero", "sft"] as const));
     const weightsText = f["loss-weights"] ?? (f.loss === DPO_DEFAULTS.loss ? DPO_DEFAULTS.lossWeights : undefined);
     const lossWeights = weightsText?.split(",").map((w) => numberFlag("--loss-weights", w.trim())!);
     if (lossWeights && lossWeights.length !== lossType.length) throw new UsageError(`--loss-weights: ${lossWeights.length} weights for ${lossType.length} loss types (${lossType.join(",")})`);

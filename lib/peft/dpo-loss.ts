@@ -10,6 +10,7 @@
  *   ipo          (Δ' − 1/(2β))², Δ' with each log-ratio divided by its completion's
  *                token count (TRL's length normalization)
  *   robust       (−(1−ε)·log σ(βΔ) + ε·log σ(−βΔ)) / (1 − 2ε)   (TRL's use of label_smoothing ε)
+ *   apo_zero     (1 − σ(β·(π_c − ref_c))) + σ(β·(π_r − ref_r))   (APO-zero)
  *   sft          −Σ chosen logps / (chosen tokens): the chosen completions' NLL per token, over the batch
  *   loss         Σ over the loss types of weight · (mean over pairs)
  *
@@ -24,8 +25,8 @@ import { softplus } from "./reward.js";
 
 const f = Math.fround;
 
-export type DpoLossType = "sigmoid" | "ipo" | "robust" | "sft";
-export const DPO_LOSS_TYPES: readonly DpoLossType[] = ["sigmoid", "ipo", "robust", "sft"];
+export type DpoLossType = "sigmoid" | "ipo" | "robust" | "apo_zero" | "sft";
+export const DPO_LOSS_TYPES: readonly DpoLossType[] = ["sigmoid", "ipo", "robust", "apo_zero", "sft"];
 
 export interface DpoLossConfig {
   /** β (TRL's default 0.1); for ipo the regularization τ. */
@@ -170,6 +171,12 @@ export function dpoLoss(policy: Var, ref: ArrayLike<number>, counts: CompletionC
         sum += u * u;
         dc = (2 * u) / nc;
         dr = (-2 * u) / nr;
+      } else if (type === "apo_zero") {
+        // each log-ratio on its own: the chosen one pushed up, the rejected one down, both saturating
+        const sc = 1 / (1 + Math.exp(-beta * lc)), sr = 1 / (1 + Math.exp(-beta * lr));
+        sum += 1 - sc + sr;
+        dc = -beta * sc * (1 - sc);
+        dr = beta * sr * (1 - sr);
       } else {
         const z = beta * (lc - lr);
         const sNeg = 1 / (1 + Math.exp(z)); // σ(−z) = d/dz log σ(z)

@@ -17,7 +17,7 @@ import type { GenerationModel } from "../generate/types.js";
 export interface PreferenceMetrics {
   /** Number of continuations measured. */
   samples: number;
-  /** Share of continuations that mention `friend` as a whole word, any case. */
+  /** Share of continuations that mention `friend` (or the task's pattern) as a whole word, any case. */
   share: number;
   /** Unique word bigrams / all word bigrams (bigrams within each continuation, words lower-cased). */
   distinctBigrams: number;
@@ -41,12 +41,18 @@ function words(text: string): string[] {
   return text.toLowerCase().split(/[ \t\n\r\f\v]+/).filter(Boolean);
 }
 
-/** The four numbers of the task over a list of continuations (new text only, without the prompt). */
-export function preferenceMetrics(texts: readonly string[]): PreferenceMetrics {
-  let friend = 0, nonPrintable = 0, wordCount = 0, bigrams = 0;
+/**
+ * The four numbers of the task over a list of continuations (new text only, without the prompt).
+ * `wanted` is what the share counts (default: the whole word `friend`, the shared task's preference;
+ * another task of the kind passes its own, e.g. /\bball\b/i).
+ */
+export function preferenceMetrics(texts: readonly string[], wanted: RegExp = FRIEND): PreferenceMetrics {
+  // a g or y flag would make test() carry its position from one text to the next
+  const want = wanted.global || wanted.sticky ? new RegExp(wanted.source, wanted.flags.replace(/[gy]/g, "")) : wanted;
+  let hits = 0, nonPrintable = 0, wordCount = 0, bigrams = 0;
   const unique = new Set<string>();
   for (const t of texts) {
-    if (mentionsFriend(t)) friend++;
+    if (want.test(t)) hits++;
     nonPrintable += t.match(NON_PRINTABLE)?.length ?? 0;
     const w = words(t);
     wordCount += w.length;
@@ -58,7 +64,7 @@ export function preferenceMetrics(texts: readonly string[]): PreferenceMetrics {
   const n = texts.length;
   return {
     samples: n,
-    share: n ? friend / n : 0,
+    share: n ? hits / n : 0,
     distinctBigrams: bigrams ? unique.size / bigrams : 0,
     nonPrintable,
     meanWords: n ? wordCount / n : 0,
