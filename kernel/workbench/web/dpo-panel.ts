@@ -22,7 +22,7 @@ interface DpoRun {
 
 /**
  * The defaults are the CLI's recipe (lib/peft/dpo-recipe.ts: the sigmoid loss
- * plus half the chosen completions' NLL, beta 0.25, AdamW 4e-3 decaying
+ * plus half the chosen completions' NLL, beta 0.5, AdamW 4e-3 decaying
  * linearly, batch 8, LoRA r 8 on every linear layer), for one pass over the
  * repo's 240 preference pairs.
  */
