@@ -9,6 +9,7 @@ import type { CellCompiler } from "./compiler/cell-compiler.js";
 import { isDisplayHandle } from "./display/api.js";
 import { richRepr } from "./display/mime.js";
 import { Interrupted, type Executor, type ExecutionToken } from "./runtime/executor.js";
+import type { InterruptRequests } from "./runtime/interrupt-requests.js";
 import { compileError, type ErrorContent, type Tracebacks } from "./runtime/traceback.js";
 import type { History } from "./history.js";
 import type { JupyterMessage } from "./protocol/wire.js";
@@ -16,6 +17,7 @@ import type { JupyterMessage } from "./protocol/wire.js";
 export interface ExecuteDeps {
   compiler: CellCompiler;
   executor: Executor;
+  interrupts: InterruptRequests;
   tracebacks: Tracebacks;
   history: History;
   /** Publishes on IOPub with this request as parent (after flushing pending stream text). */
@@ -51,6 +53,7 @@ export class ExecuteHandler {
       identities: msg.identities,
       allowStdin: c.allow_stdin !== false,
       interrupted: false,
+      requestsAtStart: this.deps.interrupts.count(),
     };
     let resultText: string | null = null;
     let error: ErrorContent | undefined;
@@ -103,8 +106,9 @@ export class ExecuteHandler {
             if (!silent) publish("execute_result", { execution_count: count, data: rich.data, metadata: rich.metadata }, msg.header);
           }
         } catch (err) {
-          // Names the cell declared before it threw exist at runtime: keep their types too.
-          this.deps.compiler.commit(compiled.cell);
+          // Names the cell declared before it threw exist at runtime: keep their types too (none
+          // exist if it never started).
+          if (!(err instanceof Interrupted && err.beforeStart)) this.deps.compiler.commit(compiled.cell);
           error = err instanceof Interrupted ? interruptedError(label) : this.deps.tracebacks.format(err);
         }
       }
@@ -124,7 +128,7 @@ export class ExecuteHandler {
         continue;
       }
       try {
-        const r = await this.deps.executor.run(compiled.cell, name, code, { ...token, interrupted: false });
+        const r = await this.deps.executor.run(compiled.cell, name, code, { ...token, interrupted: false, requestsAtStart: this.deps.interrupts.count() });
         out[name] = { status: "ok", ...richRepr(r.value) };
       } catch (err) {
         out[name] = { status: "error", ...this.deps.tracebacks.format(err) };

@@ -21,6 +21,7 @@ import { History } from "./history.js";
 import { Channels } from "./protocol/channels.js";
 import { PROTOCOL_VERSION, type ConnectionInfo, type JupyterMessage, type MessageHeader } from "./protocol/wire.js";
 import { executionContext, Executor, Interrupted } from "./runtime/executor.js";
+import { InterruptRequests } from "./runtime/interrupt-requests.js";
 import { createCellModules } from "./runtime/modules.js";
 import { OutputCapture } from "./runtime/output-capture.js";
 import { Tracebacks } from "./runtime/traceback.js";
@@ -63,9 +64,10 @@ export class Kernel {
   private shuttingDown = false;
   private warmedUp = false;
   private warmUpTimer?: NodeJS.Timeout;
+  private readonly interrupts = new InterruptRequests();
 
   constructor(private readonly opts: KernelOptions) {
-    this.channels = new Channels(opts.connection);
+    this.channels = new Channels(opts.connection, this.interrupts);
   }
 
   async start(): Promise<void> {
@@ -87,11 +89,12 @@ export class Kernel {
     const tracebacks = new Tracebacks([here + path.sep]);
     this.compiler = new CellCompiler({ cwd, root, globalsDts: globalsDeclarations(here) });
     const modules = await createCellModules(cwd, root);
-    this.executor = new Executor(modules, tracebacks, cwd);
+    this.executor = new Executor(modules, tracebacks, cwd, this.interrupts);
     this.history = new History(this.opts.historyDir);
     this.execute = new ExecuteHandler({
       compiler: this.compiler,
       executor: this.executor,
+      interrupts: this.interrupts,
       tracebacks,
       history: this.history,
       publish: (type, content, parent) => this.publishTo(type, content, parent),
@@ -281,7 +284,7 @@ export class Kernel {
 
   /** Runs comm handlers (cell code) with output going to the comm message's request. */
   private inContext(msg: JupyterMessage, fn: () => Promise<void>): Promise<void> {
-    return executionContext.run({ parent: msg.header, identities: msg.identities, allowStdin: false, interrupted: false }, fn);
+    return executionContext.run({ parent: msg.header, identities: msg.identities, allowStdin: false, interrupted: false, requestsAtStart: this.interrupts.count() }, fn);
   }
 
   private kernelInfo(): object {

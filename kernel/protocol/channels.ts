@@ -7,6 +7,7 @@
 import { Worker } from "node:worker_threads";
 import * as zmq from "zeromq";
 import { endpoint, WireCodec, type ConnectionInfo, type JupyterMessage, type MessageHeader } from "./wire.js";
+import type { InterruptRequests } from "../runtime/interrupt-requests.js";
 import type { ControlWorkerData, FromControl, SerializedMessage, ToControl } from "./control-worker.js";
 
 export type RequestHandler = (msg: JupyterMessage, channel: "shell" | "control") => void;
@@ -34,7 +35,10 @@ export class Channels {
   /** Called when the control worker has turned an interrupt_request into SIGINT. */
   onInterrupt: (parent: Partial<MessageHeader>) => void = () => {};
 
-  constructor(private readonly info: ConnectionInfo) {
+  constructor(
+    private readonly info: ConnectionInfo,
+    private readonly interrupts: InterruptRequests,
+  ) {
     this.codec = new WireCodec(info.key, info.signature_scheme);
   }
 
@@ -47,6 +51,7 @@ export class Channels {
       session: this.codec.session,
       controlEndpoint: endpoint(this.info, this.info.control_port),
       heartbeatEndpoint: endpoint(this.info, this.info.hb_port),
+      interruptRequests: this.interrupts.buffer,
     };
     const worker = new Worker(new URL("./control-worker.js", import.meta.url), { workerData: data });
     this.worker = worker;

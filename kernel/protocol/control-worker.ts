@@ -3,8 +3,8 @@
  *
  * A cell that spins in a synchronous loop blocks the main thread's event loop,
  * so the main thread cannot even read an interrupt_request. This worker can:
- * it answers heartbeats while cells run, turns interrupt_request into SIGINT
- * for this process (vm's breakOnSigint stops synchronous code; the main
+ * it answers heartbeats while cells run, counts each interrupt_request (in
+ * memory shared with the main thread) and turns it into SIGINT for this process (vm's breakOnSigint stops synchronous code; the main
  * thread's SIGINT handler stops a pending await), and forwards every other
  * control request to the main thread. If the main thread does not answer a
  * shutdown_request within a grace period (it is stuck), the worker replies
@@ -12,6 +12,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import * as zmq from "zeromq";
+import { InterruptRequests } from "../runtime/interrupt-requests.js";
 import { WireCodec, type ConnectionInfo, type JupyterMessage } from "./wire.js";
 
 export interface ControlWorkerData {
@@ -19,6 +20,8 @@ export interface ControlWorkerData {
   session: string;
   controlEndpoint: string;
   heartbeatEndpoint: string;
+  /** InterruptRequests.buffer of the main thread. */
+  interruptRequests: SharedArrayBuffer;
 }
 
 /** worker → main */
@@ -46,6 +49,7 @@ async function main(): Promise<void> {
   await control.bind(data.controlEndpoint);
   await hb.bind(data.heartbeatEndpoint);
   const port = parentPort!;
+  const interrupts = new InterruptRequests(data.interruptRequests);
   let closing = false;
 
   const send = (msgType: string, content: object, parent: SerializedMessage) =>
@@ -77,6 +81,7 @@ async function main(): Promise<void> {
     }
     const ser: SerializedMessage = { identities: msg.identities, header: msg.header, content: msg.content };
     if (msg.header.msg_type === "interrupt_request") {
+      interrupts.add(); // first: a cell that starts after the signal was lost still sees the request
       process.kill(process.pid, "SIGINT");
       await send("interrupt_reply", { status: "ok" }, ser);
       port.postMessage({ kind: "interrupted", msg: ser } satisfies FromControl);

@@ -12,13 +12,15 @@
  *
  * Interrupts: synchronous code stops through vm's breakOnSigint (the control
  * channel turns an interrupt_request into SIGINT for this process); a pending
- * `await` stops through a promise race.
+ * `await` stops through a promise race; a cell interrupted before its run
+ * began (while compiling) never starts (see InterruptRequests).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import * as path from "node:path";
 import * as vm from "node:vm";
 import type { CompiledCell } from "../compiler/cell-compiler.js";
 import type { MessageHeader } from "../protocol/wire.js";
+import type { InterruptRequests } from "./interrupt-requests.js";
 import type { CellModules } from "./modules.js";
 import type { Tracebacks } from "./traceback.js";
 
@@ -29,13 +31,16 @@ export interface ExecutionToken {
   identities: Buffer[];
   allowStdin: boolean;
   interrupted: boolean;
+  /** InterruptRequests.count() when this execution began: a request counted since is meant for it. */
+  requestsAtStart: number;
 }
 
 export const executionContext = new AsyncLocalStorage<ExecutionToken>();
 
 export class Interrupted extends Error {
   override readonly name = "KeyboardInterrupt";
-  constructor() {
+  /** @param beforeStart the cell's code never ran (it was interrupted while compiling or loading imports) */
+  constructor(readonly beforeStart = false) {
     super("the cell was interrupted");
   }
 }
@@ -57,29 +62,40 @@ export class Executor {
     private readonly modules: CellModules,
     private readonly tracebacks: Tracebacks,
     private readonly cwd: string,
+    private readonly interrupts: InterruptRequests,
   ) {
     this.scope = createScope();
   }
 
   async run(cell: CompiledCell, label: string, source: string, token: ExecutionToken): Promise<CellOutcome> {
-    if (token.interrupted) throw new Interrupted(); // interrupted while it was compiling
+    if (token.interrupted) throw new Interrupted(true); // interrupted while it was compiling
     const filename = `llama-ts-cell-${++this.counter}.js`;
     this.tracebacks.register(filename, label, source, cell.js, cell.maps, 1);
     let rejectInterrupt!: (e: Error) => void;
     const interrupted = new Promise<never>((_, reject) => (rejectInterrupt = reject));
     interrupted.catch(() => {});
-    this.running = { token, reject: rejectInterrupt };
+    const running = { token, reject: rejectInterrupt, started: false };
+    this.running = running;
     try {
       return await executionContext.run(token, async () => {
         await Promise.race([this.modules.preload(cell.imports), interrupted]);
-        // One turn of the event loop before running: a SIGINT that arrived while the cell was
-        // compiling is still queued in libuv; once breakOnSigint takes over it would be lost.
-        await new Promise((r) => setImmediate(r));
+        // A SIGINT from outside (signal mode) that arrived while the cell was compiling still waits in
+        // libuv's signal pipe, and once breakOnSigint takes over it is lost. The pipe is read in the
+        // poll phase; from a poll callback (a shell message) one setImmediate runs before the next
+        // poll, the second after it.
+        for (let turn = 0; turn < 2; turn++) await new Promise((r) => setImmediate(r));
         if (token.interrupted) throw new Interrupted();
         const ctx = {
           last: undefined as unknown,
           import: (spec: string) => this.modules.import(spec),
           checkpoint: checkpoint,
+          // The cell's first statement, run under breakOnSigint: an interrupt_request counted before
+          // this point may have had its SIGINT dropped as the run began (the control worker counts
+          // first, then signals), so the count decides.
+          start: () => {
+            if (this.interrupts.count() !== token.requestsAtStart) throw new Interrupted();
+            running.started = true;
+          },
         };
         (globalThis as Record<string, unknown>)[ARGS] = [
           this.scope,
@@ -88,7 +104,7 @@ export class Executor {
           path.join(this.cwd, label),
           this.cwd,
         ];
-        const code = `(async function (exports, require, __llts, __filename, __dirname) {\n${cell.js}\n}).apply(undefined, globalThis.${ARGS});`;
+        const code = `(async function (exports, require, __llts, __filename, __dirname) { __llts.start();\n${cell.js}\n}).apply(undefined, globalThis.${ARGS});`;
         let promise: Promise<unknown>;
         try {
           promise = vm.runInThisContext(code, { filename, breakOnSigint: true }) as Promise<unknown>;
@@ -103,7 +119,7 @@ export class Executor {
     } catch (err) {
       if (err instanceof Interrupted || isSigintError(err)) {
         token.interrupted = true;
-        throw new Interrupted();
+        throw new Interrupted(!running.started);
       }
       throw err;
     } finally {

@@ -14,6 +14,13 @@ from jupyter_client.manager import start_new_kernel
 
 TIMEOUT = 30
 
+# Type-checking this takes about 3 s (recursive tuple types near TypeScript's depth limit).
+SLOW_TO_CHECK = (
+    "type Tuple<N extends number, A extends unknown[] = []> = A['length'] extends N ? A : Tuple<N, [...A, 0]>;\n"
+    "type Slow = [" + ", ".join(f"Tuple<{900 + i}>" for i in range(8)) + "];\n"
+    "const slowToCheck: Slow[] = [];\n"
+)
+
 
 class KernelCase(unittest.TestCase):
     @classmethod
@@ -88,6 +95,17 @@ class InterruptTests(KernelCase):
 
     def test_pending_await(self):
         self.interrupt_after("await new Promise((r) => setTimeout(r, 600_000));", 1.0, "message")
+
+    def test_interrupt_while_compiling(self):
+        # The cell takes seconds to type-check and the interrupt lands meanwhile, so the signal reaches the
+        # kernel before the run that breakOnSigint guards begins: the cell must still stop, in either mode.
+        for how in ("message", "signal"):
+            with self.subTest(how=how):
+                self.interrupt_after(SLOW_TO_CHECK + "while (true) {}", 0.5, how)
+        # It never ran, so its names are not declared for later cells either.
+        reply, _ = self.execute("slowToCheck")
+        self.assertEqual((reply["status"], reply["ename"]), ("error", "CompileError"))
+        self.assertIn("Cannot find name 'slowToCheck'", reply["evalue"])
 
     def test_loop_of_awaits_stops(self):
         code = "let ticks = 0;\nwhile (true) {\n  await new Promise((r) => setTimeout(r, 5));\n  ticks++;\n}"
