@@ -78,6 +78,11 @@
  * (CPU 0.78–0.83), TRL 0.54, 0.58, 0.71 (a test ran beside it), 0.50 (CPU 0.81–0.92): level within the
  * machine's noise, ours at half the memory.
  *
+ * The same with the defaults (beta 0.5; TRL with `--beta 0.5`), nothing else running (2026-12-07
+ * 13:02–13:13, load ≈ 2 from the runs themselves), seeds 2, 0, 2, 0 alternating ours / TRL:
+ * ours 0.49, 0.50, 0.50, 0.54 s/step (CPU 0.82–0.90; our two rounds gave identical metrics), TRL 0.473,
+ * 0.586, 0.511, 0.580 (CPU 0.77–0.94). Means 0.51 against 0.54: ours is at or under TRL's time per step.
+ *
  * A second task of the kind, to see whether the defaults are fitted to "friend":
  *
  *   node --import tsx bench/make-preference-task.ts ball /tmp/task-ball     # "ball" in 17% of the openers' samples
