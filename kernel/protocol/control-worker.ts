@@ -4,8 +4,9 @@
  * A cell that spins in a synchronous loop blocks the main thread's event loop,
  * so the main thread cannot even read an interrupt_request. This worker can:
  * it answers heartbeats while cells run, counts each interrupt_request (in
- * memory shared with the main thread) and turns it into SIGINT for this process (vm's breakOnSigint stops synchronous code; the main
- * thread's SIGINT handler stops a pending await), and forwards every other
+ * memory shared with the main thread) and turns it into SIGINT for this
+ * process (vm's breakOnSigint stops synchronous code; the main thread's
+ * SIGINT handler stops a pending await), and forwards every other
  * control request to the main thread. If the main thread does not answer a
  * shutdown_request within a grace period (it is stuck), the worker replies
  * itself and ends the process.
