@@ -1,9 +1,10 @@
 /**
  * Kernel protocol behaviour beyond the standard suite, driven by jupyter_client
  * (test/kernel/test_protocol.py): interrupts of a busy loop (message and signal),
- * of an await, of a loop of awaits and of a cell still type-checking; restart with persisted history; comm round
- * trips; stdin; 100 error cells in a row; stop_on_error; ESM-only imports and
- * `llama-ts` resolving to this checkout; tracebacks on cell lines; rich outputs.
+ * of an await, of a loop of awaits and of a cell still type-checking; restart
+ * with persisted history; comm round trips; stdin; 100 error cells in a row;
+ * stop_on_error; ESM-only imports and `llama-ts` resolving to this checkout;
+ * tracebacks on cell lines; rich outputs.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelEnv, pyUnittest, type KernelEnv } from "./kernel/harness.js";

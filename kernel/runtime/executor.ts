@@ -84,16 +84,16 @@ export class Executor {
         // poll phase; from a poll callback (a shell message) one setImmediate runs before the next
         // poll, the second after it.
         for (let turn = 0; turn < 2; turn++) await new Promise((r) => setImmediate(r));
-        if (token.interrupted) throw new Interrupted();
         const ctx = {
           last: undefined as unknown,
           import: (spec: string) => this.modules.import(spec),
           checkpoint: checkpoint,
-          // The cell's first statement, run under breakOnSigint: an interrupt_request counted before
-          // this point may have had its SIGINT dropped as the run began (the control worker counts
-          // first, then signals), so the count decides.
+          // The cell's first statement, run under breakOnSigint, and the one gate before its code: a
+          // SIGINT handled so far marked the token; an interrupt_request counted before this point may
+          // have had its SIGINT dropped as the run began (the control worker counts first, then
+          // signals), so the count decides too.
           start: () => {
-            if (this.interrupts.count() !== token.requestsAtStart) throw new Interrupted();
+            if (token.interrupted || this.interrupts.count() !== token.requestsAtStart) throw new Interrupted();
             running.started = true;
           },
         };
