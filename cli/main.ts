@@ -5,6 +5,7 @@
  */
 import { LlamaError } from "../lib/errors.js";
 import "../gpu/register.js"; // `--device webgpu`: registers the factory; Dawn loads only when a command asks for it
+import { releaseWebGpu } from "../gpu/teardown.js";
 import { UsageError } from "./cli-error.js";
 import { formatHelp, type Command } from "./args.js";
 
@@ -84,5 +85,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`llama-ts ${name}: ${msg}${e?.code ? "" : " (run with --debug for the stack trace)"}\n`);
     }
     return err instanceof UsageError ? 2 : 1;
+  } finally {
+    // Dawn's objects are finalized before the program ends, never during node's exit (gpu/teardown.ts).
+    await releaseWebGpu();
   }
 }

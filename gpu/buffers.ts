@@ -17,6 +17,7 @@ import { LlamaError } from "../lib/errors.js";
 import { numel } from "../lib/tensor/tensor.js";
 import type { DType } from "../lib/tensor/dtype.js";
 import type { QuantType } from "../lib/tensor/quantized.js";
+import type { DawnObjects } from "./teardown.js";
 
 /** Element formats of GPU buffers: tensors are f32 activations or f32/f16/bf16 weights; u32 is for ids and masks. */
 export type GpuDType = DType | "u32";
@@ -144,13 +145,18 @@ export class BufferPool {
   /** Every GPUBuffer this pool created and has not destroyed (teardown detaches them all). */
   private readonly live = new Set<PooledBuffer>();
 
-  constructor(private device: GPUDevice, private readonly maxBufferSize: number) {}
+  /** `objects` counts each GPUBuffer made until it is finalized (GpuContext.objects). */
+  constructor(
+    private device: GPUDevice,
+    private readonly maxBufferSize: number,
+    private readonly objects: DawnObjects,
+  ) {}
 
   /** A new exact-size buffer (weights, KV cache), optionally mapped for filling. */
   createExact(bytes: number, kind: AllocKind, mapped = false, label?: string): PooledBuffer {
     const size = Math.max(4, align4(bytes));
     this.checkSize(size, label);
-    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE(), mappedAtCreation: mapped, label });
+    const buffer = this.objects.track(this.device.createBuffer({ size, usage: STORAGE_USAGE(), mappedAtCreation: mapped, label }));
     this.count(kind, size);
     return this.track({ id: newBufferId(), buffer, size, kind, lastEpoch: -1 });
   }
@@ -181,7 +187,7 @@ export class BufferPool {
 
   private newScratch(size: number): PooledBuffer {
     this.checkSize(size);
-    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE() });
+    const buffer = this.objects.track(this.device.createBuffer({ size, usage: STORAGE_USAGE() }));
     this.count("scratch", size);
     return this.take(this.track({ id: newBufferId(), buffer, size, kind: "scratch", lastEpoch: -1 }));
   }

@@ -3,25 +3,17 @@
  *
  * Dawn's `create()` object owns the native instance; while it (or a device)
  * is alive, pending callbacks can keep node running. `GpuContext.destroy()`
- * destroys the device and drops every reference so tests and the CLI exit by
- * themselves.
+ * destroys the device, drops every reference and then waits until Dawn's
+ * wrappers are finalized, so a program exits by itself and nothing of Dawn's
+ * is left to node's own exit (gpu/teardown.ts says why that matters).
  *
- * Exit must not be left to chance: the Vulkan instance under Dawn owns driver
- * threads (Mesa lavapipe: two `llvmpipe-N` rasterizer threads and a
- * `disk$0` shader-cache thread), which only stop when Dawn's native instance
- * is finalized, i.e. when every JS wrapper of an instance, adapter, device or
- * buffer has been garbage-collected. Left to process exit, that finalization
- * runs inside node's environment teardown, interleaved with the driver's
- * static destructors and its still-running threads — the rare SIGSEGV/SIGABRT
- * *after* a program printed its output (seen under load). So teardown is
- * explicit and ordered: every buffer destroyed and detached (BufferPool.destroyAll),
- * the device destroyed, every reference dropped, and once Dawn has delivered
- * the device-lost event (its last hold on them) one forced GC, which finalizes
- * Dawn's objects and joins those threads while the process is still whole.
+ * The Vulkan device under Dawn owns driver threads (Mesa lavapipe: two
+ * `llvmpipe-N` rasterizer threads and a `disk$0` shader-cache thread); they
+ * stop when the last wrapper holding the device is finalized, which
+ * `closed` waits for.
  */
-import * as v8 from "node:v8";
-import * as vm from "node:vm";
 import { LlamaError } from "../lib/errors.js";
+import { DawnObjects, nextTurn, trackTeardown } from "./teardown.js";
 
 /** How f16 weights are read by the shaders. */
 export type F16Mode = "native" | "packed";
@@ -98,6 +90,8 @@ export class GpuContext {
   lostError: LlamaError | undefined;
   /** First uncaptured validation/out-of-memory error (reported on the next read). */
   uncapturedError: string | undefined;
+  /** The Dawn objects made for this device (instance, adapter, device, buffers, pipelines, bind groups). */
+  readonly objects = new DawnObjects();
   private destroyed = false;
 
   private constructor(
@@ -110,6 +104,9 @@ export class GpuContext {
     readonly useSubgroups: boolean,
   ) {
     const device = deviceRef!;
+    this.objects.track(instance!);
+    this.objects.track(adapterRef!);
+    this.objects.track(device);
     device.lost.then((info) => {
       if (this.destroyed) return;
       this.lostError = new LlamaError(`WebGPU device lost (${info.reason}): ${info.message}`);
@@ -192,16 +189,15 @@ export class GpuContext {
 
   /**
    * Destroys the device, drops the device, adapter and instance, and collects
-   * them once Dawn lets go (see the top of this file): Dawn's driver threads
-   * have stopped when `closed` settles, before node can exit. Call after the
-   * buffers are destroyed (GpuRuntime.destroy). Idempotent.
+   * them once Dawn lets go (see gpu/teardown.ts): when `closed` settles,
+   * Dawn's objects are finalized and its driver threads have stopped. Call
+   * after the buffers are destroyed and dropped (GpuRuntime.destroy). Idempotent.
    */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    // Held until Dawn has delivered the device-lost event of destroy() (its pending event keeps
-    // node's loop alive meanwhile): finalizing the instance while that event is pending kills the
-    // process (seen: std::system_error "Owner died", SIGSEGV). One turn later all may be collected.
+    // Held until Dawn has delivered the device-lost event of destroy(): the binding's event pump
+    // uses the instance until then (gpu/teardown.ts). One turn later all may be collected.
     let held: unknown[] | undefined = [this.instance, this.adapterRef, this.deviceRef];
     const device = this.deviceRef!;
     const lost = device.lost;
@@ -211,35 +207,20 @@ export class GpuContext {
     device.onuncapturederror = null;
     device.destroy();
     this.closed = lost
-      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => nextTurn())
       .then(() => {
         held = undefined;
-        collectGarbage();
+        return this.objects.collect();
       });
+    trackTeardown(this.closed);
     void held;
   }
 
-  /** Settles when destroy() has finished: Dawn's objects collected and its driver threads stopped. */
-  closed: Promise<void> | undefined;
-}
-
-/**
- * A full garbage collection now (V8's gc(), exposed at run time when node was
- * not started with --expose-gc); a no-op where V8 refuses. A forced GC runs
- * the native finalizers of unreachable Dawn objects before it returns.
- */
-let forcedGc: (() => void) | null | undefined;
-function collectGarbage(): void {
-  if (forcedGc === undefined) {
-    const existing = (globalThis as { gc?: () => void }).gc;
-    try {
-      if (!existing) v8.setFlagsFromString("--expose-gc");
-      forcedGc = existing ?? (vm.runInNewContext("gc") as () => void);
-    } catch {
-      forcedGc = null;
-    }
-  }
-  forcedGc?.();
+  /**
+   * Settles when destroy() has finished, with the number of Dawn objects
+   * still alive: 0, unless code outside the backend kept one.
+   */
+  closed: Promise<number> | undefined;
 }
 
 function envF16Mode(): F16Mode | undefined {

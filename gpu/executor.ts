@@ -68,8 +68,8 @@ export class Executor {
 
   constructor(readonly ctx: GpuContext) {
     const device = ctx.device;
-    this.pool = new BufferPool(device, device.limits.maxBufferSize);
-    this.uniform = device.createBuffer({ size: SLOT_BYTES * SLOTS, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: "params" });
+    this.pool = new BufferPool(device, device.limits.maxBufferSize, ctx.objects);
+    this.uniform = ctx.objects.track(device.createBuffer({ size: SLOT_BYTES * SLOTS, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: "params" }));
   }
 
   get device(): GPUDevice {
@@ -80,9 +80,10 @@ export class Executor {
   private pipeline(kernel: Kernel): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
     let p = this.pipelines.get(kernel.key);
     if (!p) {
-      const module = this.device.createShaderModule({ code: kernel.wgsl, label: kernel.key });
-      const pipeline = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: kernel.key });
-      p = { pipeline, layout: pipeline.getBindGroupLayout(0) };
+      const objects = this.ctx.objects;
+      const module = objects.track(this.device.createShaderModule({ code: kernel.wgsl, label: kernel.key }));
+      const pipeline = objects.track(this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: kernel.key }));
+      p = { pipeline, layout: objects.track(pipeline.getBindGroupLayout(0)) };
       this.pipelines.set(kernel.key, p);
     }
     return p;
@@ -132,7 +133,7 @@ export class Executor {
       if (params.length > 0) {
         entries.push({ binding: bindings.length, resource: { buffer: this.uniform, offset: this.slot * SLOT_BYTES, size: SLOT_BYTES } });
       }
-      group = this.device.createBindGroup({ layout, entries });
+      group = this.ctx.objects.track(this.device.createBindGroup({ layout, entries }));
       if (this.bindGroups.size >= MAX_CACHED_BIND_GROUPS) this.bindGroups.clear(); // stale entries of destroyed buffers go too
       this.bindGroups.set(key, group);
     }
@@ -215,7 +216,7 @@ export class Executor {
     const i = this.stagingFree.findIndex((b) => b.size >= size && b.size <= size * 4);
     if (i >= 0) return this.stagingFree.splice(i, 1)[0]!;
     if (this.stagingFree.length > 8) this.stagingFree.shift()!.destroy();
-    return this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: "readback" });
+    return this.ctx.objects.track(this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: "readback" }));
   }
 
   /** Destroys every buffer and drops every Dawn object this executor and its pool hold (see GpuContext.destroy). */

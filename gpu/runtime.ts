@@ -17,13 +17,13 @@ import { type AllocKind, GPU_BYTES, GpuTensor, type PooledBuffer } from "./buffe
 import { GpuContext, type GpuOptions } from "./device.js";
 import { Executor } from "./executor.js";
 import { type WeightFormat, weightFormat } from "./kernels/weights.js";
+import { forgetOpen, trackOpen } from "./teardown.js";
 
 export class GpuRuntime {
   readonly exec: Executor;
   private readonly finalizer: FinalizationRegistry<PooledBuffer>;
   /** A 16-byte buffer bound where a kernel's optional input is absent (e.g. no padding mask). */
   readonly dummy: PooledBuffer;
-  private readonly liveRef = new WeakRef(this);
 
   private constructor(readonly ctx: GpuContext) {
     this.exec = new Executor(ctx);
@@ -35,14 +35,7 @@ export class GpuRuntime {
 
   static async create(options: GpuOptions = {}): Promise<GpuRuntime> {
     const rt = new GpuRuntime(await GpuContext.acquire(options));
-    live.add(rt.liveRef);
-    if (!exitHookSet) {
-      exitHookSet = true;
-      // A script that never called dispose() still tears Dawn down in order (device.ts) before node exits.
-      process.once("beforeExit", () => {
-        for (const r of [...live]) r.deref()?.destroy();
-      });
-    }
+    trackOpen(rt);
     return rt;
   }
 
@@ -160,16 +153,12 @@ export class GpuRuntime {
 
   /** Buffers first, then the device (GpuContext.destroy collects Dawn's objects and its driver threads stop). */
   destroy(): void {
-    live.delete(this.liveRef);
+    forgetOpen(this);
     if (this.ctx.isDestroyed) return;
     this.exec.destroy();
     this.ctx.destroy();
   }
 }
-
-/** Runtimes not yet destroyed, for the beforeExit teardown (weakly: a dropped backend may still be collected). */
-const live = new Set<WeakRef<GpuRuntime>>();
-let exitHookSet = false;
 
 /** Checks that a device tensor belongs to the WebGPU backend. */
 export function gpu(t: unknown, what: string): GpuTensor {

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 // `require`, not an ESM import: node scans a CommonJS module imported from ESM for its export
 // names, and on typescript.js (9 MB) that scan costs ~0.7 s of kernel start-up.
 import ts = require("typescript");
+import { releaseWebGpu } from "../gpu/teardown.js";
 import { CellCompiler } from "./compiler/cell-compiler.js";
 import { isComplete } from "./compiler/is-complete.js";
 import { CommManager } from "./comm.js";
@@ -341,6 +342,9 @@ export class Kernel {
     await this.channels.reply(msg, channel, "shutdown_reply", { status: "ok", restart });
     await this.channels.publish("status", { execution_state: "idle" }, msg.header);
     await this.channels.close();
+    // A notebook's WebGPU backends are finalized before the process exits, not during its exit
+    // (gpu/teardown.ts); bounded, so that a wedged driver cannot hold the shutdown.
+    await Promise.race([releaseWebGpu(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
     process.exit(0);
   }
 }

@@ -13,7 +13,7 @@ import { relErr } from "./gpu-reference.js";
 import { runCli } from "./cli-run.js";
 
 function cli(...args: string[]) {
-  const r = runCli(args, { cwd: ROOT, gpu: true });
+  const r = runCli(args, { cwd: ROOT });
   expect(r.signal, `llama-ts ${args[0]} did not exit by itself`).toBeNull();
   return r;
 }

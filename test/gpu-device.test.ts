@@ -85,7 +85,7 @@ describe("WebGPU device", () => {
     next.pastKeyValues!.release();
   });
 
-  it.each(["dispose", "no-dispose", "gc-after-dispose"])("node exits by itself (%s), with Dawn's driver threads stopped before exit", (mode) => {
+  it.each(["dispose", "no-dispose", "gc-after-dispose"])("node exits by itself (%s), with Dawn's objects finalized and its driver threads stopped before exit", (mode) => {
     const res = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "test", "gpu-exit-check.ts"), mode], {
       cwd: ROOT, encoding: "utf8", timeout: 60_000,
     });
@@ -95,6 +95,18 @@ describe("WebGPU device", () => {
     expect(lines[0]).toBe("2,4,6,8");
     // lavapipe runs llvmpipe-N and disk$N threads while a device exists; none may outlive the teardown.
     if (process.platform === "linux") expect(lines[1]).toMatch(/^threads with the device: \S/);
-    expect(lines[2]).toBe("threads at exit: none");
+    // instance, adapter, device, the pool's buffers, the parameter block, the readback buffer, and the
+    // scale kernel's module, pipeline, layout and bind group: all finalized before node's exit
+    expect(Number(/^Dawn objects with the device: (\d+)$/.exec(lines[2]!)?.[1])).toBeGreaterThanOrEqual(10);
+    expect(lines[3]).toBe("threads at exit: none");
+    expect(lines[4]).toBe("Dawn objects at exit: 0");
+  });
+
+  it("the count of Dawn objects at exit sees one that a script kept", () => {
+    const res = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "test", "gpu-exit-check.ts"), "keep-device"], {
+      cwd: ROOT, encoding: "utf8", timeout: 60_000,
+    });
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stdout.trim().split("\n")[4]).toBe("Dawn objects at exit: 1");
   });
 });

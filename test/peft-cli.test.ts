@@ -11,7 +11,7 @@ import { runCli } from "./cli-run.js";
 const FIX = "test/fixtures/peft/tiny-llama-prompt-tuning";
 
 function cli(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = runCli(args, { timeoutMs: 300_000, gpu: args.includes("webgpu") });
+  const r = runCli(args, { timeoutMs: 300_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
