@@ -87,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     return err instanceof UsageError ? 2 : 1;
   } finally {
     // Dawn's objects are finalized before the program ends, never during node's exit (gpu/teardown.ts).
-    await releaseWebGpu();
+    const { teardowns, objectsLeftAlive } = await releaseWebGpu();
+    if (debug && teardowns > 0) process.stderr.write(`llama-ts: WebGPU released (${teardowns} device(s)), ${objectsLeftAlive} Dawn objects left alive\n`);
   }
 }

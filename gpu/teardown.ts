@@ -71,7 +71,10 @@ interface Destroyable {
 /** Backends not yet destroyed (weakly: a dropped backend may still be collected). */
 const open = new Set<WeakRef<Destroyable>>();
 /** Teardowns started and not yet finished. */
-const pending = new Set<Promise<unknown>>();
+const pending = new Set<Promise<number>>();
+/** Teardowns finished, and the Dawn objects they left alive (kept by code outside the backend). */
+let finished = 0;
+let leftAlive = 0;
 let exitHookSet = false;
 
 /** Registers a backend, for releaseWebGpu() and for scripts that end without disposing it. */
@@ -91,20 +94,29 @@ export function forgetOpen(backend: Destroyable): void {
   for (const r of open) if (r.deref() === backend || r.deref() === undefined) open.delete(r);
 }
 
-/** Registers a started teardown (GpuContext.destroy), for releaseWebGpu(). */
-export function trackTeardown(done: Promise<unknown>): void {
+/** Registers a started teardown (GpuContext.destroy, resolving with the objects it left alive), for releaseWebGpu(). */
+export function trackTeardown(done: Promise<number>): void {
   pending.add(done);
-  void done.finally(() => pending.delete(done));
+  const forget = () => void pending.delete(done);
+  done.then((alive) => {
+    finished++;
+    leftAlive += alive;
+    forget();
+  }, forget);
 }
 
 /**
  * Destroys every WebGPU backend of this process and settles once Dawn's
  * objects are all finalized: what a program awaits before it ends (the CLI
  * and the kernel do), so that its exit never depends on node's teardown order.
+ * Says how many devices were torn down in this process, and how many Dawn
+ * objects those teardowns could not finalize because something still held
+ * them (0 for the backend's own use).
  */
-export async function releaseWebGpu(): Promise<void> {
+export async function releaseWebGpu(): Promise<{ teardowns: number; objectsLeftAlive: number }> {
   for (const r of [...open]) r.deref()?.destroy();
   while (pending.size > 0) await Promise.allSettled([...pending]);
+  return { teardowns: finished, objectsLeftAlive: leftAlive };
 }
 
 export function nextTurn(): Promise<void> {

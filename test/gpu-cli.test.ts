@@ -57,6 +57,13 @@ describe("llama-ts CLI on WebGPU", () => {
     }
   });
 
+  it("a WebGPU command finalizes every Dawn object it made before it ends (--debug says so)", () => {
+    const r = cli("generate", "--model", path.join(ROOT, "models", "tiny-stories"), "--prompt", "Once", "--max-new-tokens", "2", "--device", "webgpu", "--debug");
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain("llama-ts: WebGPU released (1 device(s)), 0 Dawn objects left alive");
+    expect(cli("tokenize", "--text", "Once", "--debug").stderr).not.toContain("WebGPU released");
+  });
+
   const hasGenerate = fs.existsSync(path.join(ROOT, "cli", "commands", "generate.ts"));
   it.skipIf(!hasGenerate)("generate --device webgpu continues the default model's prompt exactly as --device cpu", () => {
     const args = ["generate", "--model", path.join(ROOT, "models", "tiny-stories"), "--prompt", "Once upon a time", "--max-new-tokens", "12"];

@@ -37,6 +37,9 @@ process.stdout.write(`Dawn objects with the device: ${objects.count}\n`);
 const mode = process.argv[2] ?? "dispose";
 const kept = mode === "keep-device" ? be.runtime.ctx.device : undefined;
 process.on("exit", () => {
+  // The backend itself stays reachable to the end (as a notebook's variable does): what it made
+  // must be finalized all the same, so destroy() has to drop every Dawn object it holds.
+  void be;
   void kept;
   process.stdout.write(`threads at exit: ${foreignThreads().join(" ") || "none"}\n`);
   process.stdout.write(`Dawn objects at exit: ${objects.count}\n`);
