@@ -4,7 +4,8 @@
  * of an await, of a loop of awaits and of a cell still type-checking; restart
  * with persisted history; comm round trips; stdin; 100 error cells in a row;
  * stop_on_error; ESM-only imports and `llama-ts` resolving to this checkout;
- * tracebacks on cell lines; rich outputs.
+ * tracebacks on cell lines; rich outputs; a shutdown that finalizes a
+ * notebook's WebGPU objects before the process exits.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelEnv, pyUnittest, type KernelEnv } from "./kernel/harness.js";
@@ -16,7 +17,7 @@ describe("kernel protocol (jupyter_client)", () => {
   });
   afterAll(() => k?.cleanup());
 
-  for (const cls of ["InterruptTests", "ErrorTests", "FeatureTests", "RestartTests"]) {
+  for (const cls of ["InterruptTests", "ErrorTests", "FeatureTests", "RestartTests", "ShutdownTests"]) {
     it(cls, async () => {
       const res = await pyUnittest(`test_protocol.${cls}`, k.env, 200_000);
       const out = res.stderr + res.stdout;

@@ -1,10 +1,13 @@
 """Protocol behaviour the standard suite does not cover, driven through
 jupyter_client (the reference client) against the llama-ts kernel:
 interrupts (message and signal; busy loop, await, loop of awaits), restart,
-comms, stdin, error cells in bulk, stop_on_error, ESM imports, tracebacks.
+comms, stdin, error cells in bulk, stop_on_error, ESM imports, tracebacks,
+and a shutdown that finalizes a notebook's WebGPU objects before the exit.
 Run from test/kernel-protocol.test.ts."""
+import json
 import os
 import signal
+import tempfile
 import time
 import unittest
 import uuid
@@ -300,6 +303,43 @@ class RestartTests(KernelCase):
         prev = self.kc.get_shell_msg(timeout=TIMEOUT)["content"]["history"]
         self.assertEqual(prev[0][2], ["const kept = 41; kept + 1", "42"])
         self.assertEqual(self.value("'after restart'"), "'after restart'")
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# A notebook that keeps a model on WebGPU and, at the process's exit event, writes how many of
+# the Dawn objects its backend made are still alive (those would be finalized during node's
+# exit, or never: the kernel leaves by process.exit).
+WEBGPU_CELL = """
+import * as fs from "node:fs";
+import { LlamaForCausalLM } from "llama-ts";
+const onGpu = await LlamaForCausalLM.fromPretrained(%s, { device: "webgpu" });
+const out = await onGpu.forward({ inputIds: [[1, 200, 300]] });
+const dawn = (onGpu.backend as unknown as { runtime: { ctx: { objects: { count: number } } } }).runtime.ctx.objects;
+process.on("exit", () => fs.writeFileSync(%s, `${dawn.count}`));
+if (out.logits.shape[1] !== 3 || dawn.count < 10) throw new Error(`expected logits for 3 positions and Dawn objects, got ${out.logits.shape} and ${dawn.count}`);
+"""
+
+
+class ShutdownTests(unittest.TestCase):
+    def test_shutdown_finalizes_a_notebooks_webgpu_objects(self):
+        km, kc = start_new_kernel(kernel_name="llama-ts", startup_timeout=90)
+        report = os.path.join(tempfile.mkdtemp(), "dawn-objects-at-exit")
+        try:
+            model = os.path.join(ROOT, "models", "tiny-stories")
+            msg_id = kc.execute(WEBGPU_CELL % (json.dumps(model), json.dumps(report)))
+            reply = None
+            deadline = time.time() + 120
+            while reply is None:
+                msg = kc.get_shell_msg(timeout=max(0.1, deadline - time.time()))
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    reply = msg
+            self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)  # a shutdown_request, then waiting for the process to end
+        with open(report) as f:
+            self.assertEqual(f.read(), "0")
 
 
 if __name__ == "__main__":
