@@ -24,6 +24,8 @@ export class GpuRuntime {
   private readonly finalizer: FinalizationRegistry<PooledBuffer>;
   /** A 16-byte buffer bound where a kernel's optional input is absent (e.g. no padding mask). */
   readonly dummy: PooledBuffer;
+  /** This runtime among the open ones (gpu/teardown.ts), until destroy(). */
+  private openRef: WeakRef<GpuRuntime> | undefined;
 
   private constructor(readonly ctx: GpuContext) {
     this.exec = new Executor(ctx);
@@ -35,7 +37,7 @@ export class GpuRuntime {
 
   static async create(options: GpuOptions = {}): Promise<GpuRuntime> {
     const rt = new GpuRuntime(await GpuContext.acquire(options));
-    trackOpen(rt);
+    rt.openRef = trackOpen(rt);
     return rt;
   }
 
@@ -153,7 +155,7 @@ export class GpuRuntime {
 
   /** Buffers first, then the device (GpuContext.destroy collects Dawn's objects and its driver threads stop). */
   destroy(): void {
-    forgetOpen(this);
+    if (this.openRef) forgetOpen(this.openRef);
     if (this.ctx.isDestroyed) return;
     this.exec.destroy();
     this.ctx.destroy();

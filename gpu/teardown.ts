@@ -77,21 +77,28 @@ let finished = 0;
 let leftAlive = 0;
 let exitHookSet = false;
 
-/** Registers a backend, for releaseWebGpu() and for scripts that end without disposing it. */
-export function trackOpen(backend: Destroyable): void {
-  open.add(new WeakRef(backend));
+/**
+ * Registers a backend, for releaseWebGpu() and for scripts that end without
+ * disposing it; the backend hands the returned handle to forgetOpen() when destroyed.
+ */
+export function trackOpen<T extends Destroyable>(backend: T): WeakRef<T> {
+  const ref = new WeakRef(backend);
+  open.add(ref);
   if (!exitHookSet) {
     exitHookSet = true;
     // A script that never called dispose() still tears Dawn down in order before node exits
     // (the teardown's turns keep the loop alive; beforeExit then comes again, with nothing open).
-    process.on("beforeExit", () => {
-      for (const r of [...open]) r.deref()?.destroy();
-    });
+    process.on("beforeExit", destroyOpen);
   }
+  return ref;
 }
 
-export function forgetOpen(backend: Destroyable): void {
-  for (const r of open) if (r.deref() === backend || r.deref() === undefined) open.delete(r);
+export function forgetOpen(ref: WeakRef<Destroyable>): void {
+  open.delete(ref);
+}
+
+function destroyOpen(): void {
+  for (const r of [...open]) r.deref()?.destroy();
 }
 
 /** Registers a started teardown (GpuContext.destroy, resolving with the objects it left alive), for releaseWebGpu(). */
@@ -114,7 +121,7 @@ export function trackTeardown(done: Promise<number>): void {
  * them (0 for the backend's own use).
  */
 export async function releaseWebGpu(): Promise<{ teardowns: number; objectsLeftAlive: number }> {
-  for (const r of [...open]) r.deref()?.destroy();
+  destroyOpen();
   while (pending.size > 0) await Promise.allSettled([...pending]);
   return { teardowns: finished, objectsLeftAlive: leftAlive };
 }

@@ -25,6 +25,15 @@ SLOW_TO_CHECK = (
 )
 
 
+def shell_reply(kc, msg_id, timeout=TIMEOUT):
+    """The shell reply to one request (other replies are skipped)."""
+    deadline = time.time() + timeout
+    while True:
+        msg = kc.get_shell_msg(timeout=max(0.1, deadline - time.time()))
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
 class KernelCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -52,11 +61,7 @@ class KernelCase(unittest.TestCase):
             out.append(msg)
 
     def reply_for(self, msg_id, timeout=TIMEOUT):
-        deadline = time.time() + timeout
-        while True:
-            msg = self.kc.get_shell_msg(timeout=max(0.1, deadline - time.time()))
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return msg
+        return shell_reply(self.kc, msg_id, timeout)
 
     def execute(self, code, timeout=TIMEOUT, **kw):
         msg_id = self.kc.execute(code, **kw)
@@ -328,12 +333,7 @@ class ShutdownTests(unittest.TestCase):
         try:
             model = os.path.join(ROOT, "models", "tiny-stories")
             msg_id = kc.execute(WEBGPU_CELL % (json.dumps(model), json.dumps(report)))
-            reply = None
-            deadline = time.time() + 120
-            while reply is None:
-                msg = kc.get_shell_msg(timeout=max(0.1, deadline - time.time()))
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    reply = msg
+            reply = shell_reply(kc, msg_id, timeout=120)
             self.assertEqual(reply["content"]["status"], "ok", reply["content"])
         finally:
             kc.stop_channels()
